@@ -1,0 +1,327 @@
+"""The `botkit` command line.
+
+Exit codes: 0 success (or an accepted sizing), 1 a sizing verdict of reject, 2 bad input (arguments,
+config, files). A user's mistake is always one line on stderr, never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from botkit import __version__
+from botkit.config import ConfigError, RiskConfig, effective_settings, load_config
+from botkit.margin import (
+    MarketRules,
+    SizingPolicy,
+    SizingReport,
+    Tier,
+    TierError,
+    TradePlan,
+    max_leverage_for_stop,
+    plain,
+    size,
+    tiers_from_ccxt,
+)
+
+EXIT_REJECT = 1
+EXIT_USAGE = 2
+RISK_DEFAULTS = RiskConfig()
+UNBOUNDED_NOTIONAL = Decimal("1e30")  # the cap of the single bracket built from --mmr/--cum
+
+
+class DecimalType(click.ParamType):
+    """A finite decimal number, optionally required to be positive or non-negative."""
+
+    name = "number"
+
+    def __init__(self, minimum: Decimal | None = None, strict: bool = False) -> None:
+        self.minimum, self.strict = minimum, strict
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Decimal:
+        if isinstance(value, Decimal):
+            return value
+        try:
+            number = Decimal(str(value).strip())
+        except InvalidOperation:
+            self.fail(f"{value!r} is not a number", param, ctx)
+        if not number.is_finite():
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        if self.minimum is not None and (number <= self.minimum if self.strict else number < self.minimum):
+            self.fail(f"{value} must be {'>' if self.strict else '>='} {self.minimum}", param, ctx)
+        return number
+
+
+POSITIVE = DecimalType(Decimal(0), strict=True)
+NON_NEGATIVE = DecimalType(Decimal(0))
+SIGNED = DecimalType()
+
+
+class UserError(Exception):
+    """Bad input found after argument parsing; printed as one line, exit code 2."""
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="botkit")
+def cli() -> None:
+    """botkit: trading bots on perpetual futures with client-side risk guardrails."""
+
+
+# ------------------------------------------------------------------------------------ check-config
+
+
+@cli.command("check-config")
+@click.argument("config_file", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print the effective settings as JSON.")
+def check_config(config_file: Path, as_json: bool) -> None:
+    """Validate CONFIG_FILE (plus BOTKIT_* overrides) and print the effective settings, secrets masked."""
+    config = load_config(config_file)
+    settings = effective_settings(config)
+    if as_json:
+        click.echo(json.dumps(settings, indent=2))
+        return
+    table = Table(title=f"{config_file}: valid (mode {config.mode})", show_header=True)
+    table.add_column("setting")
+    table.add_column("value")
+    for key, value in _flatten(settings):
+        table.add_row(key, "-" if value is None else str(value))
+    Console().print(table)
+
+
+def _flatten(data: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    rows: list[tuple[str, Any]] = []
+    for key, value in data.items():
+        if isinstance(value, dict):
+            rows += _flatten(value, f"{prefix}{key}.")
+        else:
+            rows.append((f"{prefix}{key}", value))
+    return rows
+
+
+# -------------------------------------------------------------------------------------------- size
+
+
+def _risk_option(name: str, help_text: str, kind: click.ParamType, field: str) -> Any:
+    return click.option(
+        name, field, type=kind, default=getattr(RISK_DEFAULTS, field), show_default=True, help=help_text
+    )
+
+
+@cli.command("size")
+@click.option("--side", type=click.Choice(["long", "short"]), required=True, help="Position direction.")
+@click.option("--entry", type=POSITIVE, required=True, help="Planned entry price.")
+@click.option("--stop", type=POSITIVE, required=True, help="Stop price.")
+@click.option("--equity", type=POSITIVE, required=True, help="Account equity in the margin asset.")
+@click.option("--available", type=NON_NEGATIVE, help="Available balance for margin and fees [default: equity].")
+@click.option("--leverage", type=click.IntRange(1, 125), required=True, help="Leverage to open with.")
+@_risk_option("--risk", "Fraction of equity a stop-out may cost.", POSITIVE, "risk_per_trade")
+@_risk_option("--max-leverage", "Policy leverage cap.", click.IntRange(1, 125), "max_leverage")
+@_risk_option("--liq-buffer", "Planning liquidation beyond the stop, fraction of entry.", NON_NEGATIVE, "liq_buffer")
+@_risk_option("--taker-fee", "Taker fee rate (exit at the stop).", NON_NEGATIVE, "taker_fee")
+@_risk_option("--maker-fee", "Maker fee rate (entry with --maker-entry).", NON_NEGATIVE, "maker_fee")
+@click.option("--maker-entry", is_flag=True, help="The entry rests as a maker order (pays the maker fee).")
+@_risk_option("--slippage", "Adverse fill beyond the stop, fraction of the stop.", NON_NEGATIVE, "slippage")
+@_risk_option("--funding-rate", "Assumed funding rate per interval (signed).", SIGNED, "funding_rate")
+@_risk_option("--funding-intervals", "Funding settlements to plan for.", click.IntRange(0, 1000), "funding_intervals")
+@click.option("--max-notional", type=POSITIVE, help="Policy cap on the position's notional.")
+@click.option("--tiers", "tiers_file", type=click.Path(path_type=Path), help="Leverage tiers, ccxt JSON shape.")
+@click.option("--mmr", type=POSITIVE, help="Single maintenance margin rate (instead of --tiers).")
+@click.option("--cum", type=NON_NEGATIVE, default=Decimal(0), show_default=True, help="Maintenance amount with --mmr.")
+@click.option("--step", type=POSITIVE, default=Decimal("0.001"), show_default=True, help="Quantity step.")
+@click.option("--tick", type=POSITIVE, default=Decimal("0.1"), show_default=True, help="Price tick.")
+@click.option("--min-qty", type=NON_NEGATIVE, default=Decimal("0.001"), show_default=True, help="Exchange min qty.")
+@click.option("--max-qty", type=POSITIVE, help="Exchange max quantity.")
+@click.option(
+    "--min-notional", type=NON_NEGATIVE, default=Decimal(100), show_default=True, help="Exchange min notional."
+)
+@click.option("--qty", type=POSITIVE, help="Check this quantity instead of computing the largest safe one.")
+@click.option("--config", "config_file", type=click.Path(path_type=Path), help="Take unset policy flags from [risk].")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (numbers as exact decimal strings).")
+@click.pass_context
+def size_command(ctx: click.Context, **opts: Any) -> None:
+    """Size an isolated-margin position: the largest safe quantity, or check one with --qty.
+
+    Market defaults are BTCUSDT's filters on Binance USDⓈ-M. Exit code 0 accept, 1 reject, 2 bad input.
+    """
+    if opts["config_file"] is not None:
+        risk = load_config(opts["config_file"]).risk
+        for param in ctx.command.params:
+            field = getattr(param, "name", None)
+            if ctx.get_parameter_source(field) is click.core.ParameterSource.DEFAULT and hasattr(risk, field or ""):
+                opts[field] = getattr(risk, field)  # type: ignore[arg-type]
+    tiers = _tiers_from_options(opts["tiers_file"], opts["mmr"], opts["cum"])
+    if opts["leverage"] > tiers[0].max_leverage:
+        raise UserError(f"--leverage {opts['leverage']} is above the brackets' maximum {tiers[0].max_leverage}")
+    side, entry, stop = opts["side"], opts["entry"], opts["stop"]
+    if side == "long" and stop >= entry:
+        raise UserError(f"--stop {stop} must be below --entry {entry} for a long")
+    if side == "short" and stop <= entry:
+        raise UserError(f"--stop {stop} must be above --entry {entry} for a short")
+    try:
+        plan = TradePlan(
+            side=side,
+            entry=entry,
+            stop=stop,
+            leverage=opts["leverage"],
+            equity=opts["equity"],
+            available=opts["equity"] if opts["available"] is None else opts["available"],
+        )
+        policy = SizingPolicy(
+            risk_per_trade=opts["risk_per_trade"],
+            max_leverage=opts["max_leverage"],
+            liq_buffer=opts["liq_buffer"],
+            taker_fee=opts["taker_fee"],
+            entry_fee=opts["maker_fee"] if opts["maker_entry"] else opts["taker_fee"],
+            slippage=opts["slippage"],
+            funding_rate=opts["funding_rate"],
+            funding_intervals=opts["funding_intervals"],
+            max_notional=opts["max_notional"],
+        )
+        rules = MarketRules(
+            step=opts["step"],
+            tick=opts["tick"],
+            min_qty=opts["min_qty"],
+            max_qty=opts["max_qty"],
+            min_notional=opts["min_notional"],
+        )
+        report = size(plan, rules, policy, tiers, qty=opts["qty"])
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    max_lev = max_leverage_for_stop(plan, report.qty, policy, tiers)
+    checked = opts["qty"] is not None
+    if opts["as_json"]:
+        click.echo(json.dumps(sizing_json(report, max_lev, checked), indent=2))
+    else:
+        _print_sizing(report, max_lev, checked)
+    if not report.accepted:
+        ctx.exit(EXIT_REJECT)
+
+
+def _tiers_from_options(tiers_file: Path | None, mmr: Decimal | None, cum: Decimal) -> tuple[Tier, ...]:
+    if (tiers_file is None) == (mmr is None):
+        raise UserError("give either --tiers FILE or --mmr (with optional --cum), not both or neither")
+    if mmr is not None:
+        if mmr >= 1:
+            raise UserError(f"--mmr {mmr} must be below 1")
+        return (Tier(Decimal(0), UNBOUNDED_NOTIONAL, mmr, cum, 125),)
+    assert tiers_file is not None
+    try:
+        data = json.loads(tiers_file.read_text(encoding="utf-8"), parse_float=Decimal)
+    except OSError as exc:
+        raise UserError(f"--tiers {tiers_file}: cannot read: {exc.strerror}") from None
+    except json.JSONDecodeError as exc:
+        raise UserError(f"--tiers {tiers_file}: not valid JSON: {exc}") from None
+    if isinstance(data, dict):  # fetch_leverage_tiers() shape: {symbol: rows}
+        if len(data) != 1:
+            raise UserError(f"--tiers {tiers_file}: holds {len(data)} symbols; keep exactly one")
+        data = next(iter(data.values()))
+    if not isinstance(data, list):
+        raise UserError(f"--tiers {tiers_file}: expected a list of ccxt leverage-tier rows")
+    try:
+        return tiers_from_ccxt(data)
+    except TierError as exc:
+        raise UserError(f"--tiers {tiers_file}: {exc}") from None
+
+
+def _s(value: Decimal | None) -> str | None:
+    return None if value is None else plain(value)
+
+
+def sizing_json(report: SizingReport, max_lev: int | None, checked: bool) -> dict[str, Any]:
+    loss = report.stop_loss
+    return {
+        "qty": _s(report.qty),
+        "notional": _s(report.notional),
+        "initial_margin": _s(report.initial_margin),
+        "liquidation_price": _s(report.liquidation_price),
+        "planning_liquidation_price": _s(report.planning_liquidation_price),
+        "stop_to_liquidation": _s(_stop_distance(report)),
+        "loss_at_stop": _s(loss.total if loss else None),
+        "loss_breakdown": None
+        if loss is None
+        else {k: _s(getattr(loss, k)) for k in ("price_loss", "entry_fee", "exit_fee", "slippage", "funding")},
+        "risk_budget": _s(report.risk_budget),
+        "max_leverage_for_stop": max_lev,
+        "checked": "given" if checked else "largest_safe",
+        "verdict": "accept" if report.accepted else "reject",
+        "reasons": [str(v.code) for v in report.violations],
+        "details": [str(v) for v in report.violations],
+    }
+
+
+def _stop_distance(report: SizingReport) -> Decimal | None:
+    """How far the planning liquidation price sits beyond the stop (None: cannot be liquidated)."""
+    liq, stop = report.planning_liquidation_price, report.plan.stop
+    if liq is None or stop is None:
+        return None
+    return stop - liq if report.plan.side == "long" else liq - stop
+
+
+def _print_sizing(report: SizingReport, max_lev: int | None, checked: bool) -> None:
+    plan = report.plan
+    if checked:
+        title = f"{plan.side} {report.qty} @ {plan.entry}, stop {plan.stop}, {plan.leverage}x"
+    elif report.accepted:
+        title = f"largest safe {plan.side} @ {plan.entry}, stop {plan.stop}, {plan.leverage}x"
+    else:
+        title = f"no safe {plan.side} size @ {plan.entry}; the smallest legal order is shown"
+    table = Table(title=title, show_header=False)
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    loss = report.stop_loss
+    distance = _stop_distance(report)
+    rows = [
+        ("quantity", report.qty),
+        ("notional", report.notional),
+        ("initial margin", report.initial_margin),
+        ("liquidation price (exchange)", report.liquidation_price or "none (cannot be liquidated)"),
+        ("liquidation price (planning)", report.planning_liquidation_price or "none"),
+        ("stop to planning liquidation", "-" if distance is None else distance),
+        ("loss at stop", "-" if loss is None else f"{_s(loss.total)} (budget {_s(report.risk_budget)})"),
+        ("largest leverage keeping the stop clear", "none" if max_lev is None else f"{max_lev}x"),
+    ]
+    for name, value in rows:
+        table.add_row(name, _s(value) if isinstance(value, Decimal) else str(value))
+    verdict = "[green]ACCEPT[/green]" if report.accepted else "[red]REJECT[/red]"
+    table.add_row("verdict", verdict)
+    for violation in report.violations:
+        table.add_row("", str(violation))
+    Console().print(table)
+
+
+# -------------------------------------------------------------------------------------------- main
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: run the CLI and turn every user-caused error into one line and exit code 2."""
+    err = Console(stderr=True, highlight=False, soft_wrap=True)
+    try:
+        code = cli.main(args=argv, prog_name="botkit", standalone_mode=False)
+    except click.exceptions.NoArgsIsHelpError as exc:
+        click.echo(exc.ctx.get_help() if exc.ctx else "", err=True)
+        return EXIT_USAGE
+    except click.UsageError as exc:
+        err.print(f"botkit: error: {exc.format_message()}", markup=False)
+        return EXIT_USAGE
+    except (UserError, click.BadParameter) as exc:
+        err.print(f"botkit: error: {exc}", markup=False)
+        return EXIT_USAGE
+    except ConfigError as exc:
+        for line in exc.problems:
+            err.print(f"botkit: config error: {line}", markup=False)
+        return EXIT_USAGE
+    except click.Abort:
+        err.print("botkit: aborted", markup=False)
+        return 130
+    return code if isinstance(code, int) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,240 @@
+"""The bot's configuration: a TOML file, overridden by BOTKIT_* environment variables (nested with __).
+
+Every model forbids unknown keys so a typo is an error, not a silently ignored setting. Validation
+errors are turned into one line per problem by `format_errors`; `load_config` raises `ConfigError`
+carrying those lines, never a pydantic traceback.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from decimal import Decimal
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AnyHttpUrl,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+Fraction = Annotated[Decimal, Field(ge=0, lt=1)]
+PositiveDecimal = Annotated[Decimal, Field(gt=0)]
+SYMBOL_PATTERN = re.compile(r"^[A-Z0-9]+/[A-Z0-9]+:[A-Z0-9]+$")
+
+
+class ConfigError(Exception):
+    """A configuration that cannot be used; `problems` holds one readable line per issue."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ExchangeConfig(Section):
+    id: str = Field("binanceusdm", description="ccxt exchange id")
+    api_key: SecretStr | None = None
+    api_secret: SecretStr | None = None
+    api_key_file: Path | None = Field(None, description="file holding the API key (e.g. a container secret)")
+    api_secret_file: Path | None = None
+    emulator_url: AnyHttpUrl | None = Field(None, description="base URL of a botkit emulator to trade on")
+    timeout_ms: int = Field(10_000, ge=100, le=120_000)
+
+    @model_validator(mode="before")
+    @classmethod
+    def read_secret_files(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        for name in ("api_key", "api_secret"):
+            path = data.get(f"{name}_file")
+            if path is None:
+                continue
+            if data.get(name) is not None:
+                raise ValueError(f"set {name} or {name}_file, not both")
+            try:
+                value = Path(path).read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise ValueError(f"cannot read {name}_file {str(path)!r}: {exc.strerror}") from None
+            if not value:
+                raise ValueError(f"{name}_file {str(path)!r} is empty")
+            data[name] = value
+        return data
+
+
+class RiskConfig(Section):
+    """Isolated-margin sizing policy (see botkit.margin)."""
+
+    risk_per_trade: Decimal = Field(Decimal("0.01"), gt=0, le=Decimal("0.1"), description="fraction of equity")
+    max_leverage: int = Field(10, ge=1, le=125)
+    liq_buffer: Decimal = Field(
+        Decimal("0.005"), ge=0, lt=Decimal("0.5"), description="liquidation beyond stop, fraction of entry"
+    )
+    taker_fee: Fraction = Decimal("0.0005")
+    maker_fee: Fraction = Decimal("0.0002")
+    slippage: Fraction = Field(Decimal("0.0005"), description="adverse fill beyond the stop, fraction")
+    funding_rate: Decimal = Field(
+        Decimal("0.0001"), ge=Decimal("-0.05"), le=Decimal("0.05"), description="assumed rate per interval"
+    )
+    funding_intervals: int = Field(3, ge=0, le=1000, description="funding settlements to plan for")
+    max_notional: PositiveDecimal | None = None
+    allow_clamp: bool = Field(False, description="accept with a reduced quantity instead of rejecting")
+
+
+class LimitsConfig(Section):
+    max_order_notional: PositiveDecimal = Decimal("10000")
+    max_position_notional: PositiveDecimal = Decimal("25000")
+    max_total_notional: PositiveDecimal = Decimal("50000")
+    max_open_orders: int = Field(20, ge=1, le=1000)
+    max_positions: int = Field(3, ge=1, le=200)
+    price_band: Decimal = Field(Decimal("0.02"), gt=0, lt=1, description="max limit-price distance from mark")
+    orders_per_10s: int = Field(50, ge=1)
+    orders_per_minute: int = Field(600, ge=1)
+
+    @model_validator(mode="after")
+    def ordered(self) -> LimitsConfig:
+        if self.max_position_notional > self.max_total_notional:
+            raise ValueError("max_position_notional must not exceed max_total_notional")
+        return self
+
+
+class KillSwitchConfig(Section):
+    stale_feed_seconds: Decimal = Field(Decimal("5"), gt=0, le=300)
+    mark_index_divergence_bps: Decimal = Field(Decimal("100"), gt=0, le=10_000)
+    divergence_seconds: Decimal = Field(Decimal("10"), ge=0)
+    max_drawdown: Fraction = Decimal("0.1")
+    daily_loss: Fraction = Decimal("0.05")
+    on_halt: Literal["cancel", "cancel_and_flatten"] = "cancel"
+    auto_resume: bool = False
+    resume_after_seconds: Decimal = Field(Decimal("60"), ge=0)
+
+
+class JournalConfig(Section):
+    path: Path = Path("botkit-journal.sqlite")
+
+
+class LoggingConfig(Section):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["auto", "json", "console"] = Field("auto", description="auto: console on a TTY, else JSON")
+
+
+class BotConfig(BaseSettings):
+    """The whole bot. Sections mirror the pipeline: venue, sizing, limits, kill switch, journal, logs."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="BOTKIT_", env_nested_delimiter="__", extra="forbid", frozen=True, case_sensitive=False
+    )
+
+    mode: Literal["demo", "paper", "testnet", "live"] = "demo"
+    strategy: str = Field("sma_cross", min_length=1)
+    symbols: list[str] = Field(default_factory=lambda: ["BTC/USDT:USDT"], min_length=1)
+    exchange: ExchangeConfig = ExchangeConfig()
+    risk: RiskConfig = RiskConfig()
+    limits: LimitsConfig = LimitsConfig()
+    killswitch: KillSwitchConfig = KillSwitchConfig()
+    journal: JournalConfig = JournalConfig()
+    logging: LoggingConfig = LoggingConfig()
+
+    @field_validator("symbols")
+    @classmethod
+    def unified_symbols(cls, symbols: list[str]) -> list[str]:
+        for symbol in symbols:
+            if not SYMBOL_PATTERN.match(symbol):
+                raise ValueError(f"{symbol!r} is not a unified perpetual symbol like 'BTC/USDT:USDT'")
+        if len(set(symbols)) != len(symbols):
+            raise ValueError("symbols must not repeat")
+        return symbols
+
+    @model_validator(mode="after")
+    def keys_where_needed(self) -> BotConfig:
+        needs_keys = self.mode in ("testnet", "live")
+        if needs_keys and (self.exchange.api_key is None or self.exchange.api_secret is None):
+            raise ValueError(
+                f"mode {self.mode!r} needs exchange.api_key and exchange.api_secret "
+                "(set BOTKIT_EXCHANGE__API_KEY / BOTKIT_EXCHANGE__API_SECRET or the *_file settings)"
+            )
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The file's contents arrive as init kwargs; the environment overrides them.
+        return env_settings, init_settings
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError([f"{path}: no such config file"]) from None
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot read config file: {exc.strerror}"]) from None
+    try:
+        return tomllib.loads(text, parse_float=Decimal)  # Decimal: no binary float noise in money settings
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([f"{path}: not valid TOML: {exc}"]) from None
+
+
+def load_config(path: Path | None = None) -> BotConfig:
+    """Load and validate the config (file, then BOTKIT_* overrides); raises ConfigError, one line a problem."""
+    data = read_toml(path) if path is not None else {}
+    try:
+        return BotConfig(**data)
+    except ValidationError as exc:
+        raise ConfigError(format_errors(exc, str(path) if path is not None else "config")) from None
+
+
+def _allowed(error: dict[str, Any]) -> str:
+    ctx = error.get("ctx") or {}
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        return "unknown setting (check the spelling; see config/demo.toml for every setting)"
+    if kind == "literal_error":
+        return f"allowed: {ctx.get('expected')}"
+    if kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
+        op = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<", "less_than_equal": "<="}[kind]
+        bound = next(iter(v for k, v in ctx.items() if k in ("gt", "ge", "lt", "le")))
+        return f"must be {op} {bound}"
+    msg = error["msg"].removeprefix("Value error, ")
+    return msg[0].lower() + msg[1:]
+
+
+def format_errors(exc: ValidationError, where: str) -> list[str]:
+    """One line per problem: `where: field.path = value: what is allowed`."""
+    lines = []
+    for error in exc.errors(include_url=False):
+        loc = ".".join(str(part) for part in error["loc"])
+        if not loc:  # a rule across fields: its message names them
+            lines.append(f"{where}: {_allowed(error)}")
+            continue
+        value = error.get("input")
+        if isinstance(value, dict) or error["type"] == "missing":
+            shown = ""
+        elif "secret" in loc or "api_key" in loc:
+            shown = " = '**********'"
+        else:
+            shown = f" = {value}" if isinstance(value, Decimal | int | float) else f" = {value!r}"
+        lines.append(f"{where}: {loc}{shown}: {_allowed(error)}")
+    return lines
+
+
+def effective_settings(config: BotConfig) -> dict[str, Any]:
+    """The settings as plain data with secrets masked, for display."""
+    return config.model_dump(mode="json")
