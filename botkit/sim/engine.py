@@ -1,0 +1,716 @@
+"""The simulated venue: accounts, orders, matching, fees, funding and isolated-margin liquidation.
+
+Independent of HTTP, so the emulator's server and the paper venue can share it. It enforces the
+exchange's rules with Binance USDⓈ-M error codes and messages (raised as `Rejection`). Liquidation
+prices come from `botkit.margin`, so the emulator and botkit's own guards agree by construction.
+
+Simplifications, on purpose: one-way mode only; fees are paid from the cross wallet; cross-margin
+positions are never liquidated; a liquidated isolated position loses its whole isolated margin.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from botkit.margin import liquidation_price, maintenance_margin, notional_cap_for_leverage, plain
+from botkit.sim.market import Market, SymbolState
+
+D = Decimal
+ZERO = D(0)
+CLIENT_ID_PATTERN = re.compile(r"^[.A-Z:/a-z0-9_-]{1,36}$")
+RECENT_CLIENT_IDS = 10_000  # client ids remembered after an order closes, for duplicate detection
+DEFAULT_LEVERAGE = 20
+
+
+class Rejection(Exception):
+    """An exchange error: Binance code and message, and the HTTP status it travels with."""
+
+    def __init__(self, code: int, msg: str, status: int = 400) -> None:
+        super().__init__(f"{code} {msg}")
+        self.code, self.msg, self.status = code, msg, status
+
+
+def num(value: Decimal) -> str:
+    return plain(value)
+
+
+@dataclass
+class Order:
+    id: int
+    client_id: str
+    symbol: str
+    side: str  # BUY / SELL
+    type: str  # LIMIT / MARKET / LIQUIDATION
+    time_in_force: str
+    price: Decimal
+    qty: Decimal
+    reduce_only: bool
+    time_ms: int
+    filled: Decimal = ZERO
+    cum_quote: Decimal = ZERO
+    status: str = "NEW"
+    update_ms: int = 0
+
+    @property
+    def sign(self) -> int:
+        return 1 if self.side == "BUY" else -1
+
+    @property
+    def remaining(self) -> Decimal:
+        return self.qty - self.filled
+
+    @property
+    def is_open(self) -> bool:
+        return self.status in ("NEW", "PARTIALLY_FILLED")
+
+    def to_api(self) -> dict[str, Any]:
+        avg = self.cum_quote / self.filled if self.filled else ZERO
+        return {
+            "orderId": self.id,
+            "symbol": self.symbol,
+            "status": self.status,
+            "clientOrderId": self.client_id,
+            "price": num(self.price),
+            "avgPrice": num(avg),
+            "origQty": num(self.qty),
+            "executedQty": num(self.filled),
+            "cumQty": num(self.filled),
+            "cumQuote": num(self.cum_quote),
+            "timeInForce": self.time_in_force,
+            "type": self.type,
+            "reduceOnly": self.reduce_only,
+            "closePosition": False,
+            "side": self.side,
+            "positionSide": "BOTH",
+            "stopPrice": "0",
+            "workingType": "CONTRACT_PRICE",
+            "priceProtect": False,
+            "origType": self.type,
+            "priceMatch": "NONE",
+            "selfTradePreventionMode": "NONE",
+            "goodTillDate": 0,
+            "time": self.time_ms,
+            "updateTime": self.update_ms or self.time_ms,
+        }
+
+
+@dataclass
+class Position:
+    symbol: str
+    qty: Decimal = ZERO  # signed: > 0 long, < 0 short
+    entry: Decimal = ZERO
+    isolated_wallet: Decimal = ZERO
+    update_ms: int = 0
+
+
+@dataclass
+class SymbolConfig:
+    margin_type: str = "CROSSED"  # ISOLATED / CROSSED, Binance's default is cross
+    leverage: int = DEFAULT_LEVERAGE
+
+
+@dataclass
+class Fill:
+    id: int
+    order_id: int
+    client_id: str
+    symbol: str
+    side: str
+    price: Decimal
+    qty: Decimal
+    commission: Decimal
+    realized_pnl: Decimal
+    maker: bool
+    time_ms: int
+
+    def to_api(self) -> dict[str, Any]:
+        return {
+            "symbol": self.symbol,
+            "id": self.id,
+            "orderId": self.order_id,
+            "side": self.side,
+            "price": num(self.price),
+            "qty": num(self.qty),
+            "realizedPnl": num(self.realized_pnl),
+            "quoteQty": num(self.price * self.qty),
+            "commission": num(self.commission),
+            "commissionAsset": "USDT",
+            "time": self.time_ms,
+            "positionSide": "BOTH",
+            "buyer": self.side == "BUY",
+            "maker": self.maker,
+        }
+
+
+@dataclass
+class Income:
+    tran_id: int
+    symbol: str
+    income_type: str  # FUNDING_FEE / REALIZED_PNL / COMMISSION / LIQUIDATION
+    amount: Decimal
+    time_ms: int
+
+    def to_api(self) -> dict[str, Any]:
+        return {
+            "symbol": self.symbol,
+            "incomeType": self.income_type,
+            "income": num(self.amount),
+            "asset": "USDT",
+            "info": "",
+            "time": self.time_ms,
+            "tranId": self.tran_id,
+            "tradeId": "",
+        }
+
+
+@dataclass
+class Account:
+    api_key: str
+    secret: str
+    wallet: Decimal  # cross wallet balance; isolated margins are moved out of it
+    positions: dict[str, Position] = field(default_factory=dict)
+    configs: dict[str, SymbolConfig] = field(default_factory=dict)
+    orders: dict[int, Order] = field(default_factory=dict)
+    client_ids: OrderedDict[str, int] = field(default_factory=OrderedDict)
+    fills: list[Fill] = field(default_factory=list)
+    incomes: list[Income] = field(default_factory=list)
+
+    def config(self, symbol: str) -> SymbolConfig:
+        return self.configs.setdefault(symbol, SymbolConfig())
+
+    def position(self, symbol: str) -> Position:
+        return self.positions.setdefault(symbol, Position(symbol))
+
+    def open_orders(self, symbol: str | None = None) -> list[Order]:
+        return [o for o in self.orders.values() if o.is_open and symbol in (None, o.symbol)]
+
+
+Listener = Callable[[Account, dict[str, Any]], None]
+
+
+class Engine:
+    def __init__(self, market: Market, *, maker_fee: Decimal = D("0.0002"), taker_fee: Decimal = D("0.0005")) -> None:
+        self.market = market
+        self.maker_fee, self.taker_fee = maker_fee, taker_fee
+        self.accounts: dict[str, Account] = {}
+        self.listeners: list[Listener] = []
+        self.liquidations: list[dict[str, Any]] = []
+        self.funding_events: list[dict[str, Any]] = []  # what each position paid or received
+        self.funding_rates: list[dict[str, Any]] = []  # the rate history, as GET /fapi/v1/fundingRate shows it
+        self._ids = {"order": 100_000, "trade": 500_000, "tran": 900_000}
+
+    def _next(self, kind: str) -> int:
+        self._ids[kind] += 1
+        return self._ids[kind]
+
+    @property
+    def now_ms(self) -> int:
+        return self.market.now_ms
+
+    def add_account(self, api_key: str, secret: str, balance: Decimal) -> Account:
+        account = Account(api_key, secret, balance)
+        self.accounts[api_key] = account
+        return account
+
+    def symbol(self, symbol: str | None) -> SymbolState:
+        if not symbol or symbol not in self.market.symbols:
+            raise Rejection(-1121, "Invalid symbol.")
+        return self.market.symbols[symbol]
+
+    # ------------------------------------------------------------------------------ account rules
+
+    def set_leverage(self, account: Account, symbol: str, leverage: int) -> dict[str, Any]:
+        state = self.symbol(symbol)
+        if not 1 <= leverage <= state.tiers[0].max_leverage:
+            raise Rejection(-4028, f"Leverage {leverage} is not valid")
+        cap = notional_cap_for_leverage(leverage, state.tiers)
+        pos = account.position(symbol)
+        if abs(pos.qty) * state.mark >= cap:
+            raise Rejection(-2027, "Exceeded the maximum allowable position at current leverage.")
+        account.config(symbol).leverage = leverage
+        return {"leverage": leverage, "maxNotionalValue": num(cap), "symbol": symbol}
+
+    def set_margin_type(self, account: Account, symbol: str, margin_type: str) -> dict[str, Any]:
+        self.symbol(symbol)
+        wanted = {"ISOLATED": "ISOLATED", "CROSSED": "CROSSED", "CROSS": "CROSSED"}.get(margin_type.upper())
+        if wanted is None:
+            raise Rejection(-1102, "Mandatory parameter 'marginType' was not sent, was empty/null, or malformed.")
+        config = account.config(symbol)
+        if config.margin_type == wanted:
+            raise Rejection(-4046, "No need to change margin type.")
+        if account.position(symbol).qty:
+            raise Rejection(-4048, "Margin type cannot be changed if there exists position.")
+        if account.open_orders(symbol):
+            raise Rejection(-4047, "Margin type cannot be changed if there exists open orders.")
+        config.margin_type = wanted
+        return {"code": 200, "msg": "success"}
+
+    # ------------------------------------------------------------------------------------ figures
+
+    def _order_margin(self, account: Account, order: Order) -> Decimal:
+        if order.reduce_only:
+            return ZERO
+        return order.remaining * order.price / account.config(order.symbol).leverage
+
+    def unrealized(self, account: Account, symbol: str) -> Decimal:
+        pos = account.position(symbol)
+        return pos.qty * (self.market.symbols[symbol].mark - pos.entry) if pos.qty else ZERO
+
+    def available(self, account: Account) -> Decimal:
+        """Cross wallet + cross unrealized PnL − cross position margin − open-order margin."""
+        total = account.wallet
+        for symbol, pos in account.positions.items():
+            if pos.qty and account.config(symbol).margin_type == "CROSSED":
+                mark = self.market.symbols[symbol].mark
+                total += self.unrealized(account, symbol) - abs(pos.qty) * mark / account.config(symbol).leverage
+        total -= sum((self._order_margin(account, o) for o in account.open_orders()), ZERO)
+        return total
+
+    def liquidation_price(self, account: Account, symbol: str) -> Decimal | None:
+        pos = account.position(symbol)
+        if not pos.qty or account.config(symbol).margin_type != "ISOLATED":
+            return None
+        side = "long" if pos.qty > 0 else "short"
+        return liquidation_price(side, abs(pos.qty), pos.entry, pos.isolated_wallet, self.market.symbols[symbol].tiers)
+
+    # ------------------------------------------------------------------------------------- orders
+
+    def place_order(
+        self,
+        account: Account,
+        *,
+        symbol: str | None,
+        side: str,
+        type: str,
+        qty: Decimal,
+        price: Decimal | None = None,
+        time_in_force: str | None = None,
+        reduce_only: bool = False,
+        client_id: str | None = None,
+    ) -> Order:
+        state = self.symbol(symbol)
+        spec = state.spec
+        assert symbol is not None
+        if side not in ("BUY", "SELL"):
+            raise Rejection(-1117, "Invalid side.")
+        if type not in ("LIMIT", "MARKET"):
+            raise Rejection(-1116, "Invalid orderType.")
+        if qty <= ZERO:
+            raise Rejection(-4003, "Quantity less than or equal to zero.")
+        if qty % spec.step:
+            raise Rejection(-1111, "Precision is over the maximum defined for this asset.")
+        if qty < spec.min_qty:
+            raise Rejection(-1013, "Filter failure: LOT_SIZE")
+        if qty > (spec.max_qty if type == "LIMIT" else spec.market_max_qty):
+            raise Rejection(-4005, "Quantity greater than max quantity.")
+        if type == "LIMIT":
+            if price is None or price <= ZERO:
+                raise Rejection(-1102, "Mandatory parameter 'price' was not sent, was empty/null, or malformed.")
+            if price % spec.tick:
+                raise Rejection(-4014, "Price not increased by tick size.")
+            time_in_force = time_in_force or "GTC"
+            if time_in_force not in ("GTC", "IOC", "FOK", "GTX"):
+                raise Rejection(-1115, "Invalid timeInForce.")
+            if side == "BUY" and price > state.mark * spec.percent_up:
+                raise Rejection(-4016, f"Limit price can't be higher than {num(state.mark * spec.percent_up)}.")
+            if side == "SELL" and price < state.mark * spec.percent_down:
+                raise Rejection(-4024, f"Limit price can't be lower than {num(state.mark * spec.percent_down)}.")
+        else:
+            time_in_force = "GTC"
+            price = None
+        if client_id is None:
+            client_id = f"emu-{self._ids['order'] + 1}"
+        if not CLIENT_ID_PATTERN.match(client_id):
+            raise Rejection(-4015, "Client order id is not valid.")
+        if client_id in account.client_ids:
+            raise Rejection(-4116, "ClientOrderId is duplicated.")
+
+        pos = account.position(symbol)
+        sign = 1 if side == "BUY" else -1
+        reducing = min(qty, abs(pos.qty)) if pos.qty * sign < 0 else ZERO
+        if reduce_only and reducing == ZERO:
+            raise Rejection(-2022, "ReduceOnly Order is rejected.")
+        book_price = best_price(state, "ASK" if side == "BUY" else "BID")
+        ref_price = price if price is not None else book_price
+        opening = ZERO if reduce_only else qty - reducing
+        if not reduce_only and qty * ref_price < state.min_notional:
+            minimum = num(state.min_notional)
+            raise Rejection(
+                -4164, f"Order's notional must be no smaller than {minimum} (unless you choose reduce only)."
+            )
+        if opening:
+            leverage = account.config(symbol).leverage
+            resting_same_side = sum((o.remaining for o in account.open_orders(symbol) if o.sign == sign), ZERO)
+            exposure = (abs(pos.qty + sign * reducing) + opening + resting_same_side) * ref_price
+            if exposure >= notional_cap_for_leverage(leverage, state.tiers):
+                raise Rejection(-2027, "Exceeded the maximum allowable position at current leverage.")
+            needed = opening * ref_price / leverage + opening * ref_price * self.taker_fee
+            if needed > self.available(account):
+                raise Rejection(-2019, "Margin is insufficient.")
+        if type == "LIMIT" and time_in_force == "GTX" and _crosses(side, price, state):
+            raise Rejection(
+                -5022,
+                "Due to the order could not be executed as maker, the Post Only order will be rejected. "
+                "The order will not be recorded in the order history",
+            )
+        order = Order(
+            id=self._next("order"),
+            client_id=client_id,
+            symbol=symbol,
+            side=side,
+            type=type,
+            time_in_force=time_in_force,
+            price=price if price is not None else ZERO,
+            qty=qty,
+            reduce_only=reduce_only,
+            time_ms=self.now_ms,
+        )
+        account.orders[order.id] = order
+        account.client_ids[client_id] = order.id
+        while len(account.client_ids) > RECENT_CLIENT_IDS:
+            account.client_ids.popitem(last=False)
+        self._emit_order(account, order, "NEW", None)
+        if type == "LIMIT" and time_in_force == "FOK" and _liquidity(side, price, state) < qty:
+            self._finish(account, order, "EXPIRED")
+            return order
+        self._take(account, order, state)
+        if order.remaining and (type == "MARKET" or time_in_force in ("IOC", "FOK")):
+            self._finish(account, order, "EXPIRED")
+        return order
+
+    def _take(self, account: Account, order: Order, state: SymbolState) -> None:
+        """Fill as taker against the book, walking levels up to the limit price."""
+        levels = state.asks if order.side == "BUY" else state.bids
+        for i, (level_price, level_qty) in enumerate(levels):
+            if order.remaining <= ZERO:
+                break
+            if order.type == "LIMIT" and (order.price - level_price) * order.sign < 0:
+                break
+            qty = min(level_qty, self._fillable(account, order))
+            if qty <= ZERO:
+                break
+            levels[i] = (level_price, level_qty - qty)
+            self._fill(account, order, qty, level_price, maker=False)
+        levels[:] = [level for level in levels if level[1] > ZERO]
+
+    def _fillable(self, account: Account, order: Order) -> Decimal:
+        if not order.reduce_only:
+            return order.remaining
+        pos = account.position(order.symbol)
+        return min(order.remaining, abs(pos.qty)) if pos.qty * order.sign < 0 else ZERO
+
+    def _fill(self, account: Account, order: Order, qty: Decimal, price: Decimal, *, maker: bool) -> None:
+        fee = qty * price * (self.maker_fee if maker else self.taker_fee)
+        realized = self._apply_to_position(account, order.symbol, order.sign, qty, price)
+        account.wallet -= fee
+        order.filled += qty
+        order.cum_quote += qty * price
+        order.status = "FILLED" if order.remaining == ZERO else "PARTIALLY_FILLED"
+        order.update_ms = self.now_ms
+        fill = Fill(
+            self._next("trade"), order.id, order.client_id, order.symbol, order.side, price, qty, fee, realized, maker,
+            self.now_ms,
+        )  # fmt: skip
+        account.fills.append(fill)
+        account.incomes.append(Income(self._next("tran"), order.symbol, "COMMISSION", -fee, self.now_ms))
+        if realized:
+            account.incomes.append(Income(self._next("tran"), order.symbol, "REALIZED_PNL", realized, self.now_ms))
+        self._emit_order(account, order, "TRADE", fill)
+        self._emit_account(account, "ORDER", order.symbol)
+
+    def _apply_to_position(self, account: Account, symbol: str, sign: int, qty: Decimal, price: Decimal) -> Decimal:
+        """Move the position by sign·qty at price; returns the realized PnL."""
+        pos = account.position(symbol)
+        isolated = account.config(symbol).margin_type == "ISOLATED"
+        leverage = account.config(symbol).leverage
+        realized = ZERO
+        if pos.qty * sign < 0:  # reducing
+            closing = min(qty, abs(pos.qty))
+            realized = closing * (price - pos.entry) * (1 if pos.qty > 0 else -1)
+            account.wallet += realized
+            if isolated:
+                released = pos.isolated_wallet * closing / abs(pos.qty)
+                pos.isolated_wallet -= released
+                account.wallet += released
+            pos.qty += sign * closing
+            qty -= closing
+            if pos.qty == ZERO:
+                account.wallet += pos.isolated_wallet
+                pos.entry, pos.isolated_wallet = ZERO, ZERO
+        if qty > ZERO:  # opening or adding (also the rest of a flip)
+            new_qty = pos.qty + sign * qty
+            pos.entry = (abs(pos.qty) * pos.entry + qty * price) / abs(new_qty)
+            pos.qty = new_qty
+            if isolated:
+                margin = qty * price / leverage  # isolated wallet = initial margin of what was opened
+                account.wallet -= margin
+                pos.isolated_wallet += margin
+        pos.update_ms = self.now_ms
+        return realized
+
+    def _finish(self, account: Account, order: Order, status: str) -> None:
+        order.status = status
+        order.update_ms = self.now_ms
+        self._emit_order(account, order, status if status != "CANCELED" else "CANCELED", None)
+
+    def find_order(self, account: Account, symbol: str | None, order_id: int | None, client_id: str | None) -> Order:
+        self.symbol(symbol)
+        if order_id is None and client_id is not None:
+            order_id = account.client_ids.get(client_id)
+        order = account.orders.get(order_id) if order_id is not None else None
+        if order is None or order.symbol != symbol:
+            raise Rejection(-2013, "Order does not exist.")
+        return order
+
+    def cancel_order(self, account: Account, symbol: str | None, order_id: int | None, client_id: str | None) -> Order:
+        try:
+            order = self.find_order(account, symbol, order_id, client_id)
+        except Rejection as exc:
+            if exc.code == -2013:
+                raise Rejection(-2011, "Unknown order sent.") from None
+            raise
+        if not order.is_open:
+            raise Rejection(-2011, "Unknown order sent.")
+        self._finish(account, order, "CANCELED")
+        return order
+
+    def cancel_all(self, account: Account, symbol: str | None) -> None:
+        self.symbol(symbol)
+        for order in account.open_orders(symbol):
+            self._finish(account, order, "CANCELED")
+
+    # ---------------------------------------------------------------------------- market progress
+
+    def step(self) -> None:
+        """Advance the market one step, then fill resting orders, settle funding and liquidate."""
+        funding_due = self.market.step()
+        for account in self.accounts.values():
+            for order in account.open_orders():
+                state = self.market.symbols[order.symbol]
+                if _traded_through(order, state):
+                    qty = self._fillable(account, order)
+                    if qty > ZERO:
+                        self._fill(account, order, qty, order.price, maker=True)
+                    if order.is_open and order.reduce_only and self._fillable(account, order) == ZERO:
+                        self._finish(account, order, "EXPIRED")
+        if funding_due:
+            self.settle_funding()
+        self.check_liquidations()
+
+    def settle_funding(self) -> None:
+        """Funding = position notional at mark × rate; longs pay a positive rate. Isolated: from the margin."""
+        for symbol, state in self.market.symbols.items():
+            self.funding_rates.append(
+                {"symbol": symbol, "fundingTime": self.now_ms, "fundingRate": num(state.funding_rate),
+                 "markPrice": num(state.mark)}
+            )  # fmt: skip
+        for account in self.accounts.values():
+            for symbol, pos in account.positions.items():
+                if not pos.qty:
+                    continue
+                state = self.market.symbols[symbol]
+                amount = -pos.qty * state.mark * state.funding_rate
+                if account.config(symbol).margin_type == "ISOLATED":
+                    pos.isolated_wallet += amount
+                else:
+                    account.wallet += amount
+                account.incomes.append(Income(self._next("tran"), symbol, "FUNDING_FEE", amount, self.now_ms))
+                self.funding_events.append(
+                    {"account": account.api_key[:8], "symbol": symbol, "rate": num(state.funding_rate),
+                     "mark": num(state.mark), "positionAmt": num(pos.qty), "amount": num(amount), "time": self.now_ms}
+                )  # fmt: skip
+                self._emit_account(account, "FUNDING_FEE", symbol)
+
+    def check_liquidations(self) -> None:
+        for account in self.accounts.values():
+            for symbol, pos in account.positions.items():
+                liq = self.liquidation_price(account, symbol)
+                mark = self.market.symbols[symbol].mark
+                if liq is None or (pos.qty > 0 and mark > liq) or (pos.qty < 0 and mark < liq):
+                    continue
+                self._liquidate(account, pos, mark, liq)
+
+    def _liquidate(self, account: Account, pos: Position, mark: Decimal, liq: Decimal) -> None:
+        state = self.market.symbols[pos.symbol]
+        for order in account.open_orders(pos.symbol):
+            self._finish(account, order, "CANCELED")
+        qty = abs(pos.qty)
+        side = "SELL" if pos.qty > 0 else "BUY"
+        fee = qty * mark * state.spec.liquidation_fee
+        order = Order(
+            self._next("order"), f"autoclose-{self.now_ms}", pos.symbol, side, "LIQUIDATION", "IOC", mark, qty, False,
+            self.now_ms, filled=qty, cum_quote=qty * mark, status="FILLED", update_ms=self.now_ms,
+        )  # fmt: skip
+        account.orders[order.id] = order
+        lost = pos.isolated_wallet
+        self.liquidations.append(
+            {"account": account.api_key[:8], "symbol": pos.symbol, "side": "long" if pos.qty > 0 else "short",
+             "qty": num(qty), "entry": num(pos.entry), "liquidation_price": num(liq), "mark": num(mark),
+             "isolated_wallet_lost": num(lost), "liquidation_fee": num(fee), "time": self.now_ms, "orderId": order.id}
+        )  # fmt: skip
+        account.incomes.append(Income(self._next("tran"), pos.symbol, "INSURANCE_CLEAR", -lost, self.now_ms))
+        pos.qty, pos.entry, pos.isolated_wallet, pos.update_ms = ZERO, ZERO, ZERO, self.now_ms
+        self._emit_order(account, order, "CALCULATED", None)
+        self._emit_account(account, "ORDER", pos.symbol)
+
+    # ------------------------------------------------------------------------------ API snapshots
+
+    def position_row(self, account: Account, symbol: str) -> dict[str, Any]:
+        pos = account.position(symbol)
+        state = self.market.symbols[symbol]
+        config = account.config(symbol)
+        notional = pos.qty * state.mark
+        upnl = self.unrealized(account, symbol)
+        isolated = config.margin_type == "ISOLATED" and pos.qty != ZERO
+        liq = self.liquidation_price(account, symbol)
+        order_margin = sum((self._order_margin(account, o) for o in account.open_orders(symbol)), ZERO)
+        return {
+            "symbol": symbol,
+            "positionSide": "BOTH",
+            "positionAmt": num(pos.qty),
+            "entryPrice": num(pos.entry) if pos.qty else "0.0",
+            "breakEvenPrice": num(pos.entry) if pos.qty else "0.0",
+            "markPrice": num(state.mark),
+            "unRealizedProfit": num(upnl),
+            "liquidationPrice": num(liq) if liq is not None else "0",
+            "isolatedMargin": num(pos.isolated_wallet + upnl) if isolated else "0",
+            "notional": num(notional),
+            "marginAsset": "USDT",
+            "isolatedWallet": num(pos.isolated_wallet) if isolated else "0",
+            "initialMargin": num(abs(notional) / config.leverage),
+            "maintMargin": num(maintenance_margin(notional, state.tiers)) if pos.qty else "0",
+            "positionInitialMargin": num(abs(notional) / config.leverage),
+            "openOrderInitialMargin": num(order_margin),
+            "adl": 1,
+            "bidNotional": "0",
+            "askNotional": "0",
+            "updateTime": pos.update_ms or self.now_ms,
+        }
+
+    def account_info(self, account: Account) -> dict[str, Any]:
+        rows = [self.position_row(account, s) for s in self.market.symbols]
+        cross_upnl = sum(
+            (self.unrealized(account, s) for s in self.market.symbols if account.config(s).margin_type == "CROSSED"),
+            ZERO,
+        )
+        isolated = sum((p.isolated_wallet for p in account.positions.values()), ZERO)
+        upnl = sum((self.unrealized(account, s) for s in self.market.symbols), ZERO)
+        wallet = account.wallet + isolated
+        position_im = sum((D(r["positionInitialMargin"]) for r in rows), ZERO)
+        order_im = sum((self._order_margin(account, o) for o in account.open_orders()), ZERO)
+        available = self.available(account)
+        maint = sum((D(r["maintMargin"]) for r in rows), ZERO)
+        asset = {
+            "asset": "USDT",
+            "walletBalance": num(wallet),
+            "unrealizedProfit": num(upnl),
+            "marginBalance": num(wallet + upnl),
+            "maintMargin": num(maint),
+            "initialMargin": num(position_im + order_im),
+            "positionInitialMargin": num(position_im),
+            "openOrderInitialMargin": num(order_im),
+            "crossWalletBalance": num(account.wallet),
+            "crossUnPnl": num(cross_upnl),
+            "availableBalance": num(available),
+            "maxWithdrawAmount": num(max(available, ZERO)),
+            "updateTime": self.now_ms,
+        }
+        return {
+            "totalInitialMargin": asset["initialMargin"],
+            "totalMaintMargin": asset["maintMargin"],
+            "totalWalletBalance": asset["walletBalance"],
+            "totalUnrealizedProfit": asset["unrealizedProfit"],
+            "totalMarginBalance": asset["marginBalance"],
+            "totalPositionInitialMargin": asset["positionInitialMargin"],
+            "totalOpenOrderInitialMargin": asset["openOrderInitialMargin"],
+            "totalCrossWalletBalance": asset["crossWalletBalance"],
+            "totalCrossUnPnl": asset["crossUnPnl"],
+            "availableBalance": asset["availableBalance"],
+            "maxWithdrawAmount": asset["maxWithdrawAmount"],
+            "assets": [asset],
+            "positions": [
+                {k: r[k] for k in ("symbol", "positionSide", "positionAmt", "unRealizedProfit", "isolatedMargin",
+                                   "notional", "isolatedWallet", "initialMargin", "maintMargin", "updateTime")}
+                for r in rows if D(r["positionAmt"])
+            ],
+        }  # fmt: skip
+
+    # ------------------------------------------------------------------------------------ events
+
+    def _emit(self, account: Account, event: dict[str, Any]) -> None:
+        for listener in self.listeners:
+            listener(account, event)
+
+    def _emit_order(self, account: Account, order: Order, execution: str, fill: Fill | None) -> None:
+        self._emit(
+            account,
+            {
+                "e": "ORDER_TRADE_UPDATE",
+                "E": self.now_ms,
+                "T": self.now_ms,
+                "o": {
+                    "s": order.symbol, "c": order.client_id, "S": order.side, "o": order.type,
+                    "f": order.time_in_force, "q": num(order.qty), "p": num(order.price),
+                    "ap": num(order.cum_quote / order.filled if order.filled else ZERO), "sp": "0",
+                    "x": execution, "X": order.status, "i": order.id,
+                    "l": num(fill.qty if fill else ZERO), "z": num(order.filled),
+                    "L": num(fill.price if fill else ZERO), "n": num(fill.commission if fill else ZERO),
+                    "N": "USDT", "T": self.now_ms, "t": fill.id if fill else 0, "b": "0", "a": "0",
+                    "m": bool(fill and fill.maker), "R": order.reduce_only, "wt": "CONTRACT_PRICE",
+                    "ot": order.type, "ps": "BOTH", "cp": False, "rp": num(fill.realized_pnl if fill else ZERO),
+                },
+            },
+        )  # fmt: skip
+
+    def _emit_account(self, account: Account, reason: str, symbol: str) -> None:
+        pos = account.position(symbol)
+        config = account.config(symbol)
+        isolated = sum((p.isolated_wallet for p in account.positions.values()), ZERO)
+        self._emit(
+            account,
+            {
+                "e": "ACCOUNT_UPDATE",
+                "E": self.now_ms,
+                "T": self.now_ms,
+                "a": {
+                    "m": reason,
+                    "B": [{"a": "USDT", "wb": num(account.wallet + isolated), "cw": num(account.wallet), "bc": "0"}],
+                    "P": [
+                        {"s": symbol, "pa": num(pos.qty), "ep": num(pos.entry), "bep": num(pos.entry),
+                         "cr": "0", "up": num(self.unrealized(account, symbol)),
+                         "mt": "isolated" if config.margin_type == "ISOLATED" else "cross",
+                         "iw": num(pos.isolated_wallet), "ps": "BOTH"}
+                    ],
+                },
+            },
+        )  # fmt: skip
+
+
+def _crosses(side: str, price: Decimal | None, state: SymbolState) -> bool:
+    if price is None:
+        return True
+    return price >= best_price(state, "ASK") if side == "BUY" else price <= best_price(state, "BID")
+
+
+def _liquidity(side: str, price: Decimal | None, state: SymbolState) -> Decimal:
+    levels = state.asks if side == "BUY" else state.bids
+    sign = 1 if side == "BUY" else -1
+    return sum((q for p, q in levels if price is None or (price - p) * sign >= 0), ZERO)
+
+
+def _traded_through(order: Order, state: SymbolState) -> bool:
+    """A resting order fills when a trade prints beyond its price or the opposite best reaches it."""
+    if order.side == "BUY":
+        return any(t.price < order.price for t in state.trades) or best_price(state, "ASK") <= order.price
+    return any(t.price > order.price for t in state.trades) or best_price(state, "BID") >= order.price
+
+
+def best_price(state: SymbolState, side: str) -> Decimal:
+    """Best ask or bid; the mark when a market order has emptied that side for the rest of the step."""
+    levels = state.asks if side == "ASK" else state.bids
+    return levels[0][0] if levels else state.mark

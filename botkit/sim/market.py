@@ -1,0 +1,393 @@
+"""A seeded, deterministic synthetic market for the emulator.
+
+The market advances in fixed steps of simulated time (`step_ms`). Everything a step produces (index,
+book, trades, mark, funding) is a function of the seed, the scenario and the step number alone, so the
+same seed gives the same market bit for bit, however fast the emulator is paced in real time.
+
+- index: geometric random walk with calm/volatile regimes, rare jumps, and the scenario's drift/crash;
+- book: 20 levels a side around a mid that carries a small mean-reverting premium over the index;
+- mark: index + an exponentially smoothed basis (mid − index), plus any divergence a fault injects;
+- funding: Binance's rule on the averaged premium, F = P + clamp(0.01 % − P, ±0.05 %), capped.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections import deque
+from dataclasses import dataclass, field, replace
+from decimal import Decimal
+
+from botkit.margin import Tier, cum_from_rates, floor_to_step
+
+D = Decimal
+INTEREST = D("0.0001")  # Binance's fixed interest component per 8 h
+BOOK_LEVELS = 20
+
+
+def _tiers(rows: list[tuple[int, int, str, int]]) -> tuple[Tier, ...]:
+    """Brackets from (floor, cap, mmr, max leverage), with cum from the recurrence as Binance does."""
+    cums = cum_from_rates([(D(f), D(m)) for f, _, m, _ in rows])
+    return tuple(Tier(D(f), D(c), D(m), cum, lev) for (f, c, m, lev), cum in zip(rows, cums, strict=True))
+
+
+@dataclass(frozen=True)
+class SymbolSpec:
+    """One perpetual's exchange filters, brackets and synthetic-price parameters."""
+
+    symbol: str
+    base: str
+    quote: str
+    tick: Decimal
+    step: Decimal
+    min_qty: Decimal
+    max_qty: Decimal
+    market_max_qty: Decimal
+    min_notional: Decimal
+    tiers: tuple[Tier, ...]
+    start_price: float
+    volatility: float  # stdev of the log return per step in the calm regime
+    depth: Decimal  # quantity near the top of the book
+    percent_up: Decimal = D("1.05")
+    percent_down: Decimal = D("0.95")
+    liquidation_fee: Decimal = D("0.0125")
+    funding_cap: Decimal = D("0.0075")
+
+    @property
+    def unified(self) -> str:
+        return f"{self.base}/{self.quote}:{self.quote}"
+
+
+SPECS: tuple[SymbolSpec, ...] = (
+    SymbolSpec(
+        symbol="BTCUSDT",
+        base="BTC",
+        quote="USDT",
+        tick=D("0.1"),
+        step=D("0.001"),
+        min_qty=D("0.001"),
+        max_qty=D("1000"),
+        market_max_qty=D("120"),
+        min_notional=D("100"),
+        tiers=_tiers(
+            [
+                (0, 50_000, "0.004", 125),
+                (50_000, 600_000, "0.005", 100),
+                (600_000, 3_000_000, "0.0065", 75),
+                (3_000_000, 12_000_000, "0.01", 50),
+                (12_000_000, 70_000_000, "0.02", 25),
+                (70_000_000, 100_000_000, "0.025", 20),
+                (100_000_000, 230_000_000, "0.05", 10),
+                (230_000_000, 480_000_000, "0.1", 5),
+                (480_000_000, 600_000_000, "0.125", 4),
+                (600_000_000, 800_000_000, "0.15", 3),
+                (800_000_000, 1_200_000_000, "0.25", 2),
+                (1_200_000_000, 1_800_000_000, "0.5", 1),
+            ]
+        ),
+        start_price=50_000.0,
+        volatility=0.00012,
+        depth=D("2"),
+    ),
+    SymbolSpec(
+        symbol="ETHUSDT",
+        base="ETH",
+        quote="USDT",
+        tick=D("0.01"),
+        step=D("0.001"),
+        min_qty=D("0.001"),
+        max_qty=D("10000"),
+        market_max_qty=D("2000"),
+        min_notional=D("20"),
+        tiers=_tiers(
+            [
+                (0, 50_000, "0.005", 100),
+                (50_000, 500_000, "0.0065", 75),
+                (500_000, 8_000_000, "0.01", 50),
+                (8_000_000, 50_000_000, "0.02", 25),
+                (50_000_000, 80_000_000, "0.025", 20),
+                (80_000_000, 150_000_000, "0.05", 10),
+                (150_000_000, 300_000_000, "0.1", 5),
+                (300_000_000, 400_000_000, "0.125", 4),
+                (400_000_000, 500_000_000, "0.15", 3),
+                (500_000_000, 800_000_000, "0.25", 2),
+                (800_000_000, 1_200_000_000, "0.5", 1),
+            ]
+        ),
+        start_price=3_000.0,
+        volatility=0.00015,
+        depth=D("30"),
+    ),
+)
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """A named market condition. Times are seconds of simulated time since the emulator started."""
+
+    name: str
+    drift: float = 0.0  # log drift per step
+    vol_mult: float = 1.0
+    jump_prob: float = 0.0005
+    crash_at: float | None = None  # flash crash: start, fall, duration, then recover part of it
+    crash_drop: float = 0.15
+    crash_seconds: float = 30.0
+    crash_recovery: float = 0.5
+    crash_depth_mult: float = 0.1  # books this much thinner during the crash
+    stall_at: float | None = None  # WebSocket market data frozen from stall_at for stall_seconds
+    stall_seconds: float = 60.0
+    funding_pinned: bool = False  # funding at its cap
+    tighten_at: float | None = None  # brackets halve their max leverage at this time
+
+
+SCENARIOS: dict[str, Scenario] = {
+    s.name: s
+    for s in (
+        Scenario("calm", vol_mult=0.6, jump_prob=0.0),
+        Scenario("trend", drift=0.000004),
+        Scenario("flash-crash", crash_at=30.0),
+        Scenario("feed-stall", stall_at=20.0),
+        Scenario("funding-squeeze", funding_pinned=True),
+        Scenario("limits-tighten", tighten_at=30.0),
+    )
+}
+
+
+@dataclass
+class Trade:
+    id: int
+    price: Decimal
+    qty: Decimal
+    buyer_maker: bool
+    time_ms: int
+
+
+@dataclass
+class Candle:
+    open_ms: int
+    open: Decimal
+    high: Decimal
+    low: Decimal
+    close: Decimal
+    volume: Decimal = D(0)
+    quote_volume: Decimal = D(0)
+    trades: int = 0
+
+
+@dataclass
+class DepthUpdate:
+    first_id: int  # U
+    last_id: int  # u
+    prev_last_id: int  # pu
+    bids: list[tuple[Decimal, Decimal]]
+    asks: list[tuple[Decimal, Decimal]]
+    time_ms: int
+
+
+@dataclass
+class SymbolState:
+    """Everything the exchange shows about one symbol at the current step."""
+
+    spec: SymbolSpec
+    tiers: tuple[Tier, ...]
+    min_notional: Decimal
+    log_price: float
+    index: Decimal = D(0)
+    mid: Decimal = D(0)
+    mark: Decimal = D(0)
+    premium: float = 0.0  # mid over index, mean-reverting
+    basis_ema: float = 0.0
+    premium_avg: float = 0.0  # averaged premium index for funding
+    funding_rate: Decimal = D("0.0001")
+    bids: list[tuple[Decimal, Decimal]] = field(default_factory=list)
+    asks: list[tuple[Decimal, Decimal]] = field(default_factory=list)
+    update_id: int = 1_000_000
+    trade_id: int = 0
+    trades: list[Trade] = field(default_factory=list)  # this step's trades
+    depth_update: DepthUpdate | None = None
+    candles: deque[Candle] = field(default_factory=lambda: deque(maxlen=1500))
+    day_open: Decimal = D(0)
+    day_high: Decimal = D(0)
+    day_low: Decimal = D(0)
+    day_volume: Decimal = D(0)
+    day_quote_volume: Decimal = D(0)
+    day_count: int = 0
+    volatile: bool = False
+    mark_bias_bps: Decimal = D(0)  # injected mark/index divergence
+
+
+class Market:
+    """All symbols, advanced together one step at a time."""
+
+    def __init__(
+        self,
+        seed: int = 1,
+        scenario: str | Scenario = "calm",
+        *,
+        start_ms: int = 1_700_000_000_000,
+        step_ms: int = 100,
+        funding_interval_s: float = 8 * 3600,
+        specs: tuple[SymbolSpec, ...] = SPECS,
+    ) -> None:
+        if isinstance(scenario, str):
+            if scenario not in SCENARIOS:
+                raise ValueError(f"unknown scenario {scenario!r}; known: {', '.join(SCENARIOS)}")
+            scenario = SCENARIOS[scenario]
+        if step_ms <= 0 or funding_interval_s <= 0:
+            raise ValueError("step_ms and funding_interval_s must be positive")
+        self.seed, self.scenario = seed, scenario
+        self.start_ms, self.step_ms = start_ms, step_ms
+        self.funding_interval_ms = int(funding_interval_s * 1000)
+        self.steps = 0
+        self.symbols: dict[str, SymbolState] = {}
+        self._rng: dict[str, random.Random] = {}
+        for spec in specs:
+            self._rng[spec.symbol] = random.Random(f"{seed}:{spec.symbol}")
+            state = SymbolState(spec, spec.tiers, spec.min_notional, math.log(spec.start_price))
+            self.symbols[spec.symbol] = state
+            self._refresh(state, self._rng[spec.symbol], first=True)
+        self.next_funding_ms = self._next_funding_after(self.start_ms)
+
+    # ---------------------------------------------------------------------------------------- time
+
+    @property
+    def now_ms(self) -> int:
+        return self.start_ms + self.steps * self.step_ms
+
+    @property
+    def elapsed_s(self) -> float:
+        return self.steps * self.step_ms / 1000
+
+    def _next_funding_after(self, ms: int) -> int:
+        return (ms // self.funding_interval_ms + 1) * self.funding_interval_ms
+
+    def feed_stalled(self) -> bool:
+        s = self.scenario
+        return s.stall_at is not None and s.stall_at <= self.elapsed_s < s.stall_at + s.stall_seconds
+
+    def step(self) -> bool:
+        """Advance one step; True if a funding time was crossed (the caller settles funding)."""
+        self.steps += 1
+        if self.scenario.tighten_at is not None and self.elapsed_s >= self.scenario.tighten_at:
+            self.tighten_brackets()
+            self.scenario = replace(self.scenario, tighten_at=None)
+        for name, state in self.symbols.items():
+            self._refresh(state, self._rng[name])
+        if self.now_ms >= self.next_funding_ms:
+            self.next_funding_ms = self._next_funding_after(self.now_ms)
+            return True
+        return False
+
+    # --------------------------------------------------------------------------------- price model
+
+    def _crash_drift(self) -> tuple[float, float]:
+        """Extra log drift per step and depth multiplier from a flash crash, if one is under way."""
+        s = self.scenario
+        if s.crash_at is None:
+            return 0.0, 1.0
+        t = self.elapsed_s
+        steps = s.crash_seconds * 1000 / self.step_ms
+        if s.crash_at <= t < s.crash_at + s.crash_seconds:
+            return math.log(1 - s.crash_drop) / steps, s.crash_depth_mult
+        if s.crash_at + s.crash_seconds <= t < s.crash_at + 3 * s.crash_seconds:
+            bottom = 1 - s.crash_drop
+            target = bottom + s.crash_drop * s.crash_recovery
+            return math.log(target / bottom) / (2 * steps), 0.5
+        return 0.0, 1.0
+
+    def _refresh(self, st: SymbolState, rng: random.Random, first: bool = False) -> None:
+        spec, s = st.spec, self.scenario
+        crash, depth_mult = self._crash_drift()
+        if not first:
+            if rng.random() < (0.002 if not st.volatile else 0.01):
+                st.volatile = not st.volatile
+            sigma = spec.volatility * s.vol_mult * (3.0 if st.volatile else 1.0)
+            ret = s.drift + crash + rng.gauss(0.0, sigma)
+            if rng.random() < s.jump_prob:
+                ret += rng.gauss(0.0, sigma * 25)
+            st.log_price += ret
+            st.premium = 0.98 * st.premium + rng.gauss(0.0, 0.00003)
+        tick = spec.tick
+        index = floor_to_step(D(repr(math.exp(st.log_price))), D("0.00000001"))
+        st.index = index
+        mid = floor_to_step(index * (1 + D(repr(st.premium))), tick)
+        spread_ticks = 1 + (rng.random() < (0.5 if st.volatile else 0.1)) * rng.randint(1, 4)
+        best_bid = mid - tick * (spread_ticks // 2)
+        best_ask = best_bid + tick * spread_ticks
+        st.mid = (best_bid + best_ask) / 2
+        basis = float((st.mid - index) / index)
+        st.basis_ema = basis if first else 0.9 * st.basis_ema + 0.1 * basis
+        mark = index * (1 + D(repr(st.basis_ema)) + st.mark_bias_bps / 10_000)
+        st.mark = floor_to_step(mark, D("0.00000001"))
+        st.premium_avg = (
+            float((st.mark - index) / index)
+            if first
+            else 0.999 * st.premium_avg + 0.001 * float((st.mark - index) / index)
+        )
+        p = D(repr(st.premium_avg)).quantize(D("0.00000001"))
+        rate = p + min(max(INTEREST - p, D("-0.0005")), D("0.0005"))
+        cap = spec.funding_cap
+        st.funding_rate = cap if s.funding_pinned else min(max(rate, -cap), cap).quantize(D("0.00000001"))
+
+        old = {("b", p): q for p, q in st.bids} | {("a", p): q for p, q in st.asks}
+        scale = float(spec.depth) * depth_mult
+        st.bids = [(best_bid - tick * self._gap(i), self._qty(spec, rng, i, scale)) for i in range(BOOK_LEVELS)]
+        st.asks = [(best_ask + tick * self._gap(i), self._qty(spec, rng, i, scale)) for i in range(BOOK_LEVELS)]
+        new = {("b", p): q for p, q in st.bids} | {("a", p): q for p, q in st.asks}
+        changes = {k: new.get(k, D(0)) for k in old.keys() | new.keys() if old.get(k) != new.get(k)}
+        prev = st.update_id
+        st.update_id += max(1, len(changes))
+        st.depth_update = DepthUpdate(
+            first_id=prev + 1,
+            last_id=st.update_id,
+            prev_last_id=prev,
+            bids=sorted(((p, q) for (side, p), q in changes.items() if side == "b"), reverse=True),
+            asks=sorted((p, q) for (side, p), q in changes.items() if side == "a"),
+            time_ms=self.now_ms,
+        )
+        st.trades = []
+        for _ in range(0 if first else rng.randint(0, 3)):
+            buyer_maker = rng.random() < 0.5
+            price = best_bid if buyer_maker else best_ask
+            qty = max(spec.step, floor_to_step(D(repr(rng.expovariate(4.0) * scale / 4)), spec.step))
+            st.trade_id += 1
+            st.trades.append(Trade(st.trade_id, price, qty, buyer_maker, self.now_ms))
+        self._record(st)
+
+    @staticmethod
+    def _gap(level: int) -> int:
+        return level + level * level // 4  # 1-tick steps near the top, wider further out
+
+    @staticmethod
+    def _qty(spec: SymbolSpec, rng: random.Random, level: int, scale: float) -> Decimal:
+        qty = scale * (1 + 0.5 * level) * (0.5 + rng.random())
+        return max(spec.step, floor_to_step(D(repr(qty)), spec.step))
+
+    def _record(self, st: SymbolState) -> None:
+        price = st.trades[-1].price if st.trades else floor_to_step(st.mid, st.spec.tick)
+        minute = self.now_ms // 60_000 * 60_000
+        if not st.candles or st.candles[-1].open_ms != minute:
+            st.candles.append(Candle(minute, price, price, price, price))
+        candle = st.candles[-1]
+        candle.high, candle.low, candle.close = max(candle.high, price), min(candle.low, price), price
+        if not st.day_open:
+            st.day_open = st.day_high = st.day_low = price
+        st.day_high, st.day_low = max(st.day_high, price), min(st.day_low, price)
+        for trade in st.trades:
+            candle.volume += trade.qty
+            candle.quote_volume += trade.qty * trade.price
+            candle.trades += 1
+            st.day_volume += trade.qty
+            st.day_quote_volume += trade.qty * trade.price
+            st.day_count += 1
+
+    # ------------------------------------------------------------------------------- rule changes
+
+    def tighten_brackets(self, symbol: str | None = None) -> None:
+        """Halve every bracket's max leverage (at least 1x), as venues do in stressed markets."""
+        for name, st in self.symbols.items():
+            if symbol in (None, name):
+                st.tiers = tuple(replace(t, max_leverage=max(1, t.max_leverage // 2)) for t in st.tiers)
+
+    def last_price(self, symbol: str) -> Decimal:
+        return self.symbols[symbol].candles[-1].close

@@ -1,0 +1,997 @@
+"""A Binance USDⓈ-M futures REST + WebSocket emulator on aiohttp, for the real, unmodified ccxt client.
+
+`Emulator` ties the synthetic market, the venue engine, the fault plan and Binance-like request
+verification and rate limits to one aiohttp application. `running_emulator()` starts one in process on
+a free loopback port; `point_ccxt_at()` points a ccxt `binanceusdm` instance (async or pro) at it.
+
+Times: the market's clock (event times, funding, candles) starts at the wall clock and advances by
+`step_ms` of simulated time per step; `speed` sets how many steps run per real second. Request
+timestamps are checked against the wall clock plus any injected skew, as Binance checks them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import json
+import secrets
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from typing import Any
+from urllib.parse import parse_qsl
+
+from aiohttp import WSMsgType, web
+
+from botkit.margin import plain
+from botkit.sim.engine import Account, Engine, Rejection, num
+from botkit.sim.faults import REST_KINDS, FaultPlan, FaultPlanError, FaultRule, parse_plan
+from botkit.sim.market import SCENARIOS, Market
+
+D = Decimal
+Params = dict[str, str]
+Handler = Callable[[web.Request, Params, Account | None], Awaitable[Any]]
+FAPI_SECTIONS = {
+    "fapiPublic": "/fapi/v1",
+    "fapiPublicV2": "/fapi/v2",
+    "fapiPublicV3": "/fapi/v3",
+    "fapiPrivate": "/fapi/v1",
+    "fapiPrivateV2": "/fapi/v2",
+    "fapiPrivateV3": "/fapi/v3",
+    "fapiData": "/futures/data",
+}
+DEAD_URL = "http://127.0.0.1:9/unreachable"  # every other ccxt section: refused locally, never the internet
+CLOSE_FRAME = "\x00close"  # queued to make a socket's writer close it (an injected disconnect)
+
+
+@dataclass(frozen=True)
+class EmulatorSettings:
+    seed: int = 1
+    scenario: str = "calm"
+    speed: float = 1.0  # simulated seconds per real second
+    step_ms: int = 100
+    funding_interval_s: float = 8 * 3600
+    start_ms: int | None = None  # None: the wall clock at start
+    balance: Decimal = D(10_000)
+    api_key: str | None = None
+    api_secret: str | None = None
+    weight_per_minute: int = 2400
+    orders_per_10s: int = 300
+    orders_per_minute: int = 1200
+    ban_seconds: float = 120.0  # the first 418 ban; each further ban doubles it
+    run_clock: bool = True  # False: the market moves only through the admin API (deterministic tests)
+
+
+# ------------------------------------------------------------------------------------- rate limits
+
+
+@dataclass
+class _Usage:
+    window: int = -1
+    weight: int = 0
+    order_windows: dict[int, tuple[int, int]] = field(default_factory=dict)  # window length -> (index, count)
+    cooldown_until: float = 0.0
+    banned_until: float = 0.0
+    bans: int = 0
+
+
+class RateLimiter:
+    """Binance's IP limits: request weight per minute and order counts per 10 s and per minute.
+
+    Over a limit: HTTP 429 with Retry-After until the window ends. A request during that cool-down
+    earns an HTTP 418 ban, `ban_seconds` long and doubling with each repeat.
+    """
+
+    def __init__(self, settings: EmulatorSettings, now: Callable[[], float] = time.monotonic) -> None:
+        self.settings, self.now = settings, now
+        self.usage: dict[str, _Usage] = {}
+
+    def check(self, ip: str, weight: int, is_order: bool) -> tuple[int | None, float, dict[str, str]]:
+        """(status or None, retry-after seconds, usage headers) for one request."""
+        now = self.now()
+        u = self.usage.setdefault(ip, _Usage())
+        if u.banned_until > now:
+            return 418, u.banned_until - now, {}
+        if u.cooldown_until > now:
+            u.bans += 1
+            u.banned_until = now + self.settings.ban_seconds * 2 ** (u.bans - 1)
+            return 418, u.banned_until - now, {}
+        minute = int(now // 60)
+        if u.window != minute:
+            u.window, u.weight = minute, 0
+        u.weight += weight
+        headers = {"X-MBX-USED-WEIGHT-1M": str(u.weight)}
+        over_until = (minute + 1) * 60 if u.weight > self.settings.weight_per_minute else 0.0
+        if is_order:
+            for length, limit in ((10, self.settings.orders_per_10s), (60, self.settings.orders_per_minute)):
+                index = int(now // length)
+                seen, count = u.order_windows.get(length, (index, 0))
+                count = count + 1 if seen == index else 1
+                u.order_windows[length] = (index, count)
+                headers[f"X-MBX-ORDER-COUNT-{'10S' if length == 10 else '1M'}"] = str(count)
+                if count > limit:
+                    over_until = max(over_until, (index + 1) * length)
+        if over_until:
+            u.cooldown_until = over_until
+            return 429, over_until - now, headers
+        return None, 0.0, headers
+
+
+# ----------------------------------------------------------------------------------------- helpers
+
+
+def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(
+        text=json.dumps(data, default=lambda v: plain(v) if isinstance(v, Decimal) else str(v)),
+        status=status,
+        content_type="application/json",
+        headers=headers,
+    )
+
+
+def _error(code: int, msg: str, status: int = 400, headers: dict[str, str] | None = None) -> web.Response:
+    return _json({"code": code, "msg": msg}, status, headers)
+
+
+def _decimal(params: dict[str, str], name: str, required: bool = True) -> Decimal | None:
+    raw = params.get(name)
+    if raw is None or raw == "":
+        if required:
+            raise Rejection(-1102, f"Mandatory parameter '{name}' was not sent, was empty/null, or malformed.")
+        return None
+    try:
+        value = D(raw)
+    except InvalidOperation:
+        raise Rejection(
+            -1100,
+            f"Illegal characters found in parameter '{name}'; legal range is '^([0-9]{{1,20}})(\\.[0-9]{{1,20}})?$'.",
+        ) from None
+    if not value.is_finite():
+        raise Rejection(-1100, f"Illegal characters found in parameter '{name}'.")
+    return value
+
+
+def _int(params: dict[str, str], name: str, default: int | None = None) -> int | None:
+    raw = params.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise Rejection(-1100, f"Illegal characters found in parameter '{name}'.") from None
+
+
+def _depth_weight(limit: int) -> int:
+    return 2 if limit <= 50 else 5 if limit <= 100 else 10 if limit <= 500 else 20
+
+
+def _kline_weight(limit: int) -> int:
+    return 1 if limit < 100 else 2 if limit < 500 else 5 if limit <= 1000 else 10
+
+
+# ------------------------------------------------------------------------------------- WebSockets
+
+
+@dataclass(eq=False)
+class _Socket:
+    """One client connection; frames go through a queue so they leave in the order they were made."""
+
+    ws: web.WebSocketResponse
+    path: str
+    streams: set[str] = field(default_factory=set)
+    account: Account | None = None
+    outbox: asyncio.Queue[str] = field(default_factory=asyncio.Queue)
+
+    def send(self, payload: dict[str, Any]) -> None:
+        if not self.ws.closed:
+            self.outbox.put_nowait(json.dumps(payload))
+
+    async def write_forever(self) -> None:
+        while True:
+            frame = await self.outbox.get()
+            if frame is CLOSE_FRAME:
+                await self.ws.close()
+                return
+            await self.ws.send_str(frame)
+
+
+# ---------------------------------------------------------------------------------------- emulator
+
+
+class Emulator:
+    def __init__(self, settings: EmulatorSettings = EmulatorSettings(), faults: FaultPlan | None = None) -> None:
+        if settings.scenario not in SCENARIOS:
+            raise ValueError(f"unknown scenario {settings.scenario!r}; known: {', '.join(SCENARIOS)}")
+        if settings.speed <= 0:
+            raise ValueError("speed must be positive")
+        self.settings = settings
+        start_ms = settings.start_ms if settings.start_ms is not None else int(time.time() * 1000)
+        self.market = Market(
+            settings.seed,
+            settings.scenario,
+            start_ms=start_ms,
+            step_ms=settings.step_ms,
+            funding_interval_s=settings.funding_interval_s,
+        )
+        self.engine = Engine(self.market)
+        self.faults = faults or FaultPlan()
+        self.limiter = RateLimiter(settings)
+        self.api_key = settings.api_key or secrets.token_hex(32)
+        self.api_secret = settings.api_secret or secrets.token_hex(32)
+        self.engine.add_account(self.api_key, self.api_secret, settings.balance)
+        self.listen_keys: dict[str, Account] = {}
+        self.sockets: set[_Socket] = set()
+        self.engine.listeners.append(self._on_private_event)
+        self.closing = asyncio.Event()
+        self._runner: web.AppRunner | None = None
+        self._clock_task: asyncio.Task[None] | None = None
+        self.url = ""
+        self.app = self._build_app()
+
+    # ------------------------------------------------------------------------------ lifecycle
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
+        self._runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=1.0)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, host, port)
+        await site.start()
+        sockets = site._server.sockets if site._server else []  # type: ignore[union-attr]
+        bound = sockets[0].getsockname()[1] if sockets else port
+        self.url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '') else host}:{bound}"
+        if self.settings.run_clock:
+            self._clock_task = asyncio.create_task(self._run_clock())
+        return self.url
+
+    async def stop(self) -> None:
+        self.closing.set()
+        if self._clock_task:
+            self._clock_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._clock_task
+        for sock in list(self.sockets):
+            await sock.ws.close()
+        if self._runner:
+            await self._runner.cleanup()
+
+    async def _run_clock(self) -> None:
+        interval = self.settings.step_ms / 1000 / self.settings.speed
+        next_at = time.monotonic()
+        while True:
+            next_at += interval
+            self.advance_steps(1)
+            await asyncio.sleep(max(0.0, next_at - time.monotonic()))
+
+    # ------------------------------------------------------------------------------ the clock
+
+    def advance_steps(self, steps: int, broadcast: bool = True) -> None:
+        for _ in range(steps):
+            self._apply_market_faults()
+            self.engine.step()
+            if broadcast:
+                self._broadcast_market()
+
+    def advance_seconds(self, seconds: float) -> None:
+        """Run the market forward; at most 3000 steps at full fidelity, beyond that time jumps ahead."""
+        steps = int(seconds * 1000 / self.market.step_ms)
+        full = min(steps, 3000)
+        if steps > full:
+            self.market.start_ms += (steps - full) * self.market.step_ms
+            while self.market.now_ms >= self.market.next_funding_ms:  # settle each funding time jumped over
+                self.market.next_funding_ms += self.market.funding_interval_ms
+                self.engine.settle_funding()
+        self.advance_steps(full, broadcast=False)
+
+    def server_time_ms(self) -> int:
+        skew = sum((int(r.value or 0) for r in self.faults.active("clock_skew", self.market.elapsed_s)), 0)
+        return int(time.time() * 1000) + skew
+
+    def _apply_market_faults(self) -> None:
+        elapsed = self.market.elapsed_s
+        for state in self.market.symbols.values():
+            state.mark_bias_bps = D(0)
+        for rule in self.faults.active("mark_divergence", elapsed):
+            for name, state in self.market.symbols.items():
+                if rule.symbol in (None, name):
+                    state.mark_bias_bps += rule.value or D(0)
+        for rule in self.faults.active("tighten_brackets", elapsed) + self.faults.active("min_notional", elapsed):
+            if rule.fired:
+                continue
+            rule.fired = 1
+            for name, state in self.market.symbols.items():
+                if rule.symbol not in (None, name):
+                    continue
+                if rule.kind == "tighten_brackets":
+                    self.market.tighten_brackets(name)
+                elif rule.value is not None:
+                    state.min_notional = rule.value
+
+    # ------------------------------------------------------------------------------ middleware
+
+    def _build_app(self) -> web.Application:
+        app = web.Application(middlewares=[self._middleware])
+        r = app.router
+        routes: list[tuple[str, str, Handler, int, str]] = [
+            # method, path, handler, weight, auth: "" public / "key" API key only / "signed"
+            ("GET", "/fapi/v1/ping", self.h_ping, 1, ""),
+            ("GET", "/fapi/v1/time", self.h_time, 1, ""),
+            ("GET", "/fapi/v1/exchangeInfo", self.h_exchange_info, 1, ""),
+            ("GET", "/fapi/v1/depth", self.h_depth, 0, ""),
+            ("GET", "/fapi/v1/ticker/24hr", self.h_ticker, 1, ""),
+            ("GET", "/fapi/v1/ticker/bookTicker", self.h_book_ticker, 2, ""),
+            ("GET", "/fapi/v1/ticker/price", self.h_price, 1, ""),
+            ("GET", "/fapi/v1/premiumIndex", self.h_premium_index, 1, ""),
+            ("GET", "/fapi/v1/fundingInfo", self.h_funding_info, 1, ""),
+            ("GET", "/fapi/v1/fundingRate", self.h_funding_rate_history, 1, ""),
+            ("GET", "/fapi/v1/klines", self.h_klines, 0, ""),
+            ("GET", "/fapi/v1/trades", self.h_trades, 5, ""),
+            ("GET", "/fapi/v1/aggTrades", self.h_agg_trades, 20, ""),
+            ("GET", "/fapi/v3/account", self.h_account, 5, "signed"),
+            ("GET", "/fapi/v2/account", self.h_account, 5, "signed"),
+            ("GET", "/fapi/v2/balance", self.h_balance, 5, "signed"),
+            ("GET", "/fapi/v3/positionRisk", self.h_position_risk, 5, "signed"),
+            ("GET", "/fapi/v2/positionRisk", self.h_position_risk_v2, 5, "signed"),
+            ("GET", "/fapi/v1/leverageBracket", self.h_leverage_bracket, 1, "signed"),
+            ("POST", "/fapi/v1/leverage", self.h_leverage, 1, "signed"),
+            ("POST", "/fapi/v1/marginType", self.h_margin_type, 1, "signed"),
+            ("GET", "/fapi/v1/symbolConfig", self.h_symbol_config, 5, "signed"),
+            ("GET", "/fapi/v1/positionSide/dual", self.h_position_mode, 30, "signed"),
+            ("GET", "/fapi/v1/commissionRate", self.h_commission, 20, "signed"),
+            ("POST", "/fapi/v1/order", self.h_create_order, 1, "signed"),
+            ("GET", "/fapi/v1/order", self.h_query_order, 1, "signed"),
+            ("DELETE", "/fapi/v1/order", self.h_cancel_order, 1, "signed"),
+            ("GET", "/fapi/v1/openOrders", self.h_open_orders, 1, "signed"),
+            ("GET", "/fapi/v1/allOrders", self.h_all_orders, 5, "signed"),
+            ("DELETE", "/fapi/v1/allOpenOrders", self.h_cancel_all, 1, "signed"),
+            ("GET", "/fapi/v1/userTrades", self.h_user_trades, 5, "signed"),
+            ("GET", "/fapi/v1/income", self.h_income, 30, "signed"),
+            ("POST", "/fapi/v1/listenKey", self.h_listen_key, 1, "key"),
+            ("PUT", "/fapi/v1/listenKey", self.h_listen_key_keepalive, 1, "key"),
+            ("DELETE", "/fapi/v1/listenKey", self.h_listen_key_close, 1, "key"),
+        ]
+        self._routes = {(m, p): (h, w, a) for m, p, h, w, a in routes}
+        for method, path, *_ in routes:
+            r.add_route(method, path, self._dispatch)
+        ws_paths = (
+            "/ws",
+            "/ws/{rest:.*}",
+            "/public/ws",
+            "/public/ws/{n}",
+            "/market/ws",
+            "/market/ws/{n}",
+            "/private/ws",
+        )
+        for path in ws_paths:
+            r.add_get(path, self._websocket)
+        r.add_get("/_emu/state", self.admin_state)
+        r.add_get("/_emu/faults", self.admin_get_faults)
+        r.add_put("/_emu/faults", self.admin_put_faults)
+        r.add_get("/_emu/scenario", self.admin_get_scenario)
+        r.add_put("/_emu/scenario", self.admin_put_scenario)
+        r.add_get("/_emu/clock", self.admin_get_clock)
+        r.add_post("/_emu/clock/advance", self.admin_advance)
+        r.add_route("*", "/{tail:.*}", self._not_found)
+        return app
+
+    @web.middleware
+    async def _middleware(self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]):
+        if request.path.startswith("/_emu/") and request.remote not in ("127.0.0.1", "::1"):
+            return _error(-2015, "The admin API answers on loopback only.", 403)
+        try:
+            return await handler(request)
+        except Rejection as exc:
+            return _error(exc.code, exc.msg, exc.status)
+        except web.HTTPException:
+            raise
+        except Exception as exc:  # an emulator bug must still answer like Binance, and say what broke
+            return _error(-1000, f"An unknown error occurred while processing the request: {exc!r}", 500)
+
+    async def _not_found(self, request: web.Request) -> web.Response:
+        return _error(-5000, f"Path {request.path}, Method {request.method} is invalid", 404)
+
+    async def _dispatch(self, request: web.Request) -> web.StreamResponse:
+        handler, weight, auth = self._routes[(request.method, request.path)]
+        raw_query = request.rel_url.raw_query_string
+        raw_body = (await request.text()) if request.can_read_body else ""
+        params = dict(parse_qsl(raw_query, keep_blank_values=True)) | dict(parse_qsl(raw_body, keep_blank_values=True))
+        if request.path == "/fapi/v1/depth":
+            weight = _depth_weight(_int(params, "limit", 500) or 500)
+        elif request.path == "/fapi/v1/klines":
+            weight = _kline_weight(_int(params, "limit", 500) or 500)
+        elif request.path in ("/fapi/v1/ticker/24hr", "/fapi/v1/openOrders") and "symbol" not in params:
+            weight = 40
+        is_order = request.path == "/fapi/v1/order" and request.method == "POST"
+        ip = request.remote or "?"
+        status, retry_after, headers = self.limiter.check(ip, weight, is_order)
+        if status == 418:
+            return _error(-1003, f"Way too many requests; IP banned until {int(time.time() + retry_after) * 1000}.",
+                          418, {"Retry-After": str(max(1, int(retry_after + 0.999)))})  # fmt: skip
+        if status == 429:
+            return _error(-1003, "Too many requests; current limit is exceeded. Please use WebSocket Streams.",
+                          429, headers | {"Retry-After": str(max(1, int(retry_after + 0.999)))})  # fmt: skip
+        rule = self.faults.pick(REST_KINDS, request.path, request.method, self.market.elapsed_s)
+        accept_then_vanish: FaultRule | None = None
+        if rule is not None:
+            if rule.kind == "latency":
+                await asyncio.sleep(rule.latency_ms / 1000)
+            elif rule.kind == "stall":
+                await self._hold(rule.seconds)
+                return _error(-1007, "Timeout waiting for response from backend server.", 503)
+            elif rule.kind == "http_error":
+                return _error(rule.code, rule.msg, rule.status, headers)
+            elif rule.kind == "rate_limit":
+                return _error(-1003, "Too many requests (injected).", 429, headers | {"Retry-After": "1"})
+            elif rule.kind == "ban":
+                return _error(-1003, "Way too many requests; IP banned (injected).", 418, {"Retry-After": "120"})
+            elif rule.kind == "timeout_after_accept":
+                accept_then_vanish = rule
+        account = self._authenticate(request, raw_query, raw_body, params) if auth else None
+        if auth == "signed" and account is None:
+            raise Rejection(-2015, "Invalid API-key, IP, or permissions for action.", 401)
+        result = await handler(request, params, account)
+        if accept_then_vanish is not None:
+            await self._hold(accept_then_vanish.seconds)
+        return _json(result, headers=headers)
+
+    async def _hold(self, seconds: float) -> None:
+        """Wait without answering (a stall), but let shutdown end the wait at once."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.closing.wait(), seconds)
+
+    def _authenticate(self, request: web.Request, raw_query: str, raw_body: str, params: dict[str, str]) -> Account:
+        account = self.engine.accounts.get(request.headers.get("X-MBX-APIKEY", ""))
+        if account is None:
+            raise Rejection(-2015, "Invalid API-key, IP, or permissions for action.", 401)
+        if self._routes[(request.method, request.path)][2] == "key":
+            return account
+        timestamp = _int(params, "timestamp")
+        if timestamp is None:
+            raise Rejection(-1102, "Mandatory parameter 'timestamp' was not sent, was empty/null, or malformed.")
+        recv_window = _int(params, "recvWindow", 5000) or 5000
+        if recv_window > 60_000:
+            raise Rejection(-1131, "recvWindow must be less than 60000")
+        now = self.server_time_ms()
+        if timestamp > now + 1000 or now - timestamp > recv_window:
+            raise Rejection(-1021, "Timestamp for this request is outside of the recvWindow.")
+        signature, payload = None, []
+        for part in (raw_query, raw_body):  # Binance signs query string + body; the signature may be in either
+            head, sep, tail = part.rpartition("signature=")
+            if sep and "&" not in tail:
+                signature, part = tail, head.removesuffix("&")
+            payload.append(part)
+        if signature is None:
+            raise Rejection(-1102, "Mandatory parameter 'signature' was not sent, was empty/null, or malformed.")
+        expected = hmac.new(account.secret.encode(), "".join(payload).encode(), hashlib.sha256).hexdigest()
+        if not hmac.compare_digest(expected, signature.lower()):
+            raise Rejection(-1022, "Signature for this request is not valid.")
+        return account
+
+    # --------------------------------------------------------------------------- public market
+
+    async def h_ping(self, request: web.Request, params: Params, account: Account | None) -> Any:
+        return {}
+
+    async def h_time(self, request: web.Request, params: Params, account: Account | None) -> Any:
+        return {"serverTime": self.server_time_ms()}
+
+    async def h_exchange_info(self, request: web.Request, params: Params, account: Account | None) -> Any:
+        symbols = []
+        for state in self.market.symbols.values():
+            spec = state.spec
+            symbols.append(
+                {
+                    "symbol": spec.symbol, "pair": spec.symbol, "contractType": "PERPETUAL",
+                    "deliveryDate": 4133404800000, "onboardDate": 1569398400000, "status": "TRADING",
+                    "baseAsset": spec.base, "quoteAsset": spec.quote, "marginAsset": spec.quote,
+                    "pricePrecision": -int(spec.tick.as_tuple().exponent),
+                    "quantityPrecision": -int(spec.step.as_tuple().exponent),
+                    "baseAssetPrecision": 8, "quotePrecision": 8, "underlyingType": "COIN",
+                    "triggerProtect": "0.0500", "liquidationFee": num(spec.liquidation_fee), "marketTakeBound": "0.05",
+                    "maintMarginPercent": "2.5000", "requiredMarginPercent": "5.0000",
+                    "filters": [
+                        {"filterType": "PRICE_FILTER", "minPrice": num(spec.tick), "maxPrice": "10000000",
+                         "tickSize": num(spec.tick)},
+                        {"filterType": "LOT_SIZE", "minQty": num(spec.min_qty), "maxQty": num(spec.max_qty),
+                         "stepSize": num(spec.step)},
+                        {"filterType": "MARKET_LOT_SIZE", "minQty": num(spec.min_qty),
+                         "maxQty": num(spec.market_max_qty), "stepSize": num(spec.step)},
+                        {"filterType": "MAX_NUM_ORDERS", "limit": 200},
+                        {"filterType": "MAX_NUM_ALGO_ORDERS", "limit": 10},
+                        {"filterType": "MIN_NOTIONAL", "notional": num(state.min_notional)},
+                        {"filterType": "PERCENT_PRICE", "multiplierUp": num(spec.percent_up),
+                         "multiplierDown": num(spec.percent_down), "multiplierDecimal": "4"},
+                    ],
+                    "orderTypes": ["LIMIT", "MARKET", "STOP", "STOP_MARKET", "TAKE_PROFIT", "TAKE_PROFIT_MARKET",
+                                   "TRAILING_STOP_MARKET"],
+                    "timeInForce": ["GTC", "IOC", "FOK", "GTX", "GTD"],
+                }
+            )  # fmt: skip
+        s = self.settings
+        return {
+            "timezone": "UTC",
+            "serverTime": self.server_time_ms(),
+            "futuresType": "U_MARGINED",
+            "rateLimits": [
+                {
+                    "rateLimitType": "REQUEST_WEIGHT",
+                    "interval": "MINUTE",
+                    "intervalNum": 1,
+                    "limit": s.weight_per_minute,
+                },
+                {"rateLimitType": "ORDERS", "interval": "SECOND", "intervalNum": 10, "limit": s.orders_per_10s},
+                {"rateLimitType": "ORDERS", "interval": "MINUTE", "intervalNum": 1, "limit": s.orders_per_minute},
+            ],
+            "exchangeFilters": [],
+            "assets": [{"asset": "USDT", "marginAvailable": True, "autoAssetExchange": "-10000"}],
+            "symbols": symbols,
+        }
+
+    def _symbols(self, params: dict[str, str]) -> list[str]:
+        if "symbol" in params:
+            self.engine.symbol(params["symbol"])
+            return [params["symbol"]]
+        return list(self.market.symbols)
+
+    async def h_depth(self, request: web.Request, params: Params, account: Account | None) -> Any:
+        state = self.engine.symbol(params.get("symbol"))
+        limit = _int(params, "limit", 500) or 500
+        if limit not in (5, 10, 20, 50, 100, 500, 1000):
+            raise Rejection(-1130, "Invalid data sent for a parameter.")
+        return {
+            "lastUpdateId": state.update_id,
+            "E": self.market.now_ms,
+            "T": self.market.now_ms,
+            "bids": [[num(p), num(q)] for p, q in state.bids[:limit]],
+            "asks": [[num(p), num(q)] for p, q in state.asks[:limit]],
+        }
+
+    def _ticker(self, symbol: str) -> dict[str, Any]:
+        st = self.market.symbols[symbol]
+        last = self.market.last_price(symbol)
+        change = last - st.day_open
+        average = (st.day_quote_volume / st.day_volume).quantize(st.spec.tick) if st.day_volume else last
+        last_qty = st.trades[-1].qty if st.trades else D(0)
+        return {
+            "symbol": symbol, "priceChange": num(change),
+            "priceChangePercent": num((change / st.day_open * 100).quantize(D("0.001"))),
+            "weightedAvgPrice": num(average), "lastPrice": num(last), "lastQty": num(last_qty),
+            "openPrice": num(st.day_open),
+            "highPrice": num(st.day_high), "lowPrice": num(st.day_low), "volume": num(st.day_volume),
+            "quoteVolume": num(st.day_quote_volume), "openTime": self.market.start_ms, "closeTime": self.market.now_ms,
+            "firstId": 1, "lastId": st.trade_id, "count": st.day_count,
+        }  # fmt: skip
+
+    async def h_ticker(self, request: web.Request, params: Params, account: Account | None) -> Any:
+        rows = [self._ticker(s) for s in self._symbols(params)]
+        return rows[0] if "symbol" in params else rows
+
+    def _book_ticker(self, symbol: str) -> dict[str, Any]:
+        st = self.market.symbols[symbol]
+        bid, ask = st.bids[0] if st.bids else (st.mark, D(0)), st.asks[0] if st.asks else (st.mark, D(0))
+        return {"symbol": symbol, "bidPrice": num(bid[0]), "bidQty": num(bid[1]), "askPrice": num(ask[0]),
+                "askQty": num(ask[1]), "time": self.market.now_ms, "lastUpdateId": st.update_id}  # fmt: skip
+
+    async def h_book_ticker(self, request: web.Request, params: Params, account: Account | None) -> Any:
+        rows = [self._book_ticker(s) for s in self._symbols(params)]
+        return rows[0] if "symbol" in params else rows
+
+    async def h_price(self, request: web.Request, params: Params, account: Account | None) -> Any:
+        rows = [{"symbol": s, "price": num(self.market.last_price(s)), "time": self.market.now_ms}
+                for s in self._symbols(params)]  # fmt: skip
+        return rows[0] if "symbol" in params else rows
+
+    def _premium(self, symbol: str) -> dict[str, Any]:
+        st = self.market.symbols[symbol]
+        return {
+            "symbol": symbol, "markPrice": num(st.mark), "indexPrice": num(st.index),
+            "estimatedSettlePrice": num(st.index), "lastFundingRate": num(st.funding_rate),
+            "interestRate": "0.00010000", "nextFundingTime": self.market.next_funding_ms, "time": self.market.now_ms,
+        }  # fmt: skip
+
+    async def h_premium_index(self, request: web.Request, params: Params, account: Account | None) -> Any:
+        rows = [self._premium(s) for s in self._symbols(params)]
+        return rows[0] if "symbol" in params else rows
+
+    async def h_funding_info(self, request: web.Request, params: Params, account: Account | None) -> Any:
+        hours = self.market.funding_interval_ms / 3_600_000
+        return [
+            {"symbol": s, "adjustedFundingRateCap": num(st.spec.funding_cap),
+             "adjustedFundingRateFloor": num(-st.spec.funding_cap),
+             "fundingIntervalHours": int(hours) if hours == int(hours) else hours, "disclaimer": False}
+            for s, st in self.market.symbols.items()
+        ]  # fmt: skip
+
+    async def h_funding_rate_history(self, request: web.Request, params: Params, account: Account | None) -> Any:
+        symbols = self._symbols(params)
+        rows = [e for e in self.engine.funding_rates if e["symbol"] in symbols]
+        return rows[-(_int(params, "limit", 100) or 100) :]
+
+    async def h_klines(self, request: web.Request, params: Params, account: Account | None) -> Any:
+        state = self.engine.symbol(params.get("symbol"))
+        if params.get("interval") != "1m":
+            raise Rejection(-1120, "Invalid interval (the emulator serves 1m candles).")
+        limit = min(_int(params, "limit", 500) or 500, 1500)
+        return [
+            [c.open_ms, num(c.open), num(c.high), num(c.low), num(c.close), num(c.volume), c.open_ms + 59_999,
+             num(c.quote_volume), c.trades, "0", "0", "0"]
+            for c in list(state.candles)[-limit:]
+        ]  # fmt: skip
+
+    async def h_trades(self, request: web.Request, params: Params, account: Account | None) -> Any:
+        state = self.engine.symbol(params.get("symbol"))
+        return [{"id": t.id, "price": num(t.price), "qty": num(t.qty), "quoteQty": num(t.price * t.qty),
+                 "time": t.time_ms, "isBuyerMaker": t.buyer_maker} for t in state.trades]  # fmt: skip
+
+    async def h_agg_trades(self, request: web.Request, params: Params, account: Account | None) -> Any:
+        state = self.engine.symbol(params.get("symbol"))
+        return [{"a": t.id, "p": num(t.price), "q": num(t.qty), "f": t.id, "l": t.id, "T": t.time_ms,
+                 "m": t.buyer_maker} for t in state.trades]  # fmt: skip
+
+    # ------------------------------------------------------------------------------- account
+
+    async def h_account(self, request: web.Request, params: Params, account: Account | None) -> Any:
+        assert account is not None
+        return self.engine.account_info(account)
+
+    async def h_balance(self, request: web.Request, params: Params, account: Account | None) -> Any:
+        assert account is not None
+        asset = self.engine.account_info(account)["assets"][0]
+        return [{"accountAlias": "emu", "asset": "USDT", "balance": asset["walletBalance"],
+                 "crossWalletBalance": asset["crossWalletBalance"], "crossUnPnl": asset["crossUnPnl"],
+                 "availableBalance": asset["availableBalance"], "maxWithdrawAmount": asset["maxWithdrawAmount"],
+                 "marginAvailable": True, "updateTime": asset["updateTime"]}]  # fmt: skip
+
+    async def h_position_risk(self, request: web.Request, params: Params, account: Account | None) -> Any:
+        assert account is not None
+        return [self.engine.position_row(account, s) for s in self._symbols(params)]
+
+    async def h_position_risk_v2(self, request: web.Request, params: Params, account: Account | None) -> Any:
+        assert account is not None
+        rows = []
+        for s in self._symbols(params):
+            row = self.engine.position_row(account, s)
+            config = account.config(s)
+            row |= {"leverage": str(config.leverage), "marginType": "isolated" if config.margin_type == "ISOLATED"
+                    else "cross", "isAutoAddMargin": "false", "isolated": config.margin_type == "ISOLATED"}  # fmt: skip
+            rows.append(row)
+        return rows
+
+    async def h_leverage_bracket(self, request: web.Request, params: Params, account: Account | None) -> Any:
+        rows = [
+            {"symbol": s, "notionalCoef": 1.0, "brackets": [
+                {"bracket": i, "initialLeverage": t.max_leverage, "notionalCap": float(t.cap),
+                 "notionalFloor": float(t.floor), "maintMarginRatio": float(t.mmr), "cum": float(t.cum)}
+                for i, t in enumerate(self.market.symbols[s].tiers, start=1)]}
+            for s in self._symbols(params)
+        ]  # fmt: skip
+        return rows[0] if "symbol" in params else rows
+
+    async def h_leverage(self, request: web.Request, params: Params, account: Account | None) -> Any:
+        assert account is not None
+        leverage = _int(params, "leverage")
+        if leverage is None:
+            raise Rejection(-1102, "Mandatory parameter 'leverage' was not sent, was empty/null, or malformed.")
+        return self.engine.set_leverage(account, params.get("symbol", ""), leverage)
+
+    async def h_margin_type(self, request: web.Request, params: Params, account: Account | None) -> Any:
+        assert account is not None
+        return self.engine.set_margin_type(account, params.get("symbol", ""), params.get("marginType", ""))
+
+    async def h_symbol_config(self, request: web.Request, params: Params, account: Account | None) -> Any:
+        assert account is not None
+        return [
+            {"symbol": s, "marginType": account.config(s).margin_type, "isAutoAddMargin": "false",
+             "leverage": account.config(s).leverage, "maxNotionalValue": "1000000000"}
+            for s in self._symbols(params)
+        ]  # fmt: skip
+
+    async def h_position_mode(self, request: web.Request, params: Params, account: Account | None) -> Any:
+        return {"dualSidePosition": False}
+
+    async def h_commission(self, request: web.Request, params: Params, account: Account | None) -> Any:
+        self.engine.symbol(params.get("symbol"))
+        return {"symbol": params["symbol"], "makerCommissionRate": num(self.engine.maker_fee),
+                "takerCommissionRate": num(self.engine.taker_fee)}  # fmt: skip
+
+    # -------------------------------------------------------------------------------- orders
+
+    async def h_create_order(self, request: web.Request, params: Params, account: Account | None) -> Any:
+        assert account is not None
+        if params.get("positionSide", "BOTH") != "BOTH":
+            raise Rejection(-4061, "Order's position side does not match user's setting.")
+        order = self.engine.place_order(
+            account,
+            symbol=params.get("symbol"),
+            side=params.get("side", ""),
+            type=params.get("type", ""),
+            qty=_decimal(params, "quantity") or D(0),
+            price=_decimal(params, "price", required=False),
+            time_in_force=params.get("timeInForce"),
+            reduce_only=params.get("reduceOnly", "false").lower() == "true",
+            client_id=params.get("newClientOrderId"),
+        )
+        return order.to_api()
+
+    def _order_ref(self, params: dict[str, str]) -> tuple[int | None, str | None]:
+        order_id, client_id = _int(params, "orderId"), params.get("origClientOrderId")
+        if order_id is None and client_id is None:
+            raise Rejection(-1102, "Either orderId or origClientOrderId must be sent.")
+        return order_id, client_id
+
+    async def h_query_order(self, request: web.Request, params: Params, account: Account | None) -> Any:
+        assert account is not None
+        return self.engine.find_order(account, params.get("symbol"), *self._order_ref(params)).to_api()
+
+    async def h_cancel_order(self, request: web.Request, params: Params, account: Account | None) -> Any:
+        assert account is not None
+        return self.engine.cancel_order(account, params.get("symbol"), *self._order_ref(params)).to_api()
+
+    async def h_open_orders(self, request: web.Request, params: Params, account: Account | None) -> Any:
+        assert account is not None
+        symbol = params.get("symbol")
+        if symbol is not None:
+            self.engine.symbol(symbol)
+        return [o.to_api() for o in account.open_orders(symbol)]
+
+    async def h_all_orders(self, request: web.Request, params: Params, account: Account | None) -> Any:
+        assert account is not None
+        self.engine.symbol(params.get("symbol"))
+        return [o.to_api() for o in account.orders.values() if o.symbol == params["symbol"]]
+
+    async def h_cancel_all(self, request: web.Request, params: Params, account: Account | None) -> Any:
+        assert account is not None
+        self.engine.cancel_all(account, params.get("symbol"))
+        return {"code": 200, "msg": "The operation of cancel all open order is done."}
+
+    async def h_user_trades(self, request: web.Request, params: Params, account: Account | None) -> Any:
+        assert account is not None
+        self.engine.symbol(params.get("symbol"))
+        rows = [f.to_api() for f in account.fills if f.symbol == params["symbol"]]
+        return rows[-(_int(params, "limit", 500) or 500) :]
+
+    async def h_income(self, request: web.Request, params: Params, account: Account | None) -> Any:
+        assert account is not None
+        kind, symbol = params.get("incomeType"), params.get("symbol")
+        rows = [i.to_api() for i in account.incomes if kind in (None, i.income_type) and symbol in (None, i.symbol)]
+        return rows[-(_int(params, "limit", 100) or 100) :]
+
+    async def h_listen_key(self, request: web.Request, params: Params, account: Account | None) -> Any:
+        assert account is not None
+        for key, owner in self.listen_keys.items():
+            if owner is account:
+                return {"listenKey": key}
+        key = secrets.token_urlsafe(48)[:64]
+        self.listen_keys[key] = account
+        return {"listenKey": key}
+
+    async def h_listen_key_keepalive(self, request: web.Request, params: Params, account: Account | None) -> Any:
+        if account not in self.listen_keys.values():
+            raise Rejection(-1125, "This listenKey does not exist.")
+        return {}
+
+    async def h_listen_key_close(self, request: web.Request, params: Params, account: Account | None) -> Any:
+        self.listen_keys = {k: a for k, a in self.listen_keys.items() if a is not account}
+        return {}
+
+    # ---------------------------------------------------------------------------- WebSockets
+
+    async def _websocket(self, request: web.Request) -> web.StreamResponse:
+        ws = web.WebSocketResponse(heartbeat=None)
+        account = None
+        if request.path.startswith("/private/") or request.path.startswith("/ws/"):
+            key = request.query.get("listenKey") or request.path.rsplit("/", 1)[-1]
+            account = self.listen_keys.get(key)
+            if account is None and request.path.startswith("/private/"):
+                return _error(-1125, "This listenKey does not exist.", 400)
+        await ws.prepare(request)
+        sock = _Socket(ws, request.path, account=account)
+        self.sockets.add(sock)
+        writer = asyncio.create_task(sock.write_forever())
+        try:
+            async for msg in ws:
+                if msg.type != WSMsgType.TEXT:
+                    continue
+                try:
+                    frame = json.loads(msg.data)
+                    method, params, ident = frame.get("method"), frame.get("params") or [], frame.get("id")
+                except (ValueError, AttributeError):
+                    sock.send({"error": {"code": 3, "msg": "Invalid JSON"}})
+                    continue
+                if method == "SUBSCRIBE":
+                    sock.streams.update(str(p) for p in params)
+                    sock.send({"result": None, "id": ident})
+                elif method == "UNSUBSCRIBE":
+                    sock.streams.difference_update(str(p) for p in params)
+                    sock.send({"result": None, "id": ident})
+                elif method == "LIST_SUBSCRIPTIONS":
+                    sock.send({"result": sorted(sock.streams), "id": ident})
+                else:
+                    sock.send({"error": {"code": 2, "msg": f"Invalid request: unknown method {method!r}"}, "id": ident})
+        except ConnectionResetError:
+            pass
+        finally:
+            self.sockets.discard(sock)
+            writer.cancel()
+        return ws
+
+    def _on_private_event(self, account: Account, event: dict[str, Any]) -> None:
+        for sock in self.sockets:
+            if sock.account is account:
+                sock.send(event)
+
+    def _broadcast_market(self) -> None:
+        if not self.sockets:
+            return
+        market = self.market
+        elapsed = market.elapsed_s
+        every_second = market.steps % max(1, 1000 // market.step_ms) == 0
+        for sock in list(self.sockets):
+            if sock.account is not None:
+                continue
+            rule = self.faults.pick(("ws_disconnect",), sock.path, "*", elapsed)
+            if rule is not None:
+                sock.outbox.put_nowait(CLOSE_FRAME)
+                continue
+            for stream in sock.streams:
+                if market.feed_stalled() or self.faults.pick(("freeze_feed",), stream, "*", elapsed):
+                    continue
+                event = self._stream_event(stream, every_second)
+                for payload in event:
+                    sock.send(payload)
+
+    def _stream_event(self, stream: str, every_second: bool) -> list[dict[str, Any]]:
+        name, _, kind = stream.partition("@")
+        state = self.market.symbols.get(name.upper())
+        if state is None:
+            return []
+        now, s = self.market.now_ms, state.spec.symbol
+        if kind.startswith("depth"):
+            u = state.depth_update
+            if u is None:
+                return []
+            return [{"e": "depthUpdate", "E": now, "T": now, "s": s, "U": u.first_id, "u": u.last_id,
+                     "pu": u.prev_last_id, "b": [[num(p), num(q)] for p, q in u.bids],
+                     "a": [[num(p), num(q)] for p, q in u.asks]}]  # fmt: skip
+        if kind == "bookTicker":
+            bt = self._book_ticker(s)
+            return [{"e": "bookTicker", "u": state.update_id, "s": s, "b": bt["bidPrice"], "B": bt["bidQty"],
+                     "a": bt["askPrice"], "A": bt["askQty"], "T": now, "E": now}]  # fmt: skip
+        if kind == "trade":
+            return [{"e": "trade", "E": now, "T": t.time_ms, "s": s, "t": t.id, "p": num(t.price), "q": num(t.qty),
+                     "X": "MARKET", "m": t.buyer_maker} for t in state.trades]  # fmt: skip
+        if kind == "aggTrade":
+            return [{"e": "aggTrade", "E": now, "s": s, "a": t.id, "p": num(t.price), "q": num(t.qty), "f": t.id,
+                     "l": t.id, "T": t.time_ms, "m": t.buyer_maker} for t in state.trades]  # fmt: skip
+        if not every_second:
+            return []
+        if kind.startswith("markPrice"):
+            p = self._premium(s)
+            return [{"e": "markPriceUpdate", "E": now, "s": s, "p": p["markPrice"], "i": p["indexPrice"],
+                     "P": p["estimatedSettlePrice"], "r": p["lastFundingRate"], "T": p["nextFundingTime"]}]  # fmt: skip
+        if kind in ("miniTicker", "ticker"):
+            t = self._ticker(s)
+            return [{"e": "24hrMiniTicker" if kind == "miniTicker" else "24hrTicker", "E": now, "s": s,
+                     "c": t["lastPrice"], "o": t["openPrice"], "h": t["highPrice"], "l": t["lowPrice"],
+                     "v": t["volume"], "q": t["quoteVolume"]}]  # fmt: skip
+        return []
+
+    # --------------------------------------------------------------------------------- admin
+
+    async def admin_state(self, request: web.Request) -> web.Response:
+        accounts = []
+        for account in self.engine.accounts.values():
+            accounts.append(
+                {
+                    "api_key": account.api_key[:8] + "…",
+                    "wallet": num(account.wallet),
+                    "account": self.engine.account_info(account),
+                    "positions": [self.engine.position_row(account, s) for s in self.market.symbols],
+                    "margin": {s: vars(c) for s, c in account.configs.items()},
+                    "open_orders": [o.to_api() for o in account.open_orders()],
+                    "orders": [o.to_api() for o in account.orders.values()],
+                    "fills": [f.to_api() for f in account.fills],
+                    "income": [i.to_api() for i in account.incomes],
+                }
+            )
+        market = {
+            s: {"index": num(st.index), "mark": num(st.mark), "mid": num(st.mid), "funding_rate": num(st.funding_rate),
+                "min_notional": num(st.min_notional), "best_bid": num(st.bids[0][0]) if st.bids else None,
+                "best_ask": num(st.asks[0][0]) if st.asks else None,
+                "tiers": [{"floor": num(t.floor), "cap": num(t.cap), "mmr": num(t.mmr), "cum": num(t.cum),
+                           "max_leverage": t.max_leverage} for t in st.tiers]}
+            for s, st in self.market.symbols.items()
+        }  # fmt: skip
+        return _json(
+            {
+                "clock": self._clock(),
+                "scenario": self.market.scenario.name,
+                "market": market,
+                "accounts": accounts,
+                "funding_events": self.engine.funding_events,
+                "liquidations": self.engine.liquidations,
+            }
+        )
+
+    def _clock(self) -> dict[str, Any]:
+        return {"now_ms": self.market.now_ms, "steps": self.market.steps, "elapsed_s": self.market.elapsed_s,
+                "next_funding_ms": self.market.next_funding_ms, "speed": self.settings.speed,
+                "running": self._clock_task is not None}  # fmt: skip
+
+    async def admin_get_faults(self, request: web.Request) -> web.Response:
+        return _json(self.faults.model_dump(mode="json"))
+
+    async def admin_put_faults(self, request: web.Request) -> web.Response:
+        try:
+            data = await request.json()
+        except ValueError:
+            return _error(-1100, "The fault plan must be a JSON object.")
+        try:
+            self.faults = parse_plan(data)
+        except FaultPlanError as exc:
+            return _error(-1100, str(exc))
+        return _json(self.faults.model_dump(mode="json"))
+
+    async def admin_get_scenario(self, request: web.Request) -> web.Response:
+        return _json({"scenario": self.market.scenario.name, "known": list(SCENARIOS)})
+
+    async def admin_put_scenario(self, request: web.Request) -> web.Response:
+        try:
+            name = (await request.json())["scenario"]
+        except (ValueError, KeyError, TypeError):
+            return _error(-1100, 'Send {"scenario": NAME}.')
+        if name not in SCENARIOS:
+            return _error(-1100, f"Unknown scenario {name!r}; known: {', '.join(SCENARIOS)}.")
+        self.market.scenario = SCENARIOS[name]
+        return _json({"scenario": name})
+
+    async def admin_get_clock(self, request: web.Request) -> web.Response:
+        return _json(self._clock())
+
+    async def admin_advance(self, request: web.Request) -> web.Response:
+        try:
+            seconds = float((await request.json())["seconds"])
+        except (ValueError, KeyError, TypeError):
+            return _error(-1100, 'Send {"seconds": N}.')
+        if not 0 < seconds <= 30 * 86400:
+            return _error(-1100, "seconds must be in (0, 2592000].")
+        self.advance_seconds(seconds)
+        return _json(self._clock())
+
+
+@asynccontextmanager
+async def running_emulator(
+    settings: EmulatorSettings = EmulatorSettings(), faults: FaultPlan | None = None, port: int = 0
+) -> AsyncIterator[Emulator]:
+    """Start an emulator in this event loop on a free loopback port; stop it on exit."""
+    emulator = Emulator(settings, faults)
+    await emulator.start("127.0.0.1", port)
+    try:
+        yield emulator
+    finally:
+        await emulator.stop()
+
+
+def point_ccxt_at(exchange: Any, url: str) -> Any:
+    """Point a ccxt binanceusdm instance (async or pro) at an emulator: every REST section and the
+    WebSocket base, no currency fetch, and Binance USDⓈ-M's error codes mapped as on the real venue."""
+    base = url.rstrip("/")
+    api = exchange.urls["api"]
+    for key in list(api):
+        if isinstance(api[key], str):
+            api[key] = DEAD_URL
+    for key, path in FAPI_SECTIONS.items():
+        api[key] = base + path
+    if isinstance(api.get("ws"), dict):
+        api["ws"] = _dead_urls(api["ws"])
+        api["ws"]["linear"] = "ws" + base.removeprefix("http") + "/ws"
+    exchange.options["fetchCurrencies"] = False
+    exchange.exceptions["exact"].update(exchange.exceptions["linear"]["exact"])
+    return exchange
+
+
+def _dead_urls(tree: dict[str, Any]) -> dict[str, Any]:
+    dead = DEAD_URL.replace("http", "ws")
+    return {k: _dead_urls(v) if isinstance(v, dict) else dead if isinstance(v, str) else v for k, v in tree.items()}
