@@ -6,7 +6,9 @@ config, files). A user's mistake is always one line on stderr, never a traceback
 
 from __future__ import annotations
 
+import asyncio
 import json
+import signal
 import sys
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -30,6 +32,9 @@ from botkit.margin import (
     size,
     tiers_from_ccxt,
 )
+from botkit.sim.faults import FaultPlan, FaultPlanError, load_plan
+from botkit.sim.market import SCENARIOS
+from botkit.sim.server import Emulator, EmulatorSettings
 
 EXIT_REJECT = 1
 EXIT_USAGE = 2
@@ -294,6 +299,58 @@ def _print_sizing(report: SizingReport, max_lev: int | None, checked: bool) -> N
     for violation in report.violations:
         table.add_row("", str(violation))
     Console().print(table)
+
+
+# ----------------------------------------------------------------------------------------- emulate
+
+
+@cli.command("emulate")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (loopback by default).")
+@click.option("--port", type=click.IntRange(0, 65535), default=8765, show_default=True, help="0 picks a free port.")
+@click.option("--scenario", type=click.Choice(sorted(SCENARIOS)), default="calm", show_default=True)
+@click.option("--seed", type=int, default=1, show_default=True, help="Same seed, same market.")
+@click.option("--speed", type=POSITIVE, default=Decimal(1), show_default=True, help="Simulated seconds per second.")
+@click.option("--funding-interval", type=POSITIVE, default=Decimal(8 * 3600), show_default=True, help="Seconds.")
+@click.option("--balance", type=POSITIVE, default=Decimal(10_000), show_default=True, help="USDT in the account.")
+@click.option("--faults", "faults_file", type=click.Path(path_type=Path), help="Fault plan, TOML or JSON.")
+def emulate(
+    host: str, port: int, scenario: str, seed: int, speed: Decimal, funding_interval: Decimal, balance: Decimal,
+    faults_file: Path | None,
+) -> None:  # fmt: skip
+    """Serve the Binance USDⓈ-M exchange emulator until stopped (Ctrl-C)."""
+    try:
+        plan = load_plan(faults_file) if faults_file else None
+    except FaultPlanError as exc:
+        raise UserError(str(exc)) from None
+    settings = EmulatorSettings(
+        seed=seed, scenario=scenario, speed=float(speed), funding_interval_s=float(funding_interval), balance=balance
+    )
+    asyncio.run(_serve_emulator(settings, plan, host, port))
+
+
+async def _serve_emulator(settings: EmulatorSettings, plan: FaultPlan | None, host: str, port: int) -> None:
+    emulator = Emulator(settings, plan)
+    try:
+        url = await emulator.start(host, port)
+    except OSError as exc:
+        raise UserError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    click.echo(
+        f"botkit emulator on {url} (scenario {settings.scenario}, seed {settings.seed}, speed {settings.speed}x)"
+    )
+    click.echo(f"  api key:    {emulator.api_key}")
+    click.echo(f"  api secret: {emulator.api_secret}")
+    click.echo(f"  admin API:  {url}/_emu/state")
+    click.echo("  ccxt:       ex = ccxt.binanceusdm({'apiKey': KEY, 'secret': SECRET})")
+    click.echo(f"              botkit.sim.point_ccxt_at(ex, '{url}')")
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        await emulator.stop()
+        click.echo("botkit emulator stopped")
 
 
 # -------------------------------------------------------------------------------------------- main
