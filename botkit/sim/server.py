@@ -230,6 +230,8 @@ class Emulator:
         self._runner: web.AppRunner | None = None
         self._clock_task: asyncio.Task[None] | None = None
         self.url = ""
+        self.requests_served = 0
+        self.busy_seconds = 0.0  # time spent inside request handling, for benchmarks
         self.app = self._build_app()
 
     # ------------------------------------------------------------------------------ lifecycle
@@ -380,6 +382,7 @@ class Emulator:
     async def _middleware(self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]):
         if request.path.startswith("/_emu/") and request.remote not in ("127.0.0.1", "::1"):
             return _error(-2015, "The admin API answers on loopback only.", 403)
+        started = time.perf_counter()
         try:
             return await handler(request)
         except Rejection as exc:
@@ -388,6 +391,9 @@ class Emulator:
             raise
         except Exception as exc:  # an emulator bug must still answer like Binance, and say what broke
             return _error(-1000, f"An unknown error occurred while processing the request: {exc!r}", 500)
+        finally:
+            self.requests_served += 1
+            self.busy_seconds += time.perf_counter() - started  # includes injected waits, by design
 
     async def _not_found(self, request: web.Request) -> web.Response:
         return _error(-5000, f"Path {request.path}, Method {request.method} is invalid", 404)

@@ -1,0 +1,88 @@
+"""The synthetic market: deterministic per seed, and each scenario does what it says."""
+
+from decimal import Decimal as D
+
+from botkit.margin import cum_from_rates
+from botkit.sim.market import SPECS, Market
+
+
+def _trace(market: Market, steps: int) -> list[tuple]:
+    rows = []
+    for _ in range(steps):
+        market.step()
+        for state in market.symbols.values():
+            rows.append((state.index, state.mark, state.funding_rate, tuple(state.bids), tuple(state.asks),
+                         tuple((t.price, t.qty) for t in state.trades), state.update_id))  # fmt: skip
+    return rows
+
+
+def test_same_seed_same_market_bit_for_bit():
+    assert _trace(Market(seed=3, scenario="trend"), 500) == _trace(Market(seed=3, scenario="trend"), 500)
+    assert _trace(Market(seed=3), 50) != _trace(Market(seed=4), 50)
+
+
+def test_brackets_have_cum_consistent_with_the_recurrence():
+    for spec in SPECS:
+        assert [t.cum for t in spec.tiers] == cum_from_rates([(t.floor, t.mmr) for t in spec.tiers])
+        assert all(a.cap == b.floor for a, b in zip(spec.tiers, spec.tiers[1:], strict=False))
+
+
+def test_book_is_ordered_and_depth_updates_chain():
+    market = Market(seed=1)
+    state = market.symbols["BTCUSDT"]
+    last = state.update_id
+    for _ in range(50):
+        market.step()
+        update = state.depth_update
+        assert update.prev_last_id == last and update.first_id == last + 1 and update.last_id == state.update_id
+        last = update.last_id
+        assert [p for p, _ in state.bids] == sorted((p for p, _ in state.bids), reverse=True)
+        assert [p for p, _ in state.asks] == sorted(p for p, _ in state.asks)
+        assert state.bids[0][0] < state.asks[0][0]
+
+
+def test_flash_crash_drops_ten_to_twenty_percent_then_recovers_partly():
+    market = Market(seed=2, scenario="flash-crash")
+    state = market.symbols["BTCUSDT"]
+    while market.elapsed_s < 29.9:
+        market.step()
+    before, depth_before = state.index, sum(q for _, q in state.bids)
+    while market.elapsed_s < 45:
+        market.step()
+    depth_crash = sum(q for _, q in state.bids)
+    while market.elapsed_s < 59.9:
+        market.step()
+    low = state.index
+    while market.elapsed_s < 120:
+        market.step()
+    assert D("0.80") <= low / before <= D("0.90")
+    assert depth_crash < depth_before / 4  # thin books during the fall
+    assert low < state.index < before  # partial recovery
+
+
+def test_funding_squeeze_pins_funding_at_its_cap():
+    market = Market(seed=1, scenario="funding-squeeze")
+    market.step()
+    assert all(s.funding_rate == s.spec.funding_cap for s in market.symbols.values())
+
+
+def test_limits_tighten_halves_max_leverage_mid_session():
+    market = Market(seed=1, scenario="limits-tighten")
+    assert market.symbols["BTCUSDT"].tiers[0].max_leverage == 125
+    while market.elapsed_s < 31:
+        market.step()
+    assert market.symbols["BTCUSDT"].tiers[0].max_leverage == 62
+
+
+def test_funding_rate_follows_binance_clamp_in_calm_markets():
+    market = Market(seed=5, scenario="calm")
+    for _ in range(300):
+        market.step()
+    for state in market.symbols.values():
+        assert -state.spec.funding_cap <= state.funding_rate <= state.spec.funding_cap
+
+
+def test_funding_times_fire_on_the_interval():
+    market = Market(seed=1, start_ms=0, funding_interval_s=10)
+    due = [market.now_ms for _ in range(250) if market.step()]
+    assert due == [10_000, 20_000]
