@@ -456,7 +456,7 @@ class Engine:
     def _finish(self, account: Account, order: Order, status: str) -> None:
         order.status = status
         order.update_ms = self.now_ms
-        self._emit_order(account, order, status if status != "CANCELED" else "CANCELED", None)
+        self._emit_order(account, order, status, None)
 
     def find_order(self, account: Account, symbol: str | None, order_id: int | None, client_id: str | None) -> Order:
         self.symbol(symbol)

@@ -104,7 +104,9 @@ async def test_funding_changes_isolated_margin_by_notional_times_rate(exchange, 
     assert after - before == -D("0.2") * mark * rate  # a long pays a positive rate
     assert rate != 0
     history = await exchange.fetch_funding_history(BTC)
-    assert [D(str(h["amount"])) for h in history] == [-D("0.2") * mark * rate]
+    assert [D(h["info"]["income"]) for h in history] == [-D("0.2") * mark * rate]
+    rates = await exchange.fetch_funding_rate_history(BTC)
+    assert [D(r["info"]["fundingRate"]) for r in rates] == [rate]
 
 
 async def test_flash_crash_liquidates_an_over_levered_isolated_long(emulator):
