@@ -35,10 +35,6 @@ class Rejection(Exception):
         self.code, self.msg, self.status = code, msg, status
 
 
-def num(value: Decimal) -> str:
-    return plain(value)
-
-
 @dataclass
 class Order:
     id: int
@@ -68,19 +64,22 @@ class Order:
     def is_open(self) -> bool:
         return self.status in ("NEW", "PARTIALLY_FILLED")
 
+    @property
+    def average(self) -> Decimal:
+        return self.cum_quote / self.filled if self.filled else ZERO
+
     def to_api(self) -> dict[str, Any]:
-        avg = self.cum_quote / self.filled if self.filled else ZERO
         return {
             "orderId": self.id,
             "symbol": self.symbol,
             "status": self.status,
             "clientOrderId": self.client_id,
-            "price": num(self.price),
-            "avgPrice": num(avg),
-            "origQty": num(self.qty),
-            "executedQty": num(self.filled),
-            "cumQty": num(self.filled),
-            "cumQuote": num(self.cum_quote),
+            "price": plain(self.price),
+            "avgPrice": plain(self.average),
+            "origQty": plain(self.qty),
+            "executedQty": plain(self.filled),
+            "cumQty": plain(self.filled),
+            "cumQuote": plain(self.cum_quote),
             "timeInForce": self.time_in_force,
             "type": self.type,
             "reduceOnly": self.reduce_only,
@@ -134,11 +133,11 @@ class Fill:
             "id": self.id,
             "orderId": self.order_id,
             "side": self.side,
-            "price": num(self.price),
-            "qty": num(self.qty),
-            "realizedPnl": num(self.realized_pnl),
-            "quoteQty": num(self.price * self.qty),
-            "commission": num(self.commission),
+            "price": plain(self.price),
+            "qty": plain(self.qty),
+            "realizedPnl": plain(self.realized_pnl),
+            "quoteQty": plain(self.price * self.qty),
+            "commission": plain(self.commission),
             "commissionAsset": "USDT",
             "time": self.time_ms,
             "positionSide": "BOTH",
@@ -151,7 +150,7 @@ class Fill:
 class Income:
     tran_id: int
     symbol: str
-    income_type: str  # FUNDING_FEE / REALIZED_PNL / COMMISSION / LIQUIDATION
+    income_type: str  # FUNDING_FEE / REALIZED_PNL / COMMISSION / INSURANCE_CLEAR
     amount: Decimal
     time_ms: int
 
@@ -159,7 +158,7 @@ class Income:
         return {
             "symbol": self.symbol,
             "incomeType": self.income_type,
-            "income": num(self.amount),
+            "income": plain(self.amount),
             "asset": "USDT",
             "info": "",
             "time": self.time_ms,
@@ -179,6 +178,11 @@ class Account:
     client_ids: OrderedDict[str, int] = field(default_factory=OrderedDict)
     fills: list[Fill] = field(default_factory=list)
     incomes: list[Income] = field(default_factory=list)
+
+    @property
+    def wallet_balance(self) -> Decimal:
+        """Binance's wallet balance: the cross wallet plus every isolated wallet."""
+        return self.wallet + sum((p.isolated_wallet for p in self.positions.values()), ZERO)
 
     def config(self, symbol: str) -> SymbolConfig:
         return self.configs.setdefault(symbol, SymbolConfig())
@@ -233,7 +237,7 @@ class Engine:
         if abs(pos.qty) * state.mark >= cap:
             raise Rejection(-2027, "Exceeded the maximum allowable position at current leverage.")
         account.config(symbol).leverage = leverage
-        return {"leverage": leverage, "maxNotionalValue": num(cap), "symbol": symbol}
+        return {"leverage": leverage, "maxNotionalValue": plain(cap), "symbol": symbol}
 
     def set_margin_type(self, account: Account, symbol: str, margin_type: str) -> dict[str, Any]:
         self.symbol(symbol)
@@ -252,10 +256,16 @@ class Engine:
 
     # ------------------------------------------------------------------------------------ figures
 
-    def _order_margin(self, account: Account, order: Order) -> Decimal:
-        if order.reduce_only:
-            return ZERO
-        return order.remaining * order.price / account.config(order.symbol).leverage
+    def open_order_margin(self, account: Account, symbol: str | None = None) -> Decimal:
+        """Margin held for resting orders: remaining qty × price / leverage (reduce-only orders hold none)."""
+        return sum(
+            (
+                o.remaining * o.price / account.config(o.symbol).leverage
+                for o in account.open_orders(symbol)
+                if not o.reduce_only
+            ),
+            ZERO,
+        )
 
     def unrealized(self, account: Account, symbol: str) -> Decimal:
         pos = account.position(symbol)
@@ -268,8 +278,7 @@ class Engine:
             if pos.qty and account.config(symbol).margin_type == "CROSSED":
                 mark = self.market.symbols[symbol].mark
                 total += self.unrealized(account, symbol) - abs(pos.qty) * mark / account.config(symbol).leverage
-        total -= sum((self._order_margin(account, o) for o in account.open_orders()), ZERO)
-        return total
+        return total - self.open_order_margin(account)
 
     def liquidation_price(self, account: Account, symbol: str) -> Decimal | None:
         pos = account.position(symbol)
@@ -317,9 +326,9 @@ class Engine:
             if time_in_force not in ("GTC", "IOC", "FOK", "GTX"):
                 raise Rejection(-1115, "Invalid timeInForce.")
             if side == "BUY" and price > state.mark * spec.percent_up:
-                raise Rejection(-4016, f"Limit price can't be higher than {num(state.mark * spec.percent_up)}.")
+                raise Rejection(-4016, f"Limit price can't be higher than {plain(state.mark * spec.percent_up)}.")
             if side == "SELL" and price < state.mark * spec.percent_down:
-                raise Rejection(-4024, f"Limit price can't be lower than {num(state.mark * spec.percent_down)}.")
+                raise Rejection(-4024, f"Limit price can't be lower than {plain(state.mark * spec.percent_down)}.")
         else:
             time_in_force = "GTC"
             price = None
@@ -339,7 +348,7 @@ class Engine:
         ref_price = price if price is not None else book_price
         opening = ZERO if reduce_only else qty - reducing
         if not reduce_only and qty * ref_price < state.min_notional:
-            minimum = num(state.min_notional)
+            minimum = plain(state.min_notional)
             raise Rejection(
                 -4164, f"Order's notional must be no smaller than {minimum} (unless you choose reduce only)."
             )
@@ -387,8 +396,6 @@ class Engine:
         """Fill as taker against the book, walking levels up to the limit price."""
         levels = state.asks if order.side == "BUY" else state.bids
         for i, (level_price, level_qty) in enumerate(levels):
-            if order.remaining <= ZERO:
-                break
             if order.type == "LIMIT" and (order.price - level_price) * order.sign < 0:
                 break
             qty = min(level_qty, self._fillable(account, order))
@@ -506,8 +513,8 @@ class Engine:
         """Funding = position notional at mark × rate; longs pay a positive rate. Isolated: from the margin."""
         for symbol, state in self.market.symbols.items():
             self.funding_rates.append(
-                {"symbol": symbol, "fundingTime": self.now_ms, "fundingRate": num(state.funding_rate),
-                 "markPrice": num(state.mark)}
+                {"symbol": symbol, "fundingTime": self.now_ms, "fundingRate": plain(state.funding_rate),
+                 "markPrice": plain(state.mark)}
             )  # fmt: skip
         for account in self.accounts.values():
             for symbol, pos in account.positions.items():
@@ -521,8 +528,9 @@ class Engine:
                     account.wallet += amount
                 account.incomes.append(Income(self._next("tran"), symbol, "FUNDING_FEE", amount, self.now_ms))
                 self.funding_events.append(
-                    {"account": account.api_key[:8], "symbol": symbol, "rate": num(state.funding_rate),
-                     "mark": num(state.mark), "positionAmt": num(pos.qty), "amount": num(amount), "time": self.now_ms}
+                    {"account": account.api_key[:8], "symbol": symbol, "rate": plain(state.funding_rate),
+                     "mark": plain(state.mark), "positionAmt": plain(pos.qty), "amount": plain(amount),
+                     "time": self.now_ms}
                 )  # fmt: skip
                 self._emit_account(account, "FUNDING_FEE", symbol)
 
@@ -550,8 +558,9 @@ class Engine:
         lost = pos.isolated_wallet
         self.liquidations.append(
             {"account": account.api_key[:8], "symbol": pos.symbol, "side": "long" if pos.qty > 0 else "short",
-             "qty": num(qty), "entry": num(pos.entry), "liquidation_price": num(liq), "mark": num(mark),
-             "isolated_wallet_lost": num(lost), "liquidation_fee": num(fee), "time": self.now_ms, "orderId": order.id}
+             "qty": plain(qty), "entry": plain(pos.entry), "liquidation_price": plain(liq), "mark": plain(mark),
+             "isolated_wallet_lost": plain(lost), "liquidation_fee": plain(fee), "time": self.now_ms,
+             "orderId": order.id}
         )  # fmt: skip
         account.incomes.append(Income(self._next("tran"), pos.symbol, "INSURANCE_CLEAR", -lost, self.now_ms))
         pos.qty, pos.entry, pos.isolated_wallet, pos.update_ms = ZERO, ZERO, ZERO, self.now_ms
@@ -568,24 +577,23 @@ class Engine:
         upnl = self.unrealized(account, symbol)
         isolated = config.margin_type == "ISOLATED" and pos.qty != ZERO
         liq = self.liquidation_price(account, symbol)
-        order_margin = sum((self._order_margin(account, o) for o in account.open_orders(symbol)), ZERO)
         return {
             "symbol": symbol,
             "positionSide": "BOTH",
-            "positionAmt": num(pos.qty),
-            "entryPrice": num(pos.entry) if pos.qty else "0.0",
-            "breakEvenPrice": num(pos.entry) if pos.qty else "0.0",
-            "markPrice": num(state.mark),
-            "unRealizedProfit": num(upnl),
-            "liquidationPrice": num(liq) if liq is not None else "0",
-            "isolatedMargin": num(pos.isolated_wallet + upnl) if isolated else "0",
-            "notional": num(notional),
+            "positionAmt": plain(pos.qty),
+            "entryPrice": plain(pos.entry) if pos.qty else "0.0",
+            "breakEvenPrice": plain(pos.entry) if pos.qty else "0.0",
+            "markPrice": plain(state.mark),
+            "unRealizedProfit": plain(upnl),
+            "liquidationPrice": plain(liq) if liq is not None else "0",
+            "isolatedMargin": plain(pos.isolated_wallet + upnl) if isolated else "0",
+            "notional": plain(notional),
             "marginAsset": "USDT",
-            "isolatedWallet": num(pos.isolated_wallet) if isolated else "0",
-            "initialMargin": num(abs(notional) / config.leverage),
-            "maintMargin": num(maintenance_margin(notional, state.tiers)) if pos.qty else "0",
-            "positionInitialMargin": num(abs(notional) / config.leverage),
-            "openOrderInitialMargin": num(order_margin),
+            "isolatedWallet": plain(pos.isolated_wallet) if isolated else "0",
+            "initialMargin": plain(abs(notional) / config.leverage),
+            "maintMargin": plain(maintenance_margin(notional, state.tiers)) if pos.qty else "0",
+            "positionInitialMargin": plain(abs(notional) / config.leverage),
+            "openOrderInitialMargin": plain(self.open_order_margin(account, symbol)),
             "adl": 1,
             "bidNotional": "0",
             "askNotional": "0",
@@ -598,26 +606,25 @@ class Engine:
             (self.unrealized(account, s) for s in self.market.symbols if account.config(s).margin_type == "CROSSED"),
             ZERO,
         )
-        isolated = sum((p.isolated_wallet for p in account.positions.values()), ZERO)
         upnl = sum((self.unrealized(account, s) for s in self.market.symbols), ZERO)
-        wallet = account.wallet + isolated
+        wallet = account.wallet_balance
         position_im = sum((D(r["positionInitialMargin"]) for r in rows), ZERO)
-        order_im = sum((self._order_margin(account, o) for o in account.open_orders()), ZERO)
+        order_im = self.open_order_margin(account)
         available = self.available(account)
         maint = sum((D(r["maintMargin"]) for r in rows), ZERO)
         asset = {
             "asset": "USDT",
-            "walletBalance": num(wallet),
-            "unrealizedProfit": num(upnl),
-            "marginBalance": num(wallet + upnl),
-            "maintMargin": num(maint),
-            "initialMargin": num(position_im + order_im),
-            "positionInitialMargin": num(position_im),
-            "openOrderInitialMargin": num(order_im),
-            "crossWalletBalance": num(account.wallet),
-            "crossUnPnl": num(cross_upnl),
-            "availableBalance": num(available),
-            "maxWithdrawAmount": num(max(available, ZERO)),
+            "walletBalance": plain(wallet),
+            "unrealizedProfit": plain(upnl),
+            "marginBalance": plain(wallet + upnl),
+            "maintMargin": plain(maint),
+            "initialMargin": plain(position_im + order_im),
+            "positionInitialMargin": plain(position_im),
+            "openOrderInitialMargin": plain(order_im),
+            "crossWalletBalance": plain(account.wallet),
+            "crossUnPnl": plain(cross_upnl),
+            "availableBalance": plain(available),
+            "maxWithdrawAmount": plain(max(available, ZERO)),
             "updateTime": self.now_ms,
         }
         return {
@@ -655,14 +662,14 @@ class Engine:
                 "T": self.now_ms,
                 "o": {
                     "s": order.symbol, "c": order.client_id, "S": order.side, "o": order.type,
-                    "f": order.time_in_force, "q": num(order.qty), "p": num(order.price),
-                    "ap": num(order.cum_quote / order.filled if order.filled else ZERO), "sp": "0",
+                    "f": order.time_in_force, "q": plain(order.qty), "p": plain(order.price),
+                    "ap": plain(order.average), "sp": "0",
                     "x": execution, "X": order.status, "i": order.id,
-                    "l": num(fill.qty if fill else ZERO), "z": num(order.filled),
-                    "L": num(fill.price if fill else ZERO), "n": num(fill.commission if fill else ZERO),
+                    "l": plain(fill.qty if fill else ZERO), "z": plain(order.filled),
+                    "L": plain(fill.price if fill else ZERO), "n": plain(fill.commission if fill else ZERO),
                     "N": "USDT", "T": self.now_ms, "t": fill.id if fill else 0, "b": "0", "a": "0",
                     "m": bool(fill and fill.maker), "R": order.reduce_only, "wt": "CONTRACT_PRICE",
-                    "ot": order.type, "ps": "BOTH", "cp": False, "rp": num(fill.realized_pnl if fill else ZERO),
+                    "ot": order.type, "ps": "BOTH", "cp": False, "rp": plain(fill.realized_pnl if fill else ZERO),
                 },
             },
         )  # fmt: skip
@@ -670,7 +677,6 @@ class Engine:
     def _emit_account(self, account: Account, reason: str, symbol: str) -> None:
         pos = account.position(symbol)
         config = account.config(symbol)
-        isolated = sum((p.isolated_wallet for p in account.positions.values()), ZERO)
         self._emit(
             account,
             {
@@ -679,12 +685,12 @@ class Engine:
                 "T": self.now_ms,
                 "a": {
                     "m": reason,
-                    "B": [{"a": "USDT", "wb": num(account.wallet + isolated), "cw": num(account.wallet), "bc": "0"}],
+                    "B": [{"a": "USDT", "wb": plain(account.wallet_balance), "cw": plain(account.wallet), "bc": "0"}],
                     "P": [
-                        {"s": symbol, "pa": num(pos.qty), "ep": num(pos.entry), "bep": num(pos.entry),
-                         "cr": "0", "up": num(self.unrealized(account, symbol)),
+                        {"s": symbol, "pa": plain(pos.qty), "ep": plain(pos.entry), "bep": plain(pos.entry),
+                         "cr": "0", "up": plain(self.unrealized(account, symbol)),
                          "mt": "isolated" if config.margin_type == "ISOLATED" else "cross",
-                         "iw": num(pos.isolated_wallet), "ps": "BOTH"}
+                         "iw": plain(pos.isolated_wallet), "ps": "BOTH"}
                     ],
                 },
             },

@@ -97,7 +97,7 @@ class FaultPlan(BaseModel):
 
 
 class FaultPlanError(ValueError):
-    pass
+    """A fault plan that cannot be used; the message names its source and every bad field."""
 
 
 def parse_plan(data: object, where: str = "fault plan") -> FaultPlan:

@@ -53,10 +53,6 @@ class SymbolSpec:
     liquidation_fee: Decimal = D("0.0125")
     funding_cap: Decimal = D("0.0075")
 
-    @property
-    def unified(self) -> str:
-        return f"{self.base}/{self.quote}:{self.quote}"
-
 
 SPECS: tuple[SymbolSpec, ...] = (
     SymbolSpec(
@@ -181,7 +177,6 @@ class DepthUpdate:
     prev_last_id: int  # pu
     bids: list[tuple[Decimal, Decimal]]
     asks: list[tuple[Decimal, Decimal]]
-    time_ms: int
 
 
 @dataclass
@@ -241,11 +236,12 @@ class Market:
         self.steps = 0
         self.symbols: dict[str, SymbolState] = {}
         self._rng: dict[str, random.Random] = {}
+        crash = self._crash_drift()
         for spec in specs:
             self._rng[spec.symbol] = random.Random(f"{seed}:{spec.symbol}")
             state = SymbolState(spec, spec.tiers, spec.min_notional, math.log(spec.start_price))
             self.symbols[spec.symbol] = state
-            self._refresh(state, self._rng[spec.symbol], first=True)
+            self._refresh(state, self._rng[spec.symbol], crash, first=True)
         self.next_funding_ms = self._next_funding_after(self.start_ms)
 
     # ---------------------------------------------------------------------------------------- time
@@ -271,8 +267,9 @@ class Market:
         if self.scenario.tighten_at is not None and self.elapsed_s >= self.scenario.tighten_at:
             self.tighten_brackets()
             self.scenario = replace(self.scenario, tighten_at=None)
+        crash = self._crash_drift()
         for name, state in self.symbols.items():
-            self._refresh(state, self._rng[name])
+            self._refresh(state, self._rng[name], crash)
         if self.now_ms >= self.next_funding_ms:
             self.next_funding_ms = self._next_funding_after(self.now_ms)
             return True
@@ -295,9 +292,11 @@ class Market:
             return math.log(target / bottom) / (2 * steps), 0.5
         return 0.0, 1.0
 
-    def _refresh(self, st: SymbolState, rng: random.Random, first: bool = False) -> None:
+    def _refresh(
+        self, st: SymbolState, rng: random.Random, crash_drift: tuple[float, float], first: bool = False
+    ) -> None:
         spec, s = st.spec, self.scenario
-        crash, depth_mult = self._crash_drift()
+        crash, depth_mult = crash_drift
         if not first:
             if rng.random() < (0.002 if not st.volatile else 0.01):
                 st.volatile = not st.volatile
@@ -319,13 +318,10 @@ class Market:
         st.basis_ema = basis if first else 0.9 * st.basis_ema + 0.1 * basis
         mark = index * (1 + D(repr(st.basis_ema)) + st.mark_bias_bps / 10_000)
         st.mark = floor_to_step(mark, D("0.00000001"))
-        st.premium_avg = (
-            float((st.mark - index) / index)
-            if first
-            else 0.999 * st.premium_avg + 0.001 * float((st.mark - index) / index)
-        )
-        p = D(repr(st.premium_avg)).quantize(D("0.00000001"))
-        rate = p + min(max(INTEREST - p, D("-0.0005")), D("0.0005"))
+        premium = float((st.mark - index) / index)
+        st.premium_avg = premium if first else 0.999 * st.premium_avg + 0.001 * premium
+        averaged = D(repr(st.premium_avg)).quantize(D("0.00000001"))
+        rate = averaged + min(max(INTEREST - averaged, D("-0.0005")), D("0.0005"))
         cap = spec.funding_cap
         st.funding_rate = cap if s.funding_pinned else min(max(rate, -cap), cap).quantize(D("0.00000001"))
 
@@ -343,7 +339,6 @@ class Market:
             prev_last_id=prev,
             bids=sorted(((p, q) for (side, p), q in changes.items() if side == "b"), reverse=True),
             asks=sorted((p, q) for (side, p), q in changes.items() if side == "a"),
-            time_ms=self.now_ms,
         )
         st.trades = []
         for _ in range(0 if first else rng.randint(0, 3)):

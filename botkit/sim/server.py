@@ -16,6 +16,7 @@ import contextlib
 import hashlib
 import hmac
 import json
+import math
 import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -28,7 +29,7 @@ from urllib.parse import parse_qsl
 from aiohttp import WSMsgType, web
 
 from botkit.margin import plain
-from botkit.sim.engine import Account, Engine, Rejection, num
+from botkit.sim.engine import Account, Engine, Rejection
 from botkit.sim.faults import REST_KINDS, FaultPlan, FaultPlanError, FaultRule, parse_plan
 from botkit.sim.market import SCENARIOS, Market
 
@@ -137,7 +138,7 @@ def _error(code: int, msg: str, status: int = 400, headers: dict[str, str] | Non
     return _json({"code": code, "msg": msg}, status, headers)
 
 
-def _decimal(params: dict[str, str], name: str, required: bool = True) -> Decimal | None:
+def _decimal(params: Params, name: str, required: bool = True) -> Decimal | None:
     raw = params.get(name)
     if raw is None or raw == "":
         if required:
@@ -155,7 +156,7 @@ def _decimal(params: dict[str, str], name: str, required: bool = True) -> Decima
     return value
 
 
-def _int(params: dict[str, str], name: str, default: int | None = None) -> int | None:
+def _int(params: Params, name: str, default: int | None = None) -> int | None:
     raw = params.get(name)
     if raw is None or raw == "":
         return default
@@ -163,6 +164,10 @@ def _int(params: dict[str, str], name: str, default: int | None = None) -> int |
         return int(raw)
     except ValueError:
         raise Rejection(-1100, f"Illegal characters found in parameter '{name}'.") from None
+
+
+def _retry_after(seconds: float) -> dict[str, str]:
+    return {"Retry-After": str(max(1, math.ceil(seconds)))}
 
 
 def _depth_weight(limit: int) -> int:
@@ -204,8 +209,6 @@ class _Socket:
 
 class Emulator:
     def __init__(self, settings: EmulatorSettings = EmulatorSettings(), faults: FaultPlan | None = None) -> None:
-        if settings.scenario not in SCENARIOS:
-            raise ValueError(f"unknown scenario {settings.scenario!r}; known: {', '.join(SCENARIOS)}")
         if settings.speed <= 0:
             raise ValueError("speed must be positive")
         self.settings = settings
@@ -230,7 +233,6 @@ class Emulator:
         self._runner: web.AppRunner | None = None
         self._clock_task: asyncio.Task[None] | None = None
         self.url = ""
-        self.requests_served = 0
         self.busy_seconds = 0.0  # time spent inside request handling, for benchmarks
         self.app = self._build_app()
 
@@ -392,7 +394,6 @@ class Emulator:
         except Exception as exc:  # an emulator bug must still answer like Binance, and say what broke
             return _error(-1000, f"An unknown error occurred while processing the request: {exc!r}", 500)
         finally:
-            self.requests_served += 1
             self.busy_seconds += time.perf_counter() - started  # includes injected waits, by design
 
     async def _not_found(self, request: web.Request) -> web.Response:
@@ -414,10 +415,10 @@ class Emulator:
         status, retry_after, headers = self.limiter.check(ip, weight, is_order)
         if status == 418:
             return _error(-1003, f"Way too many requests; IP banned until {int(time.time() + retry_after) * 1000}.",
-                          418, {"Retry-After": str(max(1, int(retry_after + 0.999)))})  # fmt: skip
+                          418, _retry_after(retry_after))  # fmt: skip
         if status == 429:
             return _error(-1003, "Too many requests; current limit is exceeded. Please use WebSocket Streams.",
-                          429, headers | {"Retry-After": str(max(1, int(retry_after + 0.999)))})  # fmt: skip
+                          429, headers | _retry_after(retry_after))  # fmt: skip
         rule = self.faults.pick(REST_KINDS, request.path, request.method, self.market.elapsed_s)
         accept_then_vanish: FaultRule | None = None
         if rule is not None:
@@ -434,9 +435,7 @@ class Emulator:
                 return _error(-1003, "Way too many requests; IP banned (injected).", 418, {"Retry-After": "120"})
             elif rule.kind == "timeout_after_accept":
                 accept_then_vanish = rule
-        account = self._authenticate(request, raw_query, raw_body, params) if auth else None
-        if auth == "signed" and account is None:
-            raise Rejection(-2015, "Invalid API-key, IP, or permissions for action.", 401)
+        account = self._authenticate(request, auth, raw_query, raw_body, params) if auth else None
         result = await handler(request, params, account)
         if accept_then_vanish is not None:
             await self._hold(accept_then_vanish.seconds)
@@ -447,11 +446,12 @@ class Emulator:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.closing.wait(), seconds)
 
-    def _authenticate(self, request: web.Request, raw_query: str, raw_body: str, params: dict[str, str]) -> Account:
+    def _authenticate(self, request: web.Request, auth: str, raw_query: str, raw_body: str, params: Params) -> Account:
+        """The account behind the API key; for "signed" routes also the timestamp and HMAC signature."""
         account = self.engine.accounts.get(request.headers.get("X-MBX-APIKEY", ""))
         if account is None:
             raise Rejection(-2015, "Invalid API-key, IP, or permissions for action.", 401)
-        if self._routes[(request.method, request.path)][2] == "key":
+        if auth == "key":
             return account
         timestamp = _int(params, "timestamp")
         if timestamp is None:
@@ -495,20 +495,21 @@ class Emulator:
                     "pricePrecision": -int(spec.tick.as_tuple().exponent),
                     "quantityPrecision": -int(spec.step.as_tuple().exponent),
                     "baseAssetPrecision": 8, "quotePrecision": 8, "underlyingType": "COIN",
-                    "triggerProtect": "0.0500", "liquidationFee": num(spec.liquidation_fee), "marketTakeBound": "0.05",
+                    "triggerProtect": "0.0500", "liquidationFee": plain(spec.liquidation_fee),
+                    "marketTakeBound": "0.05",
                     "maintMarginPercent": "2.5000", "requiredMarginPercent": "5.0000",
                     "filters": [
-                        {"filterType": "PRICE_FILTER", "minPrice": num(spec.tick), "maxPrice": "10000000",
-                         "tickSize": num(spec.tick)},
-                        {"filterType": "LOT_SIZE", "minQty": num(spec.min_qty), "maxQty": num(spec.max_qty),
-                         "stepSize": num(spec.step)},
-                        {"filterType": "MARKET_LOT_SIZE", "minQty": num(spec.min_qty),
-                         "maxQty": num(spec.market_max_qty), "stepSize": num(spec.step)},
+                        {"filterType": "PRICE_FILTER", "minPrice": plain(spec.tick), "maxPrice": "10000000",
+                         "tickSize": plain(spec.tick)},
+                        {"filterType": "LOT_SIZE", "minQty": plain(spec.min_qty), "maxQty": plain(spec.max_qty),
+                         "stepSize": plain(spec.step)},
+                        {"filterType": "MARKET_LOT_SIZE", "minQty": plain(spec.min_qty),
+                         "maxQty": plain(spec.market_max_qty), "stepSize": plain(spec.step)},
                         {"filterType": "MAX_NUM_ORDERS", "limit": 200},
                         {"filterType": "MAX_NUM_ALGO_ORDERS", "limit": 10},
-                        {"filterType": "MIN_NOTIONAL", "notional": num(state.min_notional)},
-                        {"filterType": "PERCENT_PRICE", "multiplierUp": num(spec.percent_up),
-                         "multiplierDown": num(spec.percent_down), "multiplierDecimal": "4"},
+                        {"filterType": "MIN_NOTIONAL", "notional": plain(state.min_notional)},
+                        {"filterType": "PERCENT_PRICE", "multiplierUp": plain(spec.percent_up),
+                         "multiplierDown": plain(spec.percent_down), "multiplierDecimal": "4"},
                     ],
                     "orderTypes": ["LIMIT", "MARKET", "STOP", "STOP_MARKET", "TAKE_PROFIT", "TAKE_PROFIT_MARKET",
                                    "TRAILING_STOP_MARKET"],
@@ -535,7 +536,7 @@ class Emulator:
             "symbols": symbols,
         }
 
-    def _symbols(self, params: dict[str, str]) -> list[str]:
+    def _symbols(self, params: Params) -> list[str]:
         if "symbol" in params:
             self.engine.symbol(params["symbol"])
             return [params["symbol"]]
@@ -550,8 +551,8 @@ class Emulator:
             "lastUpdateId": state.update_id,
             "E": self.market.now_ms,
             "T": self.market.now_ms,
-            "bids": [[num(p), num(q)] for p, q in state.bids[:limit]],
-            "asks": [[num(p), num(q)] for p, q in state.asks[:limit]],
+            "bids": [[plain(p), plain(q)] for p, q in state.bids[:limit]],
+            "asks": [[plain(p), plain(q)] for p, q in state.asks[:limit]],
         }
 
     def _ticker(self, symbol: str) -> dict[str, Any]:
@@ -561,12 +562,13 @@ class Emulator:
         average = (st.day_quote_volume / st.day_volume).quantize(st.spec.tick) if st.day_volume else last
         last_qty = st.trades[-1].qty if st.trades else D(0)
         return {
-            "symbol": symbol, "priceChange": num(change),
-            "priceChangePercent": num((change / st.day_open * 100).quantize(D("0.001"))),
-            "weightedAvgPrice": num(average), "lastPrice": num(last), "lastQty": num(last_qty),
-            "openPrice": num(st.day_open),
-            "highPrice": num(st.day_high), "lowPrice": num(st.day_low), "volume": num(st.day_volume),
-            "quoteVolume": num(st.day_quote_volume), "openTime": self.market.start_ms, "closeTime": self.market.now_ms,
+            "symbol": symbol, "priceChange": plain(change),
+            "priceChangePercent": plain((change / st.day_open * 100).quantize(D("0.001"))),
+            "weightedAvgPrice": plain(average), "lastPrice": plain(last), "lastQty": plain(last_qty),
+            "openPrice": plain(st.day_open),
+            "highPrice": plain(st.day_high), "lowPrice": plain(st.day_low), "volume": plain(st.day_volume),
+            "quoteVolume": plain(st.day_quote_volume), "openTime": self.market.start_ms,
+            "closeTime": self.market.now_ms,
             "firstId": 1, "lastId": st.trade_id, "count": st.day_count,
         }  # fmt: skip
 
@@ -577,23 +579,23 @@ class Emulator:
     def _book_ticker(self, symbol: str) -> dict[str, Any]:
         st = self.market.symbols[symbol]
         bid, ask = st.bids[0] if st.bids else (st.mark, D(0)), st.asks[0] if st.asks else (st.mark, D(0))
-        return {"symbol": symbol, "bidPrice": num(bid[0]), "bidQty": num(bid[1]), "askPrice": num(ask[0]),
-                "askQty": num(ask[1]), "time": self.market.now_ms, "lastUpdateId": st.update_id}  # fmt: skip
+        return {"symbol": symbol, "bidPrice": plain(bid[0]), "bidQty": plain(bid[1]), "askPrice": plain(ask[0]),
+                "askQty": plain(ask[1]), "time": self.market.now_ms, "lastUpdateId": st.update_id}  # fmt: skip
 
     async def h_book_ticker(self, request: web.Request, params: Params, account: Account | None) -> Any:
         rows = [self._book_ticker(s) for s in self._symbols(params)]
         return rows[0] if "symbol" in params else rows
 
     async def h_price(self, request: web.Request, params: Params, account: Account | None) -> Any:
-        rows = [{"symbol": s, "price": num(self.market.last_price(s)), "time": self.market.now_ms}
+        rows = [{"symbol": s, "price": plain(self.market.last_price(s)), "time": self.market.now_ms}
                 for s in self._symbols(params)]  # fmt: skip
         return rows[0] if "symbol" in params else rows
 
     def _premium(self, symbol: str) -> dict[str, Any]:
         st = self.market.symbols[symbol]
         return {
-            "symbol": symbol, "markPrice": num(st.mark), "indexPrice": num(st.index),
-            "estimatedSettlePrice": num(st.index), "lastFundingRate": num(st.funding_rate),
+            "symbol": symbol, "markPrice": plain(st.mark), "indexPrice": plain(st.index),
+            "estimatedSettlePrice": plain(st.index), "lastFundingRate": plain(st.funding_rate),
             "interestRate": "0.00010000", "nextFundingTime": self.market.next_funding_ms, "time": self.market.now_ms,
         }  # fmt: skip
 
@@ -604,8 +606,8 @@ class Emulator:
     async def h_funding_info(self, request: web.Request, params: Params, account: Account | None) -> Any:
         hours = self.market.funding_interval_ms / 3_600_000
         return [
-            {"symbol": s, "adjustedFundingRateCap": num(st.spec.funding_cap),
-             "adjustedFundingRateFloor": num(-st.spec.funding_cap),
+            {"symbol": s, "adjustedFundingRateCap": plain(st.spec.funding_cap),
+             "adjustedFundingRateFloor": plain(-st.spec.funding_cap),
              "fundingIntervalHours": int(hours) if hours == int(hours) else hours, "disclaimer": False}
             for s, st in self.market.symbols.items()
         ]  # fmt: skip
@@ -621,19 +623,19 @@ class Emulator:
             raise Rejection(-1120, "Invalid interval (the emulator serves 1m candles).")
         limit = min(_int(params, "limit", 500) or 500, 1500)
         return [
-            [c.open_ms, num(c.open), num(c.high), num(c.low), num(c.close), num(c.volume), c.open_ms + 59_999,
-             num(c.quote_volume), c.trades, "0", "0", "0"]
+            [c.open_ms, plain(c.open), plain(c.high), plain(c.low), plain(c.close), plain(c.volume), c.open_ms + 59_999,
+             plain(c.quote_volume), c.trades, "0", "0", "0"]
             for c in list(state.candles)[-limit:]
         ]  # fmt: skip
 
     async def h_trades(self, request: web.Request, params: Params, account: Account | None) -> Any:
         state = self.engine.symbol(params.get("symbol"))
-        return [{"id": t.id, "price": num(t.price), "qty": num(t.qty), "quoteQty": num(t.price * t.qty),
+        return [{"id": t.id, "price": plain(t.price), "qty": plain(t.qty), "quoteQty": plain(t.price * t.qty),
                  "time": t.time_ms, "isBuyerMaker": t.buyer_maker} for t in state.trades]  # fmt: skip
 
     async def h_agg_trades(self, request: web.Request, params: Params, account: Account | None) -> Any:
         state = self.engine.symbol(params.get("symbol"))
-        return [{"a": t.id, "p": num(t.price), "q": num(t.qty), "f": t.id, "l": t.id, "T": t.time_ms,
+        return [{"a": t.id, "p": plain(t.price), "q": plain(t.qty), "f": t.id, "l": t.id, "T": t.time_ms,
                  "m": t.buyer_maker} for t in state.trades]  # fmt: skip
 
     # ------------------------------------------------------------------------------- account
@@ -699,8 +701,8 @@ class Emulator:
 
     async def h_commission(self, request: web.Request, params: Params, account: Account | None) -> Any:
         self.engine.symbol(params.get("symbol"))
-        return {"symbol": params["symbol"], "makerCommissionRate": num(self.engine.maker_fee),
-                "takerCommissionRate": num(self.engine.taker_fee)}  # fmt: skip
+        return {"symbol": params["symbol"], "makerCommissionRate": plain(self.engine.maker_fee),
+                "takerCommissionRate": plain(self.engine.taker_fee)}  # fmt: skip
 
     # -------------------------------------------------------------------------------- orders
 
@@ -797,31 +799,35 @@ class Emulator:
         self.sockets.add(sock)
         writer = asyncio.create_task(sock.write_forever())
         try:
-            async for msg in ws:
-                if msg.type != WSMsgType.TEXT:
-                    continue
-                try:
-                    frame = json.loads(msg.data)
-                    method, params, ident = frame.get("method"), frame.get("params") or [], frame.get("id")
-                except (ValueError, AttributeError):
-                    sock.send({"error": {"code": 3, "msg": "Invalid JSON"}})
-                    continue
-                if method == "SUBSCRIBE":
-                    sock.streams.update(str(p) for p in params)
-                    sock.send({"result": None, "id": ident})
-                elif method == "UNSUBSCRIBE":
-                    sock.streams.difference_update(str(p) for p in params)
-                    sock.send({"result": None, "id": ident})
-                elif method == "LIST_SUBSCRIPTIONS":
-                    sock.send({"result": sorted(sock.streams), "id": ident})
-                else:
-                    sock.send({"error": {"code": 2, "msg": f"Invalid request: unknown method {method!r}"}, "id": ident})
-        except ConnectionResetError:
-            pass
+            # a client that vanishes mid-frame resets the connection: there is no one left to answer
+            with contextlib.suppress(ConnectionResetError):
+                async for msg in ws:
+                    if msg.type == WSMsgType.TEXT:
+                        self._answer_frame(sock, msg.data)
         finally:
             self.sockets.discard(sock)
             writer.cancel()
         return ws
+
+    @staticmethod
+    def _answer_frame(sock: _Socket, data: str) -> None:
+        """SUBSCRIBE / UNSUBSCRIBE / LIST_SUBSCRIPTIONS, answered like Binance's stream server."""
+        try:
+            frame = json.loads(data)
+            method, params, ident = frame.get("method"), frame.get("params") or [], frame.get("id")
+        except (ValueError, AttributeError):
+            sock.send({"error": {"code": 3, "msg": "Invalid JSON"}})
+            return
+        if method == "SUBSCRIBE":
+            sock.streams.update(str(p) for p in params)
+            sock.send({"result": None, "id": ident})
+        elif method == "UNSUBSCRIBE":
+            sock.streams.difference_update(str(p) for p in params)
+            sock.send({"result": None, "id": ident})
+        elif method == "LIST_SUBSCRIPTIONS":
+            sock.send({"result": sorted(sock.streams), "id": ident})
+        else:
+            sock.send({"error": {"code": 2, "msg": f"Invalid request: unknown method {method!r}"}, "id": ident})
 
     def _on_private_event(self, account: Account, event: dict[str, Any]) -> None:
         for sock in self.sockets:
@@ -834,6 +840,7 @@ class Emulator:
         market = self.market
         elapsed = market.elapsed_s
         every_second = market.steps % max(1, 1000 // market.step_ms) == 0
+        stalled = market.feed_stalled()
         for sock in list(self.sockets):
             if sock.account is not None:
                 continue
@@ -842,13 +849,12 @@ class Emulator:
                 sock.outbox.put_nowait(CLOSE_FRAME)
                 continue
             for stream in sock.streams:
-                if market.feed_stalled() or self.faults.pick(("freeze_feed",), stream, "*", elapsed):
+                if stalled or self.faults.pick(("freeze_feed",), stream, "*", elapsed):
                     continue
-                event = self._stream_event(stream, every_second)
-                for payload in event:
+                for payload in self._stream_events(stream, every_second):
                     sock.send(payload)
 
-    def _stream_event(self, stream: str, every_second: bool) -> list[dict[str, Any]]:
+    def _stream_events(self, stream: str, every_second: bool) -> list[dict[str, Any]]:
         name, _, kind = stream.partition("@")
         state = self.market.symbols.get(name.upper())
         if state is None:
@@ -859,17 +865,17 @@ class Emulator:
             if u is None:
                 return []
             return [{"e": "depthUpdate", "E": now, "T": now, "s": s, "U": u.first_id, "u": u.last_id,
-                     "pu": u.prev_last_id, "b": [[num(p), num(q)] for p, q in u.bids],
-                     "a": [[num(p), num(q)] for p, q in u.asks]}]  # fmt: skip
+                     "pu": u.prev_last_id, "b": [[plain(p), plain(q)] for p, q in u.bids],
+                     "a": [[plain(p), plain(q)] for p, q in u.asks]}]  # fmt: skip
         if kind == "bookTicker":
             bt = self._book_ticker(s)
             return [{"e": "bookTicker", "u": state.update_id, "s": s, "b": bt["bidPrice"], "B": bt["bidQty"],
                      "a": bt["askPrice"], "A": bt["askQty"], "T": now, "E": now}]  # fmt: skip
         if kind == "trade":
-            return [{"e": "trade", "E": now, "T": t.time_ms, "s": s, "t": t.id, "p": num(t.price), "q": num(t.qty),
+            return [{"e": "trade", "E": now, "T": t.time_ms, "s": s, "t": t.id, "p": plain(t.price), "q": plain(t.qty),
                      "X": "MARKET", "m": t.buyer_maker} for t in state.trades]  # fmt: skip
         if kind == "aggTrade":
-            return [{"e": "aggTrade", "E": now, "s": s, "a": t.id, "p": num(t.price), "q": num(t.qty), "f": t.id,
+            return [{"e": "aggTrade", "E": now, "s": s, "a": t.id, "p": plain(t.price), "q": plain(t.qty), "f": t.id,
                      "l": t.id, "T": t.time_ms, "m": t.buyer_maker} for t in state.trades]  # fmt: skip
         if not every_second:
             return []
@@ -892,7 +898,7 @@ class Emulator:
             accounts.append(
                 {
                     "api_key": account.api_key[:8] + "…",
-                    "wallet": num(account.wallet),
+                    "wallet": plain(account.wallet),
                     "account": self.engine.account_info(account),
                     "positions": [self.engine.position_row(account, s) for s in self.market.symbols],
                     "margin": {s: vars(c) for s, c in account.configs.items()},
@@ -903,10 +909,11 @@ class Emulator:
                 }
             )
         market = {
-            s: {"index": num(st.index), "mark": num(st.mark), "mid": num(st.mid), "funding_rate": num(st.funding_rate),
-                "min_notional": num(st.min_notional), "best_bid": num(st.bids[0][0]) if st.bids else None,
-                "best_ask": num(st.asks[0][0]) if st.asks else None,
-                "tiers": [{"floor": num(t.floor), "cap": num(t.cap), "mmr": num(t.mmr), "cum": num(t.cum),
+            s: {"index": plain(st.index), "mark": plain(st.mark), "mid": plain(st.mid),
+                "funding_rate": plain(st.funding_rate),
+                "min_notional": plain(st.min_notional), "best_bid": plain(st.bids[0][0]) if st.bids else None,
+                "best_ask": plain(st.asks[0][0]) if st.asks else None,
+                "tiers": [{"floor": plain(t.floor), "cap": plain(t.cap), "mmr": plain(t.mmr), "cum": plain(t.cum),
                            "max_leverage": t.max_leverage} for t in st.tiers]}
             for s, st in self.market.symbols.items()
         }  # fmt: skip

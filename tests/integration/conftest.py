@@ -30,20 +30,27 @@ def client(module, emu, **options):
     return point_ccxt_at(module.binanceusdm(config | options), emu.url)
 
 
+@contextlib.asynccontextmanager
+async def connected(module, emu, **options):
+    """A ccxt client (async or pro) on the emulator with its markets loaded, closed on exit."""
+    ex = client(module, emu, **options)
+    try:
+        await ex.load_markets()
+        yield ex
+    finally:
+        await ex.close()
+
+
 @pytest.fixture
 async def exchange(emulator):
-    ex = client(ccxt_async, emulator)
-    await ex.load_markets()
-    yield ex
-    await ex.close()
+    async with connected(ccxt_async, emulator) as ex:
+        yield ex
 
 
 @pytest.fixture
 async def pro(emulator):
-    ex = client(ccxt_pro, emulator)
-    await ex.load_markets()
-    yield ex
-    await ex.close()
+    async with connected(ccxt_pro, emulator) as ex:
+        yield ex
 
 
 @contextlib.asynccontextmanager

@@ -8,7 +8,7 @@ import pytest
 from ccxt.base import errors
 
 from botkit.sim import running_emulator
-from tests.integration.conftest import BTC, client, settings
+from tests.integration.conftest import BTC, client, connected, settings
 
 
 async def test_exceeding_the_weight_budget_gives_429_then_418():
@@ -36,15 +36,10 @@ async def test_exceeding_the_weight_budget_gives_429_then_418():
 
 
 async def test_order_count_headers():
-    async with running_emulator(settings()) as emu:
-        ex = client(ccxt_async, emu)
-        try:
-            await ex.load_markets()
-            await ex.create_order(BTC, "limit", "buy", 0.01, 48000)
-            headers = ex.last_response_headers
-            assert headers["X-MBX-ORDER-COUNT-10S"] == "1" and headers["X-MBX-ORDER-COUNT-1M"] == "1"
-        finally:
-            await ex.close()
+    async with running_emulator(settings()) as emu, connected(ccxt_async, emu) as ex:
+        await ex.create_order(BTC, "limit", "buy", 0.01, 48000)
+        headers = ex.last_response_headers
+        assert headers["X-MBX-ORDER-COUNT-10S"] == "1" and headers["X-MBX-ORDER-COUNT-1M"] == "1"
 
 
 async def _with_faults(rules, check):
@@ -52,12 +47,8 @@ async def _with_faults(rules, check):
         async with aiohttp.ClientSession() as http:
             async with http.put(f"{emu.url}/_emu/faults", json={"rules": rules}) as r:
                 assert r.status == 200, await r.text()
-        ex = client(ccxt_async, emu, timeout=500)
-        try:
-            await ex.load_markets()
+        async with connected(ccxt_async, emu, timeout=500) as ex:
             await check(emu, ex)
-        finally:
-            await ex.close()
 
 
 async def test_injected_5xx_arrives_as_a_retryable_or_unknown_outcome():

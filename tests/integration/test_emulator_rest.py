@@ -72,15 +72,10 @@ async def test_reported_liquidation_price_equals_botkit_margin(exchange, emulato
     await exchange.create_order(BTC, "market", "sell", 0.5)  # 25 000 notional: bracket 1
     await exchange.create_order(BTC, "market", "sell", 1.0)  # 75 000 notional: liquidation in bracket 2
     [row] = [r for r in await exchange.fapiPrivateV3GetPositionRisk() if r["symbol"] == "BTCUSDT"]
-    expected = liquidation_price(
-        "short", D("1.5"), D(row["entryPrice"]), D(row["isolatedWallet"]), _btc_tiers(emulator)
-    )
+    tiers = emulator.market.symbols["BTCUSDT"].tiers
+    expected = liquidation_price("short", D("1.5"), D(row["entryPrice"]), D(row["isolatedWallet"]), tiers)
     assert D(row["liquidationPrice"]) == expected
     assert expected * D("1.5") >= 50000  # it really is in bracket 2
-
-
-def _btc_tiers(emulator):
-    return emulator.market.symbols["BTCUSDT"].tiers
 
 
 async def test_funding_changes_isolated_margin_by_notional_times_rate(exchange, emulator):

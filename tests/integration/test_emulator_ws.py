@@ -7,7 +7,7 @@ import pytest
 from ccxt.base import errors
 
 from botkit.sim import running_emulator
-from tests.integration.conftest import BTC, client, market_running, settings
+from tests.integration.conftest import BTC, connected, market_running, settings
 
 
 async def test_public_streams(pro, emulator):
@@ -48,27 +48,16 @@ async def test_private_stream_orders_positions_and_funding(pro, emulator):
 async def test_feed_stall_freezes_websocket_market_data_while_rest_answers():
     async with running_emulator(settings(scenario="feed-stall")) as emu:
         emu.advance_seconds(25)  # the scenario freezes the streams from 20 s to 80 s
-        pro = client(ccxt_pro, emu)
-        try:
-            await pro.load_markets()
-            async with market_running(emu):
-                with pytest.raises(TimeoutError):
-                    await asyncio.wait_for(pro.watch_trades(BTC), 1.0)
-                assert (await pro.fetch_ticker(BTC))["last"] > 0
-        finally:
-            await pro.close()
+        async with connected(ccxt_pro, emu) as pro, market_running(emu):
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(pro.watch_trades(BTC), 1.0)
+            assert (await pro.fetch_ticker(BTC))["last"] > 0
 
 
 async def test_injected_websocket_disconnect():
-    async with running_emulator(settings()) as emu:
-        pro = client(ccxt_pro, emu)
-        try:
-            await pro.load_markets()
-            async with market_running(emu):
+    async with running_emulator(settings()) as emu, connected(ccxt_pro, emu) as pro, market_running(emu):
+        await asyncio.wait_for(pro.watch_ticker(BTC), 5)
+        emu.faults = emu.faults.model_validate({"rules": [{"kind": "ws_disconnect", "count": 1}]})
+        with pytest.raises(errors.NetworkError):  # what a feed sees when the venue drops it
+            for _ in range(50):
                 await asyncio.wait_for(pro.watch_ticker(BTC), 5)
-                emu.faults = emu.faults.model_validate({"rules": [{"kind": "ws_disconnect", "count": 1}]})
-                with pytest.raises(errors.NetworkError):  # what a feed sees when the venue drops it
-                    for _ in range(50):
-                        await asyncio.wait_for(pro.watch_ticker(BTC), 5)
-        finally:
-            await pro.close()
