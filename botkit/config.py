@@ -73,6 +73,37 @@ class ExchangeConfig(Section):
         return data
 
 
+class VenueConfig(Section):
+    """How botkit talks to the exchange: client ids, retries with backoff, client-side rate limits."""
+
+    client_id_prefix: str = Field("bk", pattern=r"^[A-Za-z0-9]{1,8}$", description="marks this bot's orders")
+    retry_base_s: float = Field(0.2, gt=0, le=60, description="first backoff step; full jitter, doubling")
+    retry_cap_s: float = Field(5.0, gt=0, le=600, description="longest single backoff wait")
+    call_deadline_s: float = Field(30.0, gt=0, le=3600, description="a call gives up after this long")
+    max_attempts: int = Field(8, ge=1, le=100)
+    unknown_settle_s: float = Field(0.5, ge=0, le=60, description="wait before looking up a lost order")
+    rate_headroom: float = Field(0.05, ge=0, lt=1, description="fraction of each exchange budget left unused")
+    rate_cut_factor: float = Field(0.5, gt=0, le=1, description="budget multiplier after an HTTP 429")
+    rate_recover_s: float = Field(60.0, ge=0, description="time to recover the full budget after a 429")
+    rate_limits: dict[str, int] = Field(
+        default_factory=dict, description="override budget limits by name, e.g. weight_1m = 1200"
+    )
+
+    @field_validator("rate_limits")
+    @classmethod
+    def positive_limits(cls, limits: dict[str, int]) -> dict[str, int]:
+        for name, limit in limits.items():
+            if limit < 1:
+                raise ValueError(f"rate limit {name} must be >= 1")
+        return limits
+
+    @model_validator(mode="after")
+    def cap_above_base(self) -> VenueConfig:
+        if self.retry_cap_s < self.retry_base_s:
+            raise ValueError("retry_cap_s must not be below retry_base_s")
+        return self
+
+
 class RiskConfig(Section):
     """Isolated-margin sizing policy (see botkit.margin)."""
 
@@ -140,6 +171,7 @@ class BotConfig(BaseSettings):
     strategy: str = Field("sma_cross", min_length=1)
     symbols: list[str] = Field(default_factory=lambda: ["BTC/USDT:USDT"], min_length=1)
     exchange: ExchangeConfig = ExchangeConfig()
+    venue: VenueConfig = VenueConfig()
     risk: RiskConfig = RiskConfig()
     limits: LimitsConfig = LimitsConfig()
     killswitch: KillSwitchConfig = KillSwitchConfig()

@@ -1,7 +1,9 @@
-"""Value types shared by every layer: sides and the stable reason codes of verdicts."""
+"""Value types shared by every layer: sides, reason codes of verdicts, orders, positions, balances."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from decimal import Decimal
 from enum import StrEnum
 
 
@@ -35,3 +37,75 @@ class Reason(StrEnum):
     NOTIONAL_BELOW_MIN = "NOTIONAL_BELOW_MIN"
     QTY_BELOW_MIN = "QTY_BELOW_MIN"
     QTY_ABOVE_MAX = "QTY_ABOVE_MAX"
+
+
+class OrderStatus(StrEnum):
+    OPEN = "open"
+    FILLED = "filled"
+    CANCELED = "canceled"
+    EXPIRED = "expired"
+    REJECTED = "rejected"
+
+    @property
+    def final(self) -> bool:
+        return self is not OrderStatus.OPEN
+
+
+@dataclass(frozen=True, slots=True)
+class Order:
+    """An order as the venue last reported it."""
+
+    symbol: str
+    side: str  # "buy" / "sell"
+    type: str  # "market" / "limit"
+    qty: Decimal
+    price: Decimal | None
+    client_id: str
+    id: str | None
+    status: OrderStatus
+    filled: Decimal = Decimal(0)
+    average: Decimal | None = None
+    reduce_only: bool = False
+    timestamp_ms: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    symbol: str
+    side: Side
+    qty: Decimal  # > 0
+    entry: Decimal
+    mark: Decimal | None
+    liquidation: Decimal | None  # None: the exchange reports none (e.g. a long that cannot be liquidated)
+    margin_mode: str | None  # "isolated" / "cross"
+    isolated_wallet: Decimal | None
+    leverage: Decimal | None
+    unrealized_pnl: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class Balance:
+    currency: str
+    free: Decimal
+    used: Decimal
+    total: Decimal  # includes unrealized PnL (margin balance)
+
+
+@dataclass(frozen=True, slots=True)
+class Book:
+    """The top of an order book: (price, qty) levels, best first."""
+
+    symbol: str
+    bids: tuple[tuple[Decimal, Decimal], ...]
+    asks: tuple[tuple[Decimal, Decimal], ...]
+    timestamp_ms: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class MarkPrice:
+    symbol: str
+    mark: Decimal
+    index: Decimal | None
+    funding_rate: Decimal | None
+    next_funding_ms: int | None
+    timestamp_ms: int | None

@@ -5,7 +5,8 @@ the admin API. Each rule names a kind, a target (a REST path or a stream name, `
 optional window of simulated seconds since start, a probability (drawn from the plan's own seeded
 random generator, so a run is repeatable) and an optional cap on how many times it fires.
 
-REST kinds: `http_error` (status + Binance code, e.g. 503/-1001), `rate_limit` (429), `ban` (418),
+REST kinds: `http_error` (status + Binance code, e.g. 503/-1001), `rate_limit` (429 with Retry-After
+`seconds`; like a real 429, requests during that cool-down earn a ban), `ban` (418),
 `latency` (ms added), `stall` (no answer for `seconds`, longer than the client's timeout),
 `timeout_after_accept` (the request takes effect, the answer never arrives).
 Stream kinds: `ws_disconnect` (the server closes matching connections), `freeze_feed` (market data stops
@@ -59,7 +60,7 @@ class FaultRule(BaseModel):
     code: int = -1001
     msg: str = "Internal error; unable to process your request. Please try again."
     latency_ms: int = Field(0, ge=0)
-    seconds: float = Field(30.0, gt=0, description="how long a stall lasts")
+    seconds: float = Field(30.0, gt=0, description="how long a stall lasts; a rate_limit's Retry-After")
     value: Decimal | None = None
     fired: int = 0
 

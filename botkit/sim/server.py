@@ -19,6 +19,7 @@ import json
 import math
 import secrets
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -64,6 +65,8 @@ class EmulatorSettings:
     orders_per_10s: int = 300
     orders_per_minute: int = 1200
     ban_seconds: float = 120.0  # the first 418 ban; each further ban doubles it
+    ban_grace_s: float = 1.0  # requests this soon after a 429 (already in flight) get 429 again, not a ban
+    rate_limit_speed: float = 1.0  # rate-limit windows, cool-downs and bans run this many times faster
     run_clock: bool = True  # False: the market moves only through the admin API (deterministic tests)
 
 
@@ -76,6 +79,7 @@ class _Usage:
     weight: int = 0
     order_windows: dict[int, tuple[int, int]] = field(default_factory=dict)  # window length -> (index, count)
     cooldown_until: float = 0.0
+    limited_at: float = 0.0
     banned_until: float = 0.0
     bans: int = 0
 
@@ -84,12 +88,21 @@ class RateLimiter:
     """Binance's IP limits: request weight per minute and order counts per 10 s and per minute.
 
     Over a limit: HTTP 429 with Retry-After until the window ends. A request during that cool-down
-    earns an HTTP 418 ban, `ban_seconds` long and doubling with each repeat.
+    (after a short grace for requests already in flight) earns an HTTP 418 ban, `ban_seconds` long and
+    doubling with each repeat.
     """
 
     def __init__(self, settings: EmulatorSettings, now: Callable[[], float] = time.monotonic) -> None:
         self.settings, self.now = settings, now
         self.usage: dict[str, _Usage] = {}
+        self.answered: Counter[int] = Counter()  # 429 and 418 answers given, rate-limit and injected
+
+    def cool_down(self, ip: str, seconds: float) -> None:
+        """An injected 429: the IP must now wait `seconds` like after a real one, or earn a ban."""
+        u = self.usage.setdefault(ip, _Usage())
+        now = self.now()
+        u.cooldown_until, u.limited_at = max(u.cooldown_until, now + seconds), now
+        self.answered[429] += 1
 
     def check(self, ip: str, weight: int, is_order: bool) -> tuple[int | None, float, dict[str, str]]:
         """(status or None, retry-after seconds, usage headers) for one request."""
@@ -98,6 +111,8 @@ class RateLimiter:
         if u.banned_until > now:
             return 418, u.banned_until - now, {}
         if u.cooldown_until > now:
+            if now - u.limited_at <= self.settings.ban_grace_s:
+                return 429, u.cooldown_until - now, {}
             u.bans += 1
             u.banned_until = now + self.settings.ban_seconds * 2 ** (u.bans - 1)
             return 418, u.banned_until - now, {}
@@ -117,7 +132,7 @@ class RateLimiter:
                 if count > limit:
                     over_until = max(over_until, (index + 1) * length)
         if over_until:
-            u.cooldown_until = over_until
+            u.cooldown_until, u.limited_at = over_until, now
             return 429, over_until - now, headers
         return None, 0.0, headers
 
@@ -209,8 +224,8 @@ class _Socket:
 
 class Emulator:
     def __init__(self, settings: EmulatorSettings = EmulatorSettings(), faults: FaultPlan | None = None) -> None:
-        if settings.speed <= 0:
-            raise ValueError("speed must be positive")
+        if settings.speed <= 0 or settings.rate_limit_speed <= 0:
+            raise ValueError("speed and rate_limit_speed must be positive")
         self.settings = settings
         start_ms = settings.start_ms if settings.start_ms is not None else int(time.time() * 1000)
         self.market = Market(
@@ -222,7 +237,7 @@ class Emulator:
         )
         self.engine = Engine(self.market)
         self.faults = faults or FaultPlan()
-        self.limiter = RateLimiter(settings)
+        self.limiter = RateLimiter(settings, now=lambda: time.monotonic() * settings.rate_limit_speed)
         self.api_key = settings.api_key or secrets.token_hex(32)
         self.api_secret = settings.api_secret or secrets.token_hex(32)
         self.engine.add_account(self.api_key, self.api_secret, settings.balance)
@@ -413,6 +428,8 @@ class Emulator:
         is_order = request.path == "/fapi/v1/order" and request.method == "POST"
         ip = request.remote or "?"
         status, retry_after, headers = self.limiter.check(ip, weight, is_order)
+        if status is not None:
+            self.limiter.answered[status] += 1
         if status == 418:
             return _error(-1003, f"Way too many requests; IP banned until {int(time.time() + retry_after) * 1000}.",
                           418, _retry_after(retry_after))  # fmt: skip
@@ -430,8 +447,10 @@ class Emulator:
             elif rule.kind == "http_error":
                 return _error(rule.code, rule.msg, rule.status, headers)
             elif rule.kind == "rate_limit":
-                return _error(-1003, "Too many requests (injected).", 429, headers | {"Retry-After": "1"})
+                self.limiter.cool_down(ip, rule.seconds)
+                return _error(-1003, "Too many requests (injected).", 429, headers | _retry_after(rule.seconds))
             elif rule.kind == "ban":
+                self.limiter.answered[418] += 1
                 return _error(-1003, "Way too many requests; IP banned (injected).", 418, {"Retry-After": "120"})
             elif rule.kind == "timeout_after_accept":
                 accept_then_vanish = rule
@@ -923,6 +942,7 @@ class Emulator:
                 "scenario": self.market.scenario.name,
                 "market": market,
                 "accounts": accounts,
+                "rate_limit_answers": {str(k): v for k, v in sorted(self.limiter.answered.items())},
                 "funding_events": self.engine.funding_events,
                 "liquidations": self.engine.liquidations,
             }

@@ -12,7 +12,7 @@ from tests.integration.conftest import BTC, client, connected, settings
 
 
 async def test_exceeding_the_weight_budget_gives_429_then_418():
-    async with running_emulator(settings(weight_per_minute=30, ban_seconds=5)) as emu:
+    async with running_emulator(settings(weight_per_minute=30, ban_seconds=5, ban_grace_s=0)) as emu:
         async with aiohttp.ClientSession() as http:
             statuses, headers = [], []
             for _ in range(40):
@@ -43,7 +43,7 @@ async def test_order_count_headers():
 
 
 async def _with_faults(rules, check):
-    async with running_emulator(settings()) as emu:
+    async with running_emulator(settings(ban_grace_s=0.1)) as emu:
         async with aiohttp.ClientSession() as http:
             async with http.put(f"{emu.url}/_emu/faults", json={"rules": rules}) as r:
                 assert r.status == 200, await r.text()
@@ -94,19 +94,32 @@ async def test_stall_and_latency():
 
 async def test_injected_429_and_418():
     async def check(emu, ex):
-        with pytest.raises(errors.DDoSProtection):
+        with pytest.raises(errors.DDoSProtection, match="429"):
             await ex.fetch_ticker(BTC)
-        with pytest.raises(errors.DDoSProtection):
+        await asyncio.sleep(0.25)  # honour the Retry-After of the injected 429
+        with pytest.raises(errors.DDoSProtection, match="418"):
             await ex.fetch_ticker(BTC)
         assert (await ex.fetch_ticker(BTC))["last"] > 0
+        assert emu.limiter.answered == {429: 1, 418: 1}
 
     await _with_faults(
         [
-            {"kind": "rate_limit", "target": "/fapi/v1/ticker/*", "count": 1},
+            {"kind": "rate_limit", "target": "/fapi/v1/ticker/*", "count": 1, "seconds": 0.2},
             {"kind": "ban", "target": "/fapi/v1/ticker/*", "count": 1},
         ],
         check,
     )
+
+
+async def test_ignoring_an_injected_429_earns_a_ban():
+    async def check(emu, ex):
+        with pytest.raises(errors.DDoSProtection, match="429"):
+            await ex.fetch_ticker(BTC)
+        await asyncio.sleep(0.15)  # past the grace for requests in flight, inside the 5 s cool-down
+        with pytest.raises(errors.DDoSProtection, match="418"):
+            await ex.fetch_ticker(BTC)
+
+    await _with_faults([{"kind": "rate_limit", "target": "/fapi/v1/ticker/*", "count": 1, "seconds": 5}], check)
 
 
 async def test_clock_skew_mark_divergence_brackets_and_min_notional():

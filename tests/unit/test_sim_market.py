@@ -86,3 +86,22 @@ def test_funding_times_fire_on_the_interval():
     market = Market(seed=1, start_ms=0, funding_interval_s=10)
     due = [market.now_ms for _ in range(250) if market.step()]
     assert due == [10_000, 20_000]
+
+
+def test_emulator_rate_limiter_grace_then_ban():
+    from botkit.sim.server import EmulatorSettings, RateLimiter
+
+    now = [120.0]
+    limiter = RateLimiter(EmulatorSettings(weight_per_minute=10, ban_seconds=5, ban_grace_s=1.0), now=lambda: now[0])
+    assert [limiter.check("ip", 5, False)[0] for _ in range(2)] == [None, None]
+    status, retry_after, _ = limiter.check("ip", 5, False)
+    assert status == 429 and retry_after == 60.0  # until the minute window ends
+    now[0] += 0.5
+    assert limiter.check("ip", 1, False)[0] == 429  # in flight when the 429 went out: no ban yet
+    now[0] += 1.0
+    status, retry_after, _ = limiter.check("ip", 1, False)
+    assert status == 418 and retry_after == 5.0  # kept sending in the cool-down
+    now[0] += 5.0
+    assert limiter.check("ip", 1, False)[0] == 418  # the cool-down still runs to the window's end
+    now[0] = 180.0 + 5.0 * 2 + 1  # next window, second ban (10 s) over
+    assert limiter.check("ip", 1, False)[0] is None

@@ -1,0 +1,1 @@
+"""The client-side guardrails: pure or nearly so, testable without a network."""

@@ -1,0 +1,263 @@
+"""Client-side rate limits: weighted budgets over several windows, shared fairly by every task of a bot.
+
+Limits are data (a preset per exchange, overridable), not code. Each budget counts either request
+weight or orders over a sliding window. A sliding window never lets more through than a fixed window of
+the same length does, wherever the exchange puts its window boundaries, so staying inside it keeps the
+exchange's fixed-window counters inside their limits.
+
+- `acquire(weight, orders)` waits, first come first served, until every budget has room.
+- `observe(status, headers)` reads each answer: the exchange's own usage counters (when it sends them)
+  can only raise our estimate; an HTTP 429 pauses everything for its Retry-After and cuts the budgets
+  (once per episode, however many answers in flight come back 429), which then recover linearly; an
+  HTTP 418 is a ban: `acquire` raises `VenueBanned` until it ends, and `on_ban` tells the kill switch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from botkit.clock import Clock, SystemClock
+from botkit.log import get_logger
+from botkit.venue.errors import VenueBanned
+
+log = get_logger("botkit.rate")
+MIN_SCALE = 0.1  # repeated 429s never cut a budget below this fraction
+
+
+@dataclass(frozen=True)
+class Budget:
+    name: str
+    limit: int
+    window_s: float
+    counts: Literal["weight", "orders"] = "weight"
+    header: str | None = None  # response header carrying the exchange's count for its current window
+
+
+@dataclass(frozen=True)
+class RatePreset:
+    """An exchange's limits. `weights` overrides ccxt's cost for (api section, METHOD, path) where
+    botkit knows better; `order_paths` are the (METHOD, path) pairs that count against order budgets."""
+
+    budgets: tuple[Budget, ...]
+    weights: Mapping[tuple[str, str, str], int] = field(default_factory=dict)
+    order_paths: frozenset[tuple[str, str]] = frozenset()
+    ban_default_s: float = 120.0
+
+
+PRESETS: dict[str, RatePreset] = {
+    # Binance USDⓈ-M: 2400 request weight per minute per IP, 300 orders per 10 s and 1200 per minute per
+    # account, counted in X-MBX-USED-WEIGHT-1M / X-MBX-ORDER-COUNT-10S / -1M. ccxt charges a new order 4
+    # to fold the order limits into its single bucket; botkit counts orders separately, so an order costs
+    # its documented weight (Binance documents 0 IP weight; 1 is kept as a margin). ccxt's table has 1 for
+    # the v2/v3 account and position endpoints, which Binance documents at 5.
+    "binanceusdm": RatePreset(
+        budgets=(
+            Budget("weight_1m", 2400, 60.0, "weight", "x-mbx-used-weight-1m"),
+            Budget("orders_10s", 300, 10.0, "orders", "x-mbx-order-count-10s"),
+            Budget("orders_1m", 1200, 60.0, "orders", "x-mbx-order-count-1m"),
+        ),
+        weights={
+            ("fapiPrivate", "POST", "order"): 1,
+            ("fapiPrivateV2", "GET", "account"): 5,
+            ("fapiPrivateV3", "GET", "account"): 5,
+            ("fapiPrivateV2", "GET", "positionRisk"): 5,
+            ("fapiPrivateV3", "GET", "positionRisk"): 5,
+        },
+        order_paths=frozenset({("POST", "order"), ("POST", "batchOrders")}),
+    ),
+}
+
+
+def preset_for(exchange_id: str, rate_limit_ms: float, overrides: Mapping[str, int] | None = None) -> RatePreset:
+    """The exchange's preset, or one derived from ccxt's `rateLimit` (one cost unit per `rateLimit` ms,
+    counted per second) for exchanges without one; `overrides` replace budget limits by name."""
+    preset = PRESETS.get(exchange_id)
+    if preset is None:
+        per_second = max(1, int(1000 / rate_limit_ms)) if rate_limit_ms > 0 else 10
+        preset = RatePreset(budgets=(Budget("ccxt_cost_1s", per_second, 1.0),))
+    overrides = dict(overrides or {})
+    unknown = set(overrides) - {b.name for b in preset.budgets}
+    if unknown:
+        known = ", ".join(b.name for b in preset.budgets)
+        raise ValueError(f"unknown rate budget(s) {', '.join(sorted(unknown))} for {exchange_id}; known: {known}")
+    budgets = tuple(
+        Budget(b.name, overrides.get(b.name, b.limit), b.window_s, b.counts, b.header) for b in preset.budgets
+    )
+    return RatePreset(budgets, preset.weights, preset.order_paths, preset.ban_default_s)
+
+
+class _Window:
+    """Amounts spent over the last `window_s` seconds."""
+
+    def __init__(self, budget: Budget) -> None:
+        self.budget = budget
+        self.entries: deque[tuple[float, float]] = deque()
+        self.used = 0.0
+
+    def expire(self, now: float) -> None:
+        horizon = now - self.budget.window_s
+        while self.entries and self.entries[0][0] <= horizon:
+            self.used -= self.entries.popleft()[1]
+        if not self.entries:
+            self.used = 0.0  # no float drift carried over an empty window
+
+    def add(self, now: float, amount: float) -> None:
+        if amount > 0:
+            self.entries.append((now, amount))
+            self.used += amount
+
+    def wait_for(self, now: float, amount: float, limit: float) -> float:
+        """Seconds until `amount` more fits under `limit` (0: now). A request larger than the whole
+        limit goes through on an empty window rather than never."""
+        if amount <= 0 or self.used + amount <= limit or not self.entries:
+            return 0.0
+        excess = self.used + amount - limit
+        freed = 0.0
+        for at, spent in self.entries:
+            freed += spent
+            if freed >= excess:
+                return at + self.budget.window_s - now
+        return self.entries[-1][0] + self.budget.window_s - now
+
+
+class RateLimiter:
+    def __init__(
+        self,
+        budgets: tuple[Budget, ...],
+        clock: Clock | None = None,
+        *,
+        headroom: float = 0.05,
+        cut_factor: float = 0.5,
+        recover_s: float = 60.0,
+        ban_default_s: float = 120.0,
+        on_ban: Callable[[float], Any] | None = None,
+    ) -> None:
+        if not 0 <= headroom < 1 or not 0 < cut_factor <= 1 or recover_s < 0:
+            raise ValueError("need 0 <= headroom < 1, 0 < cut_factor <= 1 and recover_s >= 0")
+        self.clock = clock or SystemClock()
+        self.windows = [_Window(b) for b in budgets]
+        self.headroom, self.cut_factor, self.recover_s = headroom, cut_factor, recover_s
+        self.ban_default_s = ban_default_s
+        self.on_ban = on_ban
+        self._lock = asyncio.Lock()  # asyncio.Lock hands over in arrival order: this is the FIFO queue
+        self._cut_to = 1.0  # budget fraction right after the last 429
+        self._cut_at = -math.inf
+        self.cooldown_until = -math.inf
+        self.banned_until = -math.inf
+        self.granted = {"weight": 0.0, "orders": 0.0}
+        self.rate_limited = 0  # 429 answers seen
+        self.bans = 0  # 418 answers seen
+
+    # ------------------------------------------------------------------------------------ state
+
+    def scale(self, now: float) -> float:
+        """Fraction of each budget in use: cut after a 429, back to 1 linearly over `recover_s`
+        counted from the end of the cool-down."""
+        if self._cut_to >= 1.0:
+            return 1.0
+        since = now - max(self._cut_at, self.cooldown_until)
+        if since <= 0:
+            return self._cut_to
+        if self.recover_s == 0 or since >= self.recover_s:
+            self._cut_to = 1.0
+            return 1.0
+        return self._cut_to + (1.0 - self._cut_to) * since / self.recover_s
+
+    def limit(self, budget: Budget, now: float) -> float:
+        return max(1.0, budget.limit * (1 - self.headroom) * self.scale(now))
+
+    def cooldown_left(self) -> float:
+        return max(0.0, self.cooldown_until - self.clock.monotonic())
+
+    def banned(self) -> bool:
+        return self.clock.monotonic() < self.banned_until
+
+    def usage(self) -> dict[str, Any]:
+        now = self.clock.monotonic()
+        for w in self.windows:
+            w.expire(now)
+        return {
+            "budgets": {
+                w.budget.name: {"used": round(w.used, 3), "limit": round(self.limit(w.budget, now), 3)}
+                for w in self.windows
+            },
+            "scale": round(self.scale(now), 4),
+            "cooldown_s": round(max(0.0, self.cooldown_until - now), 3),
+            "banned_s": round(max(0.0, self.banned_until - now), 3),
+        }
+
+    # ---------------------------------------------------------------------------------- acquire
+
+    async def acquire(self, weight: float, orders: int = 0) -> None:
+        """Wait (first come, first served) until every budget has room, then spend it."""
+        amounts = {"weight": max(0.0, float(weight)), "orders": float(max(0, orders))}
+        async with self._lock:
+            while True:
+                now = self.clock.monotonic()
+                if now < self.banned_until:
+                    raise VenueBanned(self.banned_until, self.banned_until - now)
+                wait = self.cooldown_until - now
+                if wait <= 0:
+                    for w in self.windows:
+                        w.expire(now)
+                    wait = max(
+                        (w.wait_for(now, amounts[w.budget.counts], self.limit(w.budget, now)) for w in self.windows),
+                        default=0.0,
+                    )
+                if wait <= 0:
+                    for w in self.windows:
+                        w.add(now, amounts[w.budget.counts])
+                    self.granted["weight"] += amounts["weight"]
+                    self.granted["orders"] += amounts["orders"]
+                    return
+                await self.clock.sleep(wait)
+
+    # ---------------------------------------------------------------------------------- observe
+
+    def observe(self, status: int | None, headers: Mapping[str, str] | None) -> None:
+        """Learn from one answer: the exchange's usage counters, a 429 or a 418."""
+        now = self.clock.monotonic()
+        lowered = {k.lower(): v for k, v in (headers or {}).items()}
+        for w in self.windows:
+            reported = _int(lowered.get(w.budget.header)) if w.budget.header else None
+            if reported is None:
+                continue
+            w.expire(now)
+            if reported > w.used:  # spending we did not see (another process, an underestimated weight)
+                w.add(now, reported - w.used)
+        if status == 429:
+            self.rate_limited += 1
+            retry_after = _seconds(lowered.get("retry-after"), 1.0)
+            if now >= self.cooldown_until:  # the first 429 of an episode cuts; those in flight with it do not
+                self._cut_to = max(MIN_SCALE, self.scale(now) * self.cut_factor)
+                self._cut_at = now
+            self.cooldown_until = max(self.cooldown_until, now + retry_after)
+            log.warning("rate.limited", retry_after_s=retry_after, budget_fraction=round(self._cut_to, 3))
+        elif status == 418:
+            self.bans += 1
+            seconds = _seconds(lowered.get("retry-after"), self.ban_default_s)
+            self.banned_until = max(self.banned_until, now + seconds)
+            log.error("rate.banned", seconds=seconds)
+            if self.on_ban is not None:
+                self.on_ban(self.banned_until)
+
+
+def _int(value: str | None) -> int | None:
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _seconds(value: str | None, default: float) -> float:
+    """Retry-After as seconds (Binance sends whole seconds); a missing or odd value gives the default."""
+    try:
+        seconds = float(value) if value is not None else default
+    except ValueError:
+        return default
+    return seconds if math.isfinite(seconds) and seconds >= 0 else default

@@ -1,0 +1,1 @@
+"""Talking to a venue: the guarded ccxt adapter (and, later, the paper venue)."""

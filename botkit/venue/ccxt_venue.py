@@ -1,0 +1,596 @@
+"""The guarded ccxt adapter: everything botkit sends to an exchange goes through `CcxtVenue`.
+
+- Every request (including those ccxt makes inside its unified methods) passes botkit's rate limiter:
+  the venue wraps the exchange's `fetch2`, weighs the request by ccxt's own cost table (corrected by the
+  exchange's preset), and reads each answer's status and usage headers through `on_rest_response`, which
+  ccxt calls once per answer with that answer's headers (`last_response_headers` is the same data, but
+  shared by concurrent tasks). ccxt's own throttler is switched off, so nothing is throttled twice.
+- Every call maps ccxt's exceptions to botkit's outcomes (`botkit.venue.errors`) and retries only what
+  can succeed later, with tenacity: exponential backoff with full jitter, capped, under a per-call
+  deadline, never sooner than a Retry-After.
+- Every order carries a botkit client id. A create or cancel whose answer was lost is resolved by
+  looking the id up before anything is re-sent, so a retry never doubles an order.
+- Everything returned is validated into botkit's Decimal value types; an answer that does not validate
+  raises `VenueDataError` instead of being acted on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from decimal import Decimal
+from itertools import pairwise
+from typing import Any, TypeVar
+
+import ccxt
+from ccxt.base.decimal_to_precision import TICK_SIZE
+from tenacity import AsyncRetrying, RetryCallState, wait_random_exponential
+
+from botkit.clock import Clock, SystemClock
+from botkit.config import BotConfig, ConfigError, VenueConfig
+from botkit.domain import Balance, Book, MarkPrice, Order, OrderStatus, Position, Side
+from botkit.guards.rate import RateLimiter, preset_for
+from botkit.log import get_logger
+from botkit.margin import MarketRules, Tier, TierError, tiers_from_ccxt, to_decimal
+from botkit.venue.errors import (
+    ClockSkew,
+    OrderUnresolved,
+    Outcome,
+    Rejected,
+    Transient,
+    VenueBanned,
+    VenueDataError,
+    VenueUnavailable,
+    classify,
+    exchange_details,
+)
+from botkit.venue.ids import ClientIds
+
+log = get_logger("botkit.venue")
+T = TypeVar("T")
+
+# How `mode = "testnet"` reaches each exchange's test venue through ccxt:
+#   binanceusdm: demo trading (demo-fapi.binance.com) with `enable_demo_trading(True)`; ccxt refuses
+#                Binance's old futures sandbox (testnet.binancefuture.com) for private calls.
+#   bybit:       the testnet (api-testnet.bybit.com) with `set_sandbox_mode(True)`; keys from testnet.bybit.com.
+#   okx:         demo trading with `set_sandbox_mode(True)` (adds `x-simulated-trading: 1`); demo-trading keys.
+# Any other exchange: `set_sandbox_mode(True)` if ccxt has test URLs for it, else a config error.
+TESTNET_SWITCH = {"binanceusdm": "demo", "bybit": "sandbox", "okx": "sandbox"}
+
+STATUSES = {
+    "open": OrderStatus.OPEN,
+    "closed": OrderStatus.FILLED,
+    "canceled": OrderStatus.CANCELED,
+    "cancelled": OrderStatus.CANCELED,
+    "expired": OrderStatus.EXPIRED,
+    "rejected": OrderStatus.REJECTED,
+}
+# Exchange codes with a meaning for idempotency, beyond ccxt's exception classes.
+DUPLICATE_ID_CODES: dict[str, set[int | str]] = {"binanceusdm": {-4116}}
+NOT_FOUND_CODES: dict[str, set[int | str]] = {"binanceusdm": {-2011, -2013}}
+ALREADY_SET_CODES: dict[str, set[int | str]] = {"binanceusdm": {-4046}}
+
+READS = frozenset({Outcome.RETRYABLE, Outcome.RATE_LIMITED})
+MUTATIONS = frozenset({Outcome.RETRYABLE, Outcome.RATE_LIMITED, Outcome.UNKNOWN})
+
+
+def build_exchange(config: BotConfig, *, emulator_url: str | None = None, streaming: bool = False) -> Any:
+    """A ccxt async (or ccxt.pro when `streaming`) exchange for the configured mode, throttler off."""
+    import ccxt.async_support as ccxt_async
+    import ccxt.pro as ccxt_pro
+
+    from botkit.sim.server import point_ccxt_at
+
+    settings = config.exchange
+    exchange_class = getattr(ccxt_pro if streaming else ccxt_async, settings.id, None)
+    if not isinstance(exchange_class, type):
+        raise ConfigError([f"exchange.id = {settings.id!r}: not an exchange ccxt knows"])
+    params: dict[str, Any] = {
+        "enableRateLimit": False,  # botkit's rate limiter does this job
+        "timeout": settings.timeout_ms,
+        "options": {"defaultType": "swap"},
+    }
+    if settings.api_key is not None and settings.api_secret is not None:
+        params |= {"apiKey": settings.api_key.get_secret_value(), "secret": settings.api_secret.get_secret_value()}
+    exchange = exchange_class(params)
+    url = emulator_url or (str(settings.emulator_url) if settings.emulator_url is not None else None)
+    if url is not None:
+        if settings.id != "binanceusdm":
+            raise ConfigError([f"exchange.id = {settings.id!r}: the emulator speaks binanceusdm only"])
+        return point_ccxt_at(exchange, url)
+    if config.mode == "testnet":
+        switch = TESTNET_SWITCH.get(settings.id, "sandbox")
+        if switch == "demo":
+            exchange.enable_demo_trading(True)
+        elif "test" in exchange.urls:
+            exchange.set_sandbox_mode(True)
+        else:
+            raise ConfigError([f"exchange.id = {settings.id!r}: ccxt has no testnet URLs for it; use mode 'paper'"])
+    elif config.mode == "demo":
+        raise ConfigError(["mode 'demo' trades on botkit's emulator: set exchange.emulator_url"])
+    return exchange
+
+
+class CcxtVenue:
+    def __init__(
+        self,
+        exchange: Any,
+        settings: VenueConfig | None = None,
+        *,
+        clock: Clock | None = None,
+        on_ban: Callable[[float], Any] | None = None,
+    ) -> None:
+        self.exchange = exchange
+        self.settings = settings or VenueConfig()
+        self.clock = clock or SystemClock()
+        s = self.settings
+        self.preset = preset_for(exchange.id, float(exchange.rateLimit or 0), s.rate_limits)
+        self.limiter = RateLimiter(
+            self.preset.budgets,
+            self.clock,
+            headroom=s.rate_headroom,
+            cut_factor=s.rate_cut_factor,
+            recover_s=s.rate_recover_s,
+            ban_default_s=self.preset.ban_default_s,
+            on_ban=on_ban,
+        )
+        self.ids = ClientIds(s.client_id_prefix, exchange_id=exchange.id)
+        self.orders: dict[str, Order] = {}  # by client id: the last known state of every order seen
+        self.unresolved: set[str] = set()  # client ids whose create or cancel outcome is still unknown
+        self.markets: dict[str, MarketRules] = {}
+        self._contract_size: dict[str, Decimal] = {}
+        self._jitter = wait_random_exponential(multiplier=s.retry_base_s, max=s.retry_cap_s)
+        self._guard_requests()
+
+    @classmethod
+    def from_config(
+        cls,
+        config: BotConfig,
+        *,
+        emulator_url: str | None = None,
+        clock: Clock | None = None,
+        on_ban: Callable[[float], Any] | None = None,
+    ) -> CcxtVenue:
+        return cls(build_exchange(config, emulator_url=emulator_url), config.venue, clock=clock, on_ban=on_ban)
+
+    async def close(self) -> None:
+        await self.exchange.close()
+
+    # ------------------------------------------------------------------------- request guard
+
+    def _guard_requests(self) -> None:
+        exchange = self.exchange
+        exchange.enableRateLimit = False  # no double throttling: botkit's limiter replaces ccxt's
+        # All open orders in one request is a weighed choice here (the limiter charges its cost), not a mistake.
+        exchange.options.setdefault("fetchOpenOrders", {})["warnWithoutSymbol"] = False
+        send, on_response = exchange.fetch2, exchange.on_rest_response
+
+        async def fetch2(path: str, api: Any = "public", method: str = "GET", params: Any = None, config: Any = None):
+            params, config = params if params is not None else {}, config if config is not None else {}
+            weight, orders = self.request_cost(api, method, path, params, config)
+            await self.limiter.acquire(weight, orders)
+            return await send(path, api, method, params, config)
+
+        def on_rest_response(code, reason, url, method, headers, body, request_headers, request_body):
+            self.limiter.observe(code, headers)
+            return on_response(code, reason, url, method, headers, body, request_headers, request_body)
+
+        exchange.fetch2 = fetch2
+        exchange.on_rest_response = on_rest_response
+
+    def request_cost(self, api: Any, method: str, path: str, params: Any, config: Any) -> tuple[float, int]:
+        """(weight, orders) of one request: the preset's weight, else ccxt's cost table."""
+        section = api if isinstance(api, str) else "/".join(str(a) for a in api)
+        weight = self.preset.weights.get((section, method, path))
+        if weight is None:
+            weight = self.exchange.calculate_rate_limiter_cost(api, method, path, params, config)
+        orders = 1 if (method, path) in self.preset.order_paths else 0
+        return float(weight), orders
+
+    # ---------------------------------------------------------------------------- attempts
+
+    async def _attempt(self, call: str, send: Callable[[], Awaitable[T]], *, mutating: bool = False) -> T:
+        """One call, ccxt's exceptions turned into botkit's. A timestamp refusal resyncs and retries once."""
+        for resynced in (False, True):
+            try:
+                return await send()
+            except VenueBanned:
+                raise
+            except Exception as exc:
+                if not isinstance(exc, ccxt.BaseError) and not mutating:
+                    raise VenueDataError(f"{call}: the exchange's answer could not be read: {exc!r}") from exc
+                outcome = classify(exc, mutating=mutating, banned=self.limiter.banned())
+                if outcome is Outcome.BANNED:
+                    left = max(0.0, self.limiter.banned_until - self.clock.monotonic())
+                    raise VenueBanned(self.limiter.banned_until, left) from exc
+                if outcome is Outcome.CLOCK:
+                    if resynced:
+                        raise ClockSkew(f"{call}: timestamp still refused after resyncing the clock: {exc}") from exc
+                    await self._resync_clock(call)
+                    continue
+                if outcome is Outcome.REJECTED:
+                    code, reason = exchange_details(exc)
+                    raise Rejected(call, code, reason, kind=type(exc).__name__) from exc
+                raise Transient(outcome, call, exc) from exc
+        raise AssertionError("unreachable")
+
+    async def _resync_clock(self, call: str) -> None:
+        try:
+            offset = await self.exchange.load_time_difference()
+        except Exception as exc:
+            raise ClockSkew(f"{call}: timestamp refused and the server time could not be read: {exc}") from exc
+        log.warning("venue.clock_resynced", call=call, offset_ms=offset)
+
+    def _retrying(self, call: str, retry_on: frozenset[Outcome]) -> AsyncRetrying:
+        s = self.settings
+        started = self.clock.monotonic()
+
+        def stop(state: RetryCallState) -> bool:
+            return state.attempt_number >= s.max_attempts or self.clock.monotonic() - started >= s.call_deadline_s
+
+        def wait(state: RetryCallState) -> float:
+            return max(self._jitter(state), self.limiter.cooldown_left())  # full jitter, never before Retry-After
+
+        def retry(state: RetryCallState) -> bool:
+            error = state.outcome.exception() if state.outcome is not None else None
+            return isinstance(error, Transient) and error.outcome in retry_on
+
+        def before_sleep(state: RetryCallState) -> None:
+            error = state.outcome.exception() if state.outcome is not None else None
+            wait_s = state.next_action.sleep if state.next_action is not None else 0.0
+            log.warning(
+                "venue.retry", call=call, attempt=state.attempt_number, wait_s=round(wait_s, 3), error=str(error)
+            )
+
+        return AsyncRetrying(
+            stop=stop, wait=wait, retry=retry, before_sleep=before_sleep, sleep=self.clock.sleep, reraise=True
+        )
+
+    async def _retried(self, call: str, send: Callable[[], Awaitable[T]]) -> T:
+        """A read (or an idempotent write): retried while it can succeed later."""
+        try:
+            async for attempt in self._retrying(call, READS):
+                with attempt:
+                    return await self._attempt(call, send)
+        except Transient as exc:
+            raise VenueUnavailable(f"{call} failed until its deadline: {exc.message}") from exc
+        raise AssertionError("unreachable")
+
+    # ------------------------------------------------------------------------------ orders
+
+    async def create_order(
+        self,
+        symbol: str,
+        side: str,
+        type: str,
+        qty: Decimal,
+        price: Decimal | None = None,
+        *,
+        reduce_only: bool = False,
+        client_id: str | None = None,
+    ) -> Order:
+        """Place an order exactly once. Raises Rejected (never retried), VenueBanned, OrderUnresolved
+        (its fate is unknown at the deadline; the id stays in `unresolved`) or VenueUnavailable."""
+        side, type = side.lower(), type.lower()
+        if side not in ("buy", "sell") or type not in ("market", "limit"):
+            raise ValueError(f"side must be buy/sell and type market/limit, got {side!r} {type!r}")
+        if qty <= 0 or (type == "limit") != (price is not None):
+            raise ValueError("qty must be positive, and a price is given for limit orders only")
+        client_id = self.ids.check(client_id) if client_id is not None else self.ids.next()
+        size = self._contract_size.get(symbol, Decimal(1))
+        params: dict[str, Any] = {"clientOrderId": client_id}
+        if reduce_only:
+            params["reduceOnly"] = True
+        amount, limit_price = float(qty / size), (float(price) if price is not None else None)
+        call = f"create_order {client_id}"
+        unknown = False
+        try:
+            async for attempt in self._retrying(call, MUTATIONS):
+                with attempt:
+                    if unknown:  # an earlier attempt may have landed: look before sending again
+                        found = await self._lookup(call, symbol, client_id)
+                        if found is not None:
+                            log.info("order.adopted", client_id=client_id, status=found.status.value)
+                            return self._track(found)
+                        unknown = False
+                    try:
+                        raw = await self._attempt(
+                            call,
+                            lambda: self.exchange.create_order(symbol, type, side, amount, limit_price, params),
+                            mutating=True,
+                        )
+                    except Transient as exc:
+                        unknown = exc.outcome is Outcome.UNKNOWN
+                        raise
+                    except Rejected as exc:
+                        if not self._is(exc, "DuplicateOrderId", DUPLICATE_ID_CODES):
+                            log.info("order.rejected", client_id=client_id, code=exc.code, reason=exc.reason)
+                            raise
+                        found = await self._lookup(call, symbol, client_id)  # an earlier attempt landed
+                        if found is None:
+                            raise
+                        log.info("order.adopted", client_id=client_id, status=found.status.value)
+                        return self._track(found)
+                    return self._track(self._order(raw, client_id))
+        except Transient as exc:
+            if unknown:
+                self.unresolved.add(client_id)
+                log.error("order.unresolved", client_id=client_id, error=exc.message)
+                raise OrderUnresolved("create_order", client_id, exc.message) from exc
+            raise VenueUnavailable(f"{call} failed until its deadline: {exc.message}") from exc
+        raise AssertionError("unreachable")
+
+    async def cancel_order(self, symbol: str, *, client_id: str | None = None, order_id: str | None = None) -> Order:
+        """Cancel one order; an order already gone is a success once its final state is fetched."""
+        if client_id is None and order_id is None:
+            raise ValueError("cancel_order needs a client_id or an order_id")
+        params = {"clientOrderId": client_id} if client_id is not None else {}
+        call = f"cancel_order {client_id or order_id}"
+        unknown = False
+        try:
+            async for attempt in self._retrying(call, MUTATIONS):
+                with attempt:
+                    if unknown:
+                        current = await self._lookup(call, symbol, client_id, order_id)
+                        if current is not None and current.status.final:
+                            return self._track(current)
+                        unknown = False
+                    try:
+                        raw = await self._attempt(
+                            call, lambda: self.exchange.cancel_order(order_id, symbol, params), mutating=True
+                        )
+                    except Transient as exc:
+                        unknown = exc.outcome is Outcome.UNKNOWN
+                        raise
+                    except Rejected:
+                        current = await self._lookup(call, symbol, client_id, order_id)  # already gone?
+                        if current is not None and current.status.final:
+                            return self._track(current)
+                        raise
+                    return self._track(self._order(raw, client_id))
+        except Transient as exc:
+            if unknown and client_id is not None:
+                self.unresolved.add(client_id)
+                raise OrderUnresolved("cancel_order", client_id, exc.message) from exc
+            raise VenueUnavailable(f"{call} failed until its deadline: {exc.message}") from exc
+        raise AssertionError("unreachable")
+
+    async def cancel_all(self, symbol: str) -> None:
+        """Cancel every open order of a symbol (idempotent, so retried like a read)."""
+        await self._retried(f"cancel_all {symbol}", lambda: self.exchange.cancel_all_orders(symbol))
+
+    async def fetch_order(self, symbol: str, *, client_id: str | None = None, order_id: str | None = None) -> Order:
+        params = {"clientOrderId": client_id} if client_id is not None else {}
+        raw = await self._retried(
+            f"fetch_order {client_id or order_id}", lambda: self.exchange.fetch_order(order_id, symbol, params)
+        )
+        return self._track(self._order(raw, client_id))
+
+    async def fetch_open_orders(self, symbol: str | None = None) -> list[Order]:
+        rows = await self._retried("fetch_open_orders", lambda: self.exchange.fetch_open_orders(symbol))
+        return [self._track(self._order(row, None)) for row in _rows(rows, "fetch_open_orders")]
+
+    async def _lookup(self, call: str, symbol: str, client_id: str | None, order_id: str | None = None) -> Order | None:
+        """One look at an order after its create or cancel went unanswered: None if the exchange does
+        not know it. Waits `unknown_settle_s` first so a request still in flight can land."""
+        await self.clock.sleep(self.settings.unknown_settle_s)
+        params = {"clientOrderId": client_id} if client_id is not None else {}
+        try:
+            raw = await self._attempt(f"{call} lookup", lambda: self.exchange.fetch_order(order_id, symbol, params))
+        except Rejected as exc:
+            if self._is(exc, "OrderNotFound", NOT_FOUND_CODES):
+                return None
+            raise
+        return self._order(raw, client_id)
+
+    def _is(self, exc: Rejected, kind: str, codes: Mapping[str, set[int | str]]) -> bool:
+        return exc.kind == kind or exc.code in codes.get(self.exchange.id, set())
+
+    def _track(self, order: Order) -> Order:
+        self.orders[order.client_id] = order
+        self.unresolved.discard(order.client_id)
+        return order
+
+    def _order(self, raw: Any, client_id: str | None) -> Order:
+        """A ccxt order validated into botkit's Order (quantities in base units)."""
+        if not isinstance(raw, Mapping):
+            raise VenueDataError(f"order answer is not an object: {raw!r:.200}")
+        cid = raw.get("clientOrderId") or client_id
+        where = f"order {cid or raw.get('id')}"
+        status = STATUSES.get(str(raw.get("status")))
+        if status is None or not cid or not raw.get("symbol"):
+            raise VenueDataError(f"{where}: missing or unknown status/clientOrderId/symbol in {dict(raw)!r:.300}")
+        symbol = str(raw["symbol"])
+        size = self._contract_size.get(symbol, Decimal(1))
+        try:
+            qty = to_decimal(raw.get("amount"), "amount") * size
+            filled = to_decimal(raw.get("filled") or 0, "filled") * size
+            price = _optional(raw.get("price"), "price")
+            average = _optional(raw.get("average"), "average")
+        except ValueError as exc:
+            raise VenueDataError(f"{where}: {exc}") from None
+        if qty <= 0 or filled < 0 or filled > qty:
+            raise VenueDataError(f"{where}: impossible amounts (amount {qty}, filled {filled})")
+        return Order(
+            symbol=symbol,
+            side=str(raw.get("side")),
+            type=str(raw.get("type")),
+            qty=qty,
+            price=price if price else None,
+            client_id=str(cid),
+            id=str(raw["id"]) if raw.get("id") is not None else None,
+            status=status,
+            filled=filled,
+            average=average if average else None,
+            reduce_only=bool(raw.get("reduceOnly")),
+            timestamp_ms=_int_or_none(raw.get("timestamp")),
+        )
+
+    # ----------------------------------------------------------------------- account set-up
+
+    async def load_markets(self) -> dict[str, MarketRules]:
+        """Markets as botkit's MarketRules (quantities in base units), keyed by unified symbol."""
+        markets = await self._retried("load_markets", lambda: self.exchange.load_markets(True))
+        if not isinstance(markets, Mapping):
+            raise VenueDataError("load_markets: the answer is not a mapping of markets")
+        rules: dict[str, MarketRules] = {}
+        for symbol, market in markets.items():
+            if isinstance(market, Mapping) and market.get("contract") and market.get("active") is not False:
+                size, rule = self._market_rules(symbol, market)
+                self._contract_size[symbol], rules[symbol] = size, rule
+        self.markets = rules
+        return rules
+
+    def _market_rules(self, symbol: str, market: Mapping[str, Any]) -> tuple[Decimal, MarketRules]:
+        try:
+            size = to_decimal(market.get("contractSize") or 1, "contractSize")
+            precision, limits = market.get("precision") or {}, market.get("limits") or {}
+            amount_precision = to_decimal(precision.get("amount"), "precision.amount")
+            price_precision = to_decimal(precision.get("price"), "precision.price")
+            if self.exchange.precisionMode != TICK_SIZE:  # decimal places: 3 -> a step of 0.001
+                amount_precision = Decimal(1).scaleb(-int(amount_precision))
+                price_precision = Decimal(1).scaleb(-int(price_precision))
+            amount = limits.get("amount") or {}
+            cost = limits.get("cost") or {}
+            max_qty = _optional(amount.get("max"), "limits.amount.max")
+            return size, MarketRules(
+                step=amount_precision * size,
+                tick=price_precision,
+                min_qty=(_optional(amount.get("min"), "limits.amount.min") or Decimal(0)) * size,
+                max_qty=max_qty * size if max_qty else None,
+                min_notional=_optional(cost.get("min"), "limits.cost.min") or Decimal(0),
+            )
+        except (ValueError, TypeError, AttributeError) as exc:
+            raise VenueDataError(f"market {symbol}: {exc}") from None
+
+    async def fetch_tiers(self, symbols: Iterable[str]) -> dict[str, tuple[Tier, ...]]:
+        wanted = list(symbols)
+        table = await self._retried("fetch_leverage_tiers", lambda: self.exchange.fetch_leverage_tiers(wanted))
+        tiers = {}
+        for symbol in wanted:
+            rows = table.get(symbol) if isinstance(table, Mapping) else None
+            if not rows:
+                raise VenueDataError(f"leverage tiers for {symbol}: missing from the exchange's answer")
+            try:
+                tiers[symbol] = tiers_from_ccxt(rows)
+            except TierError as exc:
+                raise VenueDataError(f"leverage tiers for {symbol}: {exc}") from None
+        return tiers
+
+    async def ensure_isolated(self, symbol: str, leverage: int) -> None:
+        """Isolated margin and this leverage on the symbol; "already set" counts as success."""
+        for call, send in (
+            (f"set_margin_mode {symbol}", lambda: self.exchange.set_margin_mode("isolated", symbol)),
+            (f"set_leverage {symbol}", lambda: self.exchange.set_leverage(leverage, symbol)),
+        ):
+            try:
+                await self._retried(call, send)
+            except Rejected as exc:
+                if not (exc.kind in ("MarginModeAlreadySet", "NoChange") or self._is(exc, "", ALREADY_SET_CODES)):
+                    raise
+
+    # -------------------------------------------------------------------------- market data
+
+    async def fetch_book(self, symbol: str, depth: int = 5) -> Book:
+        raw = await self._retried(f"fetch_order_book {symbol}", lambda: self.exchange.fetch_order_book(symbol, depth))
+        if not isinstance(raw, Mapping):
+            raise VenueDataError(f"order book {symbol}: the answer is not an object")
+        size = self._contract_size.get(symbol, Decimal(1))
+        try:
+            bids = tuple((to_decimal(p, "bid price"), to_decimal(q, "bid qty") * size) for p, q, *_ in raw["bids"])
+            asks = tuple((to_decimal(p, "ask price"), to_decimal(q, "ask qty") * size) for p, q, *_ in raw["asks"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise VenueDataError(f"order book {symbol}: malformed levels ({exc})") from None
+        levels = bids + asks
+        if any(p <= 0 or q <= 0 for p, q in levels):
+            raise VenueDataError(f"order book {symbol}: a level with a price or quantity <= 0")
+        ordered = all(a[0] > b[0] for a, b in pairwise(bids)) and all(a[0] < b[0] for a, b in pairwise(asks))
+        if not ordered or (bids and asks and bids[0][0] >= asks[0][0]):
+            raise VenueDataError(f"order book {symbol}: levels out of order or crossed")
+        return Book(symbol, bids, asks, _int_or_none(raw.get("timestamp")))
+
+    async def fetch_mark(self, symbol: str) -> MarkPrice:
+        """Mark and index price, the current funding rate and the next funding time."""
+        raw = await self._retried(f"fetch_funding_rate {symbol}", lambda: self.exchange.fetch_funding_rate(symbol))
+        if not isinstance(raw, Mapping):
+            raise VenueDataError(f"mark price {symbol}: the answer is not an object")
+        try:
+            mark = to_decimal(raw.get("markPrice"), "markPrice")
+            index = _optional(raw.get("indexPrice"), "indexPrice")
+            rate = _optional(raw.get("fundingRate"), "fundingRate")
+        except ValueError as exc:
+            raise VenueDataError(f"mark price {symbol}: {exc}") from None
+        if mark <= 0 or (index is not None and index <= 0):
+            raise VenueDataError(f"mark price {symbol}: mark {mark} / index {index} must be positive")
+        return MarkPrice(
+            symbol, mark, index, rate, _int_or_none(raw.get("fundingTimestamp")), _int_or_none(raw.get("timestamp"))
+        )
+
+    # ------------------------------------------------------------------------------ account
+
+    async def fetch_balance(self, currency: str = "USDT") -> Balance:
+        raw = await self._retried("fetch_balance", lambda: self.exchange.fetch_balance())
+        entry = raw.get(currency) if isinstance(raw, Mapping) else None
+        if not isinstance(entry, Mapping):
+            raise VenueDataError(f"fetch_balance: no {currency} balance in the answer")
+        try:
+            return Balance(
+                currency=currency,
+                free=to_decimal(entry.get("free"), f"{currency}.free"),
+                used=to_decimal(entry.get("used"), f"{currency}.used"),
+                total=to_decimal(entry.get("total"), f"{currency}.total"),
+            )
+        except ValueError as exc:
+            raise VenueDataError(f"fetch_balance: {exc}") from None
+
+    async def fetch_positions(self, symbols: Iterable[str] | None = None) -> list[Position]:
+        wanted = list(symbols) if symbols is not None else None
+        rows = await self._retried("fetch_positions", lambda: self.exchange.fetch_positions(wanted))
+        positions = []
+        for row in _rows(rows, "fetch_positions"):
+            position = self._position(row)
+            if position is not None and (wanted is None or position.symbol in wanted):
+                positions.append(position)
+        return positions
+
+    def _position(self, raw: Any) -> Position | None:
+        if not isinstance(raw, Mapping) or not raw.get("symbol"):
+            raise VenueDataError(f"position row without a symbol: {raw!r:.200}")
+        symbol = str(raw["symbol"])
+        try:
+            contracts = to_decimal(raw.get("contracts") or 0, "contracts")
+            if contracts == 0:
+                return None
+            info = raw.get("info") if isinstance(raw.get("info"), Mapping) else {}
+            wallet = info.get("isolatedWallet")
+            return Position(
+                symbol=symbol,
+                side=Side.parse(str(raw.get("side"))),
+                qty=abs(contracts) * self._contract_size.get(symbol, Decimal(1)),
+                entry=to_decimal(raw.get("entryPrice"), "entryPrice"),
+                mark=_optional(raw.get("markPrice"), "markPrice"),
+                liquidation=_optional(raw.get("liquidationPrice"), "liquidationPrice") or None,
+                margin_mode=raw.get("marginMode"),
+                isolated_wallet=_optional(wallet, "isolatedWallet") if wallet is not None else None,
+                leverage=_optional(raw.get("leverage"), "leverage"),
+                unrealized_pnl=to_decimal(raw.get("unrealizedPnl") or 0, "unrealizedPnl"),
+            )
+        except ValueError as exc:
+            raise VenueDataError(f"position {symbol}: {exc}") from None
+
+    def usage(self) -> dict[str, Any]:
+        """Rate-limit state, for the journal and `botkit check`."""
+        return self.limiter.usage() | {"unresolved_orders": len(self.unresolved)}
+
+
+def _optional(value: Any, name: str) -> Decimal | None:
+    return None if value is None or value == "" else to_decimal(value, name)
+
+
+def _int_or_none(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _rows(rows: Any, call: str) -> list[Any]:
+    if not isinstance(rows, list):
+        raise VenueDataError(f"{call}: expected a list, got {type(rows).__name__}")
+    return rows
