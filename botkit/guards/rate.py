@@ -141,10 +141,12 @@ class RateLimiter:
             raise ValueError("need 0 <= headroom < 1, 0 < cut_factor <= 1 and recover_s >= 0")
         self.clock = clock or SystemClock()
         self.windows = [_Window(b) for b in budgets]
+        self._by_header = {w.budget.header.lower(): w for w in self.windows if w.budget.header}
         self.headroom, self.cut_factor, self.recover_s = headroom, cut_factor, recover_s
         self.ban_default_s = ban_default_s
         self.on_ban = on_ban
         self._lock = asyncio.Lock()  # asyncio.Lock hands over in arrival order: this is the FIFO queue
+        self._queued = 0  # callers waiting for or holding the lock
         self._cut_to = 1.0  # budget fraction right after the last 429
         self._cut_at = -math.inf
         self.cooldown_until = -math.inf
@@ -196,51 +198,63 @@ class RateLimiter:
     async def acquire(self, weight: float, orders: int = 0) -> None:
         """Wait (first come, first served) until every budget has room, then spend it."""
         amounts = {"weight": max(0.0, float(weight)), "orders": float(max(0, orders))}
-        async with self._lock:
-            while True:
-                now = self.clock.monotonic()
-                if now < self.banned_until:
-                    raise VenueBanned(self.banned_until, self.banned_until - now)
-                wait = self.cooldown_until - now
-                if wait <= 0:
-                    for w in self.windows:
-                        w.expire(now)
-                    wait = max(
-                        (w.wait_for(now, amounts[w.budget.counts], self.limit(w.budget, now)) for w in self.windows),
-                        default=0.0,
-                    )
-                if wait <= 0:
-                    for w in self.windows:
-                        w.add(now, amounts[w.budget.counts])
-                    self.granted["weight"] += amounts["weight"]
-                    self.granted["orders"] += amounts["orders"]
-                    return
-                await self.clock.sleep(wait)
+        if self._queued == 0 and self._try(amounts) <= 0:  # nobody queued and room now: no await
+            return
+        self._queued += 1
+        try:
+            async with self._lock:
+                while (wait := self._try(amounts)) > 0:
+                    await self.clock.sleep(wait)
+        finally:
+            self._queued -= 1
+
+    def _try(self, amounts: dict[str, float]) -> float:
+        """Spend `amounts` if every budget has room now (0.0), else the seconds to wait before trying again."""
+        now = self.clock.monotonic()
+        if now < self.banned_until:
+            raise VenueBanned(self.banned_until, self.banned_until - now)
+        wait = self.cooldown_until - now
+        if wait > 0:
+            return wait
+        fraction = (1 - self.headroom) * self.scale(now)
+        for w in self.windows:
+            w.expire(now)
+            wait = max(wait, w.wait_for(now, amounts[w.budget.counts], max(1.0, w.budget.limit * fraction)))
+        if wait > 0:
+            return wait
+        for w in self.windows:
+            w.add(now, amounts[w.budget.counts])
+        self.granted["weight"] += amounts["weight"]
+        self.granted["orders"] += amounts["orders"]
+        return 0.0
 
     # ---------------------------------------------------------------------------------- observe
 
     def observe(self, status: int | None, headers: Mapping[str, str] | None) -> None:
         """Learn from one answer: the exchange's usage counters, a 429 or a 418."""
         now = self.clock.monotonic()
-        lowered = {k.lower(): v for k, v in (headers or {}).items()}
-        for w in self.windows:
-            reported = _int(lowered.get(w.budget.header)) if w.budget.header else None
-            if reported is None:
-                continue
-            w.expire(now)
-            if reported > w.used:  # spending we did not see (another process, an underestimated weight)
-                w.add(now, reported - w.used)
+        retry_after: str | None = None
+        for key, value in (headers or {}).items():
+            name = key.lower()
+            w = self._by_header.get(name)
+            if w is not None:
+                reported = _int(value)
+                w.expire(now)
+                if reported is not None and reported > w.used:  # spending we did not see (another process,
+                    w.add(now, reported - w.used)  # an underestimated weight)
+            elif name == "retry-after":
+                retry_after = value
         if status == 429:
             self.rate_limited += 1
-            retry_after = _seconds(lowered.get("retry-after"), 1.0)
+            pause = _seconds(retry_after, 1.0)
             if now >= self.cooldown_until:  # the first 429 of an episode cuts; those in flight with it do not
                 self._cut_to = max(MIN_SCALE, self.scale(now) * self.cut_factor)
                 self._cut_at = now
-            self.cooldown_until = max(self.cooldown_until, now + retry_after)
-            log.warning("rate.limited", retry_after_s=retry_after, budget_fraction=round(self._cut_to, 3))
+            self.cooldown_until = max(self.cooldown_until, now + pause)
+            log.warning("rate.limited", retry_after_s=pause, budget_fraction=round(self._cut_to, 3))
         elif status == 418:
             self.bans += 1
-            seconds = _seconds(lowered.get("retry-after"), self.ban_default_s)
+            seconds = _seconds(retry_after, self.ban_default_s)
             self.banned_until = max(self.banned_until, now + seconds)
             log.error("rate.banned", seconds=seconds)
             if self.on_ban is not None:

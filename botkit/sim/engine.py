@@ -175,6 +175,7 @@ class Account:
     positions: dict[str, Position] = field(default_factory=dict)
     configs: dict[str, SymbolConfig] = field(default_factory=dict)
     orders: dict[int, Order] = field(default_factory=dict)
+    working: dict[int, Order] = field(default_factory=dict)  # the open subset of `orders`, kept in step
     client_ids: OrderedDict[str, int] = field(default_factory=OrderedDict)
     fills: list[Fill] = field(default_factory=list)
     incomes: list[Income] = field(default_factory=list)
@@ -191,7 +192,7 @@ class Account:
         return self.positions.setdefault(symbol, Position(symbol))
 
     def open_orders(self, symbol: str | None = None) -> list[Order]:
-        return [o for o in self.orders.values() if o.is_open and symbol in (None, o.symbol)]
+        return [o for o in self.working.values() if symbol in (None, o.symbol)]
 
 
 Listener = Callable[[Account, dict[str, Any]], None]
@@ -380,6 +381,7 @@ class Engine:
             time_ms=self.now_ms,
         )
         account.orders[order.id] = order
+        account.working[order.id] = order
         account.client_ids[client_id] = order.id
         while len(account.client_ids) > RECENT_CLIENT_IDS:
             account.client_ids.popitem(last=False)
@@ -419,6 +421,8 @@ class Engine:
         order.cum_quote += qty * price
         order.status = "FILLED" if order.remaining == ZERO else "PARTIALLY_FILLED"
         order.update_ms = self.now_ms
+        if not order.is_open:
+            account.working.pop(order.id, None)
         fill = Fill(
             self._next("trade"), order.id, order.client_id, order.symbol, order.side, price, qty, fee, realized, maker,
             self.now_ms,
@@ -463,6 +467,7 @@ class Engine:
     def _finish(self, account: Account, order: Order, status: str) -> None:
         order.status = status
         order.update_ms = self.now_ms
+        account.working.pop(order.id, None)
         self._emit_order(account, order, status, None)
 
     def find_order(self, account: Account, symbol: str | None, order_id: int | None, client_id: str | None) -> Order:

@@ -150,7 +150,11 @@ class CcxtVenue:
         clock: Clock | None = None,
         on_ban: Callable[[float], Any] | None = None,
     ) -> CcxtVenue:
-        return cls(build_exchange(config, emulator_url=emulator_url), config.venue, clock=clock, on_ban=on_ban)
+        exchange = build_exchange(config, emulator_url=emulator_url)
+        try:
+            return cls(exchange, config.venue, clock=clock, on_ban=on_ban)
+        except ValueError as exc:  # a rate budget name the exchange's preset does not have
+            raise ConfigError([f"venue.rate_limits: {exc}"]) from None
 
     async def close(self) -> None:
         await self.exchange.close()
@@ -188,7 +192,7 @@ class CcxtVenue:
 
     # ---------------------------------------------------------------------------- attempts
 
-    async def _attempt(self, call: str, send: Callable[[], Awaitable[T]], *, mutating: bool = False) -> T:
+    async def _attempt(self, call: str, send: Callable[[], Awaitable[T]], mutating: bool = False) -> T:
         """One call, ccxt's exceptions turned into botkit's. A timestamp refusal resyncs and retries once."""
         for resynced in (False, True):
             try:
@@ -245,15 +249,29 @@ class CcxtVenue:
             stop=stop, wait=wait, retry=retry, before_sleep=before_sleep, sleep=self.clock.sleep, reraise=True
         )
 
+    async def _run(self, call: str, retry_on: frozenset[Outcome], attempt: Callable[[], Awaitable[T]]) -> T:
+        """`attempt()` once; while it fails with a Transient outcome in `retry_on`, again under the backoff
+        policy. The first try runs without the retry machinery: the common case costs nothing extra."""
+        try:
+            return await attempt()
+        except Transient as exc:
+            if exc.outcome not in retry_on:
+                raise
+            first: Transient | None = exc
+        async for retry in self._retrying(call, retry_on):
+            with retry:
+                if first is not None:  # let the policy count, log and wait for the first failure
+                    error, first = first, None
+                    raise error
+                return await attempt()
+        raise AssertionError("unreachable")
+
     async def _retried(self, call: str, send: Callable[[], Awaitable[T]]) -> T:
         """A read (or an idempotent write): retried while it can succeed later."""
         try:
-            async for attempt in self._retrying(call, READS):
-                with attempt:
-                    return await self._attempt(call, send)
+            return await self._run(call, READS, lambda: self._attempt(call, send))
         except Transient as exc:
             raise VenueUnavailable(f"{call} failed until its deadline: {exc.message}") from exc
-        raise AssertionError("unreachable")
 
     # ------------------------------------------------------------------------------ orders
 
@@ -280,44 +298,45 @@ class CcxtVenue:
         params: dict[str, Any] = {"clientOrderId": client_id}
         if reduce_only:
             params["reduceOnly"] = True
-        amount, limit_price = float(qty / size), (float(price) if price is not None else None)
+        amount = float(qty if size == 1 else qty / size)
+        limit_price = float(price) if price is not None else None
         call = f"create_order {client_id}"
-        unknown = False
+        unknown = False  # an earlier attempt may have landed
+
+        async def attempt() -> Order:
+            nonlocal unknown
+            if unknown:  # look before sending again
+                found = await self._lookup(call, symbol, client_id)
+                if found is not None:
+                    log.info("order.adopted", client_id=client_id, status=found.status.value)
+                    return self._track(found)
+                unknown = False
+            try:
+                raw = await self._attempt(
+                    call, lambda: self.exchange.create_order(symbol, type, side, amount, limit_price, params), True
+                )
+            except Transient as exc:
+                unknown = exc.outcome is Outcome.UNKNOWN
+                raise
+            except Rejected as exc:
+                if not self._is(exc, "DuplicateOrderId", DUPLICATE_ID_CODES):
+                    log.info("order.rejected", client_id=client_id, code=exc.code, reason=exc.reason)
+                    raise
+                found = await self._lookup(call, symbol, client_id)  # an earlier attempt landed after all
+                if found is None:
+                    raise
+                log.info("order.adopted", client_id=client_id, status=found.status.value)
+                return self._track(found)
+            return self._track(self._order(raw, client_id))
+
         try:
-            async for attempt in self._retrying(call, MUTATIONS):
-                with attempt:
-                    if unknown:  # an earlier attempt may have landed: look before sending again
-                        found = await self._lookup(call, symbol, client_id)
-                        if found is not None:
-                            log.info("order.adopted", client_id=client_id, status=found.status.value)
-                            return self._track(found)
-                        unknown = False
-                    try:
-                        raw = await self._attempt(
-                            call,
-                            lambda: self.exchange.create_order(symbol, type, side, amount, limit_price, params),
-                            mutating=True,
-                        )
-                    except Transient as exc:
-                        unknown = exc.outcome is Outcome.UNKNOWN
-                        raise
-                    except Rejected as exc:
-                        if not self._is(exc, "DuplicateOrderId", DUPLICATE_ID_CODES):
-                            log.info("order.rejected", client_id=client_id, code=exc.code, reason=exc.reason)
-                            raise
-                        found = await self._lookup(call, symbol, client_id)  # an earlier attempt landed
-                        if found is None:
-                            raise
-                        log.info("order.adopted", client_id=client_id, status=found.status.value)
-                        return self._track(found)
-                    return self._track(self._order(raw, client_id))
+            return await self._run(call, MUTATIONS, attempt)
         except Transient as exc:
             if unknown:
                 self.unresolved.add(client_id)
                 log.error("order.unresolved", client_id=client_id, error=exc.message)
                 raise OrderUnresolved("create_order", client_id, exc.message) from exc
             raise VenueUnavailable(f"{call} failed until its deadline: {exc.message}") from exc
-        raise AssertionError("unreachable")
 
     async def cancel_order(self, symbol: str, *, client_id: str | None = None, order_id: str | None = None) -> Order:
         """Cancel one order; an order already gone is a success once its final state is fetched."""
@@ -326,33 +345,33 @@ class CcxtVenue:
         params = {"clientOrderId": client_id} if client_id is not None else {}
         call = f"cancel_order {client_id or order_id}"
         unknown = False
+
+        async def attempt() -> Order:
+            nonlocal unknown
+            if unknown:
+                current = await self._lookup(call, symbol, client_id, order_id)
+                if current is not None and current.status.final:
+                    return self._track(current)
+                unknown = False
+            try:
+                raw = await self._attempt(call, lambda: self.exchange.cancel_order(order_id, symbol, params), True)
+            except Transient as exc:
+                unknown = exc.outcome is Outcome.UNKNOWN
+                raise
+            except Rejected:
+                current = await self._lookup(call, symbol, client_id, order_id)  # already gone?
+                if current is not None and current.status.final:
+                    return self._track(current)
+                raise
+            return self._track(self._order(raw, client_id))
+
         try:
-            async for attempt in self._retrying(call, MUTATIONS):
-                with attempt:
-                    if unknown:
-                        current = await self._lookup(call, symbol, client_id, order_id)
-                        if current is not None and current.status.final:
-                            return self._track(current)
-                        unknown = False
-                    try:
-                        raw = await self._attempt(
-                            call, lambda: self.exchange.cancel_order(order_id, symbol, params), mutating=True
-                        )
-                    except Transient as exc:
-                        unknown = exc.outcome is Outcome.UNKNOWN
-                        raise
-                    except Rejected:
-                        current = await self._lookup(call, symbol, client_id, order_id)  # already gone?
-                        if current is not None and current.status.final:
-                            return self._track(current)
-                        raise
-                    return self._track(self._order(raw, client_id))
+            return await self._run(call, MUTATIONS, attempt)
         except Transient as exc:
             if unknown and client_id is not None:
                 self.unresolved.add(client_id)
                 raise OrderUnresolved("cancel_order", client_id, exc.message) from exc
             raise VenueUnavailable(f"{call} failed until its deadline: {exc.message}") from exc
-        raise AssertionError("unreachable")
 
     async def cancel_all(self, symbol: str) -> None:
         """Cancel every open order of a symbol (idempotent, so retried like a read)."""
@@ -395,24 +414,28 @@ class CcxtVenue:
         if not isinstance(raw, Mapping):
             raise VenueDataError(f"order answer is not an object: {raw!r:.200}")
         cid = raw.get("clientOrderId") or client_id
-        where = f"order {cid or raw.get('id')}"
         status = STATUSES.get(str(raw.get("status")))
-        if status is None or not cid or not raw.get("symbol"):
-            raise VenueDataError(f"{where}: missing or unknown status/clientOrderId/symbol in {dict(raw)!r:.300}")
+        side = raw.get("side")
+        if status is None or not cid or not raw.get("symbol") or side not in ("buy", "sell"):
+            problem = "missing or unknown status/clientOrderId/symbol/side"
+            raise VenueDataError(f"order {cid or raw.get('id')}: {problem} in {dict(raw)!r:.300}")
+        where = f"order {cid}"
         symbol = str(raw["symbol"])
         size = self._contract_size.get(symbol, Decimal(1))
         try:
-            qty = to_decimal(raw.get("amount"), "amount") * size
-            filled = to_decimal(raw.get("filled") or 0, "filled") * size
+            qty = to_decimal(raw.get("amount"), "amount")
+            filled = to_decimal(raw.get("filled") or 0, "filled")
             price = _optional(raw.get("price"), "price")
             average = _optional(raw.get("average"), "average")
         except ValueError as exc:
             raise VenueDataError(f"{where}: {exc}") from None
+        if size != 1:
+            qty, filled = qty * size, filled * size
         if qty <= 0 or filled < 0 or filled > qty:
             raise VenueDataError(f"{where}: impossible amounts (amount {qty}, filled {filled})")
         return Order(
             symbol=symbol,
-            side=str(raw.get("side")),
+            side=side,
             type=str(raw.get("type")),
             qty=qty,
             price=price if price else None,

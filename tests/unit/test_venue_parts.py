@@ -92,6 +92,8 @@ def test_exchange_construction_errors_name_the_setting():
         build_exchange(config(exchange={"id": "nope", "api_key": "k" * 8, "api_secret": "s" * 8}))
     with pytest.raises(ConfigError, match="emulator_url"):
         build_exchange(config(mode="demo"))
+    with pytest.raises(ConfigError, match=r"venue\.rate_limits: unknown rate budget"):
+        CcxtVenue.from_config(config(venue={"rate_limits": {"weight_1h": 5}}))
     with pytest.raises(ConfigError, match="speaks binanceusdm only"):
         build_exchange(config(exchange={"id": "okx"}, mode="demo"), emulator_url="http://127.0.0.1:9")
 
