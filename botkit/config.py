@@ -141,11 +141,20 @@ class LimitsConfig(Section):
 
 
 class KillSwitchConfig(Section):
-    stale_feed_seconds: Decimal = Field(Decimal("5"), gt=0, le=300)
+    stale_feed_seconds: Decimal = Field(Decimal("5"), gt=0, le=300, description="max age of any price used")
     mark_index_divergence_bps: Decimal = Field(Decimal("100"), gt=0, le=10_000)
     divergence_seconds: Decimal = Field(Decimal("10"), ge=0)
     max_drawdown: Fraction = Decimal("0.1")
     daily_loss: Fraction = Decimal("0.05")
+    error_burst: int = Field(10, ge=1, description="venue errors within error_window_seconds that halt")
+    error_window_seconds: Decimal = Field(Decimal("60"), gt=0)
+    max_clock_skew_ms: int = Field(1000, ge=1)
+    max_cancels_per_minute: int = Field(120, ge=1)
+    max_cancel_to_fill: Decimal = Field(Decimal("50"), gt=0, description="cancels per fill over a minute")
+    min_book_depth_notional: Decimal = Field(Decimal("0"), ge=0, description="market orders refused below it")
+    liq_guard_buffer: Fraction = Field(Decimal("0.01"), description="reduce when mark is this close to liq")
+    liq_slice: Decimal = Field(Decimal("0.25"), gt=0, le=1, description="fraction of the position per slice")
+    liq_slice_pause_seconds: Decimal = Field(Decimal("2"), ge=0)
     on_halt: Literal["cancel", "cancel_and_flatten"] = "cancel"
     auto_resume: bool = False
     resume_after_seconds: Decimal = Field(Decimal("60"), ge=0)

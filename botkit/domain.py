@@ -37,6 +37,43 @@ class Reason(StrEnum):
     NOTIONAL_BELOW_MIN = "NOTIONAL_BELOW_MIN"
     QTY_BELOW_MIN = "QTY_BELOW_MIN"
     QTY_ABOVE_MAX = "QTY_ABOVE_MAX"
+    # the risk gate (botkit.guards.gate), in the order it checks
+    INTENT_INVALID = "INTENT_INVALID"
+    STATE_HALTED = "STATE_HALTED"
+    STATE_REDUCING = "STATE_REDUCING"
+    DATA_MISSING = "DATA_MISSING"
+    DATA_STALE = "DATA_STALE"
+    ORDER_NOTIONAL_ABOVE_MAX = "ORDER_NOTIONAL_ABOVE_MAX"
+    POSITION_NOTIONAL_ABOVE_MAX = "POSITION_NOTIONAL_ABOVE_MAX"
+    TOTAL_NOTIONAL_ABOVE_MAX = "TOTAL_NOTIONAL_ABOVE_MAX"
+    OPEN_ORDERS_ABOVE_MAX = "OPEN_ORDERS_ABOVE_MAX"
+    POSITIONS_ABOVE_MAX = "POSITIONS_ABOVE_MAX"
+    PRICE_OUTSIDE_BAND = "PRICE_OUTSIDE_BAND"
+    BOOK_TOO_THIN = "BOOK_TOO_THIN"
+    DAILY_LOSS_LIMIT = "DAILY_LOSS_LIMIT"
+    DRAWDOWN_LIMIT = "DRAWDOWN_LIMIT"
+    ORDER_RATE_LIMIT = "ORDER_RATE_LIMIT"
+
+
+class TradingState(StrEnum):
+    ACTIVE = "ACTIVE"  # everything the gate accepts
+    REDUCING = "REDUCING"  # only reduce-only intents that shrink a position
+    HALTED = "HALTED"  # nothing new; open orders cancelled (and positions flattened if configured)
+
+
+@dataclass(frozen=True, slots=True)
+class OrderIntent:
+    """What a strategy wants; the gate decides. `qty=None` asks for the largest safe quantity."""
+
+    symbol: str
+    side: str  # "buy" / "sell"
+    qty: Decimal | None = None
+    type: str = "market"  # "market" / "limit"
+    price: Decimal | None = None  # limit orders only
+    stop: Decimal | None = None  # required for anything that opens or adds to a position
+    leverage: int | None = None  # None: the configured leverage
+    reduce_only: bool = False
+    tag: str | None = None
 
 
 class OrderStatus(StrEnum):

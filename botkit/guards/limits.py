@@ -1,0 +1,132 @@
+"""Instrument rules, size limits, the price band and the book-depth check: plain functions over plain
+numbers, each returning the findings it has (empty: the rule holds) and, where a smaller quantity would
+pass, the largest quantity that does (for clamping).
+
+Exposure counts pending open orders: a resting order is risk the exchange may hand over at any moment.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+
+from botkit.domain import Order, Position, Reason
+from botkit.margin import MarketRules, floor_to_step, plain
+
+ZERO = Decimal(0)
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """One reason an intent is denied, with the figures behind it: `LIQ_TOO_CLOSE_TO_STOP liq=... stop=...`."""
+
+    code: Reason
+    figures: str
+
+    def __str__(self) -> str:
+        return f"{self.code} {self.figures}"
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    max_order_notional: Decimal
+    max_position_notional: Decimal
+    max_total_notional: Decimal
+    max_open_orders: int
+    max_positions: int
+    price_band: Decimal  # fraction of the mark
+    min_book_depth_notional: Decimal
+
+
+def instrument(qty: Decimal, price: Decimal, rules: MarketRules, reduce_only: bool) -> list[Finding]:
+    """Quantity (already on the step) against the exchange's minimum and maximum; notional against the
+    minimum, which the exchange waives for reduce-only orders."""
+    found = []
+    if qty <= ZERO or qty < rules.min_qty:
+        found.append(Finding(Reason.QTY_BELOW_MIN, f"qty={plain(qty)} min={plain(rules.min_qty)}"))
+    if rules.max_qty is not None and qty > rules.max_qty:
+        found.append(Finding(Reason.QTY_ABOVE_MAX, f"qty={plain(qty)} max={plain(rules.max_qty)}"))
+    notional = qty * price
+    if not reduce_only and notional < rules.min_notional:
+        found.append(Finding(Reason.NOTIONAL_BELOW_MIN, f"notional={plain(notional)} min={plain(rules.min_notional)}"))
+    return found
+
+
+def exposure(position: Position | None, orders: Iterable[Order], mark: Decimal, sign: int) -> Decimal:
+    """Notional on one side of a symbol: the position (at the mark) if it is on that side, plus the
+    unfilled part of open orders that would add to that side."""
+    total = ZERO
+    if position is not None and (1 if position.side == "long" else -1) == sign:
+        total += position.qty * mark
+    for order in orders:
+        if (1 if order.side == "buy" else -1) == sign and not order.reduce_only:
+            total += (order.qty - order.filled) * (order.price or mark)
+    return total
+
+
+def size_limits(
+    symbol: str,
+    sign: int,
+    qty: Decimal,
+    price: Decimal,
+    limits: Limits,
+    positions: dict[str, Position],
+    open_orders: Sequence[Order],
+    marks: dict[str, Decimal],
+    resting: bool,
+) -> tuple[list[Finding], Decimal | None]:
+    """Per-order, per-symbol and total notional, open-order count and number of positions.
+    Returns the findings and the largest quantity the notional limits allow (None: no notional limit hit)."""
+    found: list[Finding] = []
+    caps: list[Decimal] = []
+    notional = qty * price
+    if notional > limits.max_order_notional:
+        figures = f"notional={plain(notional)} max={plain(limits.max_order_notional)}"
+        found.append(Finding(Reason.ORDER_NOTIONAL_ABOVE_MAX, figures))
+        caps.append(limits.max_order_notional / price)
+    mark = marks[symbol]
+    held = exposure(positions.get(symbol), (o for o in open_orders if o.symbol == symbol), mark, sign)
+    if held + notional > limits.max_position_notional:
+        figures = f"exposure={plain(held)} order={plain(notional)} max={plain(limits.max_position_notional)}"
+        found.append(Finding(Reason.POSITION_NOTIONAL_ABOVE_MAX, figures))
+        caps.append(max(ZERO, limits.max_position_notional - held) / price)
+    total = ZERO
+    for other, m in marks.items():
+        others = [o for o in open_orders if o.symbol == other]
+        total += exposure(positions.get(other), others, m, 1) + exposure(positions.get(other), others, m, -1)
+    if total + notional > limits.max_total_notional:
+        figures = f"exposure={plain(total)} order={plain(notional)} max={plain(limits.max_total_notional)}"
+        found.append(Finding(Reason.TOTAL_NOTIONAL_ABOVE_MAX, figures))
+        caps.append(max(ZERO, limits.max_total_notional - total) / price)
+    if resting and len(open_orders) >= limits.max_open_orders:
+        found.append(Finding(Reason.OPEN_ORDERS_ABOVE_MAX, f"open={len(open_orders)} max={limits.max_open_orders}"))
+    opening_new = symbol not in positions or positions[symbol].qty == ZERO
+    held_positions = sum(1 for p in positions.values() if p.qty > ZERO)
+    if opening_new and held_positions >= limits.max_positions:
+        found.append(Finding(Reason.POSITIONS_ABOVE_MAX, f"positions={held_positions} max={limits.max_positions}"))
+    return found, (min(caps) if caps else None)
+
+
+def price_band(side: str, price: Decimal, mark: Decimal, band: Decimal) -> list[Finding]:
+    """A limit price further from the mark than the band is a fat finger (either side)."""
+    distance = abs(price - mark) / mark
+    if distance > band:
+        shown = plain(distance.quantize(Decimal("0.0001")))
+        figures = f"side={side} price={plain(price)} mark={plain(mark)} distance={shown} band={plain(band)}"
+        return [Finding(Reason.PRICE_OUTSIDE_BAND, figures)]
+    return []
+
+
+def book_depth(levels: Sequence[tuple[Decimal, Decimal]], minimum: Decimal) -> list[Finding]:
+    """A market order takes from these levels; refuse it when they hold less notional than `minimum`."""
+    if minimum <= ZERO:
+        return []
+    depth = sum((p * q for p, q in levels), ZERO)
+    if depth < minimum:
+        return [Finding(Reason.BOOK_TOO_THIN, f"depth={plain(depth)} min={plain(minimum)} levels={len(levels)}")]
+    return []
+
+
+def clamp(qty: Decimal, cap: Decimal | None, step: Decimal) -> Decimal:
+    return qty if cap is None else min(qty, floor_to_step(cap, step))
