@@ -15,6 +15,8 @@ class Side(StrEnum):
 
     @classmethod
     def parse(cls, value: str | Side) -> Side:
+        if isinstance(value, Side):  # the common case, on the hot path of the margin math
+            return value
         try:
             return cls(str(value).lower())
         except ValueError:

@@ -100,8 +100,8 @@ class Gate:
         )
         self.max_age = float(ks.stale_feed_seconds)
         self.daily_loss, self.max_drawdown = ks.daily_loss, ks.max_drawdown
-        self.rate_windows = ((10.0, limits.orders_per_10s), (60.0, limits.orders_per_minute))
-        self.accepted_at: deque[float] = deque()  # accepted intents within the longest rate window
+        # accepted intents per rate window: (window seconds, limit, acceptance times within it)
+        self.rate_windows = [(10.0, limits.orders_per_10s, deque()), (60.0, limits.orders_per_minute, deque())]
 
     def check(self, intent: OrderIntent, snap: Snapshot) -> Verdict:
         try:
@@ -171,7 +171,7 @@ class Gate:
         found = lim.instrument(qty, entry, rules, reduce_only=False)
         marks = {s: v.mark for s, v in snap.markets.items() if v.mark is not None}
         limit_found, limit_cap = lim.size_limits(
-            intent.symbol, sign, qty, entry, self.limits, dict(snap.positions), snap.open_orders, marks,
+            intent.symbol, sign, qty, entry, self.limits, snap.positions, snap.open_orders, marks,
             resting=intent.type == "limit",
         )  # fmt: skip
         found += limit_found
@@ -200,7 +200,8 @@ class Gate:
         busy = self._rate_budget(now)
         if busy is not None:
             return _reject(intent, busy)
-        self.accepted_at.append(now)
+        for _, _, times in self.rate_windows:
+            times.append(now)
         return Verdict(Decision.ACCEPT, intent, qty, price)
 
     def _freshness(self, intent: OrderIntent, view: MarketView, snap: Snapshot) -> list[Finding]:
@@ -231,13 +232,11 @@ class Gate:
         return found
 
     def _rate_budget(self, now: float) -> Finding | None:
-        longest = max(w for w, _ in self.rate_windows)
-        while self.accepted_at and self.accepted_at[0] <= now - longest:
-            self.accepted_at.popleft()
-        for window, limit in self.rate_windows:
-            recent = sum(1 for t in self.accepted_at if t > now - window)
-            if recent >= limit:
-                return Finding(Reason.ORDER_RATE_LIMIT, f"accepted={recent} in {window:g}s max={limit}")
+        for window, limit, times in self.rate_windows:
+            while times and times[0] <= now - window:
+                times.popleft()
+            if len(times) >= limit:
+                return Finding(Reason.ORDER_RATE_LIMIT, f"accepted={len(times)} in {window:g}s max={limit}")
         return None
 
 

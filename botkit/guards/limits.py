@@ -7,7 +7,7 @@ Exposure counts pending open orders: a resting order is risk the exchange may ha
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -53,15 +53,21 @@ def instrument(qty: Decimal, price: Decimal, rules: MarketRules, reduce_only: bo
     return found
 
 
-def exposure(position: Position | None, orders: Iterable[Order], mark: Decimal, sign: int) -> Decimal:
-    """Notional on one side of a symbol: the position (at the mark) if it is on that side, plus the
-    unfilled part of open orders that would add to that side."""
-    total = ZERO
-    if position is not None and (1 if position.side == "long" else -1) == sign:
-        total += position.qty * mark
+def exposures(
+    positions: Mapping[str, Position], orders: Iterable[Order], marks: Mapping[str, Decimal]
+) -> dict[tuple[str, int], Decimal]:
+    """Notional per (symbol, side sign): a position at the mark, plus the unfilled part of open orders
+    that would add to that side (at their limit price)."""
+    total: dict[tuple[str, int], Decimal] = {}
+    for symbol, position in positions.items():
+        if position.qty > ZERO and symbol in marks:
+            key = (symbol, 1 if position.side == "long" else -1)
+            total[key] = total.get(key, ZERO) + position.qty * marks[symbol]
     for order in orders:
-        if (1 if order.side == "buy" else -1) == sign and not order.reduce_only:
-            total += (order.qty - order.filled) * (order.price or mark)
+        if not order.reduce_only:
+            key = (order.symbol, 1 if order.side == "buy" else -1)
+            price = order.price or marks.get(order.symbol, ZERO)
+            total[key] = total.get(key, ZERO) + (order.qty - order.filled) * price
     return total
 
 
@@ -71,9 +77,9 @@ def size_limits(
     qty: Decimal,
     price: Decimal,
     limits: Limits,
-    positions: dict[str, Position],
+    positions: Mapping[str, Position],
     open_orders: Sequence[Order],
-    marks: dict[str, Decimal],
+    marks: Mapping[str, Decimal],
     resting: bool,
 ) -> tuple[list[Finding], Decimal | None]:
     """Per-order, per-symbol and total notional, open-order count and number of positions.
@@ -85,16 +91,13 @@ def size_limits(
         figures = f"notional={plain(notional)} max={plain(limits.max_order_notional)}"
         found.append(Finding(Reason.ORDER_NOTIONAL_ABOVE_MAX, figures))
         caps.append(limits.max_order_notional / price)
-    mark = marks[symbol]
-    held = exposure(positions.get(symbol), (o for o in open_orders if o.symbol == symbol), mark, sign)
+    held_by = exposures(positions, open_orders, marks)
+    held = held_by.get((symbol, sign), ZERO)
     if held + notional > limits.max_position_notional:
         figures = f"exposure={plain(held)} order={plain(notional)} max={plain(limits.max_position_notional)}"
         found.append(Finding(Reason.POSITION_NOTIONAL_ABOVE_MAX, figures))
         caps.append(max(ZERO, limits.max_position_notional - held) / price)
-    total = ZERO
-    for other, m in marks.items():
-        others = [o for o in open_orders if o.symbol == other]
-        total += exposure(positions.get(other), others, m, 1) + exposure(positions.get(other), others, m, -1)
+    total = sum(held_by.values(), ZERO)
     if total + notional > limits.max_total_notional:
         figures = f"exposure={plain(total)} order={plain(notional)} max={plain(limits.max_total_notional)}"
         found.append(Finding(Reason.TOTAL_NOTIONAL_ABOVE_MAX, figures))

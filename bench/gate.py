@@ -1,0 +1,94 @@
+"""Benchmark of the risk gate: median and p99 of `Gate.check` with every check enabled (target: p50 under
+20 µs, p99 under 60 µs on a 2-core machine).
+
+    python bench/gate.py            # full run
+    python bench/gate.py --smoke    # a few hundred calls, to keep the benchmark working in CI
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from decimal import Decimal as D
+from pathlib import Path
+
+from botkit.config import BotConfig
+from botkit.domain import Order, OrderIntent, OrderStatus, Position, Side, TradingState
+from botkit.guards.gate import Gate, MarketView, Snapshot
+from botkit.margin import MarketRules, tiers_from_ccxt
+
+BTC, ETH = "BTC/USDT:USDT", "ETH/USDT:USDT"
+TIERS = tiers_from_ccxt(json.loads((Path(__file__).parent.parent / "config/tiers/BTCUSDT.json").read_text()))
+RULES = MarketRules(step=D("0.001"), tick=D("0.1"), min_qty=D("0.001"), max_qty=D(1000), min_notional=D(100))
+NOW = 1000.0
+
+
+def market(mid: D) -> MarketView:
+    bids = tuple((mid - D("0.1") * (i + 1), D(2)) for i in range(10))
+    asks = tuple((mid + D("0.1") * i, D(2)) for i in range(10))
+    return MarketView(RULES, TIERS, 10, mid, NOW, bids, asks, NOW)
+
+
+# every check enabled: book depth floor, clamping off, generous rate budget so the check itself is timed
+CONFIG = BotConfig(
+    limits={"orders_per_10s": 10**9, "orders_per_minute": 10**9, "max_open_orders": 50, "max_positions": 3},
+    killswitch={"min_book_depth_notional": 1000},
+)
+SNAPSHOT = Snapshot(
+    now=NOW,
+    state=TradingState.ACTIVE,
+    markets={BTC: market(D(50000)), ETH: market(D(3000))},
+    positions={ETH: Position(ETH, Side.SHORT, D(1), D(3000), D(3000), D(3300), "isolated", D(300), D(10), D(0))},
+    open_orders=[
+        Order(BTC, "buy", "limit", D("0.01"), D(49000 - i), f"bk{i}", str(i), OrderStatus.OPEN) for i in range(10)
+    ],  # fmt: skip
+    equity=D(10_000),
+    available=D(9_000),
+    peak_equity=D(10_500),
+    day_start_equity=D(10_200),
+)
+LONG = OrderIntent(BTC, "buy", D("0.05"), stop=D(49000))
+
+CASES: dict[str, tuple[OrderIntent, Snapshot]] = {
+    "market long, accepted": (LONG, SNAPSHOT),
+    "limit long, accepted": (replace(LONG, type="limit", price=D("49950.05")), SNAPSHOT),
+    "market long, rejected on risk": (replace(LONG, qty=D("0.5")), SNAPSHOT),
+    "adding to a position": (OrderIntent(ETH, "sell", D("0.5"), stop=D(3050)), SNAPSHOT),
+    "reduce-only shrink": (OrderIntent(ETH, "buy", None, reduce_only=True), SNAPSHOT),
+    "no qty: largest safe": (replace(LONG, qty=None), SNAPSHOT),
+}
+
+
+def measure(fn: Callable[[], object], calls: int) -> tuple[float, float]:
+    for _ in range(min(calls, 200)):  # warm-up
+        fn()
+    samples = []
+    for _ in range(calls):
+        start = time.perf_counter_ns()
+        fn()
+        samples.append(time.perf_counter_ns() - start)
+    samples.sort()
+    return statistics.median(samples) / 1000, samples[int(0.99 * (len(samples) - 1))] / 1000
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--smoke", action="store_true", help="few calls; checks the benchmark still runs")
+    parser.add_argument("--calls", type=int, default=20000)
+    args = parser.parse_args()
+    calls = 300 if args.smoke else args.calls
+    print(f"gate.check, {calls} calls each{' (smoke)' if args.smoke else ''}; target p50 < 20 µs, p99 < 60 µs")
+    print(f"{'case':32} {'verdict':15} {'median µs':>10} {'p99 µs':>10}")
+    for name, (intent, snap) in CASES.items():
+        gate = Gate(CONFIG)
+        verdict = gate.check(intent, snap)
+        median, p99 = measure(lambda g=gate, i=intent, s=snap: g.check(i, s), calls)
+        print(f"{name:32} {verdict.decision.value:15} {median:10.1f} {p99:10.1f}")
+
+
+if __name__ == "__main__":
+    main()
