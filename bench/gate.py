@@ -45,7 +45,7 @@ SNAPSHOT = Snapshot(
     positions={ETH: Position(ETH, Side.SHORT, D(1), D(3000), D(3000), D(3300), "isolated", D(300), D(10), D(0))},
     open_orders=[
         Order(BTC, "buy", "limit", D("0.01"), D(49000 - i), f"bk{i}", str(i), OrderStatus.OPEN) for i in range(10)
-    ],  # fmt: skip
+    ],
     equity=D(10_000),
     available=D(9_000),
     peak_equity=D(10_500),
