@@ -548,6 +548,19 @@ class CcxtVenue:
             symbol, mark, index, rate, _int_or_none(raw.get("fundingTimestamp")), _int_or_none(raw.get("timestamp"))
         )
 
+    async def fetch_margin_settings(self, symbol: str) -> tuple[int | None, str | None]:
+        """(leverage, margin mode) as the exchange reports them now, to catch changes made outside the bot."""
+        raw = await self._retried(f"fetch_leverages {symbol}", lambda: self.exchange.fetch_leverages([symbol]))
+        entry = raw.get(symbol) if isinstance(raw, Mapping) else None
+        if not isinstance(entry, Mapping):
+            raise VenueDataError(f"margin settings for {symbol}: missing from the exchange's answer")
+        leverage = entry.get("longLeverage") or entry.get("shortLeverage")
+        mode = entry.get("marginMode")
+        try:
+            return (int(leverage) if leverage is not None else None), (str(mode) if mode is not None else None)
+        except (TypeError, ValueError):
+            raise VenueDataError(f"margin settings for {symbol}: leverage {leverage!r} is not a number") from None
+
     # ------------------------------------------------------------------------------ account
 
     async def fetch_balance(self, currency: str = "USDT") -> Balance:
