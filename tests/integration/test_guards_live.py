@@ -1,6 +1,7 @@
-"""The kill switch wired to real feeds and the guarded venue on the emulator: a stalled feed halts and
-cancels, a ban halts until it ends, a leverage changed behind the bot's back trips the anomaly trigger.
-(The runtime wires these the same way; here the wiring is written out in the test.)"""
+"""The guards wired to real feeds and the guarded venue on the emulator: a stalled feed halts and cancels,
+a ban halts until it ends, a leverage changed behind the bot's back trips the anomaly trigger, and the
+liquidation guard cuts a position in a flash crash before the exchange liquidates it. (The runtime will
+wire these the same way; here the wiring is written out in the tests.)"""
 
 import asyncio
 import contextlib
@@ -12,9 +13,11 @@ import ccxt.pro as ccxt_pro
 import pytest
 
 from botkit.clock import ScaledClock
-from botkit.config import KillSwitchConfig
+from botkit.config import BotConfig, KillSwitchConfig
 from botkit.domain import TradingState
+from botkit.guards.gate import Gate, MarketView, Snapshot
 from botkit.guards.killswitch import KillSwitch
+from botkit.guards.liquidation import LiquidationGuard
 from botkit.sim import running_emulator
 from botkit.venue.errors import VenueBanned
 from tests.integration.conftest import BTC, client, connected, market_running, settings
@@ -95,3 +98,36 @@ async def test_leverage_changed_behind_the_bots_back_trips_the_anomaly_trigger(e
         ks.margin_settings(BTC, leverage=leverage, mode=mode, expected_leverage=5, expected_mode="isolated")
         assert ks.state is TradingState.HALTED
         assert ks.trips["margin_changed"].figures == f"symbol={BTC} leverage=20 expected=5"
+
+
+async def test_the_liquidation_guard_cuts_a_position_before_the_exchange_liquidates_it():
+    async with running_emulator(settings(scenario="flash-crash")) as emu, venue_on(emu) as venue:
+        await venue.ensure_isolated(BTC, 20)
+        await venue.create_order(BTC, "buy", "market", D("0.1"))
+        [opened] = await venue.fetch_positions([BTC])
+        emu.advance_steps(280)  # to 2 s of market time before the crash
+        guard = LiquidationGuard(buffer=D("0.02"), slice=D("0.5"), pause_s=0.05)
+        gate = Gate(BotConfig())
+        rules, tiers = venue.markets[BTC], (await venue.fetch_tiers([BTC]))[BTC]
+        lowest = opened.entry
+        async with market_running(emu, interval=0.01):
+            while True:
+                positions = await venue.fetch_positions([BTC])
+                mark = (await venue.fetch_mark(BTC)).mark
+                lowest = min(lowest, mark)
+                if not positions or emu.engine.liquidations:
+                    break
+                cut = guard.check(positions[0], mark, rules)
+                if cut is not None:
+                    intent, _ = cut
+                    snap = Snapshot(time.monotonic(), TradingState.ACTIVE,
+                                    {BTC: MarketView(rules, tiers, 20)}, {BTC: positions[0]})  # fmt: skip
+                    verdict = gate.check(intent, snap)
+                    assert verdict.accepted, str(verdict)
+                    await venue.create_order(BTC, intent.side, "market", verdict.qty, reduce_only=True)
+                await asyncio.sleep(0.02)
+            while lowest > opened.liquidation:  # let the crash run on: it does go through the old liquidation
+                await asyncio.sleep(0.02)
+                lowest = min(lowest, (await venue.fetch_mark(BTC)).mark)
+        assert emu.engine.liquidations == []  # the exchange never had to liquidate
+        assert await venue.fetch_positions([BTC]) == []
