@@ -20,6 +20,7 @@ from rich.table import Table
 
 from botkit import __version__
 from botkit.config import ConfigError, RiskConfig, effective_settings, load_config
+from botkit.guards.control import control_path, send
 from botkit.margin import (
     MarketRules,
     SizingPolicy,
@@ -108,6 +109,28 @@ def _flatten(data: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
         else:
             rows.append((f"{prefix}{key}", value))
     return rows
+
+
+# ----------------------------------------------------------------------------------- halt / resume
+
+
+@cli.command("halt")
+@click.option("--config", "config_file", type=click.Path(path_type=Path), required=True, help="The bot's config.")
+@click.option("--reason", default="manual halt", show_default=True, help="Journalled with the halt.")
+def halt_command(config_file: Path, reason: str) -> None:
+    """Halt a running bot: no new orders, open orders cancelled; it stays halted until `botkit resume`."""
+    path = control_path(load_config(config_file).journal.path)
+    send(path, "halt", reason)
+    click.echo(f"halt sent to {path}; a running bot applies it within a second")
+
+
+@cli.command("resume")
+@click.option("--config", "config_file", type=click.Path(path_type=Path), required=True, help="The bot's config.")
+def resume_command(config_file: Path) -> None:
+    """Resume a bot halted by `botkit halt` or by a latched trigger (a ban in force stays)."""
+    path = control_path(load_config(config_file).journal.path)
+    send(path, "resume")
+    click.echo(f"resume sent to {path}; a running bot applies it within a second")
 
 
 # -------------------------------------------------------------------------------------------- size

@@ -29,7 +29,7 @@ data arrives at all.
 |                 |          |          | cancels per fill                                         |
 | margin_changed  | HALTED   | latched  | `margin_settings(...)`: leverage or margin mode the      |
 |                 |          |          | exchange reports differs from what the bot set           |
-| manual          | HALTED   | latched  | `halt(reason)`                                           |
+| manual          | HALTED   | latched  | `halt(reason)`, `botkit halt` (see botkit.guards.control) |
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ from typing import Any, Literal
 from botkit.clock import Clock, SystemClock
 from botkit.config import KillSwitchConfig
 from botkit.domain import TradingState
+from botkit.guards.control import ControlInbox
 from botkit.log import get_logger
 
 log = get_logger("botkit.killswitch")
@@ -84,6 +85,7 @@ class KillSwitch:
     config: KillSwitchConfig
     clock: Clock = field(default_factory=SystemClock)
     on_event: Callable[[SwitchEvent], Any] | None = None
+    inbox: ControlInbox | None = None  # `botkit halt` / `botkit resume`, read on every tick
 
     def __post_init__(self) -> None:
         c = self.config
@@ -147,6 +149,12 @@ class KillSwitch:
 
     def check(self) -> float:
         """Trip stale streams and clear due recoveries; returns the seconds until the next deadline."""
+        if self.inbox is not None:
+            for command in self.inbox.read():
+                if command.command == "halt":
+                    self.halt(f"{command.reason} (by {command.who})")
+                else:
+                    self.resume(command.who)
         now = self.clock.monotonic()
         deadline = now + TICK_S
         stale = []

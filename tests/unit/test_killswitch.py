@@ -196,3 +196,28 @@ def test_the_liquidation_guard_cuts_in_slices_a_pause_apart():
     short = Position("ETH", Side.SHORT, D("0.002"), D(50000), None, D(54000), "isolated", D(10), D(10), D(0))
     intent, _ = guard.check(short, D(53800), rules)
     assert (intent.side, intent.qty) == ("buy", D("0.001"))
+
+
+def test_botkit_halt_and_resume_reach_a_running_kill_switch(tmp_path):
+    from click.testing import CliRunner
+
+    from botkit.cli import cli
+    from botkit.guards.control import ControlInbox, control_path, send
+
+    journal = tmp_path / "bot.sqlite"
+    config = tmp_path / "bot.toml"
+    config.write_text(f'[journal]\npath = "{journal}"\n')
+    send(control_path(journal), "halt", "old news")  # before the bot started: history, not a command
+    ks, _, events = switch()
+    ks.inbox = ControlInbox(control_path(journal))
+    ks.check()
+    assert ks.state is ACTIVE
+    result = CliRunner().invoke(cli, ["halt", "--config", str(config), "--reason", "fat finger"])
+    assert result.exit_code == 0 and "halt sent to" in result.output
+    ks.check()
+    assert ks.state is HALTED and ks.trips["manual"].figures.startswith("reason=fat finger (by ")
+    with control_path(journal).open("a") as f:
+        f.write("not json\n")
+    assert CliRunner().invoke(cli, ["resume", "--config", str(config)]).exit_code == 0
+    ks.check()
+    assert ks.state is ACTIVE and events[-1].kind == "state"
