@@ -66,10 +66,6 @@ class ManualClock:
         heapq.heappush(self._sleepers, (self._now + seconds, next(self._order), future))
         await future
 
-    @property
-    def sleepers(self) -> int:
-        return sum(1 for *_, f in self._sleepers if not f.done())
-
     async def advance(self, seconds: float) -> None:
         """Move time forward, waking each sleeper at its own moment and letting it run before the next."""
         target = self._now + seconds

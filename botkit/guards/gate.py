@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
+from decimal import Decimal
 from enum import StrEnum
 
 from botkit.config import BotConfig
@@ -23,7 +23,7 @@ from botkit.domain import Order, OrderIntent, Position, Reason, Side, TradingSta
 from botkit.guards import limits as lim
 from botkit.guards.limits import Finding
 from botkit.guards.sizing import SHRINKABLE, check_sizing, policies
-from botkit.margin import MarketRules, Tier, floor_to_step, plain
+from botkit.margin import MarketRules, Tier, ceil_to_step, floor_to_step, plain
 
 ZERO = Decimal(0)
 
@@ -275,5 +275,4 @@ def _limit_price(intent: OrderIntent, tick: Decimal) -> Decimal | None:
     """The limit price on the tick, rounded away from the market (a buy down, a sell up): less aggressive."""
     if intent.price is None:
         return None
-    rounding = ROUND_FLOOR if intent.side == "buy" else ROUND_CEILING
-    return (intent.price / tick).to_integral_value(rounding) * tick
+    return floor_to_step(intent.price, tick) if intent.side == "buy" else ceil_to_step(intent.price, tick)

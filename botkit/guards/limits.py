@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from botkit.domain import Order, Position, Reason
-from botkit.margin import MarketRules, floor_to_step, plain
+from botkit.margin import MarketRules, plain
 
 ZERO = Decimal(0)
 
@@ -129,7 +129,3 @@ def book_depth(levels: Sequence[tuple[Decimal, Decimal]], minimum: Decimal) -> l
     if depth < minimum:
         return [Finding(Reason.BOOK_TOO_THIN, f"depth={plain(depth)} min={plain(minimum)} levels={len(levels)}")]
     return []
-
-
-def clamp(qty: Decimal, cap: Decimal | None, step: Decimal) -> Decimal:
-    return qty if cap is None else min(qty, floor_to_step(cap, step))
