@@ -21,9 +21,8 @@ from enum import StrEnum
 from botkit.config import BotConfig
 from botkit.domain import Order, OrderIntent, Position, Reason, Side, TradingState
 from botkit.guards import limits as lim
-from botkit.guards.limits import Finding
 from botkit.guards.sizing import SHRINKABLE, check_sizing, policies
-from botkit.margin import MarketRules, Tier, ceil_to_step, floor_to_step, plain
+from botkit.margin import MarketRules, Tier, Violation, ceil_to_step, floor_to_step, plain
 
 ZERO = Decimal(0)
 
@@ -67,7 +66,7 @@ class Verdict:
     intent: OrderIntent
     qty: Decimal | None = None  # the quantity to send (rounded to the step; reduced when clamped)
     price: Decimal | None = None  # the limit price to send (rounded to the tick, away from the market)
-    findings: tuple[Finding, ...] = ()  # why it was rejected, or why it was reduced
+    findings: tuple[Violation, ...] = ()  # why it was rejected, or why it was reduced
 
     @property
     def accepted(self) -> bool:
@@ -107,27 +106,27 @@ class Gate:
         try:
             return self._check(intent, snap)
         except Exception as exc:  # a bug or data nobody validated: fail closed, say what broke
-            return _reject(intent, Finding(Reason.DATA_MISSING, f"error={type(exc).__name__}: {exc}"))
+            return _reject(intent, Violation(Reason.DATA_MISSING, f"error={type(exc).__name__}: {exc}"))
 
     def _check(self, intent: OrderIntent, snap: Snapshot) -> Verdict:
         problem = _shape(intent)
         if problem:
-            return _reject(intent, Finding(Reason.INTENT_INVALID, problem))
+            return _reject(intent, Violation(Reason.INTENT_INVALID, problem))
         view = snap.markets.get(intent.symbol)
         if view is None:
-            return _reject(intent, Finding(Reason.DATA_MISSING, f"symbol={intent.symbol} no market rules or tiers"))
+            return _reject(intent, Violation(Reason.DATA_MISSING, f"symbol={intent.symbol} no market rules or tiers"))
         position = snap.positions.get(intent.symbol)
         sign = 1 if intent.side == "buy" else -1
         opposite = position is not None and position.qty > 0 and (position.side == Side.LONG) != (sign > 0)
         shrinking = intent.reduce_only and opposite
         if intent.reduce_only and not shrinking:
-            return _reject(intent, Finding(Reason.INTENT_INVALID, "reduce_only but no opposite position to shrink"))
+            return _reject(intent, Violation(Reason.INTENT_INVALID, "reduce_only but no opposite position to shrink"))
 
         # trading state
         if snap.state is TradingState.HALTED:
-            return _reject(intent, Finding(Reason.STATE_HALTED, "trading is halted"))
+            return _reject(intent, Violation(Reason.STATE_HALTED, "trading is halted"))
         if snap.state is TradingState.REDUCING and not shrinking:
-            return _reject(intent, Finding(Reason.STATE_REDUCING, "only reduce-only intents that shrink a position"))
+            return _reject(intent, Violation(Reason.STATE_REDUCING, "only reduce-only intents that shrink a position"))
 
         rules = view.rules
         price = _limit_price(intent, rules.tick)
@@ -148,7 +147,7 @@ class Gate:
         side_levels = view.asks if sign > 0 else view.bids
         entry = price if price is not None else side_levels[0][0]
         if snap.equity is None or snap.available is None or snap.equity <= 0:
-            return _reject(intent, Finding(Reason.DATA_MISSING, "account equity / available balance unknown"))
+            return _reject(intent, Violation(Reason.DATA_MISSING, "account equity / available balance unknown"))
 
         # isolated-margin sizing decides the quantity when the intent leaves it open
         leverage = intent.leverage or view.leverage
@@ -194,7 +193,7 @@ class Gate:
                     return Verdict(Decision.ACCEPT_REDUCED, intent, again.qty, again.price, tuple(found))
         return self._decide(intent, qty, price, found, snap.now)
 
-    def _decide(self, intent: OrderIntent, qty: Decimal, price: Decimal | None, found: list[Finding], now: float):
+    def _decide(self, intent: OrderIntent, qty: Decimal, price: Decimal | None, found: list[Violation], now: float):
         if found:
             return _reject(intent, *found)
         busy = self._rate_budget(now)
@@ -204,7 +203,7 @@ class Gate:
             times.append(now)
         return Verdict(Decision.ACCEPT, intent, qty, price)
 
-    def _freshness(self, intent: OrderIntent, view: MarketView, snap: Snapshot) -> list[Finding]:
+    def _freshness(self, intent: OrderIntent, view: MarketView, snap: Snapshot) -> list[Violation]:
         found = []
         needs = [("mark", view.mark, view.mark_at)]
         if intent.type == "market":
@@ -212,31 +211,31 @@ class Gate:
             needs.append(("book", levels[0][0] if levels else None, view.book_at))
         for name, value, at in needs:
             if value is None or at is None:
-                found.append(Finding(Reason.DATA_MISSING, f"{name} for {intent.symbol} never received"))
+                found.append(Violation(Reason.DATA_MISSING, f"{name} for {intent.symbol} never received"))
             elif snap.now - at > self.max_age:
-                found.append(Finding(Reason.DATA_STALE, f"{name}_age={snap.now - at:.3f}s max={self.max_age:g}s"))
+                found.append(Violation(Reason.DATA_STALE, f"{name}_age={snap.now - at:.3f}s max={self.max_age:g}s"))
         return found
 
-    def _loss_limits(self, snap: Snapshot) -> list[Finding]:
+    def _loss_limits(self, snap: Snapshot) -> list[Violation]:
         found = []
         equity = snap.equity
         assert equity is not None
         if snap.day_start_equity and equity <= snap.day_start_equity * (1 - self.daily_loss):
             start = plain(snap.day_start_equity)
             figures = f"equity={plain(equity)} day_start={start} max_loss={plain(self.daily_loss)}"
-            found.append(Finding(Reason.DAILY_LOSS_LIMIT, figures))
+            found.append(Violation(Reason.DAILY_LOSS_LIMIT, figures))
         if snap.peak_equity and equity <= snap.peak_equity * (1 - self.max_drawdown):
             peak = plain(snap.peak_equity)
             figures = f"equity={plain(equity)} peak={peak} max_drawdown={plain(self.max_drawdown)}"
-            found.append(Finding(Reason.DRAWDOWN_LIMIT, figures))
+            found.append(Violation(Reason.DRAWDOWN_LIMIT, figures))
         return found
 
-    def _rate_budget(self, now: float) -> Finding | None:
+    def _rate_budget(self, now: float) -> Violation | None:
         for window, limit, times in self.rate_windows:
             while times and times[0] <= now - window:
                 times.popleft()
             if len(times) >= limit:
-                return Finding(Reason.ORDER_RATE_LIMIT, f"accepted={len(times)} in {window:g}s max={limit}")
+                return Violation(Reason.ORDER_RATE_LIMIT, f"accepted={len(times)} in {window:g}s max={limit}")
         return None
 
 
@@ -245,7 +244,7 @@ _NOTIONAL_LIMITS = frozenset(
 )
 
 
-def _reject(intent: OrderIntent, *found: Finding) -> Verdict:
+def _reject(intent: OrderIntent, *found: Violation) -> Verdict:
     return Verdict(Decision.REJECT, intent, findings=tuple(found))
 
 

@@ -1,6 +1,6 @@
 """Instrument rules, size limits, the price band and the book-depth check: plain functions over plain
-numbers, each returning the findings it has (empty: the rule holds) and, where a smaller quantity would
-pass, the largest quantity that does (for clamping).
+numbers, each returning the rules it finds broken as `margin.Violation`s (empty: the rules hold) and,
+where a smaller quantity would pass, the largest quantity that does (for clamping).
 
 Exposure counts pending open orders: a resting order is risk the exchange may hand over at any moment.
 """
@@ -12,20 +12,9 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from botkit.domain import Order, Position, Reason
-from botkit.margin import MarketRules, plain
+from botkit.margin import MarketRules, Violation, plain
 
 ZERO = Decimal(0)
-
-
-@dataclass(frozen=True, slots=True)
-class Finding:
-    """One reason an intent is denied, with the figures behind it: `LIQ_TOO_CLOSE_TO_STOP liq=... stop=...`."""
-
-    code: Reason
-    figures: str
-
-    def __str__(self) -> str:
-        return f"{self.code} {self.figures}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,17 +28,19 @@ class Limits:
     min_book_depth_notional: Decimal
 
 
-def instrument(qty: Decimal, price: Decimal, rules: MarketRules, reduce_only: bool) -> list[Finding]:
+def instrument(qty: Decimal, price: Decimal, rules: MarketRules, reduce_only: bool) -> list[Violation]:
     """Quantity (already on the step) against the exchange's minimum and maximum; notional against the
     minimum, which the exchange waives for reduce-only orders."""
     found = []
     if qty <= ZERO or qty < rules.min_qty:
-        found.append(Finding(Reason.QTY_BELOW_MIN, f"qty={plain(qty)} min={plain(rules.min_qty)}"))
+        found.append(Violation(Reason.QTY_BELOW_MIN, f"qty={plain(qty)} min={plain(rules.min_qty)}"))
     if rules.max_qty is not None and qty > rules.max_qty:
-        found.append(Finding(Reason.QTY_ABOVE_MAX, f"qty={plain(qty)} max={plain(rules.max_qty)}"))
+        found.append(Violation(Reason.QTY_ABOVE_MAX, f"qty={plain(qty)} max={plain(rules.max_qty)}"))
     notional = qty * price
     if not reduce_only and notional < rules.min_notional:
-        found.append(Finding(Reason.NOTIONAL_BELOW_MIN, f"notional={plain(notional)} min={plain(rules.min_notional)}"))
+        found.append(
+            Violation(Reason.NOTIONAL_BELOW_MIN, f"notional={plain(notional)} min={plain(rules.min_notional)}")
+        )
     return found
 
 
@@ -81,51 +72,51 @@ def size_limits(
     open_orders: Sequence[Order],
     marks: Mapping[str, Decimal],
     resting: bool,
-) -> tuple[list[Finding], Decimal | None]:
+) -> tuple[list[Violation], Decimal | None]:
     """Per-order, per-symbol and total notional, open-order count and number of positions.
     Returns the findings and the largest quantity the notional limits allow (None: no notional limit hit)."""
-    found: list[Finding] = []
+    found: list[Violation] = []
     caps: list[Decimal] = []
     notional = qty * price
     if notional > limits.max_order_notional:
         figures = f"notional={plain(notional)} max={plain(limits.max_order_notional)}"
-        found.append(Finding(Reason.ORDER_NOTIONAL_ABOVE_MAX, figures))
+        found.append(Violation(Reason.ORDER_NOTIONAL_ABOVE_MAX, figures))
         caps.append(limits.max_order_notional / price)
     held_by = exposures(positions, open_orders, marks)
     held = held_by.get((symbol, sign), ZERO)
     if held + notional > limits.max_position_notional:
         figures = f"exposure={plain(held)} order={plain(notional)} max={plain(limits.max_position_notional)}"
-        found.append(Finding(Reason.POSITION_NOTIONAL_ABOVE_MAX, figures))
+        found.append(Violation(Reason.POSITION_NOTIONAL_ABOVE_MAX, figures))
         caps.append(max(ZERO, limits.max_position_notional - held) / price)
     total = sum(held_by.values(), ZERO)
     if total + notional > limits.max_total_notional:
         figures = f"exposure={plain(total)} order={plain(notional)} max={plain(limits.max_total_notional)}"
-        found.append(Finding(Reason.TOTAL_NOTIONAL_ABOVE_MAX, figures))
+        found.append(Violation(Reason.TOTAL_NOTIONAL_ABOVE_MAX, figures))
         caps.append(max(ZERO, limits.max_total_notional - total) / price)
     if resting and len(open_orders) >= limits.max_open_orders:
-        found.append(Finding(Reason.OPEN_ORDERS_ABOVE_MAX, f"open={len(open_orders)} max={limits.max_open_orders}"))
+        found.append(Violation(Reason.OPEN_ORDERS_ABOVE_MAX, f"open={len(open_orders)} max={limits.max_open_orders}"))
     opening_new = symbol not in positions or positions[symbol].qty == ZERO
     held_positions = sum(1 for p in positions.values() if p.qty > ZERO)
     if opening_new and held_positions >= limits.max_positions:
-        found.append(Finding(Reason.POSITIONS_ABOVE_MAX, f"positions={held_positions} max={limits.max_positions}"))
+        found.append(Violation(Reason.POSITIONS_ABOVE_MAX, f"positions={held_positions} max={limits.max_positions}"))
     return found, (min(caps) if caps else None)
 
 
-def price_band(side: str, price: Decimal, mark: Decimal, band: Decimal) -> list[Finding]:
+def price_band(side: str, price: Decimal, mark: Decimal, band: Decimal) -> list[Violation]:
     """A limit price further from the mark than the band is a fat finger (either side)."""
     distance = abs(price - mark) / mark
     if distance > band:
         shown = plain(distance.quantize(Decimal("0.0001")))
         figures = f"side={side} price={plain(price)} mark={plain(mark)} distance={shown} band={plain(band)}"
-        return [Finding(Reason.PRICE_OUTSIDE_BAND, figures)]
+        return [Violation(Reason.PRICE_OUTSIDE_BAND, figures)]
     return []
 
 
-def book_depth(levels: Sequence[tuple[Decimal, Decimal]], minimum: Decimal) -> list[Finding]:
+def book_depth(levels: Sequence[tuple[Decimal, Decimal]], minimum: Decimal) -> list[Violation]:
     """A market order takes from these levels; refuse it when they hold less notional than `minimum`."""
     if minimum <= ZERO:
         return []
     depth = sum((p * q for p, q in levels), ZERO)
     if depth < minimum:
-        return [Finding(Reason.BOOK_TOO_THIN, f"depth={plain(depth)} min={plain(minimum)} levels={len(levels)}")]
+        return [Violation(Reason.BOOK_TOO_THIN, f"depth={plain(depth)} min={plain(minimum)} levels={len(levels)}")]
     return []

@@ -11,8 +11,16 @@ from decimal import Decimal
 
 from botkit.config import RiskConfig
 from botkit.domain import Reason, Side
-from botkit.guards.limits import Finding
-from botkit.margin import MarketRules, SizingPolicy, SizingReport, Tier, TradePlan, evaluate, max_safe_qty
+from botkit.margin import (
+    MarketRules,
+    SizingPolicy,
+    SizingReport,
+    Tier,
+    TradePlan,
+    Violation,
+    evaluate,
+    max_safe_qty,
+)
 
 # Sizing findings a smaller quantity can cure (clamping applies only to these).
 SHRINKABLE = frozenset(
@@ -42,7 +50,7 @@ def policies(risk: RiskConfig) -> dict[bool, SizingPolicy]:
 @dataclass(frozen=True, slots=True)
 class SizingResult:
     qty: Decimal  # the quantity checked (the largest safe one when the intent left it open)
-    findings: tuple[Finding, ...]
+    findings: tuple[Violation, ...]
     safe_qty: Decimal | None  # the largest quantity passing every sizing rule (0: none; None: not computed)
     report: SizingReport
 
@@ -70,5 +78,4 @@ def check_sizing(
     if qty is None:
         qty = safe if safe else max(rules.min_qty, rules.step)
     report = evaluate(plan, qty, rules, policy, tiers)
-    findings = tuple(Finding(v.code, v.detail) for v in report.violations)
-    return SizingResult(qty, findings, safe, report)
+    return SizingResult(qty, report.violations, safe, report)

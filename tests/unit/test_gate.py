@@ -107,7 +107,7 @@ def test_each_reason_code(code, change):
     verdict = Gate(config()).check(intent, snap)
     assert verdict.decision is Decision.REJECT
     assert Reason(code) in verdict.reasons, str(verdict)
-    assert all(f.figures for f in verdict.findings)  # every reason carries its figures
+    assert all(f.detail for f in verdict.findings)  # every reason carries its figures
 
 
 def test_notional_above_max_from_the_policy():
