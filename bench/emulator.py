@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import statistics
 import time
 
 import ccxt.async_support as ccxt
+from _stats import p50_p99
 
 from botkit.sim import EmulatorSettings, point_ccxt_at, running_emulator
 
@@ -45,11 +45,10 @@ async def run(round_trips: int) -> None:
             busy = emu.busy_seconds - busy_before
         finally:
             await ex.close()
-    samples.sort()
-    p99 = samples[int(0.99 * (len(samples) - 1))]
+    p50, p99 = p50_p99(samples)
     print(f"{round_trips} signed create+cancel round trips in {wall:.2f} s")
     print(f"  round trips/s {round_trips / wall:8.1f}   requests/s {2 * round_trips / wall:8.1f}")
-    print(f"  latency p50 {statistics.median(samples) * 1000:6.2f} ms   p99 {p99 * 1000:6.2f} ms")
+    print(f"  latency p50 {p50 * 1000:6.2f} ms   p99 {p99 * 1000:6.2f} ms")
     print(f"  emulator's share of the time {busy / wall:6.1%}")
 
 

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
-import time
-from collections.abc import Callable
 from dataclasses import replace
 from decimal import Decimal as D
 from pathlib import Path
+
+from _stats import measure
 
 from botkit.config import BotConfig
 from botkit.domain import Order, OrderIntent, OrderStatus, Position, Side, TradingState
@@ -61,18 +60,6 @@ CASES: dict[str, tuple[OrderIntent, Snapshot]] = {
     "reduce-only shrink": (OrderIntent(ETH, "buy", None, reduce_only=True), SNAPSHOT),
     "no qty: largest safe": (replace(LONG, qty=None), SNAPSHOT),
 }
-
-
-def measure(fn: Callable[[], object], calls: int) -> tuple[float, float]:
-    for _ in range(min(calls, 200)):  # warm-up
-        fn()
-    samples = []
-    for _ in range(calls):
-        start = time.perf_counter_ns()
-        fn()
-        samples.append(time.perf_counter_ns() - start)
-    samples.sort()
-    return statistics.median(samples) / 1000, samples[int(0.99 * (len(samples) - 1))] / 1000
 
 
 def main() -> None:

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import statistics
 import time
 from decimal import Decimal
 
 import ccxt.async_support as ccxt
 import ccxt.pro as ccxt_pro
+from _stats import p50_p99
 
 from botkit.config import KillSwitchConfig, VenueConfig
 from botkit.domain import TradingState
@@ -30,9 +30,8 @@ THRESHOLD_S = 0.25
 
 
 def spread(samples: list[float]) -> str:
-    ordered = sorted(samples)
-    p50, p99 = statistics.median(ordered), ordered[int(0.99 * (len(ordered) - 1))]
-    return f"p50 {p50 * 1e3:6.1f} ms  p99 {p99 * 1e3:6.1f} ms  max {ordered[-1] * 1e3:6.1f} ms"
+    p50, p99 = p50_p99(samples)
+    return f"p50 {p50 * 1e3:6.1f} ms  p99 {p99 * 1e3:6.1f} ms  max {max(samples) * 1e3:6.1f} ms"
 
 
 async def run(stalls: int) -> None:

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
-import time
 from collections.abc import Callable
 from decimal import Decimal as D
 from pathlib import Path
+
+from _stats import measure
 
 from botkit.margin import MarketRules, SizingPolicy, TradePlan, liquidation_price, max_safe_qty, tiers_from_ccxt
 
@@ -40,18 +40,6 @@ CASES: dict[str, Callable[[], object]] = {
     "liquidation_price short, crosses bracket": lambda: liquidation_price("short", D(1), D(49000), D(2000), TIERS),
     "liquidation_price long, bracket 5": lambda: liquidation_price("long", D(400), D(50000), D(10**6), TIERS),
 }
-
-
-def measure(fn: Callable[[], object], calls: int) -> tuple[float, float]:
-    for _ in range(min(calls, 200)):  # warm-up
-        fn()
-    samples = []
-    for _ in range(calls):
-        start = time.perf_counter_ns()
-        fn()
-        samples.append(time.perf_counter_ns() - start)
-    samples.sort()
-    return statistics.median(samples) / 1000, samples[int(0.99 * (len(samples) - 1))] / 1000
 
 
 def main() -> None:

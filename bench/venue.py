@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import statistics
 import time
 from decimal import Decimal
 
 import ccxt.async_support as ccxt
+from _stats import p50_p99
 
 from botkit.clock import ScaledClock
 from botkit.config import VenueConfig
@@ -30,11 +30,6 @@ from botkit.venue.ccxt_venue import CcxtVenue
 
 SYMBOL = "BTC/USDT:USDT"
 UNLIMITED = {"weight_1m": 10**9, "orders_10s": 10**9, "orders_1m": 10**9}
-
-
-def percentile(samples: list[float], q: float) -> float:
-    ordered = sorted(samples)
-    return ordered[int(q * (len(ordered) - 1))]
 
 
 async def overhead(orders: int) -> None:
@@ -75,8 +70,8 @@ async def overhead(orders: int) -> None:
         finally:
             await bare.close()
             await venue.close()
-    bare_p50, venue_p50 = statistics.median(timings["bare ccxt"]), statistics.median(timings["CcxtVenue"])
-    bare_p99, venue_p99 = percentile(timings["bare ccxt"], 0.99), percentile(timings["CcxtVenue"], 0.99)
+    bare_p50, bare_p99 = p50_p99(timings["bare ccxt"])
+    venue_p50, venue_p99 = p50_p99(timings["CcxtVenue"])
     print(f"create_order round trip, {orders} each way, interleaved")
     for name, (p50, p99) in {"bare ccxt": (bare_p50, bare_p99), "CcxtVenue": (venue_p50, venue_p99)}.items():
         print(f"  {name:10} p50 {p50 * 1e3:6.3f} ms   p99 {p99 * 1e3:6.3f} ms")
