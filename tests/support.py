@@ -1,5 +1,8 @@
 """Shared test data, written out independently of botkit's own code."""
 
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Coroutine
 from decimal import Decimal as D
 from pathlib import Path
 
@@ -25,3 +28,15 @@ BTC_TIERS = tuple(
         (1_200_000_000, 1_800_000_000, "0.5", 421_481_450, 1),
     ]
 )
+
+
+@contextlib.asynccontextmanager
+async def background(coro: Coroutine) -> AsyncIterator[asyncio.Task]:
+    """Run a coroutine as a task for the duration of a with-block, then cancel it."""
+    task = asyncio.create_task(coro)
+    try:
+        yield task
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

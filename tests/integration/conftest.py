@@ -8,6 +8,7 @@ import ccxt.pro as ccxt_pro
 import pytest
 
 from botkit.sim import EmulatorSettings, point_ccxt_at, running_emulator
+from tests.support import background
 
 START_MS = 1_700_000_000_000
 BTC = "BTC/USDT:USDT"
@@ -62,10 +63,5 @@ async def market_running(emu, interval: float = 0.01):
             emu.advance_steps(1)
             await asyncio.sleep(interval)
 
-    task = asyncio.create_task(run())
-    try:
+    async with background(run()):
         yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task

@@ -4,7 +4,6 @@ liquidation guard cuts a position in a flash crash before the exchange liquidate
 wire these the same way; here the wiring is written out in the tests.)"""
 
 import asyncio
-import contextlib
 import time
 from decimal import Decimal as D
 
@@ -22,6 +21,7 @@ from botkit.sim import running_emulator
 from botkit.venue.errors import VenueBanned
 from tests.integration.conftest import BTC, client, connected, market_running, settings
 from tests.integration.test_venue import below_market, put_faults, state, venue_on
+from tests.support import background
 
 
 async def wait_for(condition, seconds: float) -> None:
@@ -74,15 +74,12 @@ async def test_a_ban_halts_until_it_expires():
         ks = KillSwitch(KillSwitchConfig(), clock)
         async with venue_on(emu, clock=clock, on_ban=ks.banned) as venue:
             await put_faults(emu, {"kind": "ban", "target": "/fapi/v3/account", "count": 1})
-            runner = asyncio.create_task(ks.run())
-            with pytest.raises(VenueBanned):
-                await venue.fetch_balance()
-            assert ks.state is TradingState.HALTED and "venue_ban" in ks.trips
-            await wait_for(lambda: ks.state is TradingState.ACTIVE, 5)
-            assert (await venue.fetch_balance()).total == D(10_000)  # sending again after the ban
-            runner.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await runner
+            async with background(ks.run()):
+                with pytest.raises(VenueBanned):
+                    await venue.fetch_balance()
+                assert ks.state is TradingState.HALTED and "venue_ban" in ks.trips
+                await wait_for(lambda: ks.state is TradingState.ACTIVE, 5)
+                assert (await venue.fetch_balance()).total == D(10_000)  # sending again after the ban
 
 
 async def test_leverage_changed_behind_the_bots_back_trips_the_anomaly_trigger(emulator):

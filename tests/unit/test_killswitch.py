@@ -1,6 +1,5 @@
 """The kill switch on a manual clock: every trigger, its recovery rule, and the timer."""
 
-import asyncio
 import contextlib
 from decimal import Decimal as D
 
@@ -10,6 +9,7 @@ from botkit.domain import Position, Side, TradingState
 from botkit.guards.killswitch import KillSwitch
 from botkit.guards.liquidation import LiquidationGuard
 from botkit.margin import MarketRules
+from tests.support import background
 
 HALTED, REDUCING, ACTIVE = TradingState.HALTED, TradingState.REDUCING, TradingState.ACTIVE
 
@@ -24,14 +24,9 @@ def switch(**settings):
 
 @contextlib.asynccontextmanager
 async def timer(ks):
-    task = asyncio.create_task(ks.run())
-    await settle()
-    try:
+    async with background(ks.run()):
+        await settle()
         yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
 
 
 async def test_a_silent_stream_trips_on_the_timer_and_recovers_after_a_healthy_period():
