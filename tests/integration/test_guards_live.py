@@ -11,7 +11,7 @@ import ccxt.async_support as ccxt_async
 import ccxt.pro as ccxt_pro
 import pytest
 
-from botkit.clock import ScaledClock
+from botkit.clock import ManualClock, ScaledClock
 from botkit.config import BotConfig, KillSwitchConfig
 from botkit.domain import TradingState
 from botkit.guards.gate import Gate, MarketView, Snapshot
@@ -103,28 +103,31 @@ async def test_the_liquidation_guard_cuts_a_position_before_the_exchange_liquida
         await venue.create_order(BTC, "buy", "market", D("0.1"))
         [opened] = await venue.fetch_positions([BTC])
         emu.advance_steps(280)  # to 2 s of market time before the crash
-        guard = LiquidationGuard(buffer=D("0.02"), slice=D("0.5"), pause_s=0.05)
+        # The market moves one 100 ms step per round and the guard's clock with it, so the race between
+        # the crash and the slices comes out the same on any machine.
+        clock = ManualClock()
+        guard = LiquidationGuard(buffer=D("0.02"), slice=D("0.5"), pause_s=0.3, clock=clock)
         gate = Gate(BotConfig())
         rules, tiers = venue.markets[BTC], (await venue.fetch_tiers([BTC]))[BTC]
         lowest = opened.entry
-        async with market_running(emu, interval=0.01):
-            while True:
-                positions = await venue.fetch_positions([BTC])
-                mark = (await venue.fetch_mark(BTC)).mark
-                lowest = min(lowest, mark)
-                if not positions or emu.engine.liquidations:
-                    break
-                cut = guard.check(positions[0], mark, rules)
-                if cut is not None:
-                    intent, _ = cut
-                    snap = Snapshot(time.monotonic(), TradingState.ACTIVE,
-                                    {BTC: MarketView(rules, tiers, 20)}, {BTC: positions[0]})  # fmt: skip
-                    verdict = gate.check(intent, snap)
-                    assert verdict.accepted, str(verdict)
-                    await venue.create_order(BTC, intent.side, "market", verdict.qty, reduce_only=True)
-                await asyncio.sleep(0.02)
-            while lowest > opened.liquidation:  # let the crash run on: it does go through the old liquidation
-                await asyncio.sleep(0.02)
-                lowest = min(lowest, (await venue.fetch_mark(BTC)).mark)
+        while True:
+            positions = await venue.fetch_positions([BTC])
+            mark = (await venue.fetch_mark(BTC)).mark
+            lowest = min(lowest, mark)
+            if not positions or emu.engine.liquidations:
+                break
+            cut = guard.check(positions[0], mark, rules)
+            if cut is not None:
+                intent, _ = cut
+                snap = Snapshot(clock.monotonic(), TradingState.ACTIVE,
+                                {BTC: MarketView(rules, tiers, 20)}, {BTC: positions[0]})  # fmt: skip
+                verdict = gate.check(intent, snap)
+                assert verdict.accepted, str(verdict)
+                await venue.create_order(BTC, intent.side, "market", verdict.qty, reduce_only=True)
+            emu.advance_steps(1)
+            await clock.advance(0.1)
+        while lowest > opened.liquidation:  # let the crash run on: it does go through the old liquidation
+            emu.advance_steps(1)
+            lowest = min(lowest, (await venue.fetch_mark(BTC)).mark)
         assert emu.engine.liquidations == []  # the exchange never had to liquidate
         assert await venue.fetch_positions([BTC]) == []
