@@ -160,6 +160,21 @@ class KillSwitchConfig(Section):
     resume_after_seconds: Decimal = Field(Decimal("60"), ge=0)
 
 
+class RuntimeConfig(Section):
+    """How the running bot behaves around the strategy (botkit.runtime)."""
+
+    leverage: int | None = Field(None, ge=1, le=125, description="set per symbol at start; default risk.max_leverage")
+    on_strategy_error: Literal["skip", "halt"] = Field("skip", description="a hook that raises: skip the event or halt")
+    unknown_exposure: Literal["reduce", "adopt"] = Field(
+        "reduce", description="a position or order the bot did not make: REDUCING until resumed, or adopt it"
+    )
+    cancel_on_exit: bool = Field(True, description="cancel this bot's open orders on SIGINT/SIGTERM or the end")
+    poll_seconds: Decimal = Field(Decimal("1"), gt=0, le=60, description="REST polling while a stream is down")
+    account_seconds: Decimal = Field(Decimal("2"), gt=0, le=300, description="balance and positions refresh")
+    reconcile_seconds: Decimal = Field(Decimal("15"), gt=0, le=3600, description="orders, margin settings, clock")
+    stream_retry_cap_s: Decimal = Field(Decimal("10"), gt=0, le=600, description="longest wait between reconnects")
+
+
 class JournalConfig(Section):
     path: Path = Path("botkit-journal.sqlite")
 
@@ -184,6 +199,8 @@ class BotConfig(BaseSettings):
     risk: RiskConfig = RiskConfig()
     limits: LimitsConfig = LimitsConfig()
     killswitch: KillSwitchConfig = KillSwitchConfig()
+    runtime: RuntimeConfig = RuntimeConfig()
+    params: dict[str, Any] = Field(default_factory=dict, description="the strategy's parameters (its Params model)")
     journal: JournalConfig = JournalConfig()
     logging: LoggingConfig = LoggingConfig()
 

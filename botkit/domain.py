@@ -148,3 +148,11 @@ class MarkPrice:
     funding_rate: Decimal | None
     next_funding_ms: int | None
     timestamp_ms: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class FundingPayment:
+    symbol: str
+    amount: Decimal  # > 0 received, < 0 paid
+    id: str
+    timestamp_ms: int | None

@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from decimal import Decimal
 from itertools import pairwise
@@ -27,7 +28,7 @@ from tenacity import AsyncRetrying, RetryCallState, wait_random_exponential
 
 from botkit.clock import Clock, SystemClock
 from botkit.config import BotConfig, ConfigError, VenueConfig
-from botkit.domain import Balance, Book, MarkPrice, Order, OrderStatus, Position, Side
+from botkit.domain import Balance, Book, FundingPayment, MarkPrice, Order, OrderStatus, Position, Side
 from botkit.guards.rate import RateLimiter, preset_for
 from botkit.log import get_logger
 from botkit.margin import MarketRules, Tier, TierError, tiers_from_ccxt, to_decimal
@@ -327,7 +328,7 @@ class CcxtVenue:
                     raise
                 log.info("order.adopted", client_id=client_id, status=found.status.value)
                 return self._track(found)
-            return self._track(self._order(raw, client_id))
+            return self._track(self.parse_order(raw, client_id))
 
         try:
             return await self._run(call, MUTATIONS, attempt)
@@ -363,7 +364,7 @@ class CcxtVenue:
                 if current is not None and current.status.final:
                     return self._track(current)
                 raise
-            return self._track(self._order(raw, client_id))
+            return self._track(self.parse_order(raw, client_id))
 
         try:
             return await self._run(call, MUTATIONS, attempt)
@@ -382,11 +383,11 @@ class CcxtVenue:
         raw = await self._retried(
             f"fetch_order {client_id or order_id}", lambda: self.exchange.fetch_order(order_id, symbol, params)
         )
-        return self._track(self._order(raw, client_id))
+        return self._track(self.parse_order(raw, client_id))
 
     async def fetch_open_orders(self, symbol: str | None = None) -> list[Order]:
         rows = await self._retried("fetch_open_orders", lambda: self.exchange.fetch_open_orders(symbol))
-        return [self._track(self._order(row, None)) for row in _rows(rows, "fetch_open_orders")]
+        return [self._track(self.parse_order(row, None)) for row in _rows(rows, "fetch_open_orders")]
 
     async def _lookup(self, call: str, symbol: str, client_id: str | None, order_id: str | None = None) -> Order | None:
         """One look at an order after its create or cancel went unanswered: None if the exchange does
@@ -399,7 +400,7 @@ class CcxtVenue:
             if self._is(exc, "OrderNotFound", NOT_FOUND_CODES):
                 return None
             raise
-        return self._order(raw, client_id)
+        return self.parse_order(raw, client_id)
 
     def _is(self, exc: Rejected, kind: str, codes: Mapping[str, set[int | str]]) -> bool:
         return exc.kind == kind or exc.code in codes.get(self.exchange.id, set())
@@ -409,7 +410,7 @@ class CcxtVenue:
         self.unresolved.discard(order.client_id)
         return order
 
-    def _order(self, raw: Any, client_id: str | None) -> Order:
+    def parse_order(self, raw: Any, client_id: str | None) -> Order:
         """A ccxt order validated into botkit's Order (quantities in base units)."""
         if not isinstance(raw, Mapping):
             raise VenueDataError(f"order answer is not an object: {raw!r:.200}")
@@ -515,12 +516,20 @@ class CcxtVenue:
 
     async def fetch_book(self, symbol: str, depth: int = 5) -> Book:
         raw = await self._retried(f"fetch_order_book {symbol}", lambda: self.exchange.fetch_order_book(symbol, depth))
+        return self.parse_book(raw, symbol, depth)
+
+    def parse_book(self, raw: Any, symbol: str, depth: int = 5) -> Book:
+        """The top `depth` levels of a ccxt order book (REST or WebSocket), validated."""
         if not isinstance(raw, Mapping):
             raise VenueDataError(f"order book {symbol}: the answer is not an object")
         size = self._contract_size.get(symbol, Decimal(1))
         try:
-            bids = tuple((to_decimal(p, "bid price"), to_decimal(q, "bid qty") * size) for p, q, *_ in raw["bids"])
-            asks = tuple((to_decimal(p, "ask price"), to_decimal(q, "ask qty") * size) for p, q, *_ in raw["asks"])
+            bids = tuple(
+                (to_decimal(p, "bid price"), to_decimal(q, "bid qty") * size) for p, q, *_ in raw["bids"][:depth]
+            )
+            asks = tuple(
+                (to_decimal(p, "ask price"), to_decimal(q, "ask qty") * size) for p, q, *_ in raw["asks"][:depth]
+            )
         except (KeyError, TypeError, ValueError) as exc:
             raise VenueDataError(f"order book {symbol}: malformed levels ({exc})") from None
         levels = bids + asks
@@ -534,19 +543,24 @@ class CcxtVenue:
     async def fetch_mark(self, symbol: str) -> MarkPrice:
         """Mark and index price, the current funding rate and the next funding time."""
         raw = await self._retried(f"fetch_funding_rate {symbol}", lambda: self.exchange.fetch_funding_rate(symbol))
+        return self.parse_mark(raw, symbol)
+
+    def parse_mark(self, raw: Any, symbol: str) -> MarkPrice:
+        """A ccxt funding-rate answer (REST) or mark-price update (WebSocket), validated. ccxt leaves the
+        stream's funding fields in `info` (Binance: `r` rate, `T` next funding time)."""
         if not isinstance(raw, Mapping):
             raise VenueDataError(f"mark price {symbol}: the answer is not an object")
+        info = raw.get("info") if isinstance(raw.get("info"), Mapping) else {}
         try:
             mark = to_decimal(raw.get("markPrice"), "markPrice")
             index = _optional(raw.get("indexPrice"), "indexPrice")
-            rate = _optional(raw.get("fundingRate"), "fundingRate")
+            rate = _optional(raw.get("fundingRate", info.get("r")), "fundingRate")
         except ValueError as exc:
             raise VenueDataError(f"mark price {symbol}: {exc}") from None
         if mark <= 0 or (index is not None and index <= 0):
             raise VenueDataError(f"mark price {symbol}: mark {mark} / index {index} must be positive")
-        return MarkPrice(
-            symbol, mark, index, rate, _int_or_none(raw.get("fundingTimestamp")), _int_or_none(raw.get("timestamp"))
-        )
+        next_funding = _int_or_none(raw.get("fundingTimestamp", info.get("T")))
+        return MarkPrice(symbol, mark, index, rate, next_funding, _int_or_none(raw.get("timestamp")))
 
     async def fetch_margin_settings(self, symbol: str) -> tuple[int | None, str | None]:
         """(leverage, margin mode) as the exchange reports them now, to catch changes made outside the bot."""
@@ -612,6 +626,31 @@ class CcxtVenue:
             )
         except ValueError as exc:
             raise VenueDataError(f"position {symbol}: {exc}") from None
+
+    async def fetch_funding_payments(self, since_ms: int | None = None) -> list[FundingPayment]:
+        """Funding paid (< 0) or received (> 0) since a time, oldest first."""
+        rows = await self._retried("fetch_funding_history", lambda: self.exchange.fetch_funding_history(None, since_ms))
+        payments = []
+        for row in _rows(rows, "fetch_funding_history"):
+            if not isinstance(row, Mapping) or not row.get("symbol") or row.get("id") is None:
+                raise VenueDataError(f"funding payment without a symbol or id: {row!r:.200}")
+            try:
+                amount = to_decimal(row.get("amount"), "amount")
+            except ValueError as exc:
+                raise VenueDataError(f"funding payment {row.get('id')}: {exc}") from None
+            payments.append(
+                FundingPayment(str(row["symbol"]), amount, str(row["id"]), _int_or_none(row.get("timestamp")))
+            )
+        return sorted(payments, key=lambda p: p.timestamp_ms or 0)
+
+    async def fetch_clock_offset(self) -> float:
+        """Local wall clock minus the exchange's, in ms, taking the round trip's midpoint."""
+        before = time.time() * 1000
+        server = await self._retried("fetch_time", lambda: self.exchange.fetch_time())
+        after = time.time() * 1000
+        if not isinstance(server, int | float) or isinstance(server, bool) or server <= 0:
+            raise VenueDataError(f"fetch_time: not a timestamp: {server!r:.100}")
+        return (before + after) / 2 - float(server)
 
     def usage(self) -> dict[str, Any]:
         """Rate-limit state, for the journal and `botkit check`."""

@@ -1,0 +1,112 @@
+"""Order tracking: the last known state of every order of this bot, from intent to final state.
+
+Updates arrive from three places (the answer to a create or cancel, the user stream, REST
+reconciliation) in any order, so merging is monotonic: a final state is never reopened and the filled
+quantity never shrinks. Each real change yields the events the strategy and the journal see: the order
+itself and, when the filled quantity grew, a Fill for the increment.
+
+`JournalHistory` rebuilds the same picture from a journal, for restart reconciliation: which orders were
+sent, what was last known of each, and the position those fills add up to.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+from decimal import Decimal
+
+from botkit.domain import Order, OrderStatus
+from botkit.runtime.journal import Event
+from botkit.runtime.strategy import Fill
+
+ZERO = Decimal(0)
+
+
+class OrderTracker:
+    def __init__(self) -> None:
+        self.orders: dict[str, Order] = {}  # open orders, and final ones until `forget_final()`
+        self.fills = 0
+
+    def update(self, order: Order) -> tuple[Order | None, Fill | None]:
+        """Merge one report: (the order if anything changed, the fill if the filled quantity grew)."""
+        known = self.orders.get(order.client_id)
+        if known is not None:
+            if known.status.final and not order.status.final:
+                return None, None  # an older report arriving late
+            if order.filled < known.filled:
+                order = replace(order, filled=known.filled, average=known.average)
+            if order.status == known.status and order.filled == known.filled:
+                return None, None
+            if order.id is None and known.id is not None:
+                order = replace(order, id=known.id)
+        self.orders[order.client_id] = order
+        before = known.filled if known is not None else ZERO
+        if order.filled <= before:
+            return order, None
+        self.fills += 1
+        return order, Fill(order.symbol, order.side, order.filled - before, _increment_price(known, order), order)
+
+    def open(self, symbol: str | None = None) -> list[Order]:
+        return [o for o in self.orders.values() if not o.status.final and symbol in (None, o.symbol)]
+
+    def forget_final(self) -> None:
+        """Drop final orders (the journal keeps them), so a long run's memory stays flat."""
+        self.orders = {cid: o for cid, o in self.orders.items() if not o.status.final}
+
+
+def _increment_price(known: Order | None, order: Order) -> Decimal | None:
+    """Average price of the newly filled part: (avg₁·filled₁ − avg₀·filled₀) / (filled₁ − filled₀)."""
+    if order.average is None:
+        return order.price
+    if known is None or known.filled == 0:
+        return order.average
+    if known.average is None:
+        return None
+    return (order.average * order.filled - known.average * known.filled) / (order.filled - known.filled)
+
+
+@dataclass
+class Sent:
+    """What the journal knows of one order this bot sent."""
+
+    client_id: str
+    symbol: str
+    side: str
+    status: OrderStatus | None = None  # None: sent, never answered
+    filled: Decimal = ZERO
+
+    @property
+    def settled(self) -> bool:
+        return self.status is not None and self.status.final
+
+
+class JournalHistory:
+    def __init__(self, events: Iterable[Event]) -> None:
+        self.sent: dict[str, Sent] = {}
+        for event in events:
+            cid, data = event.client_id, event.data
+            if cid is None:
+                continue
+            if event.kind == "order.sending":
+                self.sent[cid] = Sent(cid, data["symbol"], data["side"])
+            elif event.kind == "order" and cid in self.sent:
+                self.learn(cid, OrderStatus(data["status"]), Decimal(data["filled"]))
+            elif event.kind == "order.failed" and cid in self.sent and data.get("final"):
+                self.learn(cid, OrderStatus.REJECTED, self.sent[cid].filled)
+
+    def learn(self, client_id: str, status: OrderStatus, filled: Decimal) -> None:
+        sent = self.sent[client_id]
+        if not sent.settled:
+            sent.status = status
+        sent.filled = max(sent.filled, filled)
+
+    def unsettled(self) -> list[Sent]:
+        return [s for s in self.sent.values() if not s.settled]
+
+    def positions(self) -> dict[str, Decimal]:
+        """Net position per symbol that this bot's own fills add up to (+ long, − short)."""
+        net: dict[str, Decimal] = {}
+        for sent in self.sent.values():
+            signed = sent.filled if sent.side == "buy" else -sent.filled
+            net[sent.symbol] = net.get(sent.symbol, ZERO) + signed
+        return {symbol: qty for symbol, qty in net.items() if qty != 0}

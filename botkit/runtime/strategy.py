@@ -1,0 +1,218 @@
+"""The strategy API: a Strategy subclass reacts to events through async hooks and acts only through its
+Context. It never holds an exchange client; every order it asks for goes through the risk gate.
+
+    class MyStrategy(Strategy):
+        timeframe = 60                       # seconds per bar (on the exchange's clock)
+
+        class Params(BaseModel):              # validated from the config's [params] table
+            fast: int = 10
+
+        async def on_bar(self, ctx, bar):
+            result = await ctx.buy(bar.symbol, stop=bar.close * Decimal("0.98"))   # qty=None: largest safe
+            if isinstance(result, Verdict):   # the gate said no: reasons and figures, never an exception
+                ctx.log.info("denied", reasons=result.reasons)
+
+Hooks: on_start, on_quote (book top / mark changed), on_bar (a finished candle), on_fill, on_order (any
+order state change), on_rejected (a gate verdict against one of its intents), on_state (the trading state
+changed), on_stop. A hook that raises is logged and journalled; the runtime then skips the event or
+halts, per `runtime.on_strategy_error`. The guardrails run in their own tasks either way.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from botkit.config import ConfigError, format_errors
+from botkit.domain import Book, Order, OrderIntent, Position, TradingState
+from botkit.guards.gate import Verdict
+from botkit.guards.killswitch import SwitchEvent
+
+if TYPE_CHECKING:
+    from botkit.runtime.bot import Bot
+
+
+class NoParams(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+@dataclass(frozen=True, slots=True)
+class Quote:
+    symbol: str
+    bid: Decimal | None
+    ask: Decimal | None
+    mark: Decimal | None
+    index: Decimal | None
+
+
+@dataclass(frozen=True, slots=True)
+class Bar:
+    symbol: str
+    start_ms: int  # exchange time
+    seconds: float
+    open: Decimal
+    high: Decimal
+    low: Decimal
+    close: Decimal
+    volume: Decimal
+    trades: int
+
+
+@dataclass(frozen=True, slots=True)
+class Fill:
+    symbol: str
+    side: str
+    qty: Decimal  # this increment
+    price: Decimal | None  # this increment's average price (None if the venue reported no average)
+    order: Order  # the order after the fill
+
+
+@dataclass(frozen=True, slots=True)
+class Funding:
+    symbol: str
+    rate: Decimal | None  # the current period's rate: > 0 longs pay shorts
+    next_ms: int | None
+
+
+class Strategy:
+    """Base class: override the hooks you need. `symbols` empty means the config's symbols."""
+
+    symbols: ClassVar[Sequence[str]] = ()
+    timeframe: ClassVar[float] = 60.0
+    Params: ClassVar[type[BaseModel]] = NoParams
+
+    def __init__(self, params: BaseModel) -> None:
+        self.params = params
+
+    async def on_start(self, ctx: Context) -> None: ...
+    async def on_quote(self, ctx: Context, quote: Quote) -> None: ...
+    async def on_bar(self, ctx: Context, bar: Bar) -> None: ...
+    async def on_fill(self, ctx: Context, fill: Fill) -> None: ...
+    async def on_order(self, ctx: Context, order: Order) -> None: ...
+    async def on_rejected(self, ctx: Context, verdict: Verdict) -> None: ...
+    async def on_state(self, ctx: Context, state: TradingState, event: SwitchEvent) -> None: ...
+    async def on_stop(self, ctx: Context) -> None: ...
+
+
+def load_strategy(spec: str) -> type[Strategy]:
+    """A strategy class by name (`sma_cross`: the file strategies/sma_cross.py) or as `module:Class`."""
+    module_name, _, class_name = spec.partition(":")
+    if not class_name:
+        module_name = f"strategies.{spec}"
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name is not None and module_name.startswith(exc.name):
+            raise ConfigError(
+                [f"strategy = {spec!r}: no module {module_name!r} (a name in strategies/, or module:Class)"]
+            ) from None
+        raise
+    if class_name:
+        found = getattr(module, class_name, None)
+        if not (inspect.isclass(found) and issubclass(found, Strategy)):
+            raise ConfigError([f"strategy = {spec!r}: {module_name} has no Strategy subclass {class_name!r}"])
+        return found
+    own = [
+        c
+        for c in vars(module).values()
+        if inspect.isclass(c) and issubclass(c, Strategy) and c is not Strategy and c.__module__ == module.__name__
+    ]
+    if len(own) != 1:
+        raise ConfigError(
+            [f"strategy = {spec!r}: {module_name} defines {len(own)} Strategy classes; name one as module:Class"]
+        )
+    return own[0]
+
+
+def make_strategy(cls: type[Strategy], params: dict[str, Any]) -> Strategy:
+    """The strategy with its parameters validated; bad parameters are a ConfigError, one line each."""
+    try:
+        return cls(cls.Params(**params))
+    except ValidationError as exc:
+        raise ConfigError(format_errors(exc, f"params ({cls.__name__})")) from None
+
+
+def _decimal(value: Any) -> Any:
+    """Numbers from a strategy as Decimal (floats by their shortest repr); anything else is passed on for
+    the gate to reject as INTENT_INVALID."""
+    if value is None or isinstance(value, Decimal):
+        return value
+    if isinstance(value, int | float | str) and not isinstance(value, bool):
+        try:
+            return Decimal(str(value))
+        except InvalidOperation:
+            return value
+    return value
+
+
+class Context:
+    """Everything a strategy may do or see. Order calls return the Order as the venue reported it, or the
+    gate's rejecting Verdict; they never raise for a broken rule."""
+
+    def __init__(self, bot: Bot, log: Any) -> None:
+        self._bot = bot
+        self.log = log
+
+    async def buy(self, symbol: str, qty: Any = None, *, stop: Any, leverage: int | None = None,
+                  type: str = "market", price: Any = None, reduce_only: bool = False,
+                  tag: str | None = None) -> Order | Verdict:  # fmt: skip
+        return await self._order("buy", symbol, qty, stop, leverage, type, price, reduce_only, tag)
+
+    async def sell(self, symbol: str, qty: Any = None, *, stop: Any, leverage: int | None = None,
+                   type: str = "market", price: Any = None, reduce_only: bool = False,
+                   tag: str | None = None) -> Order | Verdict:  # fmt: skip
+        return await self._order("sell", symbol, qty, stop, leverage, type, price, reduce_only, tag)
+
+    async def _order(self, side, symbol, qty, stop, leverage, type, price, reduce_only, tag) -> Order | Verdict:
+        intent = OrderIntent(symbol, side, _decimal(qty), type, _decimal(price), _decimal(stop), leverage,
+                             bool(reduce_only), tag)  # fmt: skip
+        return await self._bot.submit(intent, source="strategy")
+
+    async def close(self, symbol: str, tag: str | None = None) -> Order | Verdict | None:
+        """Close the whole position with a reduce-only market order; None when flat."""
+        position = self.position(symbol)
+        if position is None:
+            return None
+        side = "sell" if position.side.value == "long" else "buy"
+        intent = OrderIntent(symbol, side, position.qty, reduce_only=True, tag=tag or "close")
+        return await self._bot.submit(intent, source="strategy")
+
+    async def cancel(self, order: Order) -> bool:
+        """Cancel an open order (never blocked by the gate); True once the venue confirms it is gone."""
+        return await self._bot.cancel(order)
+
+    def position(self, symbol: str) -> Position | None:
+        return self._bot.positions.get(symbol)
+
+    def open_orders(self, symbol: str | None = None) -> list[Order]:
+        return self._bot.tracker.open(symbol)
+
+    @property
+    def equity(self) -> Decimal | None:
+        return self._bot.balance.total if self._bot.balance is not None else None
+
+    @property
+    def state(self) -> TradingState:
+        return self._bot.ks.state
+
+    def mark(self, symbol: str) -> Decimal | None:
+        entry = self._bot.feeds.marks.get(symbol)
+        return entry.mark if entry is not None else None
+
+    def book(self, symbol: str) -> Book | None:
+        return self._bot.feeds.books.get(symbol)
+
+    def funding(self, symbol: str) -> Funding | None:
+        entry = self._bot.feeds.marks.get(symbol)
+        return Funding(symbol, entry.funding_rate, entry.next_funding_ms) if entry is not None else None
+
+    @property
+    def now(self) -> datetime:
+        return datetime.now(UTC)
