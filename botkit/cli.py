@@ -7,19 +7,23 @@ config, files). A user's mistake is always one line on stderr, never a traceback
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import signal
 import sys
+import time
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
 import click
+from pydantic import SecretStr
 from rich.console import Console
+from rich.live import Live
 from rich.table import Table
 
 from botkit import __version__
-from botkit.config import ConfigError, RiskConfig, effective_settings, load_config
+from botkit.config import ConfigError, RiskConfig, disabled_guardrails, effective_settings, load_config
 from botkit.guards.control import control_path, send
 from botkit.margin import (
     MarketRules,
@@ -374,6 +378,95 @@ async def _serve_emulator(settings: EmulatorSettings, plan: FaultPlan | None, ho
     finally:
         await emulator.stop()
         click.echo("botkit emulator stopped")
+
+
+# --------------------------------------------------------------------------------------------- run
+
+DEMO_JOURNAL = Path("botkit-demo.sqlite")
+
+
+@cli.command("run")
+@click.option("--config", "config_file", type=click.Path(path_type=Path), help="Config file (default: the demo).")
+@click.option("--strategy", "strategy_spec", help="A name in strategies/ or module:Class (overrides the config).")
+@click.option("--duration", type=POSITIVE, help="Seconds to run (default: 60 for the demo, else until stopped).")
+@click.option("--live", is_flag=True, help="Required to run a config whose mode is 'live'.")
+@click.option("--scenario", type=click.Choice(sorted(SCENARIOS)), default="trend", show_default=True,
+              help="Market of the in-process emulator (demo mode).")  # fmt: skip
+@click.option("--speed", type=POSITIVE, default=Decimal(10), show_default=True,
+              help="Simulated seconds per second of the in-process emulator (demo mode).")  # fmt: skip
+def run_command(config_file: Path | None, strategy_spec: str | None, duration: Decimal | None, live: bool,
+                scenario: str, speed: Decimal) -> int:  # fmt: skip
+    """Run a strategy. With no options: the offline demo (sma_cross on an in-process emulator for 60 s)."""
+    from botkit.runtime.strategy import load_strategy, make_strategy
+
+    config = load_config(config_file)
+    if config_file is None:
+        config = config.model_copy(update={"journal": config.journal.model_copy(update={"path": DEMO_JOURNAL})})
+        for stale in (DEMO_JOURNAL, *(DEMO_JOURNAL.with_name(DEMO_JOURNAL.name + x) for x in ("-wal", "-shm"))):
+            stale.unlink(missing_ok=True)  # the demo's emulator is new every run, and so is its journal
+    if strategy_spec:
+        config = config.model_copy(update={"strategy": strategy_spec})
+    if config.mode == "live":
+        if not live:
+            raise UserError("mode 'live' trades real money: add --live to confirm")
+        gaps = disabled_guardrails(config)
+        if gaps:
+            raise UserError("refusing a live run with guardrails disabled: " + "; ".join(gaps))
+    if config.mode == "paper":
+        raise UserError("mode 'paper' needs the paper venue, which this version does not have yet; use 'demo'")
+    strategy = make_strategy(load_strategy(config.strategy), config.params)
+    seconds = float(duration) if duration is not None else (60.0 if config_file is None else None)
+    return asyncio.run(_run_bot(config, strategy, seconds, scenario, float(speed)))
+
+
+async def _run_bot(config: Any, strategy: Any, seconds: float | None, scenario: str, speed: float) -> int:
+    from botkit.log import configure_logging
+    from botkit.runtime.bot import Bot
+    from botkit.runtime.panel import status_line, status_panel, summary_table
+    from botkit.sim.server import running_emulator
+
+    out = Console(highlight=False)
+    panel = out.is_terminal
+    log_file = None
+    if panel:  # the panel owns the terminal: logs go to a file beside the journal
+        log_file = config.journal.path.with_name(config.journal.path.name + ".log").open("a", encoding="utf-8")
+    secrets = [s for s in (config.exchange.api_key, config.exchange.api_secret) if s is not None]
+    configure_logging(config.logging.level, config.logging.format, secrets, stream=log_file)
+    async with contextlib.AsyncExitStack() as stack:
+        url = str(config.exchange.emulator_url) if config.exchange.emulator_url else None
+        if config.mode == "demo" and url is None:
+            emu = await stack.enter_async_context(
+                running_emulator(EmulatorSettings(scenario=scenario, speed=speed, seed=int(time.time())))
+            )
+            keys = {"api_key": SecretStr(emu.api_key), "api_secret": SecretStr(emu.api_secret)}
+            config = config.model_copy(update={"exchange": config.exchange.model_copy(update=keys)})
+            url = emu.url
+            out.print(f"botkit demo: {type(strategy).__name__} on the in-process emulator at {url} "
+                      f"(scenario {scenario}, {speed:g}x), {config.symbols}")  # fmt: skip
+        bot = Bot(config, strategy, emulator_url=url)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, bot.stop, f"signal {signal.Signals(sig).name}")
+        runner = asyncio.create_task(bot.run(seconds))
+        started = time.monotonic()
+        if panel:
+            with Live(status_panel(bot.status(), 0), console=out, refresh_per_second=4, transient=False) as live:
+                while not runner.done():
+                    await asyncio.wait([runner], timeout=0.5)
+                    live.update(status_panel(bot.status(), time.monotonic() - started))
+        else:
+            while not runner.done():
+                await asyncio.wait([runner], timeout=10)
+                if not runner.done():
+                    out.print(status_line(bot.status(), time.monotonic() - started))
+        summary = runner.result()
+    if log_file is not None:
+        log_file.close()
+    out.print(summary_table(summary))
+    if summary.crashed:
+        Console(stderr=True).print(f"botkit: error: {summary.crashed}", markup=False)
+        return 1
+    return 0
 
 
 # -------------------------------------------------------------------------------------------- main

@@ -293,6 +293,25 @@ def format_errors(exc: ValidationError, where: str) -> list[str]:
     return lines
 
 
+def disabled_guardrails(config: BotConfig) -> list[str]:
+    """Settings that switch a guardrail off, or loosen it until it no longer guards: a live run refuses them."""
+    ks = config.killswitch
+    found = []
+    if ks.liq_guard_buffer == 0:
+        found.append("killswitch.liq_guard_buffer = 0 turns the client-side liquidation guard off")
+    if ks.stale_feed_seconds > 60:
+        found.append(
+            f"killswitch.stale_feed_seconds = {ks.stale_feed_seconds}: prices older than a minute are not data"
+        )
+    if ks.max_drawdown >= Decimal("0.5"):
+        found.append(f"killswitch.max_drawdown = {ks.max_drawdown}: a drawdown limit of half the account or more")
+    if ks.daily_loss >= Decimal("0.5"):
+        found.append(f"killswitch.daily_loss = {ks.daily_loss}: a daily loss limit of half the account or more")
+    if ks.error_burst > 100:
+        found.append(f"killswitch.error_burst = {ks.error_burst}: more than 100 venue errors before halting")
+    return found
+
+
 def effective_settings(config: BotConfig) -> dict[str, Any]:
     """The settings as plain data with secrets masked, for display."""
     return config.model_dump(mode="json")

@@ -84,10 +84,11 @@ class OrderStatus(StrEnum):
     CANCELED = "canceled"
     EXPIRED = "expired"
     REJECTED = "rejected"
+    UNKNOWN = "unknown"  # sent, but its fate is not known yet (reconciliation will find out)
 
     @property
     def final(self) -> bool:
-        return self is not OrderStatus.OPEN
+        return self not in (OrderStatus.OPEN, OrderStatus.UNKNOWN)
 
 
 @dataclass(frozen=True, slots=True)

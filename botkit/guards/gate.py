@@ -167,12 +167,18 @@ class Gate:
             qty = max(ZERO, sizing.qty - held)
 
         # instrument rules, size limits, price band, book depth
-        found = lim.instrument(qty, entry, rules, reduce_only=False)
         marks = {s: v.mark for s, v in snap.markets.items() if v.mark is not None}
-        limit_found, limit_cap = lim.size_limits(
-            intent.symbol, sign, qty, entry, self.limits, snap.positions, snap.open_orders, marks,
-            resting=intent.type == "limit",
-        )  # fmt: skip
+
+        def size_limits(qty: Decimal) -> tuple[list[Violation], Decimal | None]:
+            return lim.size_limits(intent.symbol, sign, qty, entry, self.limits, snap.positions, snap.open_orders,
+                                   marks, resting=intent.type == "limit")  # fmt: skip
+
+        limit_found, limit_cap = size_limits(qty)
+        if intent.qty is None and limit_cap is not None and limit_cap < qty:
+            # no quantity asked: the largest safe one is also the largest the notional limits allow
+            qty = floor_to_step(max(limit_cap, ZERO), rules.step)
+            limit_found, limit_cap = size_limits(qty)
+        found = lim.instrument(qty, entry, rules, reduce_only=False)
         found += limit_found
         if price is not None:
             found += lim.price_band(intent.side, price, view.mark, self.limits.price_band)

@@ -30,6 +30,10 @@ data arrives at all.
 | margin_changed  | HALTED   | latched  | `margin_settings(...)`: leverage or margin mode the      |
 |                 |          |          | exchange reports differs from what the bot set           |
 | manual          | HALTED   | latched  | `halt(reason)`, `botkit halt` (see botkit.guards.control) |
+| strategy_error  | HALTED   | latched  | `strategy_failed(...)`: a hook raised and the config says |
+|                 |          |          | `runtime.on_strategy_error = "halt"`                     |
+| unknown_exposure| REDUCING | latched  | `unknown_exposure(...)`: reconciliation found a position  |
+|                 |          |          | or order the bot did not make                            |
 """
 
 from __future__ import annotations
@@ -108,6 +112,14 @@ class KillSwitch:
     @property
     def state(self) -> TradingState:
         return self._state
+
+    @property
+    def peak_equity(self) -> Decimal | None:
+        return self._peak
+
+    @property
+    def day_start_equity(self) -> Decimal | None:
+        return self._day[1] if self._day is not None else None
 
     def _trip(self, trigger: str, state: TradingState, recovery: Recovery, figures: str, until: float | None = None):
         now = self.clock.monotonic()
@@ -318,6 +330,12 @@ class KillSwitch:
             differs.append(f"margin_mode={mode} expected={expected_mode}")
         if differs:
             self._trip("margin_changed", TradingState.HALTED, "latched", f"symbol={symbol} " + " ".join(differs))
+
+    def strategy_failed(self, figures: str) -> None:
+        self._trip("strategy_error", TradingState.HALTED, "latched", figures)
+
+    def unknown_exposure(self, figures: str) -> None:
+        self._trip("unknown_exposure", TradingState.REDUCING, "latched", figures)
 
     def halt(self, reason: str) -> None:
         self._trip("manual", TradingState.HALTED, "latched", f"reason={reason}")

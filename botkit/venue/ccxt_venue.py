@@ -397,10 +397,14 @@ class CcxtVenue:
         try:
             raw = await self._attempt(f"{call} lookup", lambda: self.exchange.fetch_order(order_id, symbol, params))
         except Rejected as exc:
-            if self._is(exc, "OrderNotFound", NOT_FOUND_CODES):
+            if self.is_not_found(exc):
                 return None
             raise
         return self.parse_order(raw, client_id)
+
+    def is_not_found(self, exc: Rejected) -> bool:
+        """Whether a refusal means the exchange does not know the order."""
+        return self._is(exc, "OrderNotFound", NOT_FOUND_CODES)
 
     def _is(self, exc: Rejected, kind: str, codes: Mapping[str, set[int | str]]) -> bool:
         return exc.kind == kind or exc.code in codes.get(self.exchange.id, set())

@@ -1,0 +1,214 @@
+"""Market data and the user stream: ccxt.pro WebSocket streams, each update validated and stamped with its
+local receive time for the kill switch and the gate.
+
+Streams, per symbol: `book:<symbol>` (top five levels), `mark:<symbol>` (mark, index, funding) and
+`trades:<symbol>` (the bars the strategy sees are built from them); for the account: `orders` (the user
+stream's order updates). A stream that fails (disconnect, refused reconnect) is retried with full-jitter
+exponential backoff, and while it is down its data is polled over REST every `runtime.poll_seconds`, so
+prices stay fresh. A stream that stays connected but goes silent is *not* papered over with REST: that
+is what the kill switch's stale-feed trigger is for. A frame that does not validate is dropped and
+journalled; the data it would have replaced simply ages (fail closed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from botkit.clock import Clock
+from botkit.config import RuntimeConfig
+from botkit.domain import Book, MarkPrice, Order
+from botkit.guards.killswitch import KillSwitch
+from botkit.log import get_logger
+from botkit.margin import to_decimal
+from botkit.runtime.journal import Journal
+from botkit.runtime.strategy import Bar
+from botkit.venue.ccxt_venue import CcxtVenue
+from botkit.venue.errors import VenueDataError, VenueError
+
+log = get_logger("botkit.feeds")
+RETRY_BASE_S = 0.5
+
+
+class BarBuilder:
+    """OHLCV bars of `seconds` on the exchange's clock, from trades; a bar is complete when a trade of a
+    later bar arrives. Intervals without trades produce no bar."""
+
+    def __init__(self, symbol: str, seconds: float) -> None:
+        self.symbol, self.seconds = symbol, seconds
+        self.span_ms = max(1, int(seconds * 1000))
+        self.current: list[Any] | None = None  # [start_ms, open, high, low, close, volume, trades]
+
+    def add(self, time_ms: int, price: Decimal, qty: Decimal) -> Bar | None:
+        start = time_ms - time_ms % self.span_ms
+        bar = self.current
+        if bar is not None and start < bar[0]:
+            return None  # a late trade of a bar already closed
+        if bar is not None and start == bar[0]:
+            bar[2], bar[3], bar[4] = max(bar[2], price), min(bar[3], price), price
+            bar[5] += qty
+            bar[6] += 1
+            return None
+        self.current = [start, price, price, price, price, qty, 1]
+        return Bar(self.symbol, bar[0], self.seconds, *bar[1:]) if bar is not None else None
+
+
+@dataclass
+class Stream:
+    name: str
+    watch: Callable[[], Awaitable[Any]]
+    handle: Callable[[Any], None]
+    poll: Callable[[], Awaitable[Any]] | None = None  # REST fallback while the stream is down
+    on_back: Callable[[], Any] | None = None  # after a reconnect (e.g. reconcile orders over REST)
+
+
+class Feeds:
+    def __init__(
+        self,
+        venue: CcxtVenue,
+        symbols: list[str],
+        *,
+        clock: Clock,
+        ks: KillSwitch,
+        journal: Journal,
+        settings: RuntimeConfig,
+        timeframe: float,
+        on_quote: Callable[[str], None],
+        on_bar: Callable[[Bar], None],
+        on_order: Callable[[Order, str], None],
+        on_orders_back: Callable[[], Awaitable[None]],
+    ) -> None:
+        self.venue, self.symbols, self.clock, self.ks, self.journal = venue, symbols, clock, ks, journal
+        self.settings = settings
+        self.on_quote, self.on_bar, self.on_order = on_quote, on_bar, on_order
+        self.books: dict[str, Book] = {}
+        self.book_at: dict[str, float] = {}
+        self.marks: dict[str, MarkPrice] = {}
+        self.mark_at: dict[str, float] = {}
+        self.bars = {s: BarBuilder(s, timeframe) for s in symbols}
+        self.down: dict[str, float] = {}  # stream -> since (monotonic)
+        self.frames = 0
+        self.bad_frames = 0
+        self.polls = 0
+        ex = venue.exchange
+        self.streams: list[Stream] = []
+        for s in symbols:
+            self.streams += [
+                Stream(f"book:{s}", lambda s=s: ex.watch_order_book(s, 5), lambda raw, s=s: self._book(s, raw),
+                       lambda s=s: venue.fetch_book(s)),
+                Stream(f"mark:{s}", lambda s=s: ex.watch_mark_price(s), lambda raw, s=s: self._mark(s, raw),
+                       lambda s=s: venue.fetch_mark(s)),
+                Stream(f"trades:{s}", lambda s=s: ex.watch_trades(s), lambda raw, s=s: self._trades(s, raw)),
+            ]  # fmt: skip
+        self.streams.append(Stream("orders", ex.watch_orders, self._orders, on_back=on_orders_back))
+
+    def watched(self) -> list[str]:
+        """The streams whose age the kill switch watches (trades and orders may be quiet for a long time)."""
+        return [s.name for s in self.streams if s.name.startswith(("book:", "mark:"))]
+
+    def ready(self) -> bool:
+        return all(s in self.books for s in self.symbols) and all(s in self.marks for s in self.symbols)
+
+    def tasks(self) -> list[Awaitable[None]]:
+        return [self._run(stream) for stream in self.streams]
+
+    # ------------------------------------------------------------------------------ handlers
+
+    def _book(self, symbol: str, raw: Any) -> None:
+        book = raw if isinstance(raw, Book) else self.venue.parse_book(raw, symbol)
+        self.books[symbol], self.book_at[symbol] = book, self.clock.monotonic()
+        self.ks.feed(f"book:{symbol}", book.timestamp_ms, time.time() * 1000)
+        self.on_quote(symbol)
+
+    def _mark(self, symbol: str, raw: Any) -> None:
+        mark = raw if isinstance(raw, MarkPrice) else self.venue.parse_mark(raw, symbol)
+        self.marks[symbol], self.mark_at[symbol] = mark, self.clock.monotonic()
+        self.ks.feed(f"mark:{symbol}", mark.timestamp_ms, time.time() * 1000)
+        if mark.index is not None:
+            self.ks.mark_index(symbol, mark.mark, mark.index)
+        self.on_quote(symbol)
+
+    def _trades(self, symbol: str, raw: Any) -> None:
+        if not isinstance(raw, list):
+            raise VenueDataError(f"trades {symbol}: expected a list")
+        builder = self.bars[symbol]
+        for trade in raw:
+            try:
+                price, qty = to_decimal(trade["price"], "price"), to_decimal(trade["amount"], "amount")
+                stamp = int(trade["timestamp"])
+            except (KeyError, TypeError, ValueError) as exc:
+                raise VenueDataError(f"trade {symbol}: {exc}") from None
+            if price <= 0 or qty <= 0:
+                raise VenueDataError(f"trade {symbol}: price {price} / amount {qty} must be positive")
+            bar = builder.add(stamp, price, qty)
+            if bar is not None:
+                self.on_bar(bar)
+
+    def _orders(self, raw: Any) -> None:
+        if not isinstance(raw, list):
+            raise VenueDataError("order updates: expected a list")
+        for row in raw:
+            self.on_order(self.venue.parse_order(row, None), "stream")
+
+    # ------------------------------------------------------------------------------- streams
+
+    async def _run(self, stream: Stream) -> None:
+        failures = 0
+        while True:
+            try:
+                raw = await stream.watch()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # any failure of the socket or of ccxt's stream handling
+                failures += 1
+                if stream.name not in self.down:
+                    self.down[stream.name] = self.clock.monotonic()
+                    log.warning("feed.down", stream=stream.name, error=repr(exc)[:200])
+                    fallback = "rest polling" if stream.poll is not None else "none"
+                    self.journal.record("feed", stream=stream.name, status="down", error=repr(exc)[:300],
+                                        fallback=fallback)  # fmt: skip
+                await self._fall_back(stream, random.uniform(0, min(self._cap, RETRY_BASE_S * 2**failures)))
+                continue
+            if stream.name in self.down:
+                since = self.down.pop(stream.name)
+                log.info("feed.up", stream=stream.name, down_s=round(self.clock.monotonic() - since, 3))
+                self.journal.record("feed", stream=stream.name, status="up", down_s=self.clock.monotonic() - since)
+                if stream.on_back is not None:
+                    await stream.on_back()
+            failures = 0
+            self._handle(stream, raw)
+
+    @property
+    def _cap(self) -> float:
+        return float(self.settings.stream_retry_cap_s)
+
+    def _handle(self, stream: Stream, raw: Any) -> None:
+        try:
+            stream.handle(raw)
+            self.frames += 1
+        except VenueDataError as exc:
+            self.bad_frames += 1
+            log.warning("feed.bad_frame", stream=stream.name, error=str(exc))
+            self.journal.record("feed", stream=stream.name, status="bad_frame", error=str(exc))
+
+    async def _fall_back(self, stream: Stream, seconds: float) -> None:
+        """Until the next reconnect attempt: poll the stream's data over REST (if it has a REST twin)."""
+        until = self.clock.monotonic() + seconds
+        while True:
+            if stream.poll is not None:
+                try:
+                    raw = await stream.poll()
+                    self.polls += 1
+                    self._handle(stream, raw)
+                    self.ks.succeeded()
+                except VenueError as exc:
+                    self.ks.error(f"poll {stream.name}: {exc}")
+            left = until - self.clock.monotonic()
+            if left <= 0:
+                return
+            await self.clock.sleep(min(left, float(self.settings.poll_seconds)))

@@ -1,0 +1,85 @@
+"""What `botkit run` shows: a live status panel while the bot runs, and a summary at the end."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from rich.console import Group
+from rich.table import Table
+
+from botkit.margin import plain
+from botkit.runtime.bot import Summary
+
+
+def _n(value: Decimal | None, places: int = 2) -> str:
+    return "-" if value is None else f"{value:,.{places}f}"
+
+
+def status_panel(status: dict[str, Any], elapsed: float) -> Group:
+    stats = status["stats"]
+    head = Table.grid(padding=(0, 2))
+    head.add_row(
+        f"[bold]state[/] {status['state'].value}",
+        f"[bold]equity[/] {_n(status['equity'])} USDT (start {_n(status['equity_start'])})",
+        f"[bold]open orders[/] {status['open_orders']}",
+        f"[bold]elapsed[/] {elapsed:.0f}s",
+    )
+    positions = Table("symbol", "side", "qty", "entry", "mark", "liquidation", "distance", "uPnL", title="positions")
+    for p in status["positions"]:
+        distance = "-" if p["distance"] is None else f"{p['distance']:.2%}"
+        positions.add_row(p["symbol"], p["side"], plain(p["qty"]), _n(p["entry"]), _n(p["mark"]),
+                          _n(p["liquidation"]), distance, _n(p["pnl"]))  # fmt: skip
+    feeds = Table("stream", "age", title="feeds")
+    for name, age in status["feed_ages"].items():
+        down = " (down: REST)" if name in status["feeds_down"] else ""
+        feeds.add_row(name, ("-" if age is None else f"{age:.2f}s") + down)
+    orders = Table("intents", "accepted", "sent", "fills", "cancels", "rejected by reason", title="orders")
+    rejected = ", ".join(f"{code} {n}" for code, n in stats.rejected.most_common()) or "-"
+    orders.add_row(str(stats.intents), str(stats.accepted), str(stats.sent), str(stats.fills), str(stats.cancels),
+                   rejected)  # fmt: skip
+    parts: list[Any] = [head, positions, feeds, orders]
+    if status["trips"]:
+        parts.append("[bold red]trips[/] " + "; ".join(f"{t}: {f}" for t, f in status["trips"].items()))
+    return Group(*parts)
+
+
+def status_line(status: dict[str, Any], elapsed: float) -> str:
+    stats = status["stats"]
+    positions = " ".join(f"{p['symbol']}:{p['side']}:{plain(p['qty'])}" for p in status["positions"]) or "flat"
+    rejected = sum(stats.rejected.values())
+    return (f"[{elapsed:5.0f}s] state={status['state'].value} equity={_n(status['equity'])} positions={positions} "
+            f"open_orders={status['open_orders']} intents={stats.intents} accepted={stats.accepted} "
+            f"rejected={rejected} fills={stats.fills}")  # fmt: skip
+
+
+def summary_table(summary: Summary) -> Table:
+    table = Table(title="botkit run: summary", show_header=False)
+    table.add_column(style="bold")
+    table.add_column()
+    stats = summary.stats
+    change = None
+    if summary.equity_start is not None and summary.equity_end is not None:
+        change = summary.equity_end - summary.equity_start
+    rows = [
+        ("ended", summary.reason + (f" ({summary.crashed})" if summary.crashed else "")),
+        ("ran", f"{summary.seconds:.1f}s"),
+        ("trading state", summary.state.value),
+        ("equity", f"{_n(summary.equity_start)} -> {_n(summary.equity_end)} USDT (change {_n(change)})"),
+        (
+            "positions",
+            ", ".join(f"{s} {p.side.value} {plain(p.qty)} @ {_n(p.entry)}" for s, p in summary.positions.items())
+            or "flat",
+        ),
+        ("open orders left", str(summary.open_orders)),
+        ("intents", f"{stats.intents} ({stats.accepted} accepted)"),
+        ("rejected by the gate", ", ".join(f"{c} {n}" for c, n in stats.rejected.most_common()) or "none"),
+        ("orders sent", f"{stats.sent} ({stats.venue_rejected} refused by the venue)"),
+        ("fills / cancels", f"{stats.fills} / {stats.cancels}"),
+        ("kill-switch trips", str(stats.trips)),
+        ("strategy errors", str(stats.strategy_errors)),
+        ("journal", summary.journal),
+    ]
+    for name, value in rows:
+        table.add_row(name, value)
+    return table
