@@ -88,7 +88,7 @@ class JournalHistory:
             if cid is None:
                 continue
             if event.kind == "order.sending":
-                self.sent[cid] = Sent(cid, data["symbol"], data["side"])
+                self.sent[cid] = Sent(cid, event.symbol or "", data["side"])
             elif event.kind == "order" and cid in self.sent:
                 self.learn(cid, OrderStatus(data["status"]), Decimal(data["filled"]))
             elif event.kind == "order.failed" and cid in self.sent and data.get("final"):
