@@ -164,7 +164,7 @@ async def test_a_stalled_feed_halts_cancels_on_the_exchange_and_resumes(tmp_path
     states = [e.data["state"] for e in events(config, "killswitch") if e.data["event"] == "state"]
     assert states[:2] == ["HALTED", "ACTIVE"]
     halted = next(e for e in events(config, "killswitch") if e.data["state"] == "HALTED")
-    assert "stale_feed" == halted.data["trigger"]
+    assert halted.data["trigger"] == "stale_feed"
     [action] = [e.data for e in events(config, "halt.action") if e.data["action"] == "cancel"][:1]
     assert action["of"] > 0 and action["cancelled"] == action["of"]
     cancelled = {e.client_id for e in events(config, "order") if e.data["status"] == "canceled"}
@@ -190,4 +190,3 @@ async def test_a_halt_with_cancel_and_flatten_closes_the_position_on_the_exchang
     flatten = [e.data for e in events(config, "halt.action") if e.data["action"] == "flatten"]
     assert flatten and "FILLED" in flatten[0]["result"].upper()
     assert JournalHistory(events(config)).positions() == {}  # the journal's fills add up to flat
-
