@@ -624,12 +624,12 @@ class Bot:
         is handled per `runtime.unknown_exposure`: REDUCING until a person resumes, or adopted."""
         path = self.config.journal.path
         history = JournalHistory(read_events(path, ("order.sending", "order", "order.failed")))
-        settled = []
+        looked_up = []
         for sent in history.unsettled():
             order = await self._settle(sent.symbol, sent.client_id)
             history.learn(sent.client_id, order.status if order else OrderStatus.REJECTED,
                           order.filled if order else ZERO)  # fmt: skip
-            settled.append(f"{sent.client_id}={order.status.value if order else 'never-sent'}")
+            looked_up.append(f"{sent.client_id}={order.status.value if order else 'never-sent'}")
         listed = await self.venue.fetch_open_orders()
         own = [o for o in listed if self.venue.ids.owns(o.client_id)]
         foreign = [o for o in listed if not self.venue.ids.owns(o.client_id)]
@@ -653,9 +653,9 @@ class Bot:
                 action = "reducing"
                 self.ks.unknown_exposure("; ".join(unknown))
         positions = {s: plain(q) for s, q in actual.items()}
-        self.journal.record("reconcile", at="start", settled=settled, adopted=[o.client_id for o in own],
+        self.journal.record("reconcile", at="start", looked_up=looked_up, adopted=[o.client_id for o in own],
                             unknown=unknown, action=action, positions=positions)  # fmt: skip
-        log.info("reconcile.done", settled=len(settled), adopted=len(own), unknown=len(unknown), action=action)
+        log.info("reconcile.done", looked_up=len(looked_up), adopted=len(own), unknown=len(unknown), action=action)
 
     # ------------------------------------------------------------------------------------ views
 
