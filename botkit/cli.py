@@ -402,8 +402,6 @@ def run_command(config_file: Path | None, strategy_spec: str | None, duration: D
     config = load_config(config_file)
     if config_file is None:
         config = config.model_copy(update={"journal": config.journal.model_copy(update={"path": DEMO_JOURNAL})})
-        for stale in (DEMO_JOURNAL, *(DEMO_JOURNAL.with_name(DEMO_JOURNAL.name + x) for x in ("-wal", "-shm"))):
-            stale.unlink(missing_ok=True)  # the demo's emulator is new every run, and so is its journal
     if strategy_spec:
         config = config.model_copy(update={"strategy": strategy_spec})
     if config.mode == "live":
@@ -417,6 +415,18 @@ def run_command(config_file: Path | None, strategy_spec: str | None, duration: D
     strategy = make_strategy(load_strategy(config.strategy), config.params)
     seconds = float(duration) if duration is not None else (60.0 if config_file is None else None)
     return asyncio.run(_run_bot(config, strategy, seconds, scenario, float(speed)))
+
+
+def _set_aside(journal: Path, out: Console) -> None:
+    """An in-process emulator is a new exchange every run: an earlier journal describes orders and
+    positions that no longer exist, so it is kept under another name instead of being reconciled."""
+    if journal.exists():
+        old = journal.with_name(f"{journal.stem}-{time.strftime('%Y%m%d-%H%M%S')}{journal.suffix}")
+        for suffix in ("-wal", "-shm", ""):  # the WAL too: after a kill it may hold committed rows
+            part = journal.with_name(journal.name + suffix)
+            if part.exists():
+                part.rename(old.with_name(old.name + suffix))
+        out.print(f"the previous demo journal is now {old}")
 
 
 async def _run_bot(config: Any, strategy: Any, seconds: float | None, scenario: str, speed: float) -> int:
@@ -441,6 +451,7 @@ async def _run_bot(config: Any, strategy: Any, seconds: float | None, scenario: 
             keys = {"api_key": SecretStr(emu.api_key), "api_secret": SecretStr(emu.api_secret)}
             config = config.model_copy(update={"exchange": config.exchange.model_copy(update=keys)})
             url = emu.url
+            _set_aside(config.journal.path, out)
             out.print(f"botkit demo: {type(strategy).__name__} on the in-process emulator at {url} "
                       f"(scenario {scenario}, {speed:g}x), {config.symbols}")  # fmt: skip
         bot = Bot(config, strategy, emulator_url=url)

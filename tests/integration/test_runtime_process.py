@@ -101,3 +101,17 @@ async def test_sigterm_cancels_open_orders_and_exits_cleanly(tmp_path):
     journal = list(read_events(tmp_path / "journal.sqlite"))
     stopped = [e.data for e in journal if e.kind == "session.stopped"]
     assert stopped[-1]["reason"] == "signal SIGTERM" and stopped[-1]["crashed"] is None
+
+
+async def test_the_offline_demo_runs_and_ends_with_a_summary(tmp_path):
+    demo = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "botkit.cli", "run", "--duration", "4", cwd=tmp_path,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL, stdin=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    out, _ = await asyncio.wait_for(demo.communicate(), 60)
+    text = out.decode()
+    assert demo.returncode == 0, text
+    assert "botkit demo: SmaCross on the in-process emulator" in text and "botkit run: summary" in text
+    assert (tmp_path / "botkit-demo.sqlite").exists()
+    kinds = {e.kind for e in read_events(tmp_path / "botkit-demo.sqlite")}
+    assert {"session.started", "reconcile", "session.stopped"} <= kinds
