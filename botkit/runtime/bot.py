@@ -665,12 +665,14 @@ class Bot:
         positions = []
         for symbol, p in self.positions.items():
             mark = self.feeds.marks.get(symbol)
-            distance = None
-            if mark is not None and p.liquidation:
-                distance = abs(mark.mark - p.liquidation) / mark.mark
+            distance, pnl = None, p.unrealized_pnl  # the exchange's, as of the last account refresh
+            if mark is not None:
+                pnl = (mark.mark - p.entry) * p.qty * (1 if p.side is Side.LONG else -1)  # at the live mark
+                if p.liquidation:
+                    distance = abs(mark.mark - p.liquidation) / mark.mark
             positions.append({"symbol": symbol, "side": p.side.value, "qty": p.qty, "entry": p.entry,
                               "mark": mark.mark if mark else None, "liquidation": p.liquidation,
-                              "distance": distance, "pnl": p.unrealized_pnl})  # fmt: skip
+                              "distance": distance, "pnl": pnl})  # fmt: skip
         ages = {}
         for symbol in self.symbols:
             for name, stamps in (("book", self.feeds.book_at), ("mark", self.feeds.mark_at)):
