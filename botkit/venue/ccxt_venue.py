@@ -135,7 +135,6 @@ class CcxtVenue:
             on_ban=on_ban,
         )
         self.ids = ClientIds(s.client_id_prefix, exchange_id=exchange.id)
-        self.orders: dict[str, Order] = {}  # by client id: the last known state of every order seen
         self.unresolved: set[str] = set()  # client ids whose create or cancel outcome is still unknown
         self.markets: dict[str, MarketRules] = {}
         self._contract_size: dict[str, Decimal] = {}
@@ -410,7 +409,7 @@ class CcxtVenue:
         return exc.kind == kind or exc.code in codes.get(self.exchange.id, set())
 
     def _track(self, order: Order) -> Order:
-        self.orders[order.client_id] = order
+        """An order whose state the exchange reported is no longer of unknown outcome."""
         self.unresolved.discard(order.client_id)
         return order
 
