@@ -10,6 +10,7 @@ from decimal import Decimal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from botkit.domain import Order, OrderStatus
 from botkit.runtime.strategy import Bar, Context, Quote, Strategy
 
 
@@ -63,7 +64,7 @@ class SmaCross(Strategy):
                 return  # already with the trend
             await ctx.close(symbol, tag="reverse")
         result = await (ctx.buy if side == "buy" else ctx.sell)(symbol, stop=stop, tag="cross")
-        if getattr(result, "status", None) is not None:
+        if isinstance(result, Order) and result.status is not OrderStatus.REJECTED:  # else the gate or venue said no
             self.stops[symbol] = stop
             ctx.log.info("entered", symbol=symbol, side=side, stop=str(stop))
 
