@@ -79,6 +79,17 @@ class ManualClock:
         await settle()
 
 
+async def sleep_until_set(clock: Clock, seconds: float, event: asyncio.Event) -> None:
+    """Sleep on the clock for `seconds`, or less: wake as soon as `event` is set."""
+    sleeper = asyncio.ensure_future(clock.sleep(seconds))
+    waker = asyncio.ensure_future(event.wait())
+    try:
+        await asyncio.wait((sleeper, waker), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        sleeper.cancel()
+        waker.cancel()
+
+
 async def settle(rounds: int = 20) -> None:
     """Let every ready task run until it blocks again (a few event-loop turns)."""
     for _ in range(rounds):

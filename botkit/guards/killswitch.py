@@ -45,7 +45,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Literal
 
-from botkit.clock import Clock, SystemClock
+from botkit.clock import Clock, SystemClock, sleep_until_set
 from botkit.config import KillSwitchConfig
 from botkit.domain import TradingState
 from botkit.guards.control import ControlInbox
@@ -201,13 +201,7 @@ class KillSwitch:
         while True:
             wait = self.check()
             self._wake.clear()
-            sleeper = asyncio.ensure_future(self.clock.sleep(wait))
-            waker = asyncio.ensure_future(self._wake.wait())
-            try:
-                await asyncio.wait((sleeper, waker), return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                sleeper.cancel()
-                waker.cancel()
+            await sleep_until_set(self.clock, wait, self._wake)
 
     # ------------------------------------------------------------------------------ inputs
 

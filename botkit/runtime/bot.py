@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from botkit.clock import Clock, SystemClock
+from botkit.clock import Clock, SystemClock, sleep_until_set
 from botkit.config import BotConfig, effective_settings
 from botkit.domain import Balance, Order, OrderIntent, OrderStatus, Position, Reason, Side, TradingState
 from botkit.guards.control import ControlInbox, control_path
@@ -52,7 +52,7 @@ class StartupError(Exception):
 
 
 class _Stop(Exception):
-    pass
+    """Raised by the stopper task to end the task group: a normal end, not an error."""
 
 
 @dataclass
@@ -155,7 +155,7 @@ class Bot:
                 group.create_task(self._reconcile_loop(), name="reconcile")
                 group.create_task(self._until_stopped(duration), name="stopper")
         except* _Stop:
-            pass
+            pass  # the normal end: stop() or the duration
         except* StartupError as group:
             self.crashed = f"start-up failed: {group.exceptions[0]}"
             self._stop_reason = "start-up failed"
@@ -175,13 +175,7 @@ class Bot:
         if duration is None:
             await self._stopping.wait()
         else:
-            sleeper = asyncio.ensure_future(self.clock.sleep(duration))
-            waiter = asyncio.ensure_future(self._stopping.wait())
-            try:
-                await asyncio.wait((sleeper, waiter), return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                sleeper.cancel()
-                waiter.cancel()
+            await sleep_until_set(self.clock, duration, self._stopping)
         raise _Stop
 
     async def _start(self) -> None:
@@ -547,9 +541,7 @@ class Bot:
         while True:
             await self._refresh_account()
             self._account_dirty.clear()
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(period):  # or sooner, after a fill
-                    await self._account_dirty.wait()
+            await sleep_until_set(self.clock, period, self._account_dirty)  # or sooner, after a fill
 
     async def _refresh_account(self) -> None:
         try:

@@ -172,7 +172,8 @@ class Feeds:
                     fallback = "rest polling" if stream.poll is not None else "none"
                     self.journal.record("feed", stream=stream.name, status="down", error=repr(exc)[:300],
                                         fallback=fallback)  # fmt: skip
-                await self._fall_back(stream, random.uniform(0, min(self._cap, RETRY_BASE_S * 2**failures)))
+                cap = float(self.settings.stream_retry_cap_s)
+                await self._fall_back(stream, random.uniform(0, min(cap, RETRY_BASE_S * 2**failures)))
                 continue
             if stream.name in self.down:
                 since = self.down.pop(stream.name)
@@ -182,10 +183,6 @@ class Feeds:
                     await stream.on_back()
             failures = 0
             self._handle(stream, raw)
-
-    @property
-    def _cap(self) -> float:
-        return float(self.settings.stream_retry_cap_s)
 
     def _handle(self, stream: Stream, raw: Any) -> None:
         try:

@@ -67,7 +67,7 @@ KINDS = {
 
 
 class JournalError(Exception):
-    pass
+    """A journal file that cannot be used (missing, not SQLite, a newer schema): one clear line."""
 
 
 def to_json(value: Any) -> Any:
@@ -97,9 +97,9 @@ class Journal:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         conn = _connect(self.path)  # set up (and check the version) here, so a bad file fails at once
         conn.close()
+        self._closed = False
         self._thread = threading.Thread(target=self._write_forever, name="botkit-journal", daemon=True)
         self._thread.start()
-        self._closed = False
 
     # ------------------------------------------------------------------------------ writing
 
