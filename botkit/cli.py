@@ -390,12 +390,14 @@ DEMO_JOURNAL = Path("botkit-demo.sqlite")
 @click.option("--strategy", "strategy_spec", help="A name in strategies/ or module:Class (overrides the config).")
 @click.option("--duration", type=POSITIVE, help="Seconds to run (default: 60 for the demo, else until stopped).")
 @click.option("--live", is_flag=True, help="Required to run a config whose mode is 'live'.")
+@click.option("--offline", is_flag=True,
+              help="Mode paper: take market data from an in-process emulator instead of the exchange.")  # fmt: skip
 @click.option("--scenario", type=click.Choice(sorted(SCENARIOS)), default="trend", show_default=True,
-              help="Market of the in-process emulator (demo mode).")  # fmt: skip
+              help="Market of the in-process emulator (demo, or paper --offline).")  # fmt: skip
 @click.option("--speed", type=POSITIVE, default=Decimal(10), show_default=True,
-              help="Simulated seconds per second of the in-process emulator (demo mode).")  # fmt: skip
+              help="Simulated seconds per second of the in-process emulator (demo, or paper --offline).")  # fmt: skip
 def run_command(config_file: Path | None, strategy_spec: str | None, duration: Decimal | None, live: bool,
-                scenario: str, speed: Decimal) -> int:  # fmt: skip
+                offline: bool, scenario: str, speed: Decimal) -> int:  # fmt: skip
     """Run a strategy. With no options: the offline demo (sma_cross on an in-process emulator for 60 s)."""
     from botkit.runtime.strategy import load_strategy, make_strategy
 
@@ -410,26 +412,28 @@ def run_command(config_file: Path | None, strategy_spec: str | None, duration: D
         gaps = disabled_guardrails(config)
         if gaps:
             raise UserError("refusing a live run with guardrails disabled: " + "; ".join(gaps))
-    if config.mode == "paper":
-        raise UserError("mode 'paper' needs the paper venue, which this version does not have yet; use 'demo'")
+    if offline and config.mode != "paper":
+        raise UserError(f"--offline is for mode 'paper' (this config's mode is {config.mode!r})")
     strategy = make_strategy(load_strategy(config.strategy), config.params)
     seconds = float(duration) if duration is not None else (60.0 if config_file is None else None)
-    return asyncio.run(_run_bot(config, strategy, seconds, scenario, float(speed)))
+    in_process = config.exchange.emulator_url is None and (config.mode == "demo" or offline)
+    return asyncio.run(_run_bot(config, strategy, seconds, scenario, float(speed), in_process))
 
 
 def _set_aside(journal: Path, out: Console) -> None:
-    """An in-process emulator is a new exchange every run: an earlier journal describes orders and
-    positions that no longer exist, so it is kept under another name instead of being reconciled."""
+    """An in-process emulator, or a paper account, is new every run: an earlier journal describes orders
+    and positions that no longer exist, so it is kept under another name instead of being reconciled."""
     if journal.exists():
         old = journal.with_name(f"{journal.stem}-{time.strftime('%Y%m%d-%H%M%S')}{journal.suffix}")
         for suffix in ("-wal", "-shm", ""):  # the WAL too: after a kill it may hold committed rows
             part = journal.with_name(journal.name + suffix)
             if part.exists():
                 part.rename(old.with_name(old.name + suffix))
-        out.print(f"the previous demo journal is now {old}")
+        out.print(f"the previous journal is now {old}")
 
 
-async def _run_bot(config: Any, strategy: Any, seconds: float | None, scenario: str, speed: float) -> int:
+async def _run_bot(config: Any, strategy: Any, seconds: float | None, scenario: str, speed: float,
+                   in_process: bool) -> int:  # fmt: skip
     from botkit.log import configure_logging
     from botkit.runtime.bot import Bot
     from botkit.runtime.panel import status_line, status_panel, summary_table
@@ -444,16 +448,17 @@ async def _run_bot(config: Any, strategy: Any, seconds: float | None, scenario: 
     configure_logging(config.logging.level, config.logging.format, secrets, stream=log_file)
     async with contextlib.AsyncExitStack() as stack:
         url = str(config.exchange.emulator_url) if config.exchange.emulator_url else None
-        if config.mode == "demo" and url is None:
+        if in_process:
             emu = await stack.enter_async_context(
                 running_emulator(EmulatorSettings(scenario=scenario, speed=speed, seed=int(time.time())))
             )
             keys = {"api_key": SecretStr(emu.api_key), "api_secret": SecretStr(emu.api_secret)}
             config = config.model_copy(update={"exchange": config.exchange.model_copy(update=keys)})
             url = emu.url
-            _set_aside(config.journal.path, out)
-            out.print(f"botkit demo: {type(strategy).__name__} on the in-process emulator at {url} "
+            out.print(f"botkit {config.mode}: {type(strategy).__name__} on the in-process emulator at {url} "
                       f"(scenario {scenario}, {speed:g}x), {config.symbols}")  # fmt: skip
+        if in_process or config.mode == "paper":
+            _set_aside(config.journal.path, out)
         bot = Bot(config, strategy, emulator_url=url)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):

@@ -175,6 +175,21 @@ class RuntimeConfig(Section):
     stream_retry_cap_s: Decimal = Field(Decimal("10"), gt=0, le=600, description="longest wait between reconnects")
 
 
+class PaperConfig(Section):
+    """Mode paper: the simulated account that botkit.sim fills against the observed market."""
+
+    balance: Decimal = Field(Decimal("10000"), gt=0, description="starting USDT wallet of the paper account")
+    queue: Literal["back", "front"] = Field(
+        "back",
+        description="a resting limit order fills when trades print through its price (back of the queue) "
+        "or also at it (front)",
+    )
+    taker_fee: Decimal | None = Field(None, ge=0, lt=Decimal("0.01"), description="default: the exchange's rate")
+    maker_fee: Decimal | None = Field(None, gt=Decimal("-0.01"), lt=Decimal("0.01"), description="default: as taker")
+    liquidation_fee: Decimal = Field(Decimal("0.0125"), ge=0, lt=Decimal("0.1"), description="taken on a liquidation")
+    tiers_dir: Path = Field(Path("config/tiers"), description="<market id>.json leverage brackets, used without keys")
+
+
 class JournalConfig(Section):
     path: Path = Path("botkit-journal.sqlite")
 
@@ -200,6 +215,7 @@ class BotConfig(BaseSettings):
     limits: LimitsConfig = LimitsConfig()
     killswitch: KillSwitchConfig = KillSwitchConfig()
     runtime: RuntimeConfig = RuntimeConfig()
+    paper: PaperConfig = PaperConfig()
     params: dict[str, Any] = Field(default_factory=dict, description="the strategy's parameters (its Params model)")
     journal: JournalConfig = JournalConfig()
     logging: LoggingConfig = LoggingConfig()

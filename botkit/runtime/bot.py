@@ -40,6 +40,7 @@ from botkit.runtime.orders import JournalHistory, OrderTracker
 from botkit.runtime.strategy import Bar, Context, Fill, Quote, Strategy
 from botkit.venue.ccxt_venue import CcxtVenue, build_exchange
 from botkit.venue.errors import OrderUnresolved, Rejected, VenueError
+from botkit.venue.paper import PaperVenue
 
 log = get_logger("botkit.bot")
 ZERO = Decimal(0)
@@ -101,7 +102,10 @@ class Bot:
         self.ks = KillSwitch(ks_config, self.clock, on_event=self._on_switch,
                              inbox=ControlInbox(control_path(config.journal.path)))  # fmt: skip
         exchange = build_exchange(config, emulator_url=emulator_url, streaming=True)
-        self.venue = CcxtVenue(exchange, config.venue, clock=self.clock, on_ban=self.ks.banned)
+        if config.mode == "paper":
+            self.venue: CcxtVenue = PaperVenue(exchange, config, clock=self.clock, on_ban=self.ks.banned)
+        else:
+            self.venue = CcxtVenue(exchange, config.venue, clock=self.clock, on_ban=self.ks.banned)
         self.journal = Journal(config.journal.path, self.venue.ids.session, clock=self.clock)
         self.gate = Gate(config)
         self.guard = LiquidationGuard(ks_config.liq_guard_buffer, ks_config.liq_slice,

@@ -95,17 +95,16 @@ class Feeds:
         self.frames = 0
         self.bad_frames = 0
         self.polls = 0
-        ex = venue.exchange
         self.streams: list[Stream] = []
         for s in symbols:
             self.streams += [
-                Stream(f"book:{s}", lambda s=s: ex.watch_order_book(s, 5), lambda raw, s=s: self._book(s, raw),
+                Stream(f"book:{s}", lambda s=s: venue.watch_book(s), lambda raw, s=s: self._book(s, raw),
                        lambda s=s: venue.fetch_book(s)),
-                Stream(f"mark:{s}", lambda s=s: ex.watch_mark_price(s), lambda raw, s=s: self._mark(s, raw),
+                Stream(f"mark:{s}", lambda s=s: venue.watch_mark(s), lambda raw, s=s: self._mark(s, raw),
                        lambda s=s: venue.fetch_mark(s)),
-                Stream(f"trades:{s}", lambda s=s: ex.watch_trades(s), lambda raw, s=s: self._trades(s, raw)),
+                Stream(f"trades:{s}", lambda s=s: venue.watch_trades(s), lambda raw, s=s: self._trades(s, raw)),
             ]  # fmt: skip
-        self.streams.append(Stream("orders", ex.watch_orders, self._orders, on_back=on_orders_back))
+        self.streams.append(Stream("orders", venue.watch_orders, self._orders, on_back=on_orders_back))
 
     def watched(self) -> list[str]:
         """The streams whose age the kill switch watches (trades and orders may be quiet for a long time)."""
@@ -153,7 +152,7 @@ class Feeds:
         if not isinstance(raw, list):
             raise VenueDataError("order updates: expected a list")
         for row in raw:
-            self.on_order(self.venue.parse_order(row, None), "stream")
+            self.on_order(row if isinstance(row, Order) else self.venue.parse_order(row, None), "stream")
 
     # ------------------------------------------------------------------------------- streams
 

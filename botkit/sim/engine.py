@@ -199,9 +199,21 @@ Listener = Callable[[Account, dict[str, Any]], None]
 
 
 class Engine:
-    def __init__(self, market: Market, *, maker_fee: Decimal = D("0.0002"), taker_fee: Decimal = D("0.0005")) -> None:
+    def __init__(
+        self,
+        market: Market,
+        *,
+        maker_fee: Decimal = D("0.0002"),
+        taker_fee: Decimal = D("0.0005"),
+        queue: str = "back",
+    ) -> None:
+        if queue not in ("back", "front"):
+            raise ValueError(f"queue must be 'back' or 'front', got {queue!r}")
         self.market = market
         self.maker_fee, self.taker_fee = maker_fee, taker_fee
+        # Where a resting limit order is assumed to stand in the queue at its price: at the back, it fills
+        # only when trades print through the price; at the front, also when one prints at it.
+        self.fill_at_touch = queue == "front"
         self.accounts: dict[str, Account] = {}
         self.listeners: list[Listener] = []
         self.liquidations: list[dict[str, Any]] = []
@@ -501,29 +513,35 @@ class Engine:
     def step(self) -> None:
         """Advance the market one step, then fill resting orders, settle funding and liquidate."""
         funding_due = self.market.step()
+        self.match_resting()
+        if funding_due:
+            self.settle_funding()
+        self.check_liquidations()
+
+    def match_resting(self, symbol: str | None = None) -> None:
+        """Fill resting limit orders that the current trades and book reach (as maker, at their price)."""
         for account in self.accounts.values():
-            for order in account.open_orders():
+            for order in account.open_orders(symbol):
                 state = self.market.symbols[order.symbol]
-                if _traded_through(order, state):
+                if _traded_through(order, state, self.fill_at_touch):
                     qty = self._fillable(account, order)
                     if qty > ZERO:
                         self._fill(account, order, qty, order.price, maker=True)
                     if order.is_open and order.reduce_only and self._fillable(account, order) == ZERO:
                         self._finish(account, order, "EXPIRED")
-        if funding_due:
-            self.settle_funding()
-        self.check_liquidations()
 
-    def settle_funding(self) -> None:
+    def settle_funding(self, symbols: list[str] | None = None) -> None:
         """Funding = position notional at mark × rate; longs pay a positive rate. Isolated: from the margin."""
-        for symbol, state in self.market.symbols.items():
+        due = symbols if symbols is not None else list(self.market.symbols)
+        for symbol in due:
+            state = self.market.symbols[symbol]
             self.funding_rates.append(
                 {"symbol": symbol, "fundingTime": self.now_ms, "fundingRate": plain(state.funding_rate),
                  "markPrice": plain(state.mark)}
             )  # fmt: skip
         for account in self.accounts.values():
             for symbol, pos in account.positions.items():
-                if not pos.qty:
+                if not pos.qty or symbol not in due:
                     continue
                 state = self.market.symbols[symbol]
                 amount = -pos.qty * state.mark * state.funding_rate
@@ -714,11 +732,14 @@ def _liquidity(side: str, price: Decimal | None, state: SymbolState) -> Decimal:
     return sum((q for p, q in levels if price is None or (price - p) * sign >= 0), ZERO)
 
 
-def _traded_through(order: Order, state: SymbolState) -> bool:
-    """A resting order fills when a trade prints beyond its price or the opposite best reaches it."""
+def _traded_through(order: Order, state: SymbolState, at_touch: bool = False) -> bool:
+    """A resting order fills when a trade prints beyond its price (or at it, `at_touch`) or the opposite
+    best reaches it."""
     if order.side == "BUY":
-        return any(t.price < order.price for t in state.trades) or best_price(state, "ASK") <= order.price
-    return any(t.price > order.price for t in state.trades) or best_price(state, "BID") >= order.price
+        printed = any(t.price < order.price or (at_touch and t.price == order.price) for t in state.trades)
+        return printed or best_price(state, "ASK") <= order.price
+    printed = any(t.price > order.price or (at_touch and t.price == order.price) for t in state.trades)
+    return printed or best_price(state, "BID") >= order.price
 
 
 def best_price(state: SymbolState, side: str) -> Decimal:

@@ -67,6 +67,7 @@ STATUSES = {
 }
 # Exchange codes with a meaning for idempotency, beyond ccxt's exception classes.
 DUPLICATE_ID_CODES: dict[str, set[int | str]] = {"binanceusdm": {-4116}}
+BOOK_DEPTH = 5  # levels a side that the feeds keep and the gate's depth check reads
 NOT_FOUND_CODES: dict[str, set[int | str]] = {"binanceusdm": {-2011, -2013}}
 ALREADY_SET_CODES: dict[str, set[int | str]] = {"binanceusdm": {-4046}}
 
@@ -517,11 +518,25 @@ class CcxtVenue:
 
     # -------------------------------------------------------------------------- market data
 
-    async def fetch_book(self, symbol: str, depth: int = 5) -> Book:
+    # Streams (ccxt.pro): the runtime's feeds read them through the venue, so that a venue can observe
+    # what the strategy is shown (the paper venue fills its orders against it). Validation is the feeds'.
+    async def watch_book(self, symbol: str) -> Any:
+        return await self.exchange.watch_order_book(symbol, BOOK_DEPTH)
+
+    async def watch_mark(self, symbol: str) -> Any:
+        return await self.exchange.watch_mark_price(symbol)
+
+    async def watch_trades(self, symbol: str) -> Any:
+        return await self.exchange.watch_trades(symbol)
+
+    async def watch_orders(self) -> Any:
+        return await self.exchange.watch_orders()
+
+    async def fetch_book(self, symbol: str, depth: int = BOOK_DEPTH) -> Book:
         raw = await self._retried(f"fetch_order_book {symbol}", lambda: self.exchange.fetch_order_book(symbol, depth))
         return self.parse_book(raw, symbol, depth)
 
-    def parse_book(self, raw: Any, symbol: str, depth: int = 5) -> Book:
+    def parse_book(self, raw: Any, symbol: str, depth: int = BOOK_DEPTH) -> Book:
         """The top `depth` levels of a ccxt order book (REST or WebSocket), validated."""
         if not isinstance(raw, Mapping):
             raise VenueDataError(f"order book {symbol}: the answer is not an object")

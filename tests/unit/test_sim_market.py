@@ -105,3 +105,21 @@ def test_emulator_rate_limiter_grace_then_ban():
     assert limiter.check("ip", 1, False)[0] == 418  # the cool-down still runs to the window's end
     now[0] = 180.0 + 5.0 * 2 + 1  # next window, second ban (10 s) over
     assert limiter.check("ip", 1, False)[0] is None
+
+
+def test_queue_assumption_decides_whether_a_trade_at_the_price_fills_a_resting_order():
+    from botkit.sim.engine import Engine
+    from botkit.sim.market import Trade
+
+    fills = {}
+    for queue in ("back", "front"):
+        market = Market(seed=5)
+        engine = Engine(market, queue=queue)
+        account = engine.add_account("k", "s", D(10_000))
+        state = market.symbols["BTCUSDT"]
+        price = state.bids[0][0] - D("5")
+        engine.place_order(account, symbol="BTCUSDT", side="BUY", type="LIMIT", qty=D("0.01"), price=price)
+        state.trades = [Trade(1, price, D("1"), True, market.now_ms)]  # a print at the order's price, none through
+        engine.match_resting("BTCUSDT")
+        fills[queue] = [(f.price, f.maker) for f in account.fills]
+    assert fills == {"back": [], "front": [(price, True)]}
