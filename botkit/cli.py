@@ -485,6 +485,38 @@ async def _run_bot(config: Any, strategy: Any, seconds: float | None, scenario: 
     return 0
 
 
+# ------------------------------------------------------------------------------------------ report
+
+
+@cli.command("report")
+@click.argument("journal", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print the whole report as JSON.")
+@click.option("--html", "html_file", type=click.Path(path_type=Path, dir_okay=False),
+              help="Write a self-contained HTML page with charts to this file.")  # fmt: skip
+def report_command(journal: Path, as_json: bool, html_file: Path | None) -> None:
+    """The post-incident report of a journal: timeline, feed gaps, pricing, rejections, orders, fills,
+    funding, PnL and liquidation distance."""
+    from botkit.report import build_report, render_text
+    from botkit.report_html import render_html
+    from botkit.runtime.journal import JournalError
+
+    try:
+        report = build_report(journal)
+    except JournalError as exc:
+        raise UserError(str(exc)) from None
+    if html_file is not None:
+        try:
+            html_file.write_text(render_html(report), encoding="utf-8")
+        except OSError as exc:
+            raise UserError(f"--html {html_file}: cannot write it: {exc.strerror}") from None
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+    else:
+        click.echo(render_text(report))
+        if html_file is not None:
+            click.echo(f"\nwrote {html_file}")
+
+
 # -------------------------------------------------------------------------------------------- main
 
 

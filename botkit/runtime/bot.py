@@ -283,7 +283,8 @@ class Bot:
             code = Reason.STATE_HALTED if now_state is TradingState.HALTED else Reason.STATE_REDUCING
             late = Verdict(Decision.REJECT, intent, findings=(Violation(code, "state changed before sending"),))
             self.journal.record("order.failed", symbol=symbol, client_id=client_id, final=True, error=str(late))
-            self._judged(intent, late, source, None)
+            self.stats.accepted -= 1  # the same intent, judged again: a revised verdict, not a second intent
+            self._verdict(intent, late, source, revised=True)
             return late
         self.stats.sent += 1
         try:
@@ -309,15 +310,18 @@ class Bot:
 
     def _judged(self, intent: OrderIntent, verdict: Verdict, source: str, snap: Snapshot | None) -> None:
         self.stats.intents += 1
+        self.journal.record("intent", symbol=intent.symbol, source=source, intent=intent,
+                            figures=self._figures(intent.symbol, snap) if snap is not None else None)  # fmt: skip
+        self._verdict(intent, verdict, source)
+
+    def _verdict(self, intent: OrderIntent, verdict: Verdict, source: str, revised: bool = False) -> None:
         if verdict.accepted:
             self.stats.accepted += 1
         else:
             self.stats.rejected.update(r.value for r in verdict.reasons)
-        self.journal.record("intent", symbol=intent.symbol, source=source, intent=intent,
-                            figures=self._figures(intent.symbol, snap) if snap is not None else None)  # fmt: skip
         self.journal.record("verdict", symbol=intent.symbol, source=source, decision=verdict.decision,
                             qty=verdict.qty, price=verdict.price, reasons=verdict.reasons,
-                            findings=[str(f) for f in verdict.findings])  # fmt: skip
+                            findings=[str(f) for f in verdict.findings], revised=revised)  # fmt: skip
         if not verdict.accepted:
             log.info("order.denied", symbol=intent.symbol, source=source, verdict=str(verdict))
             if source == "strategy":
@@ -558,8 +562,28 @@ class Bot:
         self.ks.succeeded()
         self.ks.feed("account")
         self.ks.equity(balance.total, datetime.now(UTC).date())
+        self._record_snapshot()
         for symbol in self.positions:
             self._check_liquidation(symbol)
+
+    def _record_snapshot(self) -> None:
+        """The figures `botkit report` charts over time (price, mark vs index, equity, liquidation distance)."""
+        symbols = {}
+        for symbol in self.symbols:
+            book, mark, held = self.feeds.books.get(symbol), self.feeds.marks.get(symbol), self.positions.get(symbol)
+            symbols[symbol] = {
+                "bid": book.bids[0][0] if book and book.bids else None,
+                "ask": book.asks[0][0] if book and book.asks else None,
+                "mark": mark.mark if mark else None,
+                "index": mark.index if mark else None,
+                "funding_rate": mark.funding_rate if mark else None,
+                "position": (held.qty if held.side is Side.LONG else -held.qty) if held else ZERO,
+                "entry": held.entry if held else None,
+                "liquidation": held.liquidation if held else None,
+            }
+        balance = self.balance
+        self.journal.record("snapshot", state=self.ks.state, equity=balance.total if balance else None,
+                            available=balance.free if balance else None, symbols=symbols)  # fmt: skip
 
     async def _reconcile_loop(self) -> None:
         while True:

@@ -61,6 +61,7 @@ KINDS = {
     "halt.action": "what the bot did on a halt: cancels, flattening",
     "liquidation_guard": "a reduce-only slice cut because the mark came near the liquidation price",
     "feed": "a stream went down, fell back to REST polling, or came back",
+    "snapshot": "after each account refresh: equity, and per symbol book top, mark, index, funding, position",
     "strategy.error": "a strategy hook raised",
     "error": "a runtime error the bot survived",
 }
