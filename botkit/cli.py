@@ -485,6 +485,51 @@ async def _run_bot(config: Any, strategy: Any, seconds: float | None, scenario: 
     return 0
 
 
+# ------------------------------------------------------------------------------------------- check
+
+
+@cli.command("check")
+@click.option("--config", "config_file", type=click.Path(path_type=Path), required=True, help="The config to check.")
+@click.option("--stop-distance", type=POSITIVE, default=Decimal("0.01"), show_default=True,
+              help="Reference stop distance (fraction of the mark) for the sizing-vs-minimums check.")  # fmt: skip
+def check_command(config_file: Path, stop_distance: Decimal) -> int:
+    """Pre-flight before a testnet or live run: venue, clock, key and permissions, margin settings, tiers,
+    sizing against the exchange's minimums, guardrails. Exit code 1 on any blocking finding."""
+    from botkit.log import configure_logging
+    from botkit.preflight import guardrail_table, preflight
+
+    config = load_config(config_file)
+    if stop_distance >= 1:
+        raise UserError(f"--stop-distance {stop_distance}: a fraction of the mark below 1, e.g. 0.01")
+    secrets = [s for s in (config.exchange.api_key, config.exchange.api_secret) if s is not None]
+    configure_logging("error", config.logging.format, secrets)
+    try:
+        findings = asyncio.run(preflight(config, stop_distance=stop_distance))
+    except Exception as exc:  # one line, never a traceback; the findings so far are lost with it
+        raise UserError(f"check could not finish: {type(exc).__name__}: {exc}") from None
+    out = Console(highlight=False)
+    styles = {"ok": "green", "info": "cyan", "warn": "bold yellow", "block": "bold red"}
+    table = Table(title=f"botkit check: {config_file}", show_lines=False)
+    for column in ("", "check", "finding"):
+        table.add_column(column, overflow="fold")
+    for f in findings:
+        table.add_row(f"[{styles[f.level]}]{f.level.upper()}[/]", f.check, f.detail)
+    out.print(table)
+    guardrails = Table(title="effective guardrail settings")
+    guardrails.add_column("setting")
+    guardrails.add_column("value")
+    for name, value in guardrail_table(config):
+        guardrails.add_row(name, value)
+    out.print(guardrails)
+    blocking = [f for f in findings if f.level == "block"]
+    if blocking:
+        out.print(f"[bold red]{len(blocking)} blocking finding(s): do not start this bot until they are fixed[/]")
+        return 1
+    warnings = sum(f.level == "warn" for f in findings)
+    out.print(f"[green]ready[/] ({warnings} warning(s))")
+    return 0
+
+
 # ------------------------------------------------------------------------------------------ report
 
 

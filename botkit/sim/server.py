@@ -45,6 +45,7 @@ FAPI_SECTIONS = {
     "fapiPrivateV2": "/fapi/v2",
     "fapiPrivateV3": "/fapi/v3",
     "fapiData": "/futures/data",
+    "sapi": "/sapi/v1",  # only the API key's permissions are served there
 }
 DEAD_URL = "http://127.0.0.1:9/unreachable"  # every other ccxt section: refused locally, never the internet
 CLOSE_FRAME = "\x00close"  # queued to make a socket's writer close it (an injected disconnect)
@@ -68,6 +69,7 @@ class EmulatorSettings:
     ban_grace_s: float = 1.0  # requests this soon after a 429 (already in flight) get 429 again, not a ban
     rate_limit_speed: float = 1.0  # rate-limit windows, cool-downs and bans run this many times faster
     run_clock: bool = True  # False: the market moves only through the admin API (deterministic tests)
+    withdrawals_enabled: bool = False  # what GET /sapi/v1/account/apiRestrictions reports for the API key
 
 
 # ------------------------------------------------------------------------------------- rate limits
@@ -367,6 +369,7 @@ class Emulator:
             ("DELETE", "/fapi/v1/allOpenOrders", self.h_cancel_all, 1, "signed"),
             ("GET", "/fapi/v1/userTrades", self.h_user_trades, 5, "signed"),
             ("GET", "/fapi/v1/income", self.h_income, 30, "signed"),
+            ("GET", "/sapi/v1/account/apiRestrictions", self.h_api_restrictions, 1, "signed"),
             ("POST", "/fapi/v1/listenKey", self.h_listen_key, 1, "key"),
             ("PUT", "/fapi/v1/listenKey", self.h_listen_key_keepalive, 1, "key"),
             ("DELETE", "/fapi/v1/listenKey", self.h_listen_key_close, 1, "key"),
@@ -784,6 +787,12 @@ class Emulator:
         kind, symbol = params.get("incomeType"), params.get("symbol")
         rows = [i.to_api() for i in account.incomes if kind in (None, i.income_type) and symbol in (None, i.symbol)]
         return rows[-(_int(params, "limit", 100) or 100) :]
+
+    async def h_api_restrictions(self, request: web.Request, params: Params, account: Account | None) -> Any:
+        return {"ipRestrict": False, "createTime": self.market.start_ms, "enableReading": True,
+                "enableFutures": True, "enableWithdrawals": self.settings.withdrawals_enabled,
+                "enableInternalTransfer": False, "permitsUniversalTransfer": False, "enableVanillaOptions": False,
+                "enableMargin": False, "enableSpotAndMarginTrading": False}  # fmt: skip
 
     async def h_listen_key(self, request: web.Request, params: Params, account: Account | None) -> Any:
         assert account is not None

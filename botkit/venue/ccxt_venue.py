@@ -661,6 +661,17 @@ class CcxtVenue:
             )
         return sorted(payments, key=lambda p: p.timestamp_ms or 0)
 
+    async def fetch_key_permissions(self) -> Mapping[str, Any] | None:
+        """The API key's permissions where the exchange reports them through ccxt (Binance:
+        GET /sapi/v1/account/apiRestrictions, with enableWithdrawals, enableFutures, ipRestrict), else None."""
+        read = getattr(self.exchange, "sapi_get_account_apirestrictions", None)
+        if read is None:
+            return None
+        raw = await self._retried("fetch_key_permissions", read)
+        if not isinstance(raw, Mapping):
+            raise VenueDataError(f"fetch_key_permissions: not an object: {raw!r:.100}")
+        return raw
+
     async def fetch_clock_offset(self) -> float:
         """Local wall clock minus the exchange's, in ms, taking the round trip's midpoint."""
         before = time.time() * 1000
