@@ -340,9 +340,11 @@ def _print_sizing(report: SizingReport, max_lev: int | None, checked: bool) -> N
 @click.option("--funding-interval", type=POSITIVE, default=Decimal(8 * 3600), show_default=True, help="Seconds.")
 @click.option("--balance", type=POSITIVE, default=Decimal(10_000), show_default=True, help="USDT in the account.")
 @click.option("--faults", "faults_file", type=click.Path(path_type=Path), help="Fault plan, TOML or JSON.")
+@click.option("--api-key", envvar="BOTKIT_EMULATE_API_KEY", help="Use this API key instead of a generated one.")
+@click.option("--api-secret", envvar="BOTKIT_EMULATE_API_SECRET", help="Use this secret instead of a generated one.")
 def emulate(
     host: str, port: int, scenario: str, seed: int, speed: Decimal, funding_interval: Decimal, balance: Decimal,
-    faults_file: Path | None,
+    faults_file: Path | None, api_key: str | None, api_secret: str | None,
 ) -> None:  # fmt: skip
     """Serve the Binance USDⓈ-M exchange emulator until stopped (Ctrl-C)."""
     try:
@@ -350,8 +352,9 @@ def emulate(
     except FaultPlanError as exc:
         raise UserError(str(exc)) from None
     settings = EmulatorSettings(
-        seed=seed, scenario=scenario, speed=float(speed), funding_interval_s=float(funding_interval), balance=balance
-    )
+        seed=seed, scenario=scenario, speed=float(speed), funding_interval_s=float(funding_interval), balance=balance,
+        api_key=api_key, api_secret=api_secret,
+    )  # fmt: skip
     asyncio.run(_serve_emulator(settings, plan, host, port))
 
 
@@ -527,6 +530,35 @@ def check_command(config_file: Path, stop_distance: Decimal) -> int:
         return 1
     warnings = sum(f.level == "warn" for f in findings)
     out.print(f"[green]ready[/] ({warnings} warning(s))")
+    return 0
+
+
+# ------------------------------------------------------------------------------------------ health
+
+
+@cli.command("health")
+@click.argument("journal", type=click.Path(path_type=Path))
+@click.option("--max-age", type=POSITIVE, default=Decimal(30), show_default=True,
+              help="Seconds: a running bot journals a snapshot every runtime.account_seconds.")  # fmt: skip
+def health_command(journal: Path, max_age: Decimal) -> int:
+    """Container health check: exit 0 while the bot behind JOURNAL is running and writing to it."""
+    from botkit.runtime.journal import JournalError, read_events
+
+    try:
+        newest = next(read_events(journal, last=True), None)
+    except JournalError as exc:
+        raise UserError(str(exc)) from None
+    if newest is None:
+        click.echo(f"unhealthy: {journal} is empty")
+        return 1
+    age = time.time() - newest.wall_ms / 1000
+    if newest.kind == "session.stopped":
+        click.echo(f"unhealthy: the bot stopped {age:.0f} s ago ({newest.data.get('reason')})")
+        return 1
+    if age > float(max_age):
+        click.echo(f"unhealthy: nothing journalled for {age:.0f} s (last: {newest.kind})")
+        return 1
+    click.echo(f"healthy: last event {newest.kind} {age:.1f} s ago")
     return 0
 
 

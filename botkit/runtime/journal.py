@@ -204,8 +204,8 @@ class Event:
     data: dict[str, Any]
 
 
-def read_events(path: Path, kinds: Iterable[str] | None = None) -> Iterator[Event]:
-    """The journal's events in order (read-only; safe while a bot is writing)."""
+def read_events(path: Path, kinds: Iterable[str] | None = None, *, last: bool = False) -> Iterator[Event]:
+    """The journal's events in order (read-only; safe while a bot is writing); `last`: only the newest."""
     if not Path(path).exists():
         raise JournalError(f"{path}: no such journal")
     try:
@@ -219,7 +219,8 @@ def read_events(path: Path, kinds: Iterable[str] | None = None) -> Iterator[Even
         if wanted is not None:
             query += f" WHERE kind IN ({', '.join('?' * len(wanted))})"
             args = wanted
-        for row in conn.execute(query + " ORDER BY id", args):
+        order = " ORDER BY id DESC LIMIT 1" if last else " ORDER BY id"
+        for row in conn.execute(query + order, args):
             yield Event(*row[:7], json.loads(row[7]))
     except sqlite3.DatabaseError as exc:
         raise JournalError(f"{path}: not a usable journal: {exc}") from None
