@@ -50,7 +50,7 @@ def test_the_compose_services_trade_and_the_health_check_follows_the_bot(tmp_pat
         assert health is not None and health.returncode == 0, health and health.stdout + health.stderr
         assert health.stdout.startswith("healthy")
         bot.send_signal(signal.SIGTERM)
-        out, err = bot.communicate(timeout=30)
+        _, err = bot.communicate(timeout=30)
         assert bot.returncode == 0, err[-2000:]
         after = subprocess.run([sys.executable, "-m", "botkit.cli", "health", str(journal)], cwd=ROOT,
                                capture_output=True, text=True, timeout=30)  # fmt: skip
