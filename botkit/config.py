@@ -186,7 +186,6 @@ class PaperConfig(Section):
     )
     taker_fee: Decimal | None = Field(None, ge=0, lt=Decimal("0.01"), description="default: the exchange's rate")
     maker_fee: Decimal | None = Field(None, gt=Decimal("-0.01"), lt=Decimal("0.01"), description="default: as taker")
-    liquidation_fee: Decimal = Field(Decimal("0.0125"), ge=0, lt=Decimal("0.1"), description="taken on a liquidation")
     tiers_dir: Path = Field(Path("config/tiers"), description="<market id>.json leverage brackets, used without keys")
 
 

@@ -123,7 +123,6 @@ class PaperVenue(CcxtVenue):
             symbol=self._id(symbol), base=str(market.get("base")), quote=str(market.get("quote")), tick=rules.tick,
             step=rules.step, min_qty=rules.min_qty or rules.step, max_qty=max_qty, market_max_qty=max_qty,
             min_notional=rules.min_notional, tiers=tiers, start_price=0.0, volatility=0.0, depth=ZERO,
-            liquidation_fee=self.paper.liquidation_fee,
         )  # fmt: skip
         self.market.symbols[spec.symbol] = SymbolState(spec, tiers, rules.min_notional, 0.0)
 

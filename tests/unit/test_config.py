@@ -18,8 +18,9 @@ def clean_env(monkeypatch):
             monkeypatch.delenv(name)
 
 
-def test_there_are_four_example_files():
-    assert {p.name for p in EXAMPLES} == {"demo.toml", "paper.toml", "testnet.toml", "live.example.toml"}
+def test_there_is_an_example_file_for_every_mode_and_for_compose():
+    names = {p.name for p in EXAMPLES}
+    assert names == {"demo.toml", "paper.toml", "testnet.toml", "live.example.toml", "compose.toml"}
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
@@ -27,7 +28,8 @@ def test_every_example_validates(path, monkeypatch):
     monkeypatch.setenv("BOTKIT_EXCHANGE__API_KEY", "example-key")
     monkeypatch.setenv("BOTKIT_EXCHANGE__API_SECRET", "example-secret")
     config = load_config(path)
-    assert config.mode in path.name or (path.name == "live.example.toml" and config.mode == "live")
+    expected = {"live.example.toml": "live", "compose.toml": "demo"}.get(path.name, path.stem)
+    assert config.mode == expected
 
 
 def test_environment_overrides_the_file_with_nested_names(monkeypatch):
