@@ -19,6 +19,7 @@ from botkit.config import BotConfig, disabled_guardrails
 from botkit.domain import OrderIntent, TradingState
 from botkit.guards.gate import Gate, MarketView, Snapshot
 from botkit.margin import MarketRules, Tier, plain
+from botkit.runtime.bot import start_leverage
 from botkit.venue.ccxt_venue import CcxtVenue, build_exchange
 from botkit.venue.errors import Rejected, VenueError
 
@@ -169,16 +170,11 @@ async def _tiers(venue: CcxtVenue, config: BotConfig, add: Any) -> dict[str, tup
     return tiers
 
 
-def _leverage(config: BotConfig, tiers: tuple[Tier, ...]) -> int:
-    """What the bot will set at start (the runtime's rule)."""
-    return min(config.runtime.leverage or config.risk.max_leverage, tiers[0].max_leverage)
-
-
 async def _margin_settings(
     venue: CcxtVenue, config: BotConfig, tiers: dict[str, tuple[Tier, ...]], paper: bool, add: Any
 ) -> None:
     for symbol in config.symbols:
-        wanted = _leverage(config, tiers[symbol])
+        wanted = start_leverage(config, tiers[symbol])
         if paper:
             add(Finding("info", "margin and leverage", f"{symbol}: paper account, isolated at {wanted}x at start"))
             continue
@@ -224,7 +220,7 @@ async def _sizing(
             add(Finding("block", "sizing vs minimums", f"{symbol}: no price to size with: {exc}"))
             continue
         view = MarketView(
-            markets[symbol], tiers[symbol], _leverage(config, tiers[symbol]), mark, now, book.bids, book.asks, now
+            markets[symbol], tiers[symbol], start_leverage(config, tiers[symbol]), mark, now, book.bids, book.asks, now
         )
         snap = Snapshot(
             now=now,

@@ -84,6 +84,12 @@ class Summary:
     journal: str
 
 
+def start_leverage(config: BotConfig, tiers: tuple[Tier, ...]) -> int:
+    """The leverage the bot sets on a symbol at start: runtime.leverage, else risk.max_leverage, capped
+    by the first bracket."""
+    return min(config.runtime.leverage or config.risk.max_leverage, tiers[0].max_leverage)
+
+
 class Bot:
     def __init__(
         self,
@@ -191,8 +197,7 @@ class Bot:
             self.rules = {s: markets[s] for s in self.symbols}
             self.tiers = await self.venue.fetch_tiers(self.symbols)
             for symbol in self.symbols:
-                wanted = self.rt.leverage or self.config.risk.max_leverage
-                self.leverage[symbol] = min(wanted, self.tiers[symbol][0].max_leverage)
+                self.leverage[symbol] = start_leverage(self.config, self.tiers[symbol])
                 await self.venue.ensure_isolated(symbol, self.leverage[symbol])
             await self._refresh_account()
             self.equity_start = self.balance.total if self.balance is not None else None

@@ -289,12 +289,7 @@ class CcxtVenue:
     ) -> Order:
         """Place an order exactly once. Raises Rejected (never retried), VenueBanned, OrderUnresolved
         (its fate is unknown at the deadline; the id stays in `unresolved`) or VenueUnavailable."""
-        side, type = side.lower(), type.lower()
-        if side not in ("buy", "sell") or type not in ("market", "limit"):
-            raise ValueError(f"side must be buy/sell and type market/limit, got {side!r} {type!r}")
-        if qty <= 0 or (type == "limit") != (price is not None):
-            raise ValueError("qty must be positive, and a price is given for limit orders only")
-        client_id = self.ids.check(client_id) if client_id is not None else self.ids.next()
+        side, type, client_id = self._order_arguments(side, type, qty, price, client_id)
         size = self._contract_size.get(symbol, Decimal(1))
         params: dict[str, Any] = {"clientOrderId": client_id}
         if reduce_only:
@@ -338,6 +333,17 @@ class CcxtVenue:
                 log.error("order.unresolved", client_id=client_id, error=exc.message)
                 raise OrderUnresolved("create_order", client_id, exc.message) from exc
             raise VenueUnavailable(f"{call} failed until its deadline: {exc.message}") from exc
+
+    def _order_arguments(
+        self, side: str, type: str, qty: Decimal, price: Decimal | None, client_id: str | None
+    ) -> tuple[str, str, str]:
+        """(side, type, client id) of a create, checked; a programming error raises ValueError."""
+        side, type = side.lower(), type.lower()
+        if side not in ("buy", "sell") or type not in ("market", "limit"):
+            raise ValueError(f"side must be buy/sell and type market/limit, got {side!r} {type!r}")
+        if qty <= 0 or (type == "limit") != (price is not None):
+            raise ValueError("qty must be positive, and a price is given for limit orders only")
+        return side, type, self.ids.check(client_id) if client_id is not None else self.ids.next()
 
     async def cancel_order(self, symbol: str, *, client_id: str | None = None, order_id: str | None = None) -> Order:
         """Cancel one order; an order already gone is a success once its final state is fetched."""

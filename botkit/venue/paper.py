@@ -223,12 +223,7 @@ class PaperVenue(CcxtVenue):
         reduce_only: bool = False,
         client_id: str | None = None,
     ) -> Order:
-        side, type = side.lower(), type.lower()
-        if side not in ("buy", "sell") or type not in ("market", "limit"):
-            raise ValueError(f"side must be buy/sell and type market/limit, got {side!r} {type!r}")
-        if qty <= 0 or (type == "limit") != (price is not None):
-            raise ValueError("qty must be positive, and a price is given for limit orders only")
-        client_id = self.ids.check(client_id) if client_id is not None else self.ids.next()
+        side, type, client_id = self._order_arguments(side, type, qty, price, client_id)
         order = self._engine_call(
             f"create_order {symbol}", self.engine.place_order, self.account, symbol=self._id(symbol),
             side=side.upper(), type=type.upper(), qty=qty, price=price, reduce_only=reduce_only, client_id=client_id,
@@ -279,17 +274,15 @@ class PaperVenue(CcxtVenue):
             market_id = self._id(symbol)
             if market_id not in self.market.symbols or not self.account.position(market_id).qty:
                 continue
-            row = self.engine.position_row(self.account, market_id)
-            qty = Decimal(row["positionAmt"])
-            liq = self.engine.liquidation_price(self.account, market_id)
-            isolated = self.account.config(market_id).margin_type == "ISOLATED"
+            pos, config = self.account.position(market_id), self.account.config(market_id)
+            isolated = config.margin_type == "ISOLATED"
             positions.append(Position(
-                symbol=symbol, side=Side.LONG if qty > 0 else Side.SHORT, qty=abs(qty),
-                entry=Decimal(row["entryPrice"]), mark=Decimal(row["markPrice"]), liquidation=liq,
+                symbol=symbol, side=Side.LONG if pos.qty > 0 else Side.SHORT, qty=abs(pos.qty), entry=pos.entry,
+                mark=self.market.symbols[market_id].mark,
+                liquidation=self.engine.liquidation_price(self.account, market_id),
                 margin_mode="isolated" if isolated else "cross",
-                isolated_wallet=Decimal(row["isolatedWallet"]) if isolated else None,
-                leverage=Decimal(self.account.config(market_id).leverage),
-                unrealized_pnl=Decimal(row["unRealizedProfit"]),
+                isolated_wallet=pos.isolated_wallet if isolated else None, leverage=Decimal(config.leverage),
+                unrealized_pnl=self.engine.unrealized(self.account, market_id),
             ))  # fmt: skip
         return positions
 
