@@ -172,6 +172,9 @@ class RuntimeConfig(Section):
     poll_seconds: Decimal = Field(Decimal("1"), gt=0, le=60, description="REST polling while a stream is down")
     account_seconds: Decimal = Field(Decimal("2"), gt=0, le=300, description="balance and positions refresh")
     reconcile_seconds: Decimal = Field(Decimal("15"), gt=0, le=3600, description="orders, margin settings, clock")
+    rules_seconds: Decimal = Field(
+        Decimal("60"), gt=0, le=86_400, description="market rules and leverage brackets re-read (sooner on a refusal)"
+    )
     stream_retry_cap_s: Decimal = Field(Decimal("10"), gt=0, le=600, description="longest wait between reconnects")
 
 

@@ -139,6 +139,8 @@ class Bot:
         self._background: set[asyncio.Task[Any]] = set()
         self._funding_seen: set[str] = set()
         self._started_ms = 0
+        self._rules_due = 0.0  # monotonic time of the next re-read of market rules and brackets
+        self._rules_refresh: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------------------------- lifecycle
 
@@ -196,6 +198,7 @@ class Bot:
                 raise StartupError(f"symbols {missing} are not perpetual markets on {self.venue.exchange.id}")
             self.rules = {s: markets[s] for s in self.symbols}
             self.tiers = await self.venue.fetch_tiers(self.symbols)
+            self._rules_due = self.clock.monotonic() + float(self.rt.rules_seconds)
             for symbol in self.symbols:
                 self.leverage[symbol] = start_leverage(self.config, self.tiers[symbol])
                 await self.venue.ensure_isolated(symbol, self.leverage[symbol])
@@ -230,10 +233,11 @@ class Bot:
         self.journal.close()
         log.info("bot.stopped", reason=self._stop_reason, crashed=self.crashed)
 
-    def _spawn(self, coro: Any, name: str) -> None:
+    def _spawn(self, coro: Any, name: str) -> asyncio.Task[Any]:
         task = asyncio.get_running_loop().create_task(coro, name=name)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+        return task
 
     # ---------------------------------------------------------------------------- the pipeline
 
@@ -306,6 +310,8 @@ class Bot:
             self.ks.error(f"create_order: {exc}")
             if isinstance(exc, Rejected):
                 self.stats.venue_rejected += 1
+                if self.venue.rules_changed(exc):
+                    self._refresh_rules_soon()
             self.journal.record("order.failed", symbol=symbol, client_id=client_id, final=True,
                                 error=f"{type(exc).__name__}: {exc}")  # fmt: skip
             return self._placeholder(intent, verdict, client_id, OrderStatus.REJECTED)
@@ -603,7 +609,51 @@ class Bot:
                 await self._record_funding()
             except VenueError as exc:
                 self.ks.error(f"reconcile: {exc}")
+            if self.clock.monotonic() >= self._rules_due:
+                await self._refresh_rules()
             self.tracker.forget_final()
+
+    def _refresh_rules_soon(self) -> None:
+        if self._rules_refresh is None or self._rules_refresh.done():
+            self._rules_refresh = self._spawn(self._refresh_rules(), "rules")
+
+    async def _refresh_rules(self) -> None:
+        """Re-read market rules and leverage brackets. Exchanges change them mid-session (a minimum notional
+        raised, brackets cut in a stressed market); a gate sizing on the old ones accepts what no longer holds."""
+        self._rules_due = self.clock.monotonic() + float(self.rt.rules_seconds)
+        try:
+            markets = await self.venue.load_markets()
+            tiers = await self.venue.fetch_tiers(self.symbols)
+        except VenueError as exc:
+            self.ks.error(f"rules: {exc}")
+            return
+        for symbol in self.symbols:
+            rules, brackets = markets.get(symbol), tiers[symbol]
+            if rules is None:
+                self.ks.error(f"rules: {symbol} is no longer listed")
+                continue
+            old_rules, old_brackets = self.rules[symbol], self.tiers[symbol]
+            if rules == old_rules and brackets == old_brackets:
+                continue
+            self.rules[symbol], self.tiers[symbol] = rules, brackets
+            changed = {
+                name: [str(getattr(old_rules, name)), str(getattr(rules, name))]
+                for name in ("step", "tick", "min_qty", "max_qty", "min_notional")
+                if getattr(old_rules, name) != getattr(rules, name)
+            }
+            if brackets != old_brackets:
+                changed["max_leverage"] = [[t.max_leverage for t in old_brackets], [t.max_leverage for t in brackets]]
+                changed["mmr"] = [[str(t.mmr) for t in old_brackets], [str(t.mmr) for t in brackets]]
+            self.journal.record("rules", symbol=symbol, changed=changed)
+            log.warning("bot.rules_changed", symbol=symbol, changed=changed)
+            if self.leverage[symbol] > brackets[0].max_leverage:  # the brackets no longer allow the leverage set
+                leverage = start_leverage(self.config, brackets)
+                try:
+                    await self.venue.ensure_isolated(symbol, leverage)
+                    self.leverage[symbol] = leverage
+                    self.journal.record("rules", symbol=symbol, leverage=leverage)
+                except VenueError as exc:
+                    self.ks.error(f"rules: set leverage {leverage} on {symbol}: {exc}")
 
     async def _reconcile_orders(self) -> None:
         """The exchange's open orders against the tracker's: anything the stream missed is learnt over REST."""

@@ -6,7 +6,8 @@ optional window of simulated seconds since start, a probability (drawn from the 
 random generator, so a run is repeatable) and an optional cap on how many times it fires.
 
 REST kinds: `http_error` (status + Binance code, e.g. 503/-1001), `rate_limit` (429 with Retry-After
-`seconds`; like a real 429, requests during that cool-down earn a ban), `ban` (418),
+`seconds`; like a real 429, requests during that cool-down earn a ban), `ban` (418 for `seconds`: every
+request meanwhile gets 418 too, as from a real ban),
 `latency` (ms added), `stall` (no answer for `seconds`, longer than the client's timeout),
 `timeout_after_accept` (the request takes effect, the answer never arrives).
 Stream kinds: `ws_disconnect` (the server closes matching connections), `freeze_feed` (market data stops
@@ -60,7 +61,7 @@ class FaultRule(BaseModel):
     code: int = -1001
     msg: str = "Internal error; unable to process your request. Please try again."
     latency_ms: int = Field(0, ge=0)
-    seconds: float = Field(30.0, gt=0, description="how long a stall lasts; a rate_limit's Retry-After")
+    seconds: float = Field(30.0, gt=0, description="how long a stall or a ban lasts; a rate_limit's Retry-After")
     value: Decimal | None = None
     fired: int = 0
 

@@ -106,6 +106,12 @@ class RateLimiter:
         u.cooldown_until, u.limited_at = max(u.cooldown_until, now + seconds), now
         self.answered[429] += 1
 
+    def ban(self, ip: str, seconds: float) -> None:
+        """An injected 418: the IP is banned for `seconds`, like after a real one (requests meanwhile get 418)."""
+        u = self.usage.setdefault(ip, _Usage())
+        u.banned_until = max(u.banned_until, self.now() + seconds)
+        self.answered[418] += 1
+
     def check(self, ip: str, weight: int, is_order: bool) -> tuple[int | None, float, dict[str, str]]:
         """(status or None, retry-after seconds, usage headers) for one request."""
         now = self.now()
@@ -453,8 +459,8 @@ class Emulator:
                 self.limiter.cool_down(ip, rule.seconds)
                 return _error(-1003, "Too many requests (injected).", 429, headers | _retry_after(rule.seconds))
             elif rule.kind == "ban":
-                self.limiter.answered[418] += 1
-                return _error(-1003, "Way too many requests; IP banned (injected).", 418, {"Retry-After": "120"})
+                self.limiter.ban(ip, rule.seconds)
+                return _error(-1003, "Way too many requests; IP banned (injected).", 418, _retry_after(rule.seconds))
             elif rule.kind == "timeout_after_accept":
                 accept_then_vanish = rule
         account = self._authenticate(request, auth, raw_query, raw_body, params) if auth else None

@@ -70,6 +70,9 @@ DUPLICATE_ID_CODES: dict[str, set[int | str]] = {"binanceusdm": {-4116}}
 BOOK_DEPTH = 5  # levels a side that the feeds keep and the gate's depth check reads
 NOT_FOUND_CODES: dict[str, set[int | str]] = {"binanceusdm": {-2011, -2013}}
 ALREADY_SET_CODES: dict[str, set[int | str]] = {"binanceusdm": {-4046}}
+# Refusals that mean the market's rules or brackets are not what the bot last read: minimum notional,
+# position cap at this leverage, leverage not valid, precision.
+RULES_CHANGED_CODES: dict[str, set[int | str]] = {"binanceusdm": {-4164, -2027, -4028, -1111}}
 
 READS = frozenset({Outcome.RETRYABLE, Outcome.RATE_LIMITED})
 MUTATIONS = frozenset({Outcome.RETRYABLE, Outcome.RATE_LIMITED, Outcome.UNKNOWN})
@@ -411,6 +414,10 @@ class CcxtVenue:
     def is_not_found(self, exc: Rejected) -> bool:
         """Whether a refusal means the exchange does not know the order."""
         return self._is(exc, "OrderNotFound", NOT_FOUND_CODES)
+
+    def rules_changed(self, exc: Rejected) -> bool:
+        """Whether a refusal says the market's rules or brackets changed since they were read."""
+        return self._is(exc, "", RULES_CHANGED_CODES)
 
     def _is(self, exc: Rejected, kind: str, codes: Mapping[str, set[int | str]]) -> bool:
         return exc.kind == kind or exc.code in codes.get(self.exchange.id, set())

@@ -99,13 +99,16 @@ async def test_injected_429_and_418():
         await asyncio.sleep(0.25)  # honour the Retry-After of the injected 429
         with pytest.raises(errors.DDoSProtection, match="418"):
             await ex.fetch_ticker(BTC)
+        with pytest.raises(errors.DDoSProtection, match="418"):  # banned: every request meanwhile gets 418
+            await ex.fetch_time()
+        await asyncio.sleep(0.35)  # the ban ends
         assert (await ex.fetch_ticker(BTC))["last"] > 0
-        assert emu.limiter.answered == {429: 1, 418: 1}
+        assert emu.limiter.answered == {429: 1, 418: 2}
 
     await _with_faults(
         [
             {"kind": "rate_limit", "target": "/fapi/v1/ticker/*", "count": 1, "seconds": 0.2},
-            {"kind": "ban", "target": "/fapi/v1/ticker/*", "count": 1},
+            {"kind": "ban", "target": "/fapi/v1/ticker/*", "count": 1, "seconds": 0.3},
         ],
         check,
     )
