@@ -146,7 +146,9 @@ class KillSwitchConfig(Section):
     divergence_seconds: Decimal = Field(Decimal("10"), ge=0)
     max_drawdown: Fraction = Decimal("0.1")
     daily_loss: Fraction = Decimal("0.05")
-    error_burst: int = Field(10, ge=1, description="venue errors within error_window_seconds that halt")
+    error_burst: int = Field(
+        10, ge=1, description="failed venue attempts (retried or not) within error_window_seconds that halt"
+    )
     error_window_seconds: Decimal = Field(Decimal("60"), gt=0)
     max_clock_skew_ms: int = Field(1000, ge=1)
     max_cancels_per_minute: int = Field(120, ge=1)

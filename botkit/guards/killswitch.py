@@ -22,13 +22,14 @@ data arrives at all.
 | drawdown        | HALTED   | latched  | `equity(value, day)`                                     |
 | daily_loss      | HALTED   | latched  | `equity(value, day)`                                     |
 | venue_ban       | HALTED   | expires  | `banned(until)` (from the venue's rate limiter)          |
-| error_burst     | HALTED   | auto     | `error()` for every failed venue call                    |
+| error_burst     | HALTED   | auto     | `error()` for every failed venue attempt, retried or not |
 | unresolved      | HALTED   | auto     | `unresolved(count)` of orders whose fate is unknown      |
 | clock_skew      | HALTED   | auto     | `clock_offset(ms)`                                       |
 | cancel_burst    | REDUCING | auto     | `cancelled()` / `filled()`: cancels per minute, and      |
 |                 |          |          | cancels per fill                                         |
 | margin_changed  | HALTED   | latched  | `margin_settings(...)`: leverage or margin mode the      |
 |                 |          |          | exchange reports differs from what the bot set           |
+| liquidated      | HALTED   | latched  | `liquidated(...)`: the exchange liquidated a position     |
 | manual          | HALTED   | latched  | `halt(reason)`, `botkit halt` (see botkit.guards.control) |
 | strategy_error  | HALTED   | latched  | `strategy_failed(...)`: a hook raised and the config says |
 |                 |          |          | `runtime.on_strategy_error = "halt"`                     |
@@ -330,6 +331,9 @@ class KillSwitch:
 
     def unknown_exposure(self, figures: str) -> None:
         self._trip("unknown_exposure", TradingState.REDUCING, "latched", figures)
+
+    def liquidated(self, figures: str) -> None:
+        self._trip("liquidated", TradingState.HALTED, "latched", figures)
 
     def halt(self, reason: str) -> None:
         self._trip("manual", TradingState.HALTED, "latched", f"reason={reason}")

@@ -1,6 +1,7 @@
 """The client-side liquidation path: when a position's mark comes within a buffer of its liquidation
 price, botkit cuts the position itself in reduce-only slices, a pause apart, instead of leaving the whole
-position to the exchange's liquidation engine (which takes all of the isolated margin and a fee).
+position to the exchange's liquidation engine (which takes all of the isolated margin and a fee). Inside
+half the buffer there is no time left for slices: the whole remainder is cut at once.
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ class LiquidationGuard:
         if now - self._last.get(position.symbol, float("-inf")) < self.pause_s:
             return None
         self._last[position.symbol] = now
-        qty = min(position.qty, max(rules.min_qty, ceil_to_step(position.qty * self.slice, rules.step)))
+        fraction = self.slice if distance > self.buffer / 2 else Decimal(1)
+        qty = min(position.qty, max(rules.min_qty, ceil_to_step(position.qty * fraction, rules.step)))
         side = "sell" if position.side is Side.LONG else "buy"
         figures = (f"symbol={position.symbol} mark={plain(mark)} liq={plain(liq)} distance={distance:.4f} "
                    f"buffer={plain(self.buffer)} slice={plain(qty)} of {plain(position.qty)}")  # fmt: skip

@@ -109,9 +109,12 @@ class Bot:
                              inbox=ControlInbox(control_path(config.journal.path)))  # fmt: skip
         exchange = build_exchange(config, emulator_url=emulator_url, streaming=True)
         if config.mode == "paper":
-            self.venue: CcxtVenue = PaperVenue(exchange, config, clock=self.clock, on_ban=self.ks.banned)
+            self.venue: CcxtVenue = PaperVenue(exchange, config, clock=self.clock, on_ban=self.ks.banned,
+                                               on_error=self.ks.error)  # fmt: skip
         else:
-            self.venue = CcxtVenue(exchange, config.venue, clock=self.clock, on_ban=self.ks.banned)
+            self.venue = CcxtVenue(
+                exchange, config.venue, clock=self.clock, on_ban=self.ks.banned, on_error=self.ks.error
+            )
         self.journal = Journal(config.journal.path, self.venue.ids.session, clock=self.clock)
         self.gate = Gate(config)
         self.guard = LiquidationGuard(ks_config.liq_guard_buffer, ks_config.liq_slice,
@@ -415,6 +418,9 @@ class Bot:
             self.ks.filled()
             self.journal.record("fill", symbol=fill.symbol, client_id=changed.client_id, side=fill.side,
                                 qty=fill.qty, price=fill.price)  # fmt: skip
+            if self.venue.is_liquidation(changed):  # every guard before this failed: stop until a person looks
+                self.ks.liquidated(f"symbol={fill.symbol} side={fill.side} qty={fill.qty} price={fill.price} "
+                                   f"order={changed.client_id}")  # fmt: skip
             self._apply_fill(fill)
             self._emit("fill", fill)
             self._account_dirty.set()

@@ -72,6 +72,8 @@ NOT_FOUND_CODES: dict[str, set[int | str]] = {"binanceusdm": {-2011, -2013}}
 ALREADY_SET_CODES: dict[str, set[int | str]] = {"binanceusdm": {-4046}}
 # Refusals that mean the market's rules or brackets are not what the bot last read: minimum notional,
 # position cap at this leverage, leverage not valid, precision.
+# Client ids the exchange gives the orders of its liquidation engine (liquidation and auto-deleveraging).
+LIQUIDATION_ID_PREFIXES: dict[str, tuple[str, ...]] = {"binanceusdm": ("autoclose-", "adl_autoclose")}
 RULES_CHANGED_CODES: dict[str, set[int | str]] = {"binanceusdm": {-4164, -2027, -4028, -1111}}
 
 READS = frozenset({Outcome.RETRYABLE, Outcome.RATE_LIMITED})
@@ -123,8 +125,10 @@ class CcxtVenue:
         *,
         clock: Clock | None = None,
         on_ban: Callable[[float], Any] | None = None,
+        on_error: Callable[[str], Any] | None = None,
     ) -> None:
         self.exchange = exchange
+        self.on_error = on_error  # told of every failed attempt, retried or not (the kill switch's error burst)
         self.settings = settings or VenueConfig()
         self.clock = clock or SystemClock()
         s = self.settings
@@ -245,6 +249,8 @@ class CcxtVenue:
         def before_sleep(state: RetryCallState) -> None:
             error = state.outcome.exception() if state.outcome is not None else None
             wait_s = state.next_action.sleep if state.next_action is not None else 0.0
+            if self.on_error is not None:
+                self.on_error(str(error))
             log.warning(
                 "venue.retry", call=call, attempt=state.attempt_number, wait_s=round(wait_s, 3), error=str(error)
             )
@@ -414,6 +420,12 @@ class CcxtVenue:
     def is_not_found(self, exc: Rejected) -> bool:
         """Whether a refusal means the exchange does not know the order."""
         return self._is(exc, "OrderNotFound", NOT_FOUND_CODES)
+
+    def is_liquidation(self, order: Order) -> bool:
+        """Whether an order is the exchange's liquidation engine closing a position."""
+        return order.type.lower() == "liquidation" or order.client_id.startswith(
+            LIQUIDATION_ID_PREFIXES.get(self.exchange.id, ())
+        )
 
     def rules_changed(self, exc: Rejected) -> bool:
         """Whether a refusal says the market's rules or brackets changed since they were read."""

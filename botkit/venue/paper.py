@@ -65,8 +65,9 @@ class PaperVenue(CcxtVenue):
         *,
         clock: Clock | None = None,
         on_ban: Any = None,
+        on_error: Any = None,
     ) -> None:
-        super().__init__(exchange, config.venue, clock=clock, on_ban=on_ban)
+        super().__init__(exchange, config.venue, clock=clock, on_ban=on_ban, on_error=on_error)
         self.paper = config.paper
         self.market = ObservedMarket()
         self.engine = sim.Engine(self.market, queue=self.paper.queue)  # type: ignore[arg-type]

@@ -1,0 +1,330 @@
+"""The chaos harness: a real bot (runtime, gate, kill switch, guarded venue, real ccxt and ccxt.pro) trades
+on the emulator while a fault plan breaks it; a monitor watches the exchange from outside through the
+emulator's admin API; afterwards the invariants judge the run from the exchange's state and the journal,
+recomputing the sizing rules with their own arithmetic (not botkit's).
+
+A scenario also says how to switch its guardrail off (`off`): the suite runs it that way too and expects
+the invariants to catch the damage, so each check is known to be able to fail.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from decimal import Decimal as D
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from botkit.config import BotConfig
+from botkit.runtime.bot import Bot, Summary
+from botkit.runtime.journal import Event, read_events
+from botkit.runtime.strategy import Strategy
+from botkit.sim import EmulatorSettings, running_emulator
+from botkit.sim.faults import parse_plan
+from tests.support import background
+
+FULL = os.environ.get("BOTKIT_CHAOS") == "full"  # the long version: longer runs, more seeds
+SEEDS = (11, 23, 37) if FULL else (11,)
+LENGTH = 3.0 if FULL else 1.0  # run lengths are multiplied by this
+RULE_GRACE_S = 1.5  # after the exchange changes a rule, the bot has this long to learn it (one refusal)
+FAST_VENUE = {"retry_base_s": 0.05, "retry_cap_s": 0.5, "unknown_settle_s": 0.1, "call_deadline_s": 10}
+
+
+@dataclass(frozen=True)
+class Quiet:
+    """A fault window (simulated seconds) inside which, after `grace_s` wall seconds, no new risk may go out."""
+
+    start: float
+    end: float
+    grace_s: float
+    why: str
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    guardrail: str  # what keeps the bot safe here; `off` removes it
+    strategy: Callable[[], Strategy]
+    faults: tuple[dict[str, Any], ...] = ()
+    market: dict[str, Any] = field(default_factory=dict)  # EmulatorSettings changes
+    config: dict[str, dict[str, Any]] = field(default_factory=dict)  # bot config sections
+    seconds: float = 6.0
+    trips: tuple[str, ...] = ()  # triggers that must trip ...
+    recovers: tuple[str, ...] = ()  # ... and those that must clear again
+    quiet: tuple[Quiet, ...] = ()
+    max_bans: int = 0  # HTTP 418 answers the exchange may give (an injected ban counts)
+    off_config: dict[str, dict[str, Any]] = field(default_factory=dict)  # the guardrail off: looser settings ...
+    off_patch: Callable[[Bot], None] | None = None  # ... or a patched bot
+
+
+@dataclass
+class Sample:
+    """The exchange, seen from outside at one moment."""
+
+    wall_ms: int
+    elapsed_s: float
+    market: dict[str, Any]
+    leverage: dict[str, int]
+
+
+@dataclass
+class Run:
+    scenario: Scenario
+    config: BotConfig
+    summary: Summary | None
+    events: list[Event]
+    exchange: dict[str, Any]  # the admin API's state at the end
+    samples: list[Sample]
+    loop_errors: list[str]
+    ended_ms: int
+
+    def kinds(self, *kinds: str) -> list[Event]:
+        return [e for e in self.events if e.kind in kinds]
+
+    def orders(self) -> list[dict[str, Any]]:
+        return [o for account in self.exchange["accounts"] for o in account["orders"]]
+
+
+async def admin_state(url: str, http: aiohttp.ClientSession) -> dict[str, Any]:
+    async with http.get(f"{url}/_emu/state") as response:
+        response.raise_for_status()
+        return await response.json()
+
+
+async def monitor(url: str, samples: list[Sample], every_s: float = 0.05) -> None:
+    async with aiohttp.ClientSession() as http:
+        while True:
+            state = await admin_state(url, http)
+            [account] = state["accounts"] or [{"margin": {}}]
+            leverage = {s: int(m["leverage"]) for s, m in account["margin"].items()}
+            samples.append(Sample(time.time_ns() // 1_000_000, state["clock"]["elapsed_s"], state["market"], leverage))
+            await asyncio.sleep(every_s)
+
+
+def merged(*layers: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for layer in layers:
+        for name, value in layer.items():
+            out[name] = out.get(name, {}) | value if isinstance(value, dict) else value
+    return out
+
+
+async def run_scenario(scenario: Scenario, tmp_path: Path, *, guarded: bool = True, seed: int = 11) -> Run:
+    settings = EmulatorSettings(**({"seed": seed, "speed": 20.0, "scenario": "calm"} | scenario.market))
+    plan = parse_plan({"seed": seed, "rules": list(scenario.faults)})
+    loop = asyncio.get_running_loop()
+    loop_errors: list[str] = []
+    previous_handler = loop.get_exception_handler()
+    loop.set_exception_handler(lambda _, context: loop_errors.append(str(context.get("exception") or context)))
+    samples: list[Sample] = []
+    try:
+        async with running_emulator(settings, plan) as emu:
+            sections = merged(
+                {
+                    "venue": FAST_VENUE,
+                    "killswitch": {"stale_feed_seconds": 2},
+                    "runtime": {"poll_seconds": "0.2", "account_seconds": "0.5", "reconcile_seconds": 1},
+                },
+                scenario.config,
+            )
+            config = _config(emu, tmp_path, sections if guarded else merged(sections, scenario.off_config))
+            bot = Bot(config, scenario.strategy())
+            if not guarded and scenario.off_patch is not None:
+                scenario.off_patch(bot)
+            summary = None
+            async with background(monitor(emu.url, samples)):
+                with contextlib.suppress(TimeoutError):  # a hang: summary stays None
+                    summary = await asyncio.wait_for(bot.run(duration=scenario.seconds * LENGTH), 60)
+            async with aiohttp.ClientSession() as http:
+                exchange = await admin_state(emu.url, http)
+    finally:
+        loop.set_exception_handler(previous_handler)
+    return Run(scenario, config, summary, list(read_events(config.journal.path)), exchange, samples, loop_errors,
+               time.time_ns() // 1_000_000)  # fmt: skip
+
+
+def _config(emu: Any, tmp_path: Path, sections: dict[str, Any]) -> BotConfig:
+    return BotConfig(
+        **merged(
+            {
+                "mode": "demo",
+                "symbols": ["BTC/USDT:USDT"],
+                "exchange": {"api_key": emu.api_key, "api_secret": emu.api_secret, "emulator_url": emu.url},
+                "journal": {"path": tmp_path / "journal.sqlite"},
+            },
+            sections,
+        )
+    )
+
+
+# ------------------------------------------------------------------------------------------ invariants
+
+
+def violations(run: Run) -> list[str]:
+    """Every broken invariant of a run, one line each (empty: the run held)."""
+    checks = (no_hang_or_crash, no_duplicate_orders, journal_knows_every_exchange_order, sizing_holds,
+              no_new_risk_unless_active, trips_journalled, quiet_windows_held, no_bans_earned,
+              no_liquidation)  # fmt: skip
+    return [problem for check in checks for problem in check(run)]
+
+
+def no_hang_or_crash(run: Run) -> list[str]:
+    found = []
+    if run.summary is None:
+        found.append("hang: the bot did not stop within 60 s of its end")
+    elif run.summary.crashed is not None:
+        found.append(f"crash: {run.summary.crashed}")
+    found += [f"runtime error journalled: {e.data.get('error')}" for e in run.kinds("error")]
+    found += [f"unhandled in the event loop: {error}" for error in run.loop_errors]
+    return found
+
+
+def no_duplicate_orders(run: Run) -> list[str]:
+    ids = [o["clientOrderId"] for o in run.orders()]
+    found = [f"duplicate: client id {c} used twice on the exchange" for c in {c for c in ids if ids.count(c) > 1}]
+    sent = len({e.client_id for e in run.kinds("order.sending")})
+    if len(ids) > sent:
+        found.append(f"duplicate orders: {len(ids)} orders on the exchange for {sent} orders sent")
+    return found
+
+
+def journal_knows_every_exchange_order(run: Run) -> list[str]:
+    sent = {e.client_id for e in run.kinds("order.sending")}
+    return [f"unknown to the journal: exchange order {o['clientOrderId']}" for o in run.orders()
+            if o["clientOrderId"] not in sent]  # fmt: skip
+
+
+def _exchange_symbol(symbol: str) -> str:
+    base, rest = symbol.split("/")
+    return base + rest.split(":")[0]
+
+
+def _sample_at(run: Run, wall_ms: float) -> Sample:
+    before = [s for s in run.samples if s.wall_ms <= wall_ms]
+    return before[-1] if before else run.samples[0]
+
+
+def _position(figures: dict[str, Any], side: str) -> tuple[D, D]:
+    """(qty, entry) already held on the side of a new order, from the figures the gate used."""
+    text = figures.get("position")
+    if not text:
+        return D(0), D(0)
+    held_side, qty, _, entry = text.split()
+    return (D(qty), D(entry)) if (held_side == "long") == (side == "buy") else (D(0), D(0))
+
+
+def _sent(run: Run) -> list[tuple[Event, Event]]:
+    """(intent, order.sending) of every opening strategy order the bot sent: all it committed to the journal
+    as about to leave, except those it held back because the trading state changed meanwhile."""
+    held_back = {e.client_id for e in run.kinds("order.failed")
+                 if "STATE_HALTED" in e.data["error"] or "STATE_REDUCING" in e.data["error"]}  # fmt: skip
+    latest: dict[str | None, Event] = {}
+    pairs = []
+    for event in run.events:
+        if event.kind == "intent":
+            latest[event.symbol] = event
+        elif event.kind == "order.sending" and event.client_id not in held_back:
+            if event.data["source"] == "strategy" and not event.data["reduce_only"]:
+                pairs.append((latest[event.symbol], event))
+    return pairs
+
+
+def sizing_holds(run: Run) -> list[str]:
+    """Each opening order, checked against the rules with independent arithmetic and the exchange's own rules
+    and brackets in force when it was sent (those of RULE_GRACE_S earlier, for a rule that just changed)."""
+    risk, limits = run.config.risk, run.config.limits
+    found = []
+    for intent, sending in _sent(run):
+        who = f"order {sending.client_id}"
+        figures, asked = intent.data["figures"], intent.data["intent"]
+        side, qty = sending.data["side"], D(sending.data["qty"])
+        price = sending.data["price"]
+        entry = D(price) if price is not None else D(figures["best_ask" if side == "buy" else "best_bid"])
+        notional = qty * entry
+        then = _sample_at(run, sending.wall_ms - RULE_GRACE_S * 1000)
+        market = then.market[_exchange_symbol(sending.symbol)]
+        if notional > limits.max_order_notional:
+            found.append(f"{who}: notional {notional} above max_order_notional {limits.max_order_notional}")
+        if notional < D(market["min_notional"]):
+            found.append(f"{who}: notional {notional} below the exchange's minimum {market['min_notional']}")
+        held, held_entry = _position(figures, side)
+        total = held + qty
+        avg = (held * held_entry + qty * entry) / total
+        leverage = _sample_at(run, sending.wall_ms).leverage.get(_exchange_symbol(sending.symbol), 20)
+        bracket = next((t for t in market["tiers"] if D(t["floor"]) <= total * avg < D(t["cap"])), market["tiers"][-1])
+        if leverage > bracket["max_leverage"]:
+            found.append(f"{who}: leverage {leverage} above the bracket's {bracket['max_leverage']} at {total * avg}")
+        if asked.get("stop") is None:
+            found.append(f"{who}: opens without a stop")
+            continue
+        stop = D(asked["stop"])
+        # loss at the stop = Q·|E − S| + Q·E·maker + Q·S·(taker + slippage): the cheapest fees, a lower bound
+        loss = total * abs(avg - stop) + total * avg * risk.maker_fee + total * stop * (risk.taker_fee + risk.slippage)
+        budget = risk.risk_per_trade * D(figures["equity"])
+        if loss > budget:
+            found.append(f"{who}: loss at the stop {loss:.4f} above the budget {budget:.4f}")
+        # isolated liquidation (one-way): LP = (WB + cum − s·Q·E) / (Q·mmr − s·Q), WB = Q·E / leverage
+        s = 1 if side == "buy" else -1
+        wallet = total * avg / leverage
+        liq = (wallet + D(bracket["cum"]) - s * total * avg) / (total * D(bracket["mmr"]) - s * total)
+        if (s > 0 and liq >= stop) or (s < 0 and liq <= stop):
+            found.append(f"{who}: liquidation {liq:.2f} not beyond the stop {stop} at {leverage}x")
+    return found
+
+
+def no_new_risk_unless_active(run: Run) -> list[str]:
+    """No opening strategy order was sent after the journal recorded a state other than ACTIVE."""
+    found, state = [], "ACTIVE"
+    sent = {sending.id for _, sending in _sent(run)}
+    for event in run.events:
+        if event.kind == "killswitch" and event.data["event"] == "state":
+            state = event.data["state"]
+        elif event.id in sent and state != "ACTIVE":
+            found.append(f"new risk while {state}: order {event.client_id}")
+    return found
+
+
+def trips_journalled(run: Run) -> list[str]:
+    found, seen = [], set()
+    for event in run.kinds("killswitch"):
+        kind, trigger, figures = event.data["event"], event.data.get("trigger"), event.data.get("figures")
+        if not trigger or not figures:
+            found.append(f"killswitch {kind} without its trigger or figures: {event.data}")
+        if kind in ("tripped", "cleared"):
+            seen.add((kind, trigger))
+        elif ("tripped", trigger) not in seen and ("cleared", trigger) not in seen:
+            found.append(f"state change by {trigger} with no trip or clearing of it before: {event.data}")
+    found += [f"expected trip missing: {t}" for t in run.scenario.trips if ("tripped", t) not in seen]
+    found += [f"expected recovery missing: {t}" for t in run.scenario.recovers if ("cleared", t) not in seen]
+    return found
+
+
+def _wall_at(run: Run, elapsed_s: float) -> float:
+    """The wall time (ms) at which the exchange's simulated clock reached `elapsed_s`."""
+    return next((s.wall_ms for s in run.samples if s.elapsed_s >= elapsed_s), run.ended_ms)
+
+
+def quiet_windows_held(run: Run) -> list[str]:
+    found = []
+    for window in run.scenario.quiet:
+        start, end = _wall_at(run, window.start) + window.grace_s * 1000, _wall_at(run, window.end)
+        inside = [sending.client_id for _, sending in _sent(run) if start <= sending.wall_ms < end]
+        if inside:
+            found.append(f"new risk while {window.why}: {len(inside)} orders, e.g. {inside[0]}")
+    return found
+
+
+def no_bans_earned(run: Run) -> list[str]:
+    bans = run.exchange["rate_limit_answers"].get("418", 0)
+    allowed = run.scenario.max_bans
+    return [f"banned by the exchange: {bans} HTTP 418 answers (at most {allowed} expected)"] if bans > allowed else []
+
+
+def no_liquidation(run: Run) -> list[str]:
+    return [f"liquidated by the exchange: {liquidation}" for liquidation in run.exchange["liquidations"]]

@@ -1,0 +1,215 @@
+"""The chaos suite: each scenario breaks the exchange in one way while a real bot trades on it, and the
+invariants (tests/chaos/harness.py) must hold. Each scenario is also run with its guardrail switched off,
+and then the invariants must catch it: a check that cannot fail proves nothing.
+
+Run alone: `pytest tests/chaos` (short), `BOTKIT_CHAOS=full pytest tests/chaos` (longer runs, three seeds).
+Times in fault plans are simulated seconds; the emulator runs 20 times faster than the wall clock.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal as D
+
+import pytest
+
+from botkit.runtime.bot import Bot
+from tests.chaos.harness import SEEDS, Quiet, Scenario, run_scenario, violations
+from tests.chaos.traders import Churn, Holder
+
+
+def churn(**params) -> Churn:
+    return Churn(Churn.Params(**params))
+
+
+def hold(**params) -> Holder:
+    return Holder(Holder.Params(**params))
+
+
+# ------------------------------------------------------------------------------ guardrails switched off
+
+
+def ignoring(status: int):
+    """The client's rate limiter no longer learns from this HTTP status (a 429's Retry-After, a 418's ban)."""
+
+    def patch(bot: Bot) -> None:
+        limiter = bot.venue.limiter
+        observe = limiter.observe
+        limiter.observe = lambda code, headers: None if code == status else observe(code, headers)
+
+    return patch
+
+
+def unpinned_client_ids(bot: Bot) -> None:
+    """Each attempt of a create carries a new client id (as when the id is left to the library), so a
+    retry after a lost answer cannot be recognised as the same order."""
+    venue, create = bot.venue, bot.venue.exchange.create_order
+
+    async def create_order(symbol, type, side, amount, price=None, params=None):
+        return await create(symbol, type, side, amount, price, (params or {}) | {"clientOrderId": venue.ids.next()})
+
+    venue.exchange.create_order = create_order
+
+
+def rules_never_reread(bot: Bot) -> None:
+    async def keep_the_old_rules() -> None:
+        return None
+
+    bot._refresh_rules = keep_the_old_rules
+
+
+RESUMING = {"auto_resume": True, "resume_after_seconds": "0.5"}
+HOLDING = {  # a 20x position left to the guardrails; the guard may cut on every mark frame (20 a second here)
+    "risk": {"max_leverage": 20},
+    "killswitch": {"liq_guard_buffer": "0.025", "liq_slice": "0.5", "liq_slice_pause_seconds": "0.04",
+                   "on_halt": "cancel_and_flatten"},
+}  # fmt: skip
+NO_LIQUIDATION_GUARD = {"killswitch": {"liq_guard_buffer": "0", "max_drawdown": "0.99", "daily_loss": "0.99"}}
+
+SCENARIOS = (
+    Scenario(
+        "429-storm",
+        "the rate limiter waits out every Retry-After, for every task",
+        lambda: churn(),
+        faults=(
+            {
+                "kind": "rate_limit",
+                "target": "/fapi/v1/order",
+                "method": "POST",
+                "probability": 0.25,
+                "seconds": 3.0,
+                "start": 20,
+                "end": 80,
+            },
+        ),
+        off_config={"killswitch": {"error_burst": 1000}},  # the error burst would halt the storm's requests too
+        off_patch=ignoring(429),
+    ),
+    Scenario(
+        "418-ban",
+        "a ban halts everything until it ends (venue_ban)",
+        lambda: churn(),
+        faults=({"kind": "ban", "target": "/fapi/v1/order", "method": "POST", "count": 1, "seconds": 2, "start": 30},),
+        trips=("venue_ban",),
+        recovers=("venue_ban",),
+        max_bans=4,  # the injected one and requests already in flight with it
+        off_patch=ignoring(418),
+    ),
+    Scenario(
+        "5xx-bursts",
+        "an error burst halts new risk until the venue is healthy again (error_burst)",
+        lambda: churn(),
+        faults=({"kind": "http_error", "status": 503, "code": -1001, "probability": 0.5, "start": 20, "end": 60},),
+        config={"killswitch": {"error_burst": 5, "error_window_seconds": 2} | RESUMING},
+        seconds=8.0,
+        trips=("error_burst",),
+        recovers=("error_burst",),
+        quiet=(Quiet(20, 60, 1.0, "half the venue's answers were 5xx"),),
+        off_config={"killswitch": {"error_burst": 1000}},
+    ),
+    Scenario(
+        "timeout-after-accept",
+        "one client id per order, looked up before anything is sent again",
+        lambda: churn(),
+        faults=(
+            {
+                "kind": "timeout_after_accept",
+                "target": "/fapi/v1/order",
+                "method": "POST",
+                "probability": 0.3,
+                "seconds": 1.5,
+                "start": 10,
+            },
+            {
+                "kind": "timeout_after_accept",
+                "target": "/fapi/v1/order",
+                "method": "DELETE",
+                "probability": 0.3,
+                "seconds": 1.5,
+                "start": 10,
+            },
+        ),
+        config={"exchange": {"timeout_ms": 400}, "killswitch": RESUMING},
+        off_patch=unpinned_client_ids,
+    ),
+    Scenario(
+        "websocket-drops-and-frozen-feed",
+        "REST polling while a stream is down; a frozen feed halts (stale_feed)",
+        lambda: churn(),
+        faults=({"kind": "ws_disconnect", "start": 20, "end": 40}, {"kind": "freeze_feed", "start": 60, "end": 100}),
+        config={"killswitch": {"stale_feed_seconds": 1} | RESUMING},
+        trips=("stale_feed",),
+        recovers=("stale_feed",),
+        quiet=(Quiet(60, 100, 1.5, "the feed was frozen"),),
+        off_config={"killswitch": {"stale_feed_seconds": 300}},
+    ),
+    Scenario(
+        "mark-index-divergence",
+        "a mark far from the index stops new risk (divergence)",
+        lambda: churn(),
+        faults=({"kind": "mark_divergence", "value": 300, "start": 30, "end": 80},),
+        config={"killswitch": {"mark_index_divergence_bps": 100, "divergence_seconds": "0.3"} | RESUMING},
+        trips=("divergence",),
+        recovers=("divergence",),
+        quiet=(Quiet(30, 80, 1.0, "mark and index diverged"),),
+        off_config={"killswitch": {"mark_index_divergence_bps": 10_000}},
+    ),
+    Scenario(
+        "flash-crash-thin-book",
+        "the liquidation guard cuts the position before the exchange liquidates it",
+        lambda: hold(stop_pct=D("0.03")),
+        market={"scenario": "flash-crash"},
+        config=HOLDING,
+        off_config=NO_LIQUIDATION_GUARD,
+    ),
+    Scenario(
+        "funding-squeeze",
+        "the liquidation guard cuts a position that funding drains",
+        lambda: hold(stop_pct=D("0.03")),
+        market={"scenario": "funding-squeeze", "funding_interval_s": 10.0},
+        config=HOLDING,
+        seconds=8.0,
+        off_config=NO_LIQUIDATION_GUARD,
+    ),
+    Scenario(
+        "brackets-tighten",
+        "brackets re-read (at once after a -2027 refusal) and the leverage lowered to what they allow",
+        lambda: churn(stop_bps=D("40")),
+        faults=({"kind": "tighten_brackets", "start": 30},),
+        config={"risk": {"max_leverage": 75, "liq_buffer": "0.002"}},
+        off_patch=rules_never_reread,
+    ),
+    Scenario(
+        "min-notional-raised",
+        "market rules re-read (at once after a -4164 refusal)",
+        lambda: churn(),
+        faults=({"kind": "min_notional", "value": 20_000, "start": 30},),  # above every order the bot sends
+        off_patch=rules_never_reread,
+    ),
+    Scenario(
+        "clock-skew",
+        "a clock off by more than max_clock_skew_ms halts (clock_skew)",
+        lambda: churn(),
+        faults=({"kind": "clock_skew", "value": 3000, "start": 20, "end": 70},),
+        config={"killswitch": {"max_clock_skew_ms": 1000} | RESUMING, "runtime": {"reconcile_seconds": "0.5"}},
+        trips=("clock_skew",),
+        recovers=("clock_skew",),
+        quiet=(Quiet(20, 70, 1.2, "the clock was off by 3 s"),),
+        off_config={"killswitch": {"max_clock_skew_ms": 100_000}},
+    ),
+)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda s: s.name)
+async def test_the_guardrails_hold(scenario, seed, tmp_path):
+    run = await run_scenario(scenario, tmp_path, seed=seed)
+    assert violations(run) == []
+    assert run.summary is not None and run.summary.stats.sent >= 3, "the bot hardly traded: the run proves nothing"
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda s: s.name)
+async def test_with_its_guardrail_off_the_scenario_fails(scenario, tmp_path):
+    run = await run_scenario(scenario, tmp_path, guarded=False)
+    found = violations(run)
+    print(f"{scenario.name} without '{scenario.guardrail}':", *found, sep="\n  ")
+    assert found, f"{scenario.name} held with its guardrail off: its checks cannot fail"
