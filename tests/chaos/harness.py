@@ -219,6 +219,10 @@ def _position(figures: dict[str, Any], side: str) -> tuple[D, D]:
     return (D(qty), D(entry)) if (held_side == "long") == (side == "buy") else (D(0), D(0))
 
 
+def _opening(sending: Event) -> bool:
+    return sending.data["source"] == "strategy" and not sending.data["reduce_only"]
+
+
 def _sent(run: Run) -> list[tuple[Event, Event]]:
     """(intent, order.sending) of every opening strategy order the bot sent: all it committed to the journal
     as about to leave, except those it held back because the trading state changed meanwhile."""
@@ -229,9 +233,8 @@ def _sent(run: Run) -> list[tuple[Event, Event]]:
     for event in run.events:
         if event.kind == "intent":
             latest[event.symbol] = event
-        elif event.kind == "order.sending" and event.client_id not in held_back:
-            if event.data["source"] == "strategy" and not event.data["reduce_only"]:
-                pairs.append((latest[event.symbol], event))
+        elif event.kind == "order.sending" and _opening(event) and event.client_id not in held_back:
+            pairs.append((latest[event.symbol], event))
     return pairs
 
 
