@@ -22,7 +22,7 @@ from typing import Any
 import aiohttp
 
 from botkit.config import BotConfig
-from botkit.runtime.bot import Bot, Summary
+from botkit.runtime.bot import Bot
 from botkit.runtime.journal import Event, read_events
 from botkit.runtime.strategy import Strategy
 from botkit.sim import EmulatorSettings, running_emulator
@@ -77,11 +77,10 @@ class Sample:
 class Run:
     scenario: Scenario
     config: BotConfig
-    summary: Summary | None
+    crashes: list[str]  # a hang, a crash, a traceback: how the bot failed to end cleanly
     events: list[Event]
     exchange: dict[str, Any]  # the admin API's state at the end
     samples: list[Sample]
-    loop_errors: list[str]
     ended_ms: int
 
     def kinds(self, *kinds: str) -> list[Event]:
@@ -145,7 +144,12 @@ async def run_scenario(scenario: Scenario, tmp_path: Path, *, guarded: bool = Tr
                 exchange = await admin_state(emu.url, http)
     finally:
         loop.set_exception_handler(previous_handler)
-    return Run(scenario, config, summary, list(read_events(config.journal.path)), exchange, samples, loop_errors,
+    crashes = [f"unhandled in the event loop: {error}" for error in loop_errors]
+    if summary is None:
+        crashes.append("hang: the bot did not stop within 60 s of its end")
+    elif summary.crashed is not None:
+        crashes.append(f"crash: {summary.crashed}")
+    return Run(scenario, config, crashes, list(read_events(config.journal.path)), exchange, samples,
                time.time_ns() // 1_000_000)  # fmt: skip
 
 
@@ -175,14 +179,7 @@ def violations(run: Run) -> list[str]:
 
 
 def no_hang_or_crash(run: Run) -> list[str]:
-    found = []
-    if run.summary is None:
-        found.append("hang: the bot did not stop within 60 s of its end")
-    elif run.summary.crashed is not None:
-        found.append(f"crash: {run.summary.crashed}")
-    found += [f"runtime error journalled: {e.data.get('error')}" for e in run.kinds("error")]
-    found += [f"unhandled in the event loop: {error}" for error in run.loop_errors]
-    return found
+    return run.crashes + [f"runtime error journalled: {e.data.get('error')}" for e in run.kinds("error")]
 
 
 def no_duplicate_orders(run: Run) -> list[str]:

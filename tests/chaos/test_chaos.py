@@ -204,7 +204,7 @@ SCENARIOS = (
 async def test_the_guardrails_hold(scenario, seed, tmp_path):
     run = await run_scenario(scenario, tmp_path, seed=seed)
     assert violations(run) == []
-    assert run.summary is not None and run.summary.stats.sent >= 3, "the bot hardly traded: the run proves nothing"
+    assert len(run.kinds("order.sending")) >= 3, "the bot hardly traded: the run proves nothing"
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda s: s.name)

@@ -1,0 +1,48 @@
+"""`botkit` with one guardrail taken out, for the chaos suite's runs with a guardrail off in a separate process:
+
+python -m tests.chaos.patched_botkit PATCH botkit-arguments...
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from typing import Any
+
+from botkit.cli import main
+from botkit.runtime.journal import Journal
+
+
+def buffered_journal() -> None:
+    """The journal is written once a second and nothing waits for it, as with buffered logging: an order
+    can leave before the row naming it is on disk."""
+    pending: list[tuple[Journal, str, dict[str, Any]]] = []
+    lock = threading.Lock()
+    record = Journal.record
+
+    def buffered(self: Journal, kind: str, **data: Any) -> None:
+        with lock:
+            pending.append((self, kind, data))
+
+    async def durable(self: Journal, kind: str, **data: Any) -> None:
+        buffered(self, kind, **data)
+
+    def write_every_second() -> None:
+        while True:
+            time.sleep(1)
+            with lock:
+                rows = pending[:]
+                pending.clear()
+            for journal, kind, data in rows:
+                record(journal, kind, **data)
+
+    threading.Thread(target=write_every_second, daemon=True).start()
+    Journal.record, Journal.durable = buffered, durable  # type: ignore[method-assign]
+
+
+PATCHES = {"buffered-journal": buffered_journal}
+
+if __name__ == "__main__":
+    PATCHES[sys.argv[1]]()
+    sys.exit(main(sys.argv[2:]))
