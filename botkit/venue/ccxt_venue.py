@@ -332,16 +332,20 @@ class CcxtVenue:
                     raise
                 log.info("order.adopted", client_id=client_id, status=found.status.value)
                 return self._track(found)
-            return self._track(self.parse_order(raw, client_id))
+            try:
+                return self._track(self.parse_order(raw, client_id))
+            except VenueDataError as exc:  # accepted, but the answer is unreadable: look it up, never resend blind
+                unknown = True
+                raise Transient(Outcome.UNKNOWN, call, exc) from exc
 
         try:
             return await self._run(call, MUTATIONS, attempt)
-        except Transient as exc:
-            if unknown:
+        except (Transient, VenueDataError) as exc:
+            if unknown or isinstance(exc, VenueDataError):  # it may have landed: the kill switch holds until settled
                 self.unresolved.add(client_id)
-                log.error("order.unresolved", client_id=client_id, error=exc.message)
-                raise OrderUnresolved("create_order", client_id, exc.message) from exc
-            raise VenueUnavailable(f"{call} failed until its deadline: {exc.message}") from exc
+                log.error("order.unresolved", client_id=client_id, error=str(exc))
+                raise OrderUnresolved("create_order", client_id, str(exc)) from exc
+            raise VenueUnavailable(f"{call} failed until its deadline: {exc}") from exc
 
     def _order_arguments(
         self, side: str, type: str, qty: Decimal, price: Decimal | None, client_id: str | None
