@@ -16,7 +16,7 @@ from typing import Any
 
 from botkit.runtime.journal import read_events
 
-TIMELINE_KINDS = {"killswitch", "halt.action", "reconcile", "liquidation_guard", "strategy.error", "error"}
+TIMELINE_KINDS = {"killswitch", "halt.action", "reconcile", "liquidation_guard", "rules", "strategy.error", "error"}
 
 
 def iso(ms: int | None) -> str | None:

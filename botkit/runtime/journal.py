@@ -58,6 +58,7 @@ KINDS = {
     "fill": "a fill: quantity and price of the increment",
     "funding": "a funding payment received or paid",
     "killswitch": "a trigger tripped or cleared, or the trading state changed",
+    "rules": "the exchange's market rules or leverage brackets changed (re-read), or the leverage lowered to fit",
     "halt.action": "what the bot did on a halt: cancels, flattening",
     "liquidation_guard": "a reduce-only slice cut because the mark came near the liquidation price",
     "feed": "a stream went down, fell back to REST polling, or came back",

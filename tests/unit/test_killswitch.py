@@ -188,9 +188,12 @@ def test_the_liquidation_guard_cuts_in_slices_a_pause_apart():
     assert guard.check(position, D(45900), rules) is None  # pausing
     clock._now += 2
     assert guard.check(position, D(45900), rules) is not None
-    short = Position("ETH", Side.SHORT, D("0.002"), D(50000), None, D(54000), "isolated", D(10), D(10), D(0))
-    intent, _ = guard.check(short, D(53800), rules)
+    short = Position("ETH", Side.SHORT, D("0.004"), D(50000), None, D(54000), "isolated", D(10), D(10), D(0))
+    intent, _ = guard.check(short, D(53500), rules)  # 0.93 % away: a quarter
     assert (intent.side, intent.qty) == ("buy", D("0.001"))
+    clock._now += 2
+    intent, figures = guard.check(short, D(53800), rules)  # 0.37 % away, inside half the buffer: all of it
+    assert (intent.side, intent.qty) == ("buy", D("0.004")) and "slice=0.004 of 0.004" in figures
 
 
 def test_botkit_halt_and_resume_reach_a_running_kill_switch(tmp_path):
