@@ -59,7 +59,7 @@ def rss_mb() -> float:
 async def start_emulator(speed: float, key: str, secret: str) -> tuple[asyncio.subprocess.Process, str]:
     emulator = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "botkit.cli", "emulate", "--port", "0", "--speed", str(speed), "--scenario", "calm",
-        "--funding-interval", str(FUNDING_HOURS * 3600), "--api-key", key, "--api-secret", secret,
+        "--funding-interval", str(FUNDING_HOURS * 3600), "--step-ms", "1000", "--api-key", key, "--api-secret", secret,
         cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
     )  # fmt: skip
     assert emulator.stdout is not None
@@ -92,7 +92,8 @@ async def soak(hours: float, speed: float, smoke: bool) -> int:
             mode="demo", symbols=[SYMBOL], exchange={"api_key": key, "api_secret": secret, "emulator_url": url},
             journal={"path": journal},
             limits={"orders_per_10s": 150, "orders_per_minute": 1100, "max_open_orders": 50},
-            killswitch={"max_cancels_per_minute": 5000, "max_cancel_to_fill": 10_000},
+            killswitch={"max_cancels_per_minute": 5000, "max_cancel_to_fill": 10_000, "auto_resume": True,
+                        "resume_after_seconds": 5},
             params={"levels": 3, "refresh_seconds": 0.2, "spacing_bps": 5},
         )  # fmt: skip
         strategy = make_strategy(GridMaker, config.params)
@@ -133,13 +134,17 @@ async def soak(hours: float, speed: float, smoke: bool) -> int:
     growth = (end - warm) / warm * 100
     lag_p50, lag_p99 = p50_p99(lag)
     fundings = [e for e in events if e.kind == "funding"]
-    trips = [e.data["trigger"] for e in events if e.kind == "killswitch" and e.data["event"] == "tripped"]
+    trips = [f"{e.data['trigger']} ({e.data['figures']})" for e in events
+             if e.kind == "killswitch" and e.data["event"] == "tripped"]  # fmt: skip
+    simulated_h = exchange["clock"]["elapsed_s"] / 3600
     s = summary.stats
-    print(f"soak: {hours:g} simulated hours at {speed:g}x in {wall:.0f} s wall, GridMaker on {SYMBOL}")
+    print(f"soak: {simulated_h:.1f} simulated hours ({hours:g} asked at {speed:g}x) in {wall:.0f} s wall, "
+          f"GridMaker on {SYMBOL}")  # fmt: skip
     print(f"  market: {len(exchange['funding_events'])} funding settlements on the exchange "
           f"({len(fundings)} payments journalled), mark {market['BTCUSDT']['mark']}")  # fmt: skip
     print(f"  orders: {s.sent} sent, {s.cancels} cancelled, {s.fills} fills, {s.venue_rejected} refused by the venue, "
-          f"{sum(s.rejected.values())} intents refused by the gate; trips: {trips or 'none'}")  # fmt: skip
+          f"{sum(s.rejected.values())} intents refused by the gate")  # fmt: skip
+    print(f"  trips: {'; '.join(trips[:5]) or 'none'}{f' and {len(trips) - 5} more' if len(trips) > 5 else ''}")
     print(f"  equity: {summary.equity_start} -> {summary.equity_end}")
     print(f"  RSS: {rss[0][1]:.1f} MB at start, {warm:.1f} MB after warm-up, {end:.1f} MB at the end "
           f"({growth:+.1f} % after warm-up; target <= 10 %)")  # fmt: skip

@@ -338,13 +338,20 @@ def _print_sizing(report: SizingReport, max_lev: int | None, checked: bool) -> N
 @click.option("--seed", type=int, default=1, show_default=True, help="Same seed, same market.")
 @click.option("--speed", type=POSITIVE, default=Decimal(1), show_default=True, help="Simulated seconds per second.")
 @click.option("--funding-interval", type=POSITIVE, default=Decimal(8 * 3600), show_default=True, help="Seconds.")
+@click.option(
+    "--step-ms",
+    type=click.IntRange(1, 60_000),
+    default=100,
+    show_default=True,
+    help="Simulated milliseconds per market step (larger steps let high speeds keep up).",
+)
 @click.option("--balance", type=POSITIVE, default=Decimal(10_000), show_default=True, help="USDT in the account.")
 @click.option("--faults", "faults_file", type=click.Path(path_type=Path), help="Fault plan, TOML or JSON.")
 @click.option("--api-key", envvar="BOTKIT_EMULATE_API_KEY", help="Use this API key instead of a generated one.")
 @click.option("--api-secret", envvar="BOTKIT_EMULATE_API_SECRET", help="Use this secret instead of a generated one.")
 def emulate(
-    host: str, port: int, scenario: str, seed: int, speed: Decimal, funding_interval: Decimal, balance: Decimal,
-    faults_file: Path | None, api_key: str | None, api_secret: str | None,
+    host: str, port: int, scenario: str, seed: int, speed: Decimal, funding_interval: Decimal, step_ms: int,
+    balance: Decimal, faults_file: Path | None, api_key: str | None, api_secret: str | None,
 ) -> None:  # fmt: skip
     """Serve the Binance USDⓈ-M exchange emulator until stopped (Ctrl-C)."""
     try:
@@ -352,8 +359,8 @@ def emulate(
     except FaultPlanError as exc:
         raise UserError(str(exc)) from None
     settings = EmulatorSettings(
-        seed=seed, scenario=scenario, speed=float(speed), funding_interval_s=float(funding_interval), balance=balance,
-        api_key=api_key, api_secret=api_secret,
+        seed=seed, scenario=scenario, speed=float(speed), funding_interval_s=float(funding_interval), step_ms=step_ms,
+        balance=balance, api_key=api_key, api_secret=api_secret,
     )  # fmt: skip
     asyncio.run(_serve_emulator(settings, plan, host, port))
 
