@@ -10,7 +10,7 @@ orders). The emulator runs in its own process, so what is measured here is the b
   every trip journalled with its trigger, no ban, no liquidation, no crash; and the journal's fills add up
   to the exchange's position.
 
-    python bench/soak.py               # 24 simulated hours at 400x: about 4 minutes
+    python bench/soak.py               # 48 simulated hours at 400x: about 7.5 minutes
     python bench/soak.py --smoke       # 20 simulated minutes: keeps it working in CI
 Exit code 1 if an invariant broke, or (full run) RSS grew more than 10 % after warm-up.
 """
@@ -109,6 +109,7 @@ async def soak(hours: float, speed: float, smoke: bool) -> int:
             with contextlib.suppress(asyncio.CancelledError):
                 await sampler
         wall = time.perf_counter() - started
+        cached = len(bot.venue.exchange.orders or [])
         async with aiohttp.ClientSession() as http:
             exchange = await admin_state(url, http)
         emulator.terminate()
@@ -145,9 +146,18 @@ async def soak(hours: float, speed: float, smoke: bool) -> int:
     print(f"  orders: {s.sent} sent, {s.cancels} cancelled, {s.fills} fills, {s.venue_rejected} refused by the venue, "
           f"{sum(s.rejected.values())} intents refused by the gate")  # fmt: skip
     print(f"  trips: {'; '.join(trips[:5]) or 'none'}{f' and {len(trips) - 5} more' if len(trips) > 5 else ''}")
+    weight = next(b for b in bot.venue.preset.budgets if b.counts == "weight")
+    print(f"  request weight: {bot.venue.limiter.granted['weight'] / wall * weight.window_s:.0f} per "
+          f"{weight.window_s:g} s on average (the exchange allows {weight.limit}); "
+          f"429 answers {bot.venue.limiter.rate_limited}")  # fmt: skip
     print(f"  equity: {summary.equity_start} -> {summary.equity_end}")
     print(f"  RSS: {rss[0][1]:.1f} MB at start, {warm:.1f} MB after warm-up, {end:.1f} MB at the end "
           f"({growth:+.1f} % after warm-up; target <= 10 %)")  # fmt: skip
+    fifths = [next((mb for at, mb in rss if at >= wall * k / 5), end) for k in range(1, 5)] + [end]
+    print(
+        "  RSS at each fifth of the run: " + ", ".join(f"{mb:.1f}" for mb in fifths) + " MB; ccxt's order "
+        f"cache holds {cached} orders (it keeps at most {bot.venue.exchange.options.get('ordersLimit')})"
+    )
     print(f"  event-loop lag: p50 {lag_p50 * 1000:.2f} ms, p99 {lag_p99 * 1000:.2f} ms, max {max(lag) * 1000:.1f} ms "
           f"over {len(lag)} timer ticks")  # fmt: skip
     print(f"  journal: {journal_bytes / 1e6:.1f} MB, {len(events)} rows")
@@ -160,7 +170,7 @@ async def soak(hours: float, speed: float, smoke: bool) -> int:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--hours", type=float, default=24.0, help="simulated hours to trade")
+    parser.add_argument("--hours", type=float, default=48.0, help="simulated hours to trade")
     parser.add_argument("--speed", type=float, default=400.0, help="simulated seconds per wall second")
     parser.add_argument("--smoke", action="store_true", help="20 simulated minutes (CI)")
     args = parser.parse_args()

@@ -564,9 +564,12 @@ class Bot:
         period = float(self.rt.account_seconds)
         self.ks.watch("account", max(float(self.config.killswitch.stale_feed_seconds), 3 * period))
         while True:
+            started = self.clock.monotonic()
             await self._refresh_account()
             self._account_dirty.clear()
-            await sleep_until_set(self.clock, period, self._account_dirty)  # or sooner, after a fill
+            await sleep_until_set(self.clock, period, self._account_dirty)  # a period, or sooner after a fill ...
+            # ... but at most twice a period: each refresh costs request weight the orders need (10 on Binance)
+            await self.clock.sleep(max(0.0, started + period / 2 - self.clock.monotonic()))
 
     async def _refresh_account(self) -> None:
         try:
