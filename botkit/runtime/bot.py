@@ -446,8 +446,12 @@ class Bot:
             entry = held.entry
         side = Side.LONG if after > 0 else Side.SHORT
         base = held or Position(fill.symbol, side, abs(after), entry, None, None, "isolated", None, None, ZERO)
+        # An isolated position cut in part keeps its liquidation price (the margin leaves in proportion), so the
+        # liquidation guard still sees it between slices; opened, added to or flipped: unknown until the refresh.
+        reduced = held is not None and held.side is side and abs(after) < abs(signed)
+        liquidation = held.liquidation if reduced and held is not None else None
         self.positions = {**self.positions, fill.symbol: replace(base, side=side, qty=abs(after), entry=entry,
-                                                                 liquidation=None)}  # fmt: skip
+                                                                 liquidation=liquidation)}  # fmt: skip
 
     # --------------------------------------------------------------------------- event dispatch
 

@@ -27,13 +27,13 @@ from botkit.runtime.journal import Event, read_events
 from botkit.runtime.strategy import Strategy
 from botkit.sim import EmulatorSettings, running_emulator
 from botkit.sim.faults import parse_plan
+from tests.integration.test_runtime import FAST_VENUE
 from tests.support import background
 
 FULL = os.environ.get("BOTKIT_CHAOS") == "full"  # the long version: longer runs, more seeds
 SEEDS = (11, 23, 37) if FULL else (11,)
 LENGTH = 3.0 if FULL else 1.0  # run lengths are multiplied by this
 RULE_GRACE_S = 1.5  # after the exchange changes a rule, the bot has this long to learn it (one refusal)
-FAST_VENUE = {"retry_base_s": 0.05, "retry_cap_s": 0.5, "unknown_settle_s": 0.1, "call_deadline_s": 10}
 
 
 @dataclass(frozen=True)
@@ -146,7 +146,7 @@ async def run_scenario(scenario: Scenario, tmp_path: Path, *, guarded: bool = Tr
         loop.set_exception_handler(previous_handler)
     crashes = [f"unhandled in the event loop: {error}" for error in loop_errors]
     if summary is None:
-        crashes.append("hang: the bot did not stop within 60 s of its end")
+        crashes.append("hang: the run did not end within 60 s")
     elif summary.crashed is not None:
         crashes.append(f"crash: {summary.crashed}")
     return Run(scenario, config, crashes, list(read_events(config.journal.path)), exchange, samples,

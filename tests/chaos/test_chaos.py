@@ -135,11 +135,13 @@ SCENARIOS = (
         "websocket-drops-and-frozen-feed",
         "REST polling while a stream is down; a frozen feed halts (stale_feed)",
         lambda: churn(),
-        faults=({"kind": "ws_disconnect", "start": 20, "end": 40}, {"kind": "freeze_feed", "start": 60, "end": 100}),
-        config={"killswitch": {"stale_feed_seconds": 1} | RESUMING},
+        # the streams must be back from the drop before the freeze: REST polling would keep the data fresh
+        faults=({"kind": "ws_disconnect", "start": 20, "end": 40}, {"kind": "freeze_feed", "start": 80, "end": 120}),
+        config={"killswitch": {"stale_feed_seconds": 1} | RESUMING, "runtime": {"stream_retry_cap_s": "0.5"}},
+        seconds=7.0,
         trips=("stale_feed",),
         recovers=("stale_feed",),
-        quiet=(Quiet(60, 100, 1.5, "the feed was frozen"),),
+        quiet=(Quiet(80, 120, 1.5, "the feed was frozen"),),
         off_config={"killswitch": {"stale_feed_seconds": 300}},
     ),
     Scenario(
