@@ -25,7 +25,6 @@ import secrets
 import sys
 import tempfile
 import time
-from decimal import Decimal
 from pathlib import Path
 
 import aiohttp
@@ -38,10 +37,16 @@ from botkit.config import BotConfig  # noqa: E402
 from botkit.log import configure_logging  # noqa: E402
 from botkit.runtime.bot import Bot  # noqa: E402
 from botkit.runtime.journal import read_events  # noqa: E402
-from botkit.runtime.orders import JournalHistory  # noqa: E402
 from botkit.runtime.strategy import make_strategy  # noqa: E402
 from strategies.grid_maker import GridMaker  # noqa: E402
-from tests.chaos.harness import Run, Sample, Scenario, admin_state, violations  # noqa: E402
+from tests.chaos.harness import (  # noqa: E402
+    Run,
+    Sample,
+    Scenario,
+    admin_state,
+    journal_adds_up_to_the_position,
+    violations,
+)
 
 SYMBOL = "BTC/USDT:USDT"
 FUNDING_HOURS = 8
@@ -68,6 +73,12 @@ async def start_emulator(speed: float, key: str, secret: str) -> tuple[asyncio.s
     return emulator, url
 
 
+async def stop(process: asyncio.subprocess.Process) -> None:
+    if process.returncode is None:
+        process.terminate()
+    await process.wait()
+
+
 async def sample_forever(rss: list[tuple[float, float]], lag: list[float], started: float) -> None:
     tick = 0.02
     next_rss = 0.0
@@ -86,7 +97,9 @@ async def soak(hours: float, speed: float, smoke: bool) -> int:
     key, secret = secrets.token_hex(16), secrets.token_hex(32)
     emulator, url = await start_emulator(speed, key, secret)
     seconds = hours * 3600 / speed
-    with tempfile.TemporaryDirectory() as tmp:
+    async with contextlib.AsyncExitStack() as cleanup:
+        cleanup.push_async_callback(stop, emulator)  # however the run ends
+        tmp = cleanup.enter_context(tempfile.TemporaryDirectory())
         journal = Path(tmp) / "soak.sqlite"
         config = BotConfig(
             mode="demo", symbols=[SYMBOL], exchange={"api_key": key, "api_secret": secret, "emulator_url": url},
@@ -112,8 +125,6 @@ async def soak(hours: float, speed: float, smoke: bool) -> int:
         cached = len(bot.venue.exchange.orders or [])
         async with aiohttp.ClientSession() as http:
             exchange = await admin_state(url, http)
-        emulator.terminate()
-        await emulator.wait()
 
         events = list(read_events(journal))
         market = exchange["market"]
@@ -123,11 +134,7 @@ async def soak(hours: float, speed: float, smoke: bool) -> int:
         crashes = [f"crash: {summary.crashed}"] if summary.crashed else []
         run = Run(Scenario("soak", "all", lambda: strategy), config, crashes, events, exchange, [sample],
                   sample.wall_ms)  # fmt: skip
-        broken = violations(run)
-        [row] = [p for p in account["positions"] if p["symbol"] == "BTCUSDT"]
-        journal_net = JournalHistory(events).positions().get(SYMBOL, Decimal(0))
-        if journal_net != Decimal(row["positionAmt"]):
-            broken.append(f"the journal's fills add up to {journal_net}, the exchange holds {row['positionAmt']}")
+        broken = violations(run) + journal_adds_up_to_the_position(run)
         journal_bytes = sum(p.stat().st_size for p in Path(tmp).glob("soak.sqlite*"))
 
     warm = next((mb for at, mb in rss if at >= wall / 5), rss[0][1])

@@ -21,7 +21,7 @@ from enum import StrEnum
 from botkit.config import BotConfig
 from botkit.domain import Order, OrderIntent, Position, Reason, Side, TradingState
 from botkit.guards import limits as lim
-from botkit.guards.sizing import SHRINKABLE, check_sizing, policies
+from botkit.guards.sizing import SHRINKABLE, SizingResult, check_sizing, policies
 from botkit.margin import MarketRules, Tier, Violation, ceil_to_step, floor_to_step, plain
 
 ZERO = Decimal(0)
@@ -156,15 +156,19 @@ class Gate:
         qty = floor_to_step(intent.qty, rules.step) if intent.qty is not None else None
         if qty == ZERO:
             return _reject(intent, *lim.instrument(ZERO, entry, rules, reduce_only=False))
-        combined_entry, held = entry, ZERO
-        if position is not None and position.qty > 0 and not opposite:  # adding: size the position as it will be
-            held = position.qty
-            combined_entry = (position.qty * position.entry + (qty or ZERO) * entry) / (position.qty + (qty or ZERO))
-        sizing = check_sizing(side, combined_entry, intent.stop, leverage, snap.equity, snap.available,
-                              None if qty is None else held + qty, rules, view.tiers, policy,
-                              want_safe_qty=self.allow_clamp)  # fmt: skip
+        held = position.qty if position is not None and position.qty > 0 and not opposite else ZERO
+
+        def sized(added: Decimal | None, total: Decimal | None) -> SizingResult:  # adding: the position as it will be
+            combined = (held * position.entry + (added or ZERO) * entry) / (held + (added or ZERO)) if held else entry
+            return check_sizing(side, combined, intent.stop, leverage, snap.equity, snap.available, total, rules,
+                                view.tiers, policy, want_safe_qty=self.allow_clamp)  # fmt: skip
+
+        sizing = sized(qty, None if qty is None else held + qty)
         if qty is None:
             qty = max(ZERO, sizing.qty - held)
+            if held and qty:  # that was at the held entry; again at the average this size makes: the final size's
+                sizing = sized(qty, None)  # own average is no farther from the stop, so its loss stays within budget
+                qty = max(ZERO, sizing.qty - held)
 
         # instrument rules, size limits, price band, book depth
         marks = {s: v.mark for s, v in snap.markets.items() if v.mark is not None}

@@ -24,6 +24,7 @@ import aiohttp
 from botkit.config import BotConfig
 from botkit.runtime.bot import Bot
 from botkit.runtime.journal import Event, read_events
+from botkit.runtime.orders import JournalHistory
 from botkit.runtime.strategy import Strategy
 from botkit.sim import EmulatorSettings, running_emulator
 from botkit.sim.faults import parse_plan
@@ -324,6 +325,20 @@ def no_bans_earned(run: Run) -> list[str]:
     bans = run.exchange["rate_limit_answers"].get("418", 0)
     allowed = run.scenario.max_bans
     return [f"banned by the exchange: {bans} HTTP 418 answers (at most {allowed} expected)"] if bans > allowed else []
+
+
+def journal_adds_up_to_the_position(run: Run) -> list[str]:
+    """The bot's own fills in the journal add up to each position the exchange holds (for a run that ended
+    cleanly: a fill landing as the bot stops may not be journalled)."""
+    own = JournalHistory(run.events).positions()
+    found = []
+    for account in run.exchange["accounts"]:
+        for row in account["positions"]:
+            symbol = next((s for s in run.config.symbols if _exchange_symbol(s) == row["symbol"]), None)
+            held, journalled = D(row["positionAmt"]), own.get(symbol, D(0)) if symbol else D(0)
+            if symbol and held != journalled:  # both signed: + long, − short
+                found.append(f"{symbol}: the journal's fills add up to {journalled}, the exchange holds {held}")
+    return found
 
 
 def no_liquidation(run: Run) -> list[str]:

@@ -159,6 +159,27 @@ def test_bad_data_is_a_reject_never_an_exception():
     assert verdict.decision is Decision.REJECT and verdict.reasons == (Reason.DATA_MISSING,)
 
 
+def test_adding_with_no_quantity_keeps_the_whole_position_within_the_budget():
+    """Found by the chaos suite: a short held at 49874.4, sold more at a better (lower) price with no
+    quantity. Sized as if all of it had the held entry, the added part's extra loss went uncounted
+    (108.29 at the stop against a budget of 99.81)."""
+    held = Position(BTC, Side.SHORT, D("0.173"), D("49874.4"), D(49700), D(54643), "isolated", D(863), D(10), D(0))
+    market = view(mark=D("49704.9"))
+    equity = D("9981.25707518004")
+    intent = OrderIntent(BTC, "sell", None, stop=D("50201.848"))
+    verdict = Gate(config(limits={"max_positions": 3})).check(
+        intent, snapshot(equity=equity, available=D("9081.57"), positions={BTC: held}, markets={BTC: market})
+    )
+    assert verdict.accepted
+    bid = market.bids[0][0]
+    total = held.qty + verdict.qty
+    # loss at the stop of both parts: Q·|E − S| each, taker fee in and out, slippage, no funding for a short
+    stop = D("50201.848")
+    loss = (held.qty * (stop - held.entry) + verdict.qty * (stop - bid)
+            + (held.qty * held.entry + verdict.qty * bid) * D("0.0005") + total * stop * D("0.001"))  # fmt: skip
+    assert loss <= equity * D("0.01")
+
+
 # --------------------------------------------------------------------------------- properties
 
 CFG = config()
