@@ -41,10 +41,10 @@ from botkit.runtime.strategy import make_strategy  # noqa: E402
 from strategies.grid_maker import GridMaker  # noqa: E402
 from tests.chaos.harness import (  # noqa: E402
     Run,
-    Sample,
     Scenario,
     admin_state,
     journal_adds_up_to_the_position,
+    sample_of,
     violations,
 )
 
@@ -128,9 +128,7 @@ async def soak(hours: float, speed: float, smoke: bool) -> int:
 
         events = list(read_events(journal))
         market = exchange["market"]
-        [account] = exchange["accounts"]
-        leverage = {s: int(m["leverage"]) for s, m in account["margin"].items()}
-        sample = Sample(time.time_ns() // 1_000_000, exchange["clock"]["elapsed_s"], market, leverage)
+        sample = sample_of(exchange)
         crashes = [f"crash: {summary.crashed}"] if summary.crashed else []
         run = Run(Scenario("soak", "all", lambda: strategy), config, crashes, events, exchange, [sample],
                   sample.wall_ms)  # fmt: skip

@@ -100,11 +100,15 @@ async def admin_state(url: str, http: aiohttp.ClientSession) -> dict[str, Any]:
 async def monitor(url: str, samples: list[Sample], every_s: float = 0.05) -> None:
     async with aiohttp.ClientSession() as http:
         while True:
-            state = await admin_state(url, http)
-            [account] = state["accounts"] or [{"margin": {}}]
-            leverage = {s: int(m["leverage"]) for s, m in account["margin"].items()}
-            samples.append(Sample(time.time_ns() // 1_000_000, state["clock"]["elapsed_s"], state["market"], leverage))
+            samples.append(sample_of(await admin_state(url, http)))
             await asyncio.sleep(every_s)
+
+
+def sample_of(state: dict[str, Any]) -> Sample:
+    """The exchange now, from the admin API's state."""
+    [account] = state["accounts"] or [{"margin": {}}]
+    leverage = {s: int(m["leverage"]) for s, m in account["margin"].items()}
+    return Sample(time.time_ns() // 1_000_000, state["clock"]["elapsed_s"], state["market"], leverage)
 
 
 def merged(*layers: dict[str, Any]) -> dict[str, Any]:

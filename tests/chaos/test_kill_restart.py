@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import random
 import signal
-import sys
 from pathlib import Path
 
 import aiohttp
@@ -30,47 +29,14 @@ from tests.chaos.harness import (
     violations,
 )
 from tests.chaos.traders import Churn
-from tests.support import ROOT, background
+from tests.integration.test_runtime_process import start_bot, write_config
+from tests.support import background
 
-BTC = "BTC/USDT:USDT"
 SCENARIO = Scenario("sigkill-restart", "journal write-ahead, restart reconciliation", lambda: Churn(Churn.Params()))
 
 
-def write_config(tmp_path: Path, emu) -> Path:
-    path = tmp_path / "bot.toml"
-    path.write_text(f"""
-mode = "demo"
-strategy = "tests.chaos.traders:Churn"
-symbols = ["{BTC}"]
-
-[exchange]
-api_key = "{emu.api_key}"
-api_secret = "{emu.api_secret}"
-emulator_url = "{emu.url}"
-
-[venue]
-retry_base_s = 0.05
-retry_cap_s = 0.5
-unknown_settle_s = 0.1
-
-[runtime]
-poll_seconds = 0.2
-account_seconds = 0.5
-reconcile_seconds = 1
-
-[journal]
-path = "{tmp_path / "journal.sqlite"}"
-""")
-    return path
-
-
-async def start(tmp_path: Path, config: Path, seconds: float, name: str, patch: str | None):
-    runner = ["-m", "tests.chaos.patched_botkit", patch] if patch else ["-m", "botkit.cli"]
-    out = (tmp_path / f"{name}.out").open("w")
-    return await asyncio.create_subprocess_exec(
-        sys.executable, *runner, "run", "--config", str(config), "--duration", str(seconds),
-        cwd=ROOT, stdout=out, stderr=asyncio.subprocess.STDOUT, stdin=asyncio.subprocess.DEVNULL,
-    )  # fmt: skip
+def program(patch: str | None) -> tuple[str, ...]:
+    return ("-m", "tests.chaos.patched_botkit", patch) if patch else ("-m", "botkit.cli")
 
 
 async def kill_and_restart(tmp_path: Path, seed: int, patch: str | None = None) -> tuple[Run, list[str]]:
@@ -79,9 +45,9 @@ async def kill_and_restart(tmp_path: Path, seed: int, patch: str | None = None) 
     problems: list[str] = []
     samples: list[Sample] = []
     async with running_emulator(EmulatorSettings(seed=seed, speed=20.0, scenario="calm")) as emu:
-        config = write_config(tmp_path, emu)
+        config = write_config(tmp_path, emu, strategy="tests.chaos.traders:Churn", params="")
         async with background(monitor(emu.url, samples)):
-            first = await start(tmp_path, config, 120, "first", patch)
+            first = await start_bot(tmp_path, config, 120, "first", program(patch))
             while not (emu.engine.accounts and len(next(iter(emu.engine.accounts.values())).orders) >= 4):
                 assert first.returncode is None, (tmp_path / "first.out").read_text()[-2000:]
                 await asyncio.sleep(0.02)
@@ -89,7 +55,7 @@ async def kill_and_restart(tmp_path: Path, seed: int, patch: str | None = None) 
             await asyncio.sleep(moment)
             first.kill()  # SIGKILL: no clean-up at all
             assert await first.wait() == -signal.SIGKILL
-            second = await start(tmp_path, config, 3, "second", patch)
+            second = await start_bot(tmp_path, config, 3, "second", program(patch))
             code = await asyncio.wait_for(second.wait(), 60)
         async with aiohttp.ClientSession() as http:
             exchange = await admin_state(emu.url, http)

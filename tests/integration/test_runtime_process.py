@@ -13,17 +13,19 @@ from tests.integration.conftest import BTC
 from tests.integration.test_runtime import live_market, wait_for
 from tests.support import ROOT
 
+GRID = "levels = 3\nrefresh_seconds = 0.2"
 
-def write_config(tmp_path, emu):
+
+def write_config(tmp_path, emu, strategy: str = "grid_maker", params: str = GRID):
+    """A demo config on the emulator with fast retries and refreshes; `params`: the [params] table's lines."""
     path = tmp_path / "bot.toml"
     path.write_text(f"""
 mode = "demo"
-strategy = "grid_maker"
+strategy = "{strategy}"
 symbols = ["{BTC}"]
 
 [params]
-levels = 3
-refresh_seconds = 0.2
+{params}
 
 [exchange]
 api_key = "{emu.api_key}"
@@ -46,10 +48,12 @@ path = "{tmp_path / "journal.sqlite"}"
     return path
 
 
-async def start_bot(tmp_path, config_file, duration: float, name: str) -> asyncio.subprocess.Process:
+async def start_bot(tmp_path, config_file, duration: float, name: str,
+                    program: tuple[str, ...] = ("-m", "botkit.cli")) -> asyncio.subprocess.Process:  # fmt: skip
+    """`botkit run` as a process (or `program`, taking botkit's arguments), its output in `<name>.out`."""
     out = (tmp_path / f"{name}.out").open("w")
     return await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "botkit.cli", "run", "--config", str(config_file), "--duration", str(duration),
+        sys.executable, *program, "run", "--config", str(config_file), "--duration", str(duration),
         cwd=ROOT, stdout=out, stderr=asyncio.subprocess.STDOUT, stdin=asyncio.subprocess.DEVNULL,
     )  # fmt: skip
 
