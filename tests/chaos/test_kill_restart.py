@@ -1,8 +1,8 @@
 """SIGKILL at a random moment, then a restart: `botkit run` as a real process trades on the emulator, is
 killed with no chance to clean up, and is started again on the same journal. The invariants of the chaos
 suite must hold over both sessions, the restart must end cleanly with no order left open, and the journal's
-fills must add up to the exchange's position. With the journal's write-ahead taken out (rows written once
-a second, nobody waiting for them), the same run must be caught losing track of orders.
+fills must add up to the exchange's position. With the journal's write-ahead taken out (rows written every
+30 s, nobody waiting for them), the same run must be caught losing track of orders.
 """
 
 from __future__ import annotations
