@@ -17,7 +17,8 @@ import time
 import ccxt.async_support as ccxt
 from _stats import p50_p99
 
-from botkit.sim import EmulatorSettings, point_ccxt_at, running_emulator
+from botkit.sim.server import EmulatorSettings, running_emulator
+from botkit.venue.endpoints import point_ccxt_at
 
 SYMBOL = "BTC/USDT:USDT"
 

@@ -42,8 +42,8 @@ SNAPSHOT = Snapshot(
     state=TradingState.ACTIVE,
     markets={BTC: market(D(50000)), ETH: market(D(3000))},
     positions={ETH: Position(ETH, Side.SHORT, D(1), D(3000), D(3000), D(3300), "isolated", D(300), D(10), D(0))},
-    open_orders=[
-        Order(BTC, "buy", "limit", D("0.01"), D(49000 - i), f"bk{i}", str(i), OrderStatus.OPEN) for i in range(10)
+    open_orders=[  # resting on the other symbol: scanned for exposure, not part of the BTC long being sized
+        Order(ETH, "buy", "limit", D("0.01"), D(2900 - i), f"bk{i}", str(i), OrderStatus.OPEN) for i in range(10)
     ],
     equity=D(10_000),
     available=D(9_000),

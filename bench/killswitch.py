@@ -16,14 +16,16 @@ from decimal import Decimal
 
 import ccxt.async_support as ccxt
 import ccxt.pro as ccxt_pro
+from _load import approved
 from _stats import p50_p99
 
 from botkit.config import KillSwitchConfig, VenueConfig
 from botkit.domain import TradingState
 from botkit.guards.killswitch import KillSwitch
-from botkit.sim import EmulatorSettings, point_ccxt_at, running_emulator
 from botkit.sim.faults import FaultPlan, FaultRule
+from botkit.sim.server import EmulatorSettings, running_emulator
 from botkit.venue.ccxt_venue import CcxtVenue
+from botkit.venue.endpoints import point_ccxt_at
 
 SYMBOL, STREAM = "BTC/USDT:USDT", "btcusdt@markPrice@1s"
 THRESHOLD_S = 0.25
@@ -66,7 +68,7 @@ async def run(stalls: int) -> None:
             while ks.streams.get(STREAM) is None:
                 await asyncio.sleep(0.01)
             for _ in range(stalls):
-                await venue.create_order(SYMBOL, "buy", "limit", Decimal("0.003"), price)
+                await venue.create_order(approved(SYMBOL, "buy", "limit", Decimal("0.003"), price))
                 halted.clear()
                 emu.faults = FaultPlan(rules=[FaultRule(kind="freeze_feed", target=STREAM)])
                 await asyncio.wait_for(halted.wait(), 10)

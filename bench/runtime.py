@@ -26,7 +26,7 @@ from botkit.domain import Book
 from botkit.log import configure_logging
 from botkit.runtime.bot import Bot
 from botkit.runtime.strategy import Strategy
-from botkit.sim import EmulatorSettings, running_emulator
+from botkit.sim.server import EmulatorSettings, running_emulator
 
 SYMBOL = "BTC/USDT:USDT"
 ROOMY = {  # the guardrails stay on; their limits sit above what the benchmark does

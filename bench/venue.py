@@ -20,13 +20,14 @@ import time
 from decimal import Decimal
 
 import ccxt.async_support as ccxt
+from _load import approved, mixed_traffic
 from _stats import p50_p99
 
 from botkit.clock import ScaledClock
 from botkit.config import VenueConfig
-from botkit.sim import EmulatorSettings, point_ccxt_at, running_emulator
-from botkit.sim.load import mixed_traffic
+from botkit.sim.server import EmulatorSettings, running_emulator
 from botkit.venue.ccxt_venue import CcxtVenue
+from botkit.venue.endpoints import point_ccxt_at
 
 SYMBOL = "BTC/USDT:USDT"
 UNLIMITED = {"weight_1m": 10**9, "orders_10s": 10**9, "orders_1m": 10**9}
@@ -53,7 +54,7 @@ async def overhead(orders: int) -> None:
                 assert order["status"] == "open"
 
             async def venue_create() -> None:
-                order = await venue.create_order(SYMBOL, "buy", "limit", qty, price)
+                order = await venue.create_order(approved(SYMBOL, "buy", "limit", qty, price))
                 assert order.status == "open"
 
             timings: dict[str, list[float]] = {"bare ccxt": [], "CcxtVenue": []}

@@ -185,9 +185,9 @@ def size_command(ctx: click.Context, **opts: Any) -> None:
     if opts["config_file"] is not None:
         risk = load_config(opts["config_file"]).risk
         for param in ctx.command.params:
-            field = getattr(param, "name", None)
-            if ctx.get_parameter_source(field) is click.core.ParameterSource.DEFAULT and hasattr(risk, field or ""):
-                opts[field] = getattr(risk, field)  # type: ignore[arg-type]
+            field = param.name
+            if field and ctx.get_parameter_source(field) is click.core.ParameterSource.DEFAULT and hasattr(risk, field):
+                opts[field] = getattr(risk, field)
     tiers = _tiers_from_options(opts["tiers_file"], opts["mmr"], opts["cum"])
     if opts["leverage"] > tiers[0].max_leverage:
         raise UserError(f"--leverage {opts['leverage']} is above the brackets' maximum {tiers[0].max_leverage}")
@@ -378,7 +378,7 @@ async def _serve_emulator(settings: EmulatorSettings, plan: FaultPlan | None, ho
     click.echo(f"  api secret: {emulator.api_secret}")
     click.echo(f"  admin API:  {url}/_emu/state")
     click.echo("  ccxt:       ex = ccxt.binanceusdm({'apiKey': KEY, 'secret': SECRET})")
-    click.echo(f"              botkit.sim.point_ccxt_at(ex, '{url}')")
+    click.echo(f"              botkit.venue.endpoints.point_ccxt_at(ex, '{url}')")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import tomllib
+from collections.abc import Mapping
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -279,7 +280,7 @@ def load_config(path: Path | None = None) -> BotConfig:
         raise ConfigError(format_errors(exc, str(path) if path is not None else "config")) from None
 
 
-def _allowed(error: dict[str, Any]) -> str:
+def _allowed(error: Mapping[str, Any]) -> str:
     ctx = error.get("ctx") or {}
     kind = error["type"]
     if kind == "extra_forbidden":

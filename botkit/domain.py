@@ -55,6 +55,7 @@ class Reason(StrEnum):
     DAILY_LOSS_LIMIT = "DAILY_LOSS_LIMIT"
     DRAWDOWN_LIMIT = "DRAWDOWN_LIMIT"
     ORDER_RATE_LIMIT = "ORDER_RATE_LIMIT"
+    GATE_ERROR = "GATE_ERROR"  # a check raised: a bug in botkit, fail closed and report it
 
 
 class TradingState(StrEnum):

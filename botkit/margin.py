@@ -302,6 +302,26 @@ class MarketRules:
             raise ValueError("maximum quantity must be positive")
 
 
+INSTRUMENT_REASONS = frozenset({Reason.QTY_BELOW_MIN, Reason.QTY_ABOVE_MAX, Reason.NOTIONAL_BELOW_MIN})
+
+
+def instrument_violations(
+    qty: Decimal, price: Decimal, rules: MarketRules, reduce_only: bool = False
+) -> list[Violation]:
+    """The exchange's filters for one order (qty already on the step): minimum and maximum quantity, and
+    the minimum notional, which the exchange waives for reduce-only orders. The one place they are checked."""
+    found = []
+    if qty <= ZERO or qty < rules.min_qty:
+        found.append(Violation(Reason.QTY_BELOW_MIN, f"qty={plain(qty)} min={plain(rules.min_qty)}"))
+    if rules.max_qty is not None and qty > rules.max_qty:
+        found.append(Violation(Reason.QTY_ABOVE_MAX, f"qty={plain(qty)} max={plain(rules.max_qty)}"))
+    notional = qty * price
+    if not reduce_only and notional < rules.min_notional:
+        figures = f"notional={plain(notional)} min={plain(rules.min_notional)}"
+        found.append(Violation(Reason.NOTIONAL_BELOW_MIN, figures))
+    return found
+
+
 @dataclass(frozen=True, slots=True)
 class SizingPolicy:
     """The trader's sizing rules and cost assumptions."""
@@ -379,6 +399,7 @@ class SizingReport:
     stop_loss: StopLoss | None
     risk_budget: Decimal
     violations: tuple[Violation, ...] = field(default=())
+    safe_qty: Decimal | None = None  # the largest quantity passing every rule (0: none), when it was computed
 
     @property
     def accepted(self) -> bool:
@@ -429,7 +450,12 @@ def _planning_liq(
 
 
 def evaluate(
-    plan: TradePlan, qty: Decimal, rules: MarketRules, policy: SizingPolicy, tiers: Sequence[Tier]
+    plan: TradePlan,
+    qty: Decimal,
+    rules: MarketRules,
+    policy: SizingPolicy,
+    tiers: Sequence[Tier],
+    safe_qty: Decimal | None = None,
 ) -> SizingReport:
     """Check one quantity (already on the step) against every sizing rule and return all figures."""
     if qty <= ZERO:
@@ -453,12 +479,7 @@ def evaluate(
     elif lev > bracket.max_leverage:
         fail(Reason.LEVERAGE_ABOVE_MAX, f"leverage={lev} bracket_max={bracket.max_leverage} notional={plain(notional)}")
 
-    if qty < rules.min_qty:
-        fail(Reason.QTY_BELOW_MIN, f"qty={plain(qty)} min={plain(rules.min_qty)}")
-    if rules.max_qty is not None and qty > rules.max_qty:
-        fail(Reason.QTY_ABOVE_MAX, f"qty={plain(qty)} max={plain(rules.max_qty)}")
-    if notional < rules.min_notional:
-        fail(Reason.NOTIONAL_BELOW_MIN, f"notional={plain(notional)} min={plain(rules.min_notional)}")
+    violations += instrument_violations(qty, entry, rules)
     if policy.max_notional is not None and notional > policy.max_notional:
         fail(Reason.NOTIONAL_ABOVE_MAX, f"notional={plain(notional)} policy_max={plain(policy.max_notional)}")
     elif notional >= tiers[-1].cap:
@@ -508,6 +529,7 @@ def evaluate(
         stop_loss=stop_loss,
         risk_budget=budget,
         violations=tuple(violations),
+        safe_qty=safe_qty,
     )
 
 
@@ -635,15 +657,21 @@ def size(
     policy: SizingPolicy,
     tiers: Sequence[Tier],
     qty: Decimal | None = None,
+    *,
+    want_safe_qty: bool = False,
 ) -> SizingReport:
-    """The calculator: check `qty` (rounded down to the step) or, without it, the largest safe quantity.
-
-    When no quantity is safe, the report is for the smallest legal order, so its violations say why.
-    """
+    """THE sizer, for `botkit size` and the gate alike: check `qty` (rounded down to the step) or, without
+    it, the largest safe quantity. When no quantity is safe, the report is for the smallest legal order,
+    so its violations say why. The largest safe quantity is in `safe_qty` when it was computed (no qty, or
+    `want_safe_qty` for clamping): it costs more than the check itself."""
+    safe = None
+    if qty is None or want_safe_qty:
+        safe = max_safe_qty(plan, rules, policy, tiers)
     if qty is not None:
         checked = floor_to_step(qty, rules.step)
         if checked <= ZERO:
             raise ValueError(f"quantity {qty} rounds down to 0 on step {rules.step}")
-        return evaluate(plan, checked, rules, policy, tiers)
-    best = max_safe_qty(plan, rules, policy, tiers)
-    return evaluate(plan, best if best > ZERO else min_legal_qty(plan.entry, rules), rules, policy, tiers)
+    else:
+        assert safe is not None
+        checked = safe if safe > ZERO else min_legal_qty(plan.entry, rules)
+    return evaluate(plan, checked, rules, policy, tiers, safe)

@@ -6,7 +6,10 @@ from collections.abc import AsyncIterator, Coroutine
 from decimal import Decimal as D
 from pathlib import Path
 
+from bench._load import approved  # venue-level tests drive the venue below the gate
 from botkit.margin import Tier
+
+__all__ = ["BTC_TIERS", "ROOT", "approved", "background"]
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -1,30 +1,58 @@
 """The risk gate: the one choke point every order intent passes. `Gate.check(intent, snapshot)` returns a
 Verdict (ACCEPT, ACCEPT_REDUCED where clamping is enabled, or REJECT) with stable reason codes and the
-figures behind each. It never raises: bad or missing inputs are a REJECT (fail closed). Cancels never
-come here.
+figures behind each. An accepted verdict carries the `Approval` that the venue's order methods alone
+accept: no code path can place an order the gate has not seen. The gate never raises: bad or missing
+inputs are a REJECT (fail closed), and a check that raises is a bug reported as GATE_ERROR.
 
-Checks, in order (a list, like structlog's processors):
-  intent shape → trading state → data freshness → instrument rules → size limits → price band and book
-  depth → isolated-margin sizing → daily loss and drawdown → order-rate budget.
+The checks, in order, each a small function below:
+
+    shape → state → freshness → account → sizing (margin.size, the one sizer) → size limits →
+    instrument rules → price band or book depth → loss limits            then: clamp → rate budget
+
 A reduce-only intent that shrinks a position skips the state (except HALTED), freshness, limits and
 sizing checks: cutting risk must keep working when the data cannot be trusted.
+
+Every budget counts what is already committed on the symbol: the position, the unfilled part of every
+resting order and every in-flight intent (the runtime reserves an accepted intent until its order is
+tracked, and puts reservations into `Snapshot.open_orders`). A quantity left to botkit is sized for the
+position as it will be once all of that fills.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import StrEnum
 
-from botkit.config import BotConfig
+from botkit.config import BotConfig, RiskConfig
 from botkit.domain import Order, OrderIntent, Position, Reason, Side, TradingState
 from botkit.guards import limits as lim
-from botkit.guards.sizing import SHRINKABLE, SizingResult, check_sizing, policies
-from botkit.margin import MarketRules, Tier, Violation, ceil_to_step, floor_to_step, plain
+from botkit.margin import (
+    INSTRUMENT_REASONS,
+    MarketRules,
+    SizingPolicy,
+    SizingReport,
+    Tier,
+    TradePlan,
+    Violation,
+    ceil_to_step,
+    floor_to_step,
+    instrument_violations,
+    plain,
+    size,
+)
 
 ZERO = Decimal(0)
+HUGE = Decimal("1e15")  # beyond any price or quantity a market has; larger numbers would overflow Decimal steps
+# Findings a smaller quantity can cure (clamping applies only to these).
+SHRINKABLE = frozenset(
+    {Reason.RISK_ABOVE_BUDGET, Reason.LIQ_TOO_CLOSE_TO_STOP, Reason.MARGIN_INSUFFICIENT, Reason.NOTIONAL_ABOVE_MAX,
+     Reason.QTY_ABOVE_MAX, Reason.ORDER_NOTIONAL_ABOVE_MAX, Reason.POSITION_NOTIONAL_ABOVE_MAX,
+     Reason.TOTAL_NOTIONAL_ABOVE_MAX}
+)  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,11 +71,14 @@ class MarketView:
 
 @dataclass(frozen=True, slots=True)
 class Snapshot:
+    """Everything one check reads: market views, the account, open orders (reservations included), the
+    trading state and the time the ages are measured at."""
+
     now: float  # monotonic seconds, the clock the *_at stamps use
     state: TradingState
     markets: Mapping[str, MarketView]
     positions: Mapping[str, Position] = field(default_factory=dict)
-    open_orders: Sequence[Order] = ()
+    open_orders: Sequence[Order] = ()  # resting orders and in-flight intents of this account
     equity: Decimal | None = None
     available: Decimal | None = None
     peak_equity: Decimal | None = None
@@ -60,13 +91,40 @@ class Decision(StrEnum):
     REJECT = "REJECT"
 
 
+_SEAL = object()  # only this module makes approvals
+_serials = itertools.count(1)
+
+
+@dataclass(frozen=True, slots=True)
+class Approval:
+    """The gate's permission to send exactly this order, once. Made only by `Gate.check`; the venue's
+    order methods refuse anything else, and each serial is spent on its first use."""
+
+    symbol: str
+    side: str  # "buy" / "sell"
+    type: str  # "market" / "limit"
+    qty: Decimal
+    price: Decimal | None
+    reduce_only: bool
+    serial: int
+    seal: object = field(repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.seal is not _SEAL:
+            raise TypeError("an Approval is made by the risk gate only")
+
+
 @dataclass(frozen=True, slots=True)
 class Verdict:
+    """The gate's answer to one intent. Accepted: the quantity and price to send and the approval that
+    lets them leave. Rejected: the findings, each a reason code and its figures."""
+
     decision: Decision
     intent: OrderIntent
     qty: Decimal | None = None  # the quantity to send (rounded to the step; reduced when clamped)
     price: Decimal | None = None  # the limit price to send (rounded to the tick, away from the market)
     findings: tuple[Violation, ...] = ()  # why it was rejected, or why it was reduced
+    approval: Approval | None = field(default=None, repr=False, compare=False)
 
     @property
     def accepted(self) -> bool:
@@ -82,11 +140,58 @@ class Verdict:
         return "; ".join([head, *(str(f) for f in self.findings)])
 
 
+def reject(intent: OrderIntent, *found: Violation) -> Verdict:
+    """A rejecting verdict (also what the runtime answers for a "no" that comes from elsewhere)."""
+    return Verdict(Decision.REJECT, intent, findings=tuple(found))
+
+
+def sizing_policies(risk: RiskConfig) -> dict[bool, SizingPolicy]:
+    """The sizing policy for taker entries (False) and for resting maker entries (True)."""
+    return {
+        maker: SizingPolicy(
+            risk_per_trade=risk.risk_per_trade, max_leverage=risk.max_leverage, liq_buffer=risk.liq_buffer,
+            taker_fee=risk.taker_fee, entry_fee=risk.maker_fee if maker else risk.taker_fee,
+            slippage=risk.slippage, funding_rate=risk.funding_rate, funding_intervals=risk.funding_intervals,
+            max_notional=risk.max_notional,
+        )
+        for maker in (False, True)
+    }
+
+
+class _Rejected(Exception):
+    """A check's final answer: stop checking and reject with these findings."""
+
+    def __init__(self, *found: Violation) -> None:
+        self.found = found
+
+
+@dataclass(slots=True)
+class _Case:
+    """One intent being checked: what the checks have learnt so far."""
+
+    intent: OrderIntent
+    snap: Snapshot
+    view: MarketView
+    sign: int  # +1 buy, -1 sell
+    position: Position | None
+    shrinking: bool
+    price: Decimal | None  # the limit price on the tick
+    entry: Decimal = ZERO  # the price the order is expected to fill at
+    held_qty: Decimal = ZERO  # already committed on this side: position + resting + in flight
+    held_cost: Decimal = ZERO  # Σ qty·price of that
+    qty: Decimal | None = None
+    sizing: SizingReport | None = None
+    cap: Decimal | None = None  # the largest quantity the notional limits allow (None: none hit)
+    found: list[Violation] = field(default_factory=list)
+
+
 class Gate:
+    """Decides every intent against the snapshot; see the module's docstring for the order of checks."""
+
     def __init__(self, config: BotConfig) -> None:
         self.config = config
         risk, limits, ks = config.risk, config.limits, config.killswitch
-        self.policies = policies(risk)
+        self.policies = sizing_policies(risk)
         self.allow_clamp = risk.allow_clamp
         self.limits = lim.Limits(
             max_order_notional=limits.max_order_notional,
@@ -100,136 +205,168 @@ class Gate:
         self.max_age = float(ks.stale_feed_seconds)
         self.daily_loss, self.max_drawdown = ks.daily_loss, ks.max_drawdown
         # accepted intents per rate window: (window seconds, limit, acceptance times within it)
-        self.rate_windows = [(10.0, limits.orders_per_10s, deque()), (60.0, limits.orders_per_minute, deque())]
+        self.rate_windows: list[tuple[float, int, deque[float]]] = [
+            (10.0, limits.orders_per_10s, deque()), (60.0, limits.orders_per_minute, deque())
+        ]  # fmt: skip
 
     def check(self, intent: OrderIntent, snap: Snapshot) -> Verdict:
         try:
-            return self._check(intent, snap)
-        except Exception as exc:  # a bug or data nobody validated: fail closed, say what broke
-            return _reject(intent, Violation(Reason.DATA_MISSING, f"error={type(exc).__name__}: {exc}"))
+            verdict = self._check(intent, snap)
+        except _Rejected as no:
+            return reject(intent, *no.found)
+        except Exception as exc:  # a bug or data nobody validated: fail closed, and say it is the gate's fault
+            return reject(intent, Violation(Reason.GATE_ERROR, f"error={type(exc).__name__}: {exc}"))
+        if not verdict.accepted:
+            return verdict
+        busy = self._rate_budget(snap.now)
+        if busy is not None:
+            return reject(intent, busy)
+        for _, _, times in self.rate_windows:
+            times.append(snap.now)
+        assert verdict.qty is not None
+        approval = Approval(intent.symbol, intent.side, intent.type, verdict.qty, verdict.price, intent.reduce_only,
+                            next(_serials), _SEAL)  # fmt: skip
+        return Verdict(verdict.decision, intent, verdict.qty, verdict.price, verdict.findings, approval)
 
     def _check(self, intent: OrderIntent, snap: Snapshot) -> Verdict:
+        case = self._case(intent, snap)
+        _state(case)
+        if case.shrinking:
+            return self._shrink(case)
+        self._freshness(case)
+        _account(case)
+        self._size(case)
+        self._size_limits(case)
+        _instrument(case)
+        self._band_or_depth(case)
+        self._loss_limits(case)
+        assert case.qty is not None
+        if case.found and self.allow_clamp:
+            reduced = self._clamped(case)
+            if reduced is not None:
+                return reduced
+        if case.found:
+            return reject(intent, *case.found)
+        return Verdict(Decision.ACCEPT, intent, case.qty, case.price)
+
+    # ------------------------------------------------------------------------------- checks
+
+    def _case(self, intent: OrderIntent, snap: Snapshot) -> _Case:
+        """Intent shape, and what the later checks need: the market, the side, the position."""
         problem = _shape(intent)
         if problem:
-            return _reject(intent, Violation(Reason.INTENT_INVALID, problem))
+            raise _Rejected(Violation(Reason.INTENT_INVALID, problem))
         view = snap.markets.get(intent.symbol)
         if view is None:
-            return _reject(intent, Violation(Reason.DATA_MISSING, f"symbol={intent.symbol} no market rules or tiers"))
+            raise _Rejected(Violation(Reason.DATA_MISSING, f"symbol={intent.symbol} no market rules or tiers"))
+        rules = view.rules
+        if intent.qty is not None and (intent.qty > HUGE or (rules.max_qty is not None and intent.qty > rules.max_qty)):
+            limit = plain(rules.max_qty) if rules.max_qty is not None else "none"
+            raise _Rejected(Violation(Reason.QTY_ABOVE_MAX, f"qty={plain(intent.qty)} max={limit}"))
         position = snap.positions.get(intent.symbol)
         sign = 1 if intent.side == "buy" else -1
-        opposite = position is not None and position.qty > 0 and (position.side == Side.LONG) != (sign > 0)
-        shrinking = intent.reduce_only and opposite
-        if intent.reduce_only and not shrinking:
-            return _reject(intent, Violation(Reason.INTENT_INVALID, "reduce_only but no opposite position to shrink"))
+        opposite = position is not None and position.qty > 0 and (position.side is Side.LONG) != (sign > 0)
+        if intent.reduce_only and not opposite:
+            raise _Rejected(Violation(Reason.INTENT_INVALID, "reduce_only but no opposite position to shrink"))
+        return _Case(intent, snap, view, sign, position, intent.reduce_only, _limit_price(intent, view.rules.tick))
 
-        # trading state
-        if snap.state is TradingState.HALTED:
-            return _reject(intent, Violation(Reason.STATE_HALTED, "trading is halted"))
-        if snap.state is TradingState.REDUCING and not shrinking:
-            return _reject(intent, Violation(Reason.STATE_REDUCING, "only reduce-only intents that shrink a position"))
-
-        rules = view.rules
-        price = _limit_price(intent, rules.tick)
-        if shrinking:
-            assert position is not None
-            qty = floor_to_step(min(intent.qty or position.qty, position.qty), rules.step)
-            reference = price or view.mark or position.mark or position.entry
-            found = lim.instrument(qty, reference, rules, reduce_only=True)
-            if price is not None and view.mark is not None:
-                found += lim.price_band(intent.side, price, view.mark, self.limits.price_band)
-            return self._decide(intent, qty, price, found, snap.now)
-
-        # data freshness: every price this check uses
-        stale = self._freshness(intent, view, snap)
-        if stale:
-            return _reject(intent, *stale)
-        assert view.mark is not None
-        side_levels = view.asks if sign > 0 else view.bids
-        entry = price if price is not None else side_levels[0][0]
-        if snap.equity is None or snap.available is None or snap.equity <= 0:
-            return _reject(intent, Violation(Reason.DATA_MISSING, "account equity / available balance unknown"))
-
-        # isolated-margin sizing decides the quantity when the intent leaves it open
-        leverage = intent.leverage or view.leverage
-        side = Side.LONG if sign > 0 else Side.SHORT
-        policy = self.policies[intent.type == "limit"]
-        qty = floor_to_step(intent.qty, rules.step) if intent.qty is not None else None
-        if qty == ZERO:
-            return _reject(intent, *lim.instrument(ZERO, entry, rules, reduce_only=False))
-        held = position.qty if position is not None and position.qty > 0 and not opposite else ZERO
-
-        def sized(added: Decimal | None, total: Decimal | None) -> SizingResult:  # adding: the position as it will be
-            combined = (held * position.entry + (added or ZERO) * entry) / (held + (added or ZERO)) if held else entry
-            return check_sizing(side, combined, intent.stop, leverage, snap.equity, snap.available, total, rules,
-                                view.tiers, policy, want_safe_qty=self.allow_clamp)  # fmt: skip
-
-        sizing = sized(qty, None if qty is None else held + qty)
-        if qty is None:
-            qty = max(ZERO, sizing.qty - held)
-            if held and qty:  # that was at the held entry; again at the average this size makes: the final size's
-                sizing = sized(qty, None)  # own average is no farther from the stop, so its loss stays within budget
-                qty = max(ZERO, sizing.qty - held)
-
-        # instrument rules, size limits, price band, book depth
-        marks = {s: v.mark for s, v in snap.markets.items() if v.mark is not None}
-
-        def size_limits(qty: Decimal) -> tuple[list[Violation], Decimal | None]:
-            return lim.size_limits(intent.symbol, sign, qty, entry, self.limits, snap.positions, snap.open_orders,
-                                   marks, resting=intent.type == "limit")  # fmt: skip
-
-        limit_found, limit_cap = size_limits(qty)
-        if intent.qty is None and limit_cap is not None and limit_cap < qty:
-            # no quantity asked: the largest safe one is also the largest the notional limits allow
-            qty = floor_to_step(max(limit_cap, ZERO), rules.step)
-            limit_found, limit_cap = size_limits(qty)
-        found = lim.instrument(qty, entry, rules, reduce_only=False)
-        found += limit_found
-        if price is not None:
-            found += lim.price_band(intent.side, price, view.mark, self.limits.price_band)
-        else:
-            found += lim.book_depth(side_levels[:5], self.limits.min_book_depth_notional)
-        found += [f for f in sizing.findings if f.code not in {x.code for x in found}]
-
-        # daily loss and drawdown
-        found += self._loss_limits(snap)
-
-        if found and self.allow_clamp and all(f.code in SHRINKABLE | _NOTIONAL_LIMITS for f in found):
-            safe = None if sizing.safe_qty is None else sizing.safe_qty - held
-            caps = [c for c in (limit_cap, safe) if c is not None]
-            reduced = floor_to_step(max(min(caps), ZERO), rules.step) if caps else ZERO
-            if ZERO < reduced < qty:
-                again = self._check(_with_qty(intent, reduced), snap)
-                if again.decision is Decision.ACCEPT:
-                    return Verdict(Decision.ACCEPT_REDUCED, intent, again.qty, again.price, tuple(found))
-        return self._decide(intent, qty, price, found, snap.now)
-
-    def _decide(self, intent: OrderIntent, qty: Decimal, price: Decimal | None, found: list[Violation], now: float):
+    def _shrink(self, case: _Case) -> Verdict:
+        """A reduce-only order that shrinks the position: no more than the position, on the step."""
+        intent, view, position = case.intent, case.view, case.position
+        assert position is not None
+        qty = floor_to_step(min(intent.qty or position.qty, position.qty), view.rules.step)
+        reference = case.price or view.mark or position.mark or position.entry
+        found = instrument_violations(qty, reference, view.rules, reduce_only=True)
+        if case.price is not None and view.mark is not None:
+            found += lim.price_band(intent.side, case.price, view.mark, self.limits.price_band)
         if found:
-            return _reject(intent, *found)
-        busy = self._rate_budget(now)
-        if busy is not None:
-            return _reject(intent, busy)
-        for _, _, times in self.rate_windows:
-            times.append(now)
-        return Verdict(Decision.ACCEPT, intent, qty, price)
+            return reject(intent, *found)
+        return Verdict(Decision.ACCEPT, intent, qty, case.price)
 
-    def _freshness(self, intent: OrderIntent, view: MarketView, snap: Snapshot) -> list[Violation]:
-        found = []
+    def _freshness(self, case: _Case) -> None:
+        """Every price this check uses, present and younger than the stale-feed limit."""
+        view, intent, now = case.view, case.intent, case.snap.now
+        levels = view.asks if case.sign > 0 else view.bids
         needs = [("mark", view.mark, view.mark_at)]
         if intent.type == "market":
-            levels = view.asks if intent.side == "buy" else view.bids
             needs.append(("book", levels[0][0] if levels else None, view.book_at))
+        found = []
         for name, value, at in needs:
             if value is None or at is None:
                 found.append(Violation(Reason.DATA_MISSING, f"{name} for {intent.symbol} never received"))
-            elif snap.now - at > self.max_age:
-                found.append(Violation(Reason.DATA_STALE, f"{name}_age={snap.now - at:.3f}s max={self.max_age:g}s"))
-        return found
+            elif now - at > self.max_age:
+                found.append(Violation(Reason.DATA_STALE, f"{name}_age={now - at:.3f}s max={self.max_age:g}s"))
+        if found:
+            raise _Rejected(*found)
+        case.entry = case.price if case.price is not None else levels[0][0]
 
-    def _loss_limits(self, snap: Snapshot) -> list[Violation]:
-        found = []
+    def _size(self, case: _Case) -> None:
+        """Isolated-margin sizing of the position as it will be: what is held or committed on this side,
+        plus this order. With no quantity asked, the largest safe one (`margin.size`, the one sizer)."""
+        intent, rules = case.intent, case.view.rules
+        committed_qty, committed_cost = _committed(case)
+        case.held_qty, case.held_cost = committed_qty, committed_cost
+        qty = floor_to_step(intent.qty, rules.step) if intent.qty is not None else None
+        if qty == ZERO:
+            raise _Rejected(*instrument_violations(ZERO, case.entry, rules))
+        report = self._sizing(case, qty, largest=qty is None)
+        if qty is None:
+            qty = max(ZERO, report.qty - committed_qty)
+            if committed_qty and qty:  # that was at the committed entry; again at the average this size makes:
+                report = self._sizing(case, qty, largest=True)  # the final size's own average is no farther
+                qty = max(ZERO, report.qty - committed_qty)  # from the stop, so its loss stays within the budget
+        case.qty, case.sizing = qty, report
+        # the exchange's filters apply to the order and are checked on it in `_instrument`; the rest to the position
+        case.found += [f for f in report.violations if f.code not in INSTRUMENT_REASONS]
+
+    def _sizing(self, case: _Case, added: Decimal | None, largest: bool) -> SizingReport:
+        """margin.size of the committed quantity plus `added`, at their average entry; `largest`: the
+        largest safe size of the whole position instead."""
+        intent, view, snap = case.intent, case.view, case.snap
+        held_qty, extra = case.held_qty, added or ZERO
+        entry = (case.held_cost + extra * case.entry) / (held_qty + extra) if held_qty else case.entry
+        assert snap.equity is not None and snap.available is not None
+        plan = TradePlan(side=Side.LONG if case.sign > 0 else Side.SHORT, entry=entry, stop=intent.stop,
+                         leverage=intent.leverage or view.leverage, equity=snap.equity,
+                         available=max(snap.available, ZERO))  # fmt: skip
+        return size(plan, view.rules, self.policies[intent.type == "limit"], view.tiers,
+                    None if largest else held_qty + extra, want_safe_qty=self.allow_clamp)  # fmt: skip
+
+    def _size_limits(self, case: _Case) -> None:
+        """Per-order, per-symbol and total notional (position + resting + in flight), open orders, positions.
+        With no quantity asked, the largest safe one is also the largest the notional limits allow."""
+        assert case.qty is not None
+        snap, rules = case.snap, case.view.rules
+        marks = {s: v.mark for s, v in snap.markets.items() if v.mark is not None}
+
+        def limits(qty: Decimal) -> tuple[list[Violation], Decimal | None]:
+            return lim.size_limits(case.intent.symbol, case.sign, qty, case.entry, self.limits, snap.positions,
+                                   snap.open_orders, marks, resting=case.intent.type == "limit")  # fmt: skip
+
+        found, cap = limits(case.qty)
+        if case.intent.qty is None and cap is not None and cap < case.qty:
+            case.qty = floor_to_step(max(cap, ZERO), rules.step)
+            found, cap = limits(case.qty)
+        case.cap = cap
+        case.found = found + [f for f in case.found if f.code not in {x.code for x in found}]
+
+    def _band_or_depth(self, case: _Case) -> None:
+        """A limit price within the band around the mark; a market order only into a book deep enough."""
+        view = case.view
+        if case.price is not None:
+            assert view.mark is not None
+            found = lim.price_band(case.intent.side, case.price, view.mark, self.limits.price_band)
+        else:
+            levels = view.asks if case.sign > 0 else view.bids
+            found = lim.book_depth(levels[:5], self.limits.min_book_depth_notional)
+        _add(case, found)
+
+    def _loss_limits(self, case: _Case) -> None:
+        """Daily loss and drawdown: no new risk once equity has fallen that far."""
+        snap = case.snap
         equity = snap.equity
         assert equity is not None
+        found = []
         if snap.day_start_equity and equity <= snap.day_start_equity * (1 - self.daily_loss):
             start = plain(snap.day_start_equity)
             figures = f"equity={plain(equity)} day_start={start} max_loss={plain(self.daily_loss)}"
@@ -238,7 +375,27 @@ class Gate:
             peak = plain(snap.peak_equity)
             figures = f"equity={plain(equity)} peak={peak} max_drawdown={plain(self.max_drawdown)}"
             found.append(Violation(Reason.DRAWDOWN_LIMIT, figures))
-        return found
+        _add(case, found)
+
+    # ---------------------------------------------------------------------------- after checks
+
+    def _clamped(self, case: _Case) -> Verdict | None:
+        """Where clamping is allowed and only size broke a rule: the largest quantity every rule allows."""
+        assert case.qty is not None and case.sizing is not None
+        if not all(f.code in SHRINKABLE for f in case.found):
+            return None
+        safe = None if case.sizing.safe_qty is None else case.sizing.safe_qty - case.held_qty
+        caps = [c for c in (case.cap, safe) if c is not None]
+        reduced = floor_to_step(max(min(caps), ZERO), case.view.rules.step) if caps else ZERO
+        if not ZERO < reduced < case.qty:
+            return None
+        try:
+            again = self._check(_with_qty(case.intent, reduced), case.snap)
+        except _Rejected:
+            return None
+        if again.decision is not Decision.ACCEPT:
+            return None
+        return Verdict(Decision.ACCEPT_REDUCED, case.intent, again.qty, again.price, tuple(case.found))
 
     def _rate_budget(self, now: float) -> Violation | None:
         for window, limit, times in self.rate_windows:
@@ -249,13 +406,52 @@ class Gate:
         return None
 
 
-_NOTIONAL_LIMITS = frozenset(
-    {Reason.ORDER_NOTIONAL_ABOVE_MAX, Reason.POSITION_NOTIONAL_ABOVE_MAX, Reason.TOTAL_NOTIONAL_ABOVE_MAX}
-)
+# --------------------------------------------------------------------------------- helpers
 
 
-def _reject(intent: OrderIntent, *found: Violation) -> Verdict:
-    return Verdict(Decision.REJECT, intent, findings=tuple(found))
+def _state(case: _Case) -> None:
+    """HALTED: nothing. REDUCING: only reduce-only intents that shrink a position."""
+    state = case.snap.state
+    if state is TradingState.HALTED:
+        raise _Rejected(Violation(Reason.STATE_HALTED, "trading is halted"))
+    if state is TradingState.REDUCING and not case.shrinking:
+        raise _Rejected(Violation(Reason.STATE_REDUCING, "only reduce-only intents that shrink a position"))
+
+
+def _account(case: _Case) -> None:
+    snap = case.snap
+    if snap.equity is None or snap.available is None or snap.equity <= 0:
+        raise _Rejected(Violation(Reason.DATA_MISSING, "account equity / available balance unknown"))
+
+
+def _instrument(case: _Case) -> None:
+    """The exchange's filters on the order itself (margin.instrument_violations, the one place)."""
+    assert case.qty is not None
+    _add(case, instrument_violations(case.qty, case.entry, case.view.rules), first=True)
+
+
+def _add(case: _Case, found: list[Violation], first: bool = False) -> None:
+    """Add findings, one per reason code."""
+    known = {f.code for f in case.found}
+    fresh = [f for f in found if f.code not in known]
+    case.found = fresh + case.found if first else case.found + fresh
+
+
+def _committed(case: _Case) -> tuple[Decimal, Decimal]:
+    """(quantity, Σ qty·price) already committed to the intent's side of its symbol: the position when it
+    is on that side, plus the unfilled part of every resting order and in-flight intent that adds to it."""
+    symbol, sign, position = case.intent.symbol, case.sign, case.position
+    qty, cost = ZERO, ZERO
+    if position is not None and position.qty > 0 and (position.side is Side.LONG) == (sign > 0):
+        qty, cost = position.qty, position.qty * position.entry
+    mark = case.view.mark or case.entry
+    for order in case.snap.open_orders:
+        if order.symbol == symbol and not order.reduce_only and (order.side == "buy") == (sign > 0):
+            left = order.qty - order.filled
+            if left > 0:
+                qty += left
+                cost += left * (order.price or mark)
+    return qty, cost
 
 
 def _with_qty(intent: OrderIntent, qty: Decimal) -> OrderIntent:
@@ -265,6 +461,8 @@ def _with_qty(intent: OrderIntent, qty: Decimal) -> OrderIntent:
 
 def _shape(intent: OrderIntent) -> str | None:
     """What is wrong with the intent itself, if anything."""
+    if not isinstance(intent.symbol, str):
+        return f"symbol={intent.symbol!r} must be a string"
     if intent.side not in ("buy", "sell"):
         return f"side={intent.side!r} must be buy or sell"
     if intent.type not in ("market", "limit"):
@@ -273,10 +471,15 @@ def _shape(intent: OrderIntent) -> str | None:
         value = getattr(intent, name)
         if value is not None and (not isinstance(value, Decimal) or not value.is_finite() or value <= 0):
             return f"{name}={value!r} must be a positive Decimal"
+        if value is not None and name != "qty" and value > HUGE:
+            return f"{name}={value!r} is beyond any market"
     if (intent.type == "limit") != (intent.price is not None):
         return "a limit order needs a price and a market order takes none"
-    if intent.leverage is not None and (not isinstance(intent.leverage, int) or intent.leverage < 1):
-        return f"leverage={intent.leverage!r} must be at least 1"
+    lev = intent.leverage
+    if lev is not None and (isinstance(lev, bool) or not isinstance(lev, int) or lev < 1):
+        return f"leverage={lev!r} must be a whole number of at least 1"
+    if not isinstance(intent.reduce_only, bool):
+        return f"reduce_only={intent.reduce_only!r} must be true or false"
     return None
 
 

@@ -1,4 +1,4 @@
-"""Instrument rules, size limits, the price band and the book-depth check: plain functions over plain
+"""Size limits, the price band and the book-depth check: plain functions over plain
 numbers, each returning the rules it finds broken as `margin.Violation`s (empty: the rules hold) and,
 where a smaller quantity would pass, the largest quantity that does (for clamping).
 
@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from botkit.domain import Order, Position, Reason
-from botkit.margin import MarketRules, Violation, plain
+from botkit.margin import Violation, plain
 
 ZERO = Decimal(0)
 
@@ -26,22 +26,6 @@ class Limits:
     max_positions: int
     price_band: Decimal  # fraction of the mark
     min_book_depth_notional: Decimal
-
-
-def instrument(qty: Decimal, price: Decimal, rules: MarketRules, reduce_only: bool) -> list[Violation]:
-    """Quantity (already on the step) against the exchange's minimum and maximum; notional against the
-    minimum, which the exchange waives for reduce-only orders."""
-    found = []
-    if qty <= ZERO or qty < rules.min_qty:
-        found.append(Violation(Reason.QTY_BELOW_MIN, f"qty={plain(qty)} min={plain(rules.min_qty)}"))
-    if rules.max_qty is not None and qty > rules.max_qty:
-        found.append(Violation(Reason.QTY_ABOVE_MAX, f"qty={plain(qty)} max={plain(rules.max_qty)}"))
-    notional = qty * price
-    if not reduce_only and notional < rules.min_notional:
-        found.append(
-            Violation(Reason.NOTIONAL_BELOW_MIN, f"notional={plain(notional)} min={plain(rules.min_notional)}")
-        )
-    return found
 
 
 def exposures(

@@ -9,7 +9,7 @@ exchange's fixed-window counters inside their limits.
 - `observe(status, headers)` reads each answer: the exchange's own usage counters (when it sends them)
   can only raise our estimate; an HTTP 429 pauses everything for its Retry-After and cuts the budgets
   (once per episode, however many answers in flight come back 429), which then recover linearly; an
-  HTTP 418 is a ban: `acquire` raises `VenueBanned` until it ends, and `on_ban` tells the kill switch.
+  HTTP 418 is a ban: `acquire` raises `Banned` until it ends, and `on_ban` tells the kill switch.
 """
 
 from __future__ import annotations
@@ -23,11 +23,19 @@ from typing import Any, Literal
 
 from botkit.clock import Clock, SystemClock
 from botkit.log import get_logger
-from botkit.venue.errors import VenueBanned
 
 log = get_logger("botkit.rate")
 MIN_SCALE = 0.1  # repeated 429s never cut a budget below this fraction
 
+
+
+class Banned(Exception):
+    """The exchange banned this client: nothing may be sent before `until` (monotonic seconds). The venue
+    turns it into its own VenueBanned."""
+
+    def __init__(self, until: float, seconds_left: float) -> None:
+        super().__init__(f"banned; nothing is sent for {seconds_left:.0f} s")
+        self.until, self.seconds_left = until, seconds_left
 
 @dataclass(frozen=True)
 class Budget:
@@ -212,7 +220,7 @@ class RateLimiter:
         """Spend `amounts` if every budget has room now (0.0), else the seconds to wait before trying again."""
         now = self.clock.monotonic()
         if now < self.banned_until:
-            raise VenueBanned(self.banned_until, self.banned_until - now)
+            raise Banned(self.banned_until, self.banned_until - now)
         wait = self.cooldown_until - now
         if wait > 0:
             return wait

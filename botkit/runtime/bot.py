@@ -300,8 +300,8 @@ class Bot:
             return late
         self.stats.sent += 1
         try:
-            order = await self.venue.create_order(symbol, intent.side, intent.type, verdict.qty, verdict.price,
-                                                  reduce_only=intent.reduce_only, client_id=client_id)  # fmt: skip
+            assert verdict.approval is not None
+            order = await self.venue.create_order(verdict.approval, client_id=client_id)
         except OrderUnresolved as exc:
             self.ks.unresolved(len(self.venue.unresolved))
             self.journal.record("order.failed", symbol=symbol, client_id=client_id, final=False, error=str(exc))
@@ -649,7 +649,7 @@ class Bot:
             if rules == old_rules and brackets == old_brackets:
                 continue
             self.rules[symbol], self.tiers[symbol] = rules, brackets
-            changed = {
+            changed: dict[str, list[Any]] = {
                 name: [str(getattr(old_rules, name)), str(getattr(rules, name))]
                 for name in ("step", "tick", "min_qty", "max_qty", "min_notional")
                 if getattr(old_rules, name) != getattr(rules, name)

@@ -15,9 +15,10 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from decimal import Decimal
+from functools import partial
 from typing import Any
 
 from botkit.clock import Clock
@@ -98,12 +99,10 @@ class Feeds:
         self.streams: list[Stream] = []
         for s in symbols:
             self.streams += [
-                Stream(f"book:{s}", lambda s=s: venue.watch_book(s), lambda raw, s=s: self._book(s, raw),
-                       lambda s=s: venue.fetch_book(s)),
-                Stream(f"mark:{s}", lambda s=s: venue.watch_mark(s), lambda raw, s=s: self._mark(s, raw),
-                       lambda s=s: venue.fetch_mark(s)),
-                Stream(f"trades:{s}", lambda s=s: venue.watch_trades(s), lambda raw, s=s: self._trades(s, raw)),
-            ]  # fmt: skip
+                Stream(f"book:{s}", partial(venue.watch_book, s), partial(self._book, s), partial(venue.fetch_book, s)),
+                Stream(f"mark:{s}", partial(venue.watch_mark, s), partial(self._mark, s), partial(venue.fetch_mark, s)),
+                Stream(f"trades:{s}", partial(venue.watch_trades, s), partial(self._trades, s)),
+            ]
         self.streams.append(Stream("orders", venue.watch_orders, self._orders, on_back=on_orders_back))
 
     def watched(self) -> list[str]:
@@ -113,7 +112,7 @@ class Feeds:
     def ready(self) -> bool:
         return all(s in self.books for s in self.symbols) and all(s in self.marks for s in self.symbols)
 
-    def tasks(self) -> list[Awaitable[None]]:
+    def tasks(self) -> list[Coroutine[Any, Any, None]]:
         return [self._run(stream) for stream in self.streams]
 
     # ------------------------------------------------------------------------------ handlers

@@ -222,7 +222,7 @@ def read_events(path: Path, kinds: Iterable[str] | None = None, *, last: bool = 
             args = wanted
         order = " ORDER BY id DESC LIMIT 1" if last else " ORDER BY id"
         for row in conn.execute(query + order, args):
-            yield Event(*row[:7], json.loads(row[7]))
+            yield Event(row[0], row[1], row[2], row[3], row[4], row[5], row[6], json.loads(row[7]))
     except sqlite3.DatabaseError as exc:
         raise JournalError(f"{path}: not a usable journal: {exc}") from None
     finally:

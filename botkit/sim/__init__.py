@@ -1,5 +1,2 @@
-"""The simulated exchange: one engine and synthetic market, served over Binance USDⓈ-M's API."""
-
-from botkit.sim.server import Emulator, EmulatorSettings, point_ccxt_at, running_emulator
-
-__all__ = ["Emulator", "EmulatorSettings", "point_ccxt_at", "running_emulator"]
+"""The simulated exchange: one engine and synthetic market (`engine`, `market`), served over Binance
+USDⓈ-M's API by `server` (the emulator), with fault plans (`faults`)."""

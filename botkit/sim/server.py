@@ -37,17 +37,6 @@ from botkit.sim.market import SCENARIOS, Market
 D = Decimal
 Params = dict[str, str]
 Handler = Callable[[web.Request, Params, Account | None], Awaitable[Any]]
-FAPI_SECTIONS = {
-    "fapiPublic": "/fapi/v1",
-    "fapiPublicV2": "/fapi/v2",
-    "fapiPublicV3": "/fapi/v3",
-    "fapiPrivate": "/fapi/v1",
-    "fapiPrivateV2": "/fapi/v2",
-    "fapiPrivateV3": "/fapi/v3",
-    "fapiData": "/futures/data",
-    "sapi": "/sapi/v1",  # only the API key's permissions are served there
-}
-DEAD_URL = "http://127.0.0.1:9/unreachable"  # every other ccxt section: refused locally, never the internet
 CLOSE_FRAME = "\x00close"  # queued to make a socket's writer close it (an injected disconnect)
 
 
@@ -266,7 +255,8 @@ class Emulator:
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port)
         await site.start()
-        sockets = site._server.sockets if site._server else []  # type: ignore[union-attr]
+        server = site._server
+        sockets = getattr(server, "sockets", None) or []  # aiohttp keeps the listening server private
         bound = sockets[0].getsockname()[1] if sockets else port
         self.url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '') else host}:{bound}"
         if self.settings.run_clock:
@@ -1020,26 +1010,3 @@ async def running_emulator(
         yield emulator
     finally:
         await emulator.stop()
-
-
-def point_ccxt_at(exchange: Any, url: str) -> Any:
-    """Point a ccxt binanceusdm instance (async or pro) at an emulator: every REST section and the
-    WebSocket base, no currency fetch, and Binance USDⓈ-M's error codes mapped as on the real venue."""
-    base = url.rstrip("/")
-    api = exchange.urls["api"]
-    for key in list(api):
-        if isinstance(api[key], str):
-            api[key] = DEAD_URL
-    for key, path in FAPI_SECTIONS.items():
-        api[key] = base + path
-    if isinstance(api.get("ws"), dict):
-        api["ws"] = _dead_urls(api["ws"])
-        api["ws"]["linear"] = "ws" + base.removeprefix("http") + "/ws"
-    exchange.options["fetchCurrencies"] = False
-    exchange.exceptions["exact"].update(exchange.exceptions["linear"]["exact"])
-    return exchange
-
-
-def _dead_urls(tree: dict[str, Any]) -> dict[str, Any]:
-    dead = DEAD_URL.replace("http", "ws")
-    return {k: _dead_urls(v) if isinstance(v, dict) else dead if isinstance(v, str) else v for k, v in tree.items()}

@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from decimal import Decimal
 from itertools import pairwise
@@ -29,9 +30,11 @@ from tenacity import AsyncRetrying, RetryCallState, wait_random_exponential
 from botkit.clock import Clock, SystemClock
 from botkit.config import BotConfig, ConfigError, VenueConfig
 from botkit.domain import Balance, Book, FundingPayment, MarkPrice, Order, OrderStatus, Position, Side
-from botkit.guards.rate import RateLimiter, preset_for
+from botkit.guards.gate import Approval
+from botkit.guards.rate import Banned, RateLimiter, preset_for
 from botkit.log import get_logger
 from botkit.margin import MarketRules, Tier, TierError, tiers_from_ccxt, to_decimal
+from botkit.venue.endpoints import point_ccxt_at
 from botkit.venue.errors import (
     ClockSkew,
     OrderUnresolved,
@@ -67,6 +70,7 @@ STATUSES = {
 }
 # Exchange codes with a meaning for idempotency, beyond ccxt's exception classes.
 DUPLICATE_ID_CODES: dict[str, set[int | str]] = {"binanceusdm": {-4116}}
+SPENT_KEPT = 4096  # an approval is used at once: remembering the last few thousand catches any reuse
 BOOK_DEPTH = 5  # levels a side that the feeds keep and the gate's depth check reads
 NOT_FOUND_CODES: dict[str, set[int | str]] = {"binanceusdm": {-2011, -2013}}
 ALREADY_SET_CODES: dict[str, set[int | str]] = {"binanceusdm": {-4046}}
@@ -84,8 +88,6 @@ def build_exchange(config: BotConfig, *, emulator_url: str | None = None, stream
     """A ccxt async (or ccxt.pro when `streaming`) exchange for the configured mode, throttler off."""
     import ccxt.async_support as ccxt_async
     import ccxt.pro as ccxt_pro
-
-    from botkit.sim.server import point_ccxt_at
 
     settings = config.exchange
     exchange_class = getattr(ccxt_pro if streaming else ccxt_async, settings.id, None)
@@ -144,6 +146,7 @@ class CcxtVenue:
         )
         self.ids = ClientIds(s.client_id_prefix, exchange_id=exchange.id)
         self.unresolved: set[str] = set()  # client ids whose create or cancel outcome is still unknown
+        self._spent: OrderedDict[int, None] = OrderedDict()  # serials of the approvals already used
         self.markets: dict[str, MarketRules] = {}
         self._contract_size: dict[str, Decimal] = {}
         self._jitter = wait_random_exponential(multiplier=s.retry_base_s, max=s.retry_cap_s)
@@ -179,7 +182,10 @@ class CcxtVenue:
         async def fetch2(path: str, api: Any = "public", method: str = "GET", params: Any = None, config: Any = None):
             params, config = params if params is not None else {}, config if config is not None else {}
             weight, orders = self.request_cost(api, method, path, params, config)
-            await self.limiter.acquire(weight, orders)
+            try:
+                await self.limiter.acquire(weight, orders)
+            except Banned as ban:
+                raise VenueBanned(ban.until, ban.seconds_left) from None
             return await send(path, api, method, params, config)
 
         def on_rest_response(code, reason, url, method, headers, body, request_headers, request_body):
@@ -285,20 +291,11 @@ class CcxtVenue:
 
     # ------------------------------------------------------------------------------ orders
 
-    async def create_order(
-        self,
-        symbol: str,
-        side: str,
-        type: str,
-        qty: Decimal,
-        price: Decimal | None = None,
-        *,
-        reduce_only: bool = False,
-        client_id: str | None = None,
-    ) -> Order:
-        """Place an order exactly once. Raises Rejected (never retried), VenueBanned, OrderUnresolved
-        (its fate is unknown at the deadline; the id stays in `unresolved`) or VenueUnavailable."""
-        side, type, client_id = self._order_arguments(side, type, qty, price, client_id)
+    async def create_order(self, approval: Approval, *, client_id: str | None = None) -> Order:
+        """Place the order the gate approved, exactly once. Raises Rejected (never retried), VenueBanned,
+        OrderUnresolved (its fate is unknown at the deadline; the id stays in `unresolved`) or
+        VenueUnavailable; a missing or spent approval is a programming error (TypeError, ValueError)."""
+        symbol, side, type, qty, price, reduce_only, client_id = self._order_arguments(approval, client_id)
         size = self._contract_size.get(symbol, Decimal(1))
         params: dict[str, Any] = {"clientOrderId": client_id}
         if reduce_only:
@@ -348,15 +345,20 @@ class CcxtVenue:
             raise VenueUnavailable(f"{call} failed until its deadline: {exc}") from exc
 
     def _order_arguments(
-        self, side: str, type: str, qty: Decimal, price: Decimal | None, client_id: str | None
-    ) -> tuple[str, str, str]:
-        """(side, type, client id) of a create, checked; a programming error raises ValueError."""
-        side, type = side.lower(), type.lower()
-        if side not in ("buy", "sell") or type not in ("market", "limit"):
-            raise ValueError(f"side must be buy/sell and type market/limit, got {side!r} {type!r}")
-        if qty <= 0 or (type == "limit") != (price is not None):
-            raise ValueError("qty must be positive, and a price is given for limit orders only")
-        return side, type, self.ids.check(client_id) if client_id is not None else self.ids.next()
+        self, approval: Approval, client_id: str | None
+    ) -> tuple[str, str, str, Decimal, Decimal | None, bool, str]:
+        """(symbol, side, type, qty, price, reduce_only, client id) of a create: only from an approval of the
+        risk gate, each spent once. Anything else is a programming error, raised before anything is sent."""
+        if not isinstance(approval, Approval):
+            raise TypeError(f"create_order takes the risk gate's Approval, not {type(approval).__name__}")
+        if approval.serial in self._spent:
+            raise ValueError(f"approval {approval.serial} was already used to send an order")
+        self._spent[approval.serial] = None
+        while len(self._spent) > SPENT_KEPT:
+            self._spent.popitem(last=False)
+        a = approval
+        client_id = self.ids.check(client_id) if client_id is not None else self.ids.next()
+        return a.symbol, a.side, a.type, a.qty, a.price, a.reduce_only, client_id
 
     async def cancel_order(self, symbol: str, *, client_id: str | None = None, order_id: str | None = None) -> Order:
         """Cancel one order; an order already gone is a success once its final state is fetched."""
@@ -597,7 +599,7 @@ class CcxtVenue:
         stream's funding fields in `info` (Binance: `r` rate, `T` next funding time)."""
         if not isinstance(raw, Mapping):
             raise VenueDataError(f"mark price {symbol}: the answer is not an object")
-        info = raw.get("info") if isinstance(raw.get("info"), Mapping) else {}
+        info = _info(raw)
         try:
             mark = to_decimal(raw.get("markPrice"), "markPrice")
             index = _optional(raw.get("indexPrice"), "indexPrice")
@@ -657,7 +659,7 @@ class CcxtVenue:
             contracts = to_decimal(raw.get("contracts") or 0, "contracts")
             if contracts == 0:
                 return None
-            info = raw.get("info") if isinstance(raw.get("info"), Mapping) else {}
+            info = _info(raw)
             wallet = info.get("isolatedWallet")
             return Position(
                 symbol=symbol,
@@ -713,6 +715,12 @@ class CcxtVenue:
     def usage(self) -> dict[str, Any]:
         """Rate-limit state, for the journal and `botkit check`."""
         return self.limiter.usage() | {"unresolved_orders": len(self.unresolved)}
+
+
+def _info(raw: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The exchange's raw row that ccxt keeps under `info` (empty when it is missing or not an object)."""
+    info = raw.get("info")
+    return info if isinstance(info, Mapping) else {}
 
 
 def _optional(value: Any, name: str) -> Decimal | None:

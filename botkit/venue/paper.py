@@ -30,6 +30,7 @@ from typing import Any
 from botkit.clock import Clock
 from botkit.config import BotConfig
 from botkit.domain import Balance, FundingPayment, MarkPrice, Order, OrderStatus, Position, Side
+from botkit.guards.gate import Approval
 from botkit.margin import MarketRules, Tier, TierError, tiers_from_ccxt
 from botkit.sim import engine as sim
 from botkit.sim.market import SymbolSpec, SymbolState, Trade
@@ -213,18 +214,8 @@ class PaperVenue(CcxtVenue):
 
     # ------------------------------------------------------------------------------- orders
 
-    async def create_order(
-        self,
-        symbol: str,
-        side: str,
-        type: str,
-        qty: Decimal,
-        price: Decimal | None = None,
-        *,
-        reduce_only: bool = False,
-        client_id: str | None = None,
-    ) -> Order:
-        side, type, client_id = self._order_arguments(side, type, qty, price, client_id)
+    async def create_order(self, approval: Approval, *, client_id: str | None = None) -> Order:
+        symbol, side, type, qty, price, reduce_only, client_id = self._order_arguments(approval, client_id)
         order = self._engine_call(
             f"create_order {symbol}", self.engine.place_order, self.account, symbol=self._id(symbol),
             side=side.upper(), type=type.upper(), qty=qty, price=price, reduce_only=reduce_only, client_id=client_id,

@@ -26,8 +26,8 @@ from botkit.runtime.bot import Bot
 from botkit.runtime.journal import Event, read_events
 from botkit.runtime.orders import JournalHistory
 from botkit.runtime.strategy import Strategy
-from botkit.sim import EmulatorSettings, running_emulator
 from botkit.sim.faults import parse_plan
+from botkit.sim.server import EmulatorSettings, running_emulator
 from tests.integration.test_runtime import FAST_VENUE
 from tests.support import background
 

@@ -17,7 +17,7 @@ import pytest
 
 from botkit.config import load_config
 from botkit.runtime.journal import read_events
-from botkit.sim import EmulatorSettings, running_emulator
+from botkit.sim.server import EmulatorSettings, running_emulator
 from tests.chaos.harness import (
     SEEDS,
     Run,

@@ -7,7 +7,8 @@ import ccxt.async_support as ccxt_async
 import ccxt.pro as ccxt_pro
 import pytest
 
-from botkit.sim import EmulatorSettings, point_ccxt_at, running_emulator
+from botkit.sim.server import EmulatorSettings, running_emulator
+from botkit.venue.endpoints import point_ccxt_at
 from tests.support import background
 
 START_MS = 1_700_000_000_000

@@ -5,7 +5,7 @@ import asyncio
 import re
 
 from botkit.cli import main
-from botkit.sim import EmulatorSettings, running_emulator
+from botkit.sim.server import EmulatorSettings, running_emulator
 from tests.integration.test_venue import put_faults
 
 

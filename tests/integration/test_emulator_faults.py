@@ -7,7 +7,7 @@ import ccxt.async_support as ccxt_async
 import pytest
 from ccxt.base import errors
 
-from botkit.sim import running_emulator
+from botkit.sim.server import running_emulator
 from tests.integration.conftest import BTC, client, connected, settings
 
 

@@ -105,7 +105,7 @@ async def test_funding_changes_isolated_margin_by_notional_times_rate(exchange, 
 
 
 async def test_flash_crash_liquidates_an_over_levered_isolated_long(emulator):
-    from botkit.sim import running_emulator
+    from botkit.sim.server import running_emulator
     from tests.integration.conftest import settings
 
     async with running_emulator(settings(scenario="flash-crash")) as emu:

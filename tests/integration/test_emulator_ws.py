@@ -6,7 +6,7 @@ import ccxt.pro as ccxt_pro
 import pytest
 from ccxt.base import errors
 
-from botkit.sim import running_emulator
+from botkit.sim.server import running_emulator
 from tests.integration.conftest import BTC, connected, market_running, settings
 
 

@@ -17,11 +17,11 @@ from botkit.domain import TradingState
 from botkit.guards.gate import Gate, MarketView, Snapshot
 from botkit.guards.killswitch import KillSwitch
 from botkit.guards.liquidation import LiquidationGuard
-from botkit.sim import running_emulator
+from botkit.sim.server import running_emulator
 from botkit.venue.errors import VenueBanned
 from tests.integration.conftest import BTC, client, connected, market_running, settings
 from tests.integration.test_venue import below_market, put_faults, state, venue_on
-from tests.support import background
+from tests.support import approved, background
 
 
 async def wait_for(condition, seconds: float) -> None:
@@ -35,7 +35,7 @@ async def wait_for(condition, seconds: float) -> None:
 async def test_a_stalled_feed_halts_cancels_open_orders_on_the_exchange_then_resumes():
     async with running_emulator(settings(scenario="feed-stall")) as emu, venue_on(emu) as venue:
         for n in range(3):
-            await venue.create_order(BTC, "buy", "limit", D("0.003"), below_market(emu) - n)
+            await venue.create_order(approved(BTC, "buy", "limit", D("0.003"), below_market(emu) - n))
         cancels: list[asyncio.Task] = []
 
         def on_event(event):
@@ -100,7 +100,7 @@ async def test_leverage_changed_behind_the_bots_back_trips_the_anomaly_trigger(e
 async def test_the_liquidation_guard_cuts_a_position_before_the_exchange_liquidates_it():
     async with running_emulator(settings(scenario="flash-crash")) as emu, venue_on(emu) as venue:
         await venue.ensure_isolated(BTC, 20)
-        await venue.create_order(BTC, "buy", "market", D("0.1"))
+        await venue.create_order(approved(BTC, "buy", "market", D("0.1")))
         [opened] = await venue.fetch_positions([BTC])
         emu.advance_steps(280)  # to 2 s of market time before the crash
         # The market moves one 100 ms step per round and the guard's clock with it, so the race between
@@ -123,7 +123,7 @@ async def test_the_liquidation_guard_cuts_a_position_before_the_exchange_liquida
                                 {BTC: MarketView(rules, tiers, 20)}, {BTC: positions[0]})  # fmt: skip
                 verdict = gate.check(intent, snap)
                 assert verdict.accepted, str(verdict)
-                await venue.create_order(BTC, intent.side, "market", verdict.qty, reduce_only=True)
+                await venue.create_order(approved(BTC, intent.side, "market", verdict.qty, reduce_only=True))
             emu.advance_steps(1)
             await clock.advance(0.1)
         while lowest > opened.liquidation:  # let the crash run on: it does go through the old liquidation

@@ -9,11 +9,12 @@ from decimal import Decimal as D
 from botkit.config import BotConfig
 from botkit.runtime.bot import Bot
 from botkit.runtime.strategy import Strategy
-from botkit.sim import running_emulator
+from botkit.sim.server import running_emulator
 from botkit.venue.ccxt_venue import build_exchange
 from botkit.venue.paper import PaperVenue
 from tests.integration.conftest import BTC, settings
 from tests.integration.test_runtime import FAST_VENUE, bot_config, events, exchange_orders, live_market
+from tests.support import approved
 
 LEVERAGE = 20
 
@@ -68,7 +69,7 @@ async def test_paper_fills_funding_and_liquidation_agree_with_the_emulator(tmp_p
             assert venue.engine.taker_fee == engine.taker_fee and venue.engine.maker_fee == engine.maker_fee
 
             # A market order walks the same visible levels.
-            paper = await venue.create_order(BTC, "buy", "market", D("0.5"), client_id="bkpaper1")
+            paper = await venue.create_order(approved(BTC, "buy", "market", D("0.5")), client_id="bkpaper1")
             emulated = engine.place_order(shadow, symbol="BTCUSDT", side="BUY", type="MARKET", qty=D("0.5"))
             assert paper.filled == emulated.filled == D("0.5")
             assert paper.average == emulated.average
@@ -80,7 +81,7 @@ async def test_paper_fills_funding_and_liquidation_agree_with_the_emulator(tmp_p
             # A resting limit order fills when the market trades through it, at its price, as maker.
             bid = emu.market.symbols["BTCUSDT"].bids[0][0]
             price = bid - 20 * D("0.1")
-            await venue.create_order(BTC, "buy", "limit", D("0.01"), price, client_id="bkpaper2")
+            await venue.create_order(approved(BTC, "buy", "limit", D("0.01"), price), client_id="bkpaper2")
             engine.place_order(shadow, symbol="BTCUSDT", side="BUY", type="LIMIT", qty=D("0.01"), price=price)
             for _ in range(600):
                 await step(emu, venue)

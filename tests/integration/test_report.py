@@ -16,7 +16,7 @@ from botkit.report import build_report
 from botkit.report_html import render_html
 from botkit.runtime.bot import Bot
 from botkit.runtime.strategy import Strategy
-from botkit.sim import running_emulator
+from botkit.sim.server import running_emulator
 from tests.integration.test_runtime import bot_config, live_market
 
 ARTIFACTS = Path(os.environ.get("BOTKIT_ARTIFACTS", "build/artifacts"))

@@ -13,7 +13,7 @@ from botkit.runtime.bot import Bot
 from botkit.runtime.journal import read_events
 from botkit.runtime.orders import JournalHistory
 from botkit.runtime.strategy import Strategy, make_strategy
-from botkit.sim import EmulatorSettings, running_emulator
+from botkit.sim.server import EmulatorSettings, running_emulator
 from strategies.funding_carry import FundingCarry
 from strategies.grid_maker import GridMaker
 from strategies.sma_cross import SmaCross

@@ -8,7 +8,7 @@ from decimal import Decimal as D
 
 from botkit.runtime.journal import read_events
 from botkit.runtime.orders import JournalHistory
-from botkit.sim import running_emulator
+from botkit.sim.server import running_emulator
 from tests.integration.conftest import BTC
 from tests.integration.test_runtime import live_market, wait_for
 from tests.support import ROOT

@@ -8,14 +8,16 @@ import aiohttp
 import ccxt.async_support as ccxt_async
 import pytest
 
+from bench._load import mixed_traffic
 from botkit.clock import ScaledClock
 from botkit.config import VenueConfig
 from botkit.domain import OrderStatus, Side
-from botkit.sim import running_emulator
-from botkit.sim.load import mixed_traffic
+from botkit.guards.gate import Approval
+from botkit.sim.server import running_emulator
 from botkit.venue.ccxt_venue import CcxtVenue
 from botkit.venue.errors import ClockSkew, OrderUnresolved, Rejected, VenueBanned, VenueUnavailable
 from tests.integration.conftest import BTC, client, settings
+from tests.support import approved
 
 FAST = {"retry_base_s": 0.01, "retry_cap_s": 0.05, "unknown_settle_s": 0.0, "call_deadline_s": 10.0}
 
@@ -63,7 +65,7 @@ async def test_markets_tiers_account_and_an_order_round_trip(emulator):
         assert emulator.engine.accounts[emulator.api_key].config("BTCUSDT").margin_type == "ISOLATED"
         assert (await venue.fetch_balance()).free == D(10_000)
 
-        order = await venue.create_order(BTC, "buy", "limit", D("0.003"), below_market(emulator))
+        order = await venue.create_order(approved(BTC, "buy", "limit", D("0.003"), below_market(emulator)))
         assert order.status is OrderStatus.OPEN and venue.ids.owns(order.client_id)
         assert [o.client_id for o in await venue.fetch_open_orders()] == [order.client_id]
         assert (await venue.fetch_order(BTC, client_id=order.client_id)).qty == D("0.003")
@@ -72,7 +74,7 @@ async def test_markets_tiers_account_and_an_order_round_trip(emulator):
         again = await venue.cancel_order(BTC, client_id=order.client_id)  # already gone: success, final state
         assert again.status is OrderStatus.CANCELED
 
-        filled = await venue.create_order(BTC, "buy", "market", D("0.003"))
+        filled = await venue.create_order(approved(BTC, "buy", "market", D("0.003")))
         assert filled.status is OrderStatus.FILLED and filled.filled == D("0.003")
         [position] = await venue.fetch_positions([BTC])
         assert (position.side, position.qty, position.margin_mode) == (Side.LONG, D("0.003"), "isolated")
@@ -93,8 +95,8 @@ async def test_rejections_are_returned_once_and_never_retried(emulator, order, c
         sent = venue.limiter.granted["orders"]
         price = below_market(emulator) if order["type"] == "limit" else None
         with pytest.raises(Rejected) as caught:
-            await venue.create_order(BTC, order["side"], order["type"], order["qty"], price,
-                                     reduce_only=order.get("reduce_only", False))  # fmt: skip
+            ask = approved(BTC, order["side"], order["type"], order["qty"], price, order.get("reduce_only", False))
+            await venue.create_order(ask)
         assert caught.value.code == code
         assert venue.limiter.granted["orders"] - sent == 1
         assert venue.unresolved == set()
@@ -113,7 +115,7 @@ async def test_200_orders_with_30_percent_lost_answers_leave_exactly_200_orders(
         await venue.ensure_isolated(BTC, 20)
 
         placed = await asyncio.gather(
-            *(venue.create_order(BTC, "buy", "limit", D("0.003"), price - n % 10) for n in range(200))
+            *(venue.create_order(approved(BTC, "buy", "limit", D("0.003"), price - n % 10)) for n in range(200))
         )
         ids = [o.client_id for o in placed]
         exchange_orders = (await state(emulator))["accounts"][0]["orders"]
@@ -135,15 +137,30 @@ async def test_a_create_that_failed_before_placing_is_resent_once_with_the_same_
     await put_faults(emulator, {"kind": "http_error", "target": "/fapi/v1/order", "method": "POST", "count": 1,
                                 "status": 500, "code": -1001})  # fmt: skip
     async with venue_on(emulator) as venue:
-        order = await venue.create_order(BTC, "buy", "limit", D("0.003"), below_market(emulator), client_id="mine-1")
+        ask = approved(BTC, "buy", "limit", D("0.003"), below_market(emulator))
+        order = await venue.create_order(ask, client_id="mine-1")
         orders = (await state(emulator))["accounts"][0]["orders"]
         assert [o["clientOrderId"] for o in orders] == ["mine-1"] and order.client_id == "mine-1"
 
 
+async def test_nothing_reaches_the_exchange_without_the_gates_approval(emulator):
+    async with venue_on(emulator) as venue:
+        with pytest.raises(TypeError, match="Approval"):
+            await venue.create_order((BTC, "buy", "market", D("0.003")))  # type: ignore[arg-type]
+        with pytest.raises(TypeError, match="risk gate only"):
+            Approval(BTC, "buy", "market", D("0.003"), None, False, 1, object())
+        once = approved(BTC, "buy", "limit", D("0.003"), below_market(emulator))
+        await venue.create_order(once)
+        with pytest.raises(ValueError, match="already used"):
+            await venue.create_order(once)
+        assert len((await state(emulator))["accounts"][0]["orders"]) == 1
+
+
 async def test_a_duplicate_client_id_adopts_the_existing_order(emulator):
     async with venue_on(emulator) as venue:
-        first = await venue.create_order(BTC, "buy", "limit", D("0.003"), below_market(emulator), client_id="dup-1")
-        second = await venue.create_order(BTC, "buy", "limit", D("0.003"), below_market(emulator), client_id="dup-1")
+        price = below_market(emulator)
+        first = await venue.create_order(approved(BTC, "buy", "limit", D("0.003"), price), client_id="dup-1")
+        second = await venue.create_order(approved(BTC, "buy", "limit", D("0.003"), price), client_id="dup-1")
         assert second.id == first.id
         assert len((await state(emulator))["accounts"][0]["orders"]) == 1
 
@@ -156,7 +173,7 @@ async def test_an_unresolvable_create_is_reported_with_its_id(emulator):
     )
     async with venue_on(emulator, timeout_ms=200, call_deadline_s=1.0) as venue:
         with pytest.raises(OrderUnresolved) as caught:
-            await venue.create_order(BTC, "buy", "limit", D("0.003"), below_market(emulator))
+            await venue.create_order(approved(BTC, "buy", "limit", D("0.003"), below_market(emulator)))
         assert caught.value.client_id in venue.unresolved
         # the order did land; once lookups work again, it resolves and leaves the unresolved set
         await put_faults(emulator)
@@ -200,7 +217,7 @@ async def test_a_ban_stops_all_sending_until_it_ends(emulator):
         with pytest.raises(VenueBanned):
             await venue.fetch_balance()
         with pytest.raises(VenueBanned):
-            await venue.create_order(BTC, "buy", "limit", D("0.003"), below_market(emulator))
+            await venue.create_order(approved(BTC, "buy", "limit", D("0.003"), below_market(emulator)))
         assert venue.limiter.granted["weight"] == weight  # nothing left the machine
         assert len(bans) == 1 and bans[0] == venue.limiter.banned_until
 

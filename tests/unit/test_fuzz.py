@@ -32,7 +32,7 @@ from botkit.runtime.feeds import Feeds
 from botkit.runtime.journal import Journal, read_events
 from botkit.venue.ccxt_venue import CcxtVenue
 from botkit.venue.errors import OrderUnresolved, VenueDataError
-from tests.support import BTC_TIERS
+from tests.support import BTC_TIERS, approved
 
 BTC = "BTC/USDT:USDT"
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -124,7 +124,7 @@ def test_an_unreadable_create_answer_leaves_the_order_unresolved_never_refused(v
 
     venue.exchange.create_order, venue.exchange.fetch_order = create_order, answering(raw)
     try:
-        order = run(venue.create_order(BTC, "buy", "limit", D("0.003"), D("50000"), client_id="bkfuzz1"))
+        order = run(venue.create_order(approved(BTC, "buy", "limit", D("0.003"), D("50000")), client_id="bkfuzz1"))
     except OrderUnresolved:
         assert "bkfuzz1" in venue.unresolved
     else:

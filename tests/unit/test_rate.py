@@ -5,8 +5,7 @@ import asyncio
 import pytest
 
 from botkit.clock import ManualClock, settle
-from botkit.guards.rate import Budget, RateLimiter, preset_for
-from botkit.venue.errors import VenueBanned
+from botkit.guards.rate import Banned, Budget, RateLimiter, preset_for
 
 WEIGHT = Budget("weight_1m", 100, 60.0, "weight", "x-mbx-used-weight-1m")
 ORDERS = Budget("orders_10s", 5, 10.0, "orders", "x-mbx-order-count-10s")
@@ -131,7 +130,7 @@ async def test_a_418_bans_every_caller_until_it_ends():
     rl = limiter(clock, on_ban=bans.append)
     rl.observe(418, {"Retry-After": "120"})
     assert bans == [clock.monotonic() + 120] and rl.banned()
-    with pytest.raises(VenueBanned) as caught:
+    with pytest.raises(Banned) as caught:
         await rl.acquire(1)
     assert caught.value.seconds_left == 120
     await clock.advance(120)
