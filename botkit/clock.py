@@ -1,5 +1,7 @@
-"""Time as a dependency: guards and the venue read the clock and sleep through one of these, so tests
-can run minutes of rate-limit windows and backoff in milliseconds without sleeping for real.
+"""Time as a dependency: the one source of time. Everything that reads the time or sleeps (guards, venue,
+runtime, journal timestamps, `ctx.now`) does so through one of these, so tests can run minutes of
+rate-limit windows and backoff in milliseconds without sleeping for real, and a replay can run on
+history's time.
 """
 
 from __future__ import annotations
@@ -16,12 +18,21 @@ class Clock(Protocol):
         """Seconds on a clock that never goes backwards (for ages, windows and deadlines)."""
         ...
 
+    def time(self) -> float:
+        """Wall-clock seconds since the Unix epoch (for timestamps a person or an exchange reads)."""
+        ...
+
     async def sleep(self, seconds: float) -> None: ...
 
 
 class SystemClock:
+    """Real time."""
+
     def monotonic(self) -> float:
         return time.monotonic()
+
+    def time(self) -> float:
+        return time.time()
 
     async def sleep(self, seconds: float) -> None:
         await asyncio.sleep(max(0.0, seconds))
@@ -39,9 +50,13 @@ class ScaledClock:
             raise ValueError("speed must be positive")
         self.speed = speed
         self._origin = time.monotonic()
+        self._wall_origin = time.time()
 
     def monotonic(self) -> float:
         return self._origin + (time.monotonic() - self._origin) * self.speed
+
+    def time(self) -> float:
+        return self._wall_origin + (time.monotonic() - self._origin) * self.speed
 
     async def sleep(self, seconds: float) -> None:
         await asyncio.sleep(max(0.0, seconds) / self.speed)
@@ -50,13 +65,17 @@ class ScaledClock:
 class ManualClock:
     """A clock that moves only when a test calls `advance`; sleepers wake in time order."""
 
-    def __init__(self, start: float = 1000.0) -> None:
+    def __init__(self, start: float = 1000.0, wall: float = 1_700_000_000.0) -> None:
         self._now = start
+        self._wall_offset = wall - start  # wall time moves with the manual clock
         self._sleepers: list[tuple[float, int, asyncio.Future[None]]] = []
         self._order = itertools.count()
 
     def monotonic(self) -> float:
         return self._now
+
+    def time(self) -> float:
+        return self._now + self._wall_offset
 
     async def sleep(self, seconds: float) -> None:
         if seconds <= 0:

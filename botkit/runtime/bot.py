@@ -27,11 +27,23 @@ from typing import Any
 
 from botkit.clock import Clock, SystemClock, sleep_until_set
 from botkit.config import BotConfig, effective_settings
-from botkit.domain import Balance, Order, OrderIntent, OrderStatus, Position, Reason, Side, TradingState
+from botkit.domain import (
+    Balance,
+    Book,
+    MarkPrice,
+    Order,
+    OrderIntent,
+    OrderStatus,
+    Position,
+    Reason,
+    Side,
+    TradingState,
+)
 from botkit.guards.control import ControlInbox, control_path
-from botkit.guards.gate import Decision, Gate, MarketView, Snapshot, Verdict
+from botkit.guards.gate import Approval, Gate, MarketView, Snapshot, Verdict, reject
 from botkit.guards.killswitch import KillSwitch, SwitchEvent
 from botkit.guards.liquidation import LiquidationGuard
+from botkit.guards.reserve import Reservations
 from botkit.log import get_logger
 from botkit.margin import Tier, Violation, plain
 from botkit.runtime.feeds import Feeds
@@ -44,8 +56,21 @@ from botkit.venue.paper import PaperVenue
 
 log = get_logger("botkit.bot")
 ZERO = Decimal(0)
-GUARD_SOURCES = ("flatten", "liquidation_guard")
+_SAFETY = object()  # only this module's safety code makes a RiskCut
 STOP_STEP_S = 15.0  # the longest any one shutdown step may take
+
+
+class RiskCut:
+    """The origin of the bot's own risk-cutting orders (flattening on a halt, the liquidation guard's
+    slices): the gate checks them as in REDUCING while HALTED. Only the bot's safety code makes one, so no
+    strategy and no caller passing a string can turn a halt into REDUCING."""
+
+    __slots__ = ("kind",)
+
+    def __init__(self, kind: str, seal: object) -> None:
+        if seal is not _SAFETY:
+            raise TypeError("a RiskCut is made by the bot's safety code only")
+        self.kind = kind
 
 
 class StartupError(Exception):
@@ -84,6 +109,39 @@ class Summary:
     journal: str
 
 
+class _StrategyPort:
+    """What a strategy's Context reaches of the runtime (the Orders, Prices and Account protocols): the
+    order road with the strategy's origin only, and read-only views."""
+
+    def __init__(self, bot: Bot) -> None:
+        self._bot = bot
+
+    async def submit(self, intent: OrderIntent) -> Order | Verdict:
+        return await self._bot.submit(intent)
+
+    async def cancel(self, order: Order) -> bool:
+        return await self._bot.cancel(order)
+
+    def open_orders(self, symbol: str | None = None) -> list[Order]:
+        return self._bot.tracker.open(symbol)
+
+    def mark(self, symbol: str) -> MarkPrice | None:
+        return self._bot.feeds.marks.get(symbol)
+
+    def book(self, symbol: str) -> Book | None:
+        return self._bot.feeds.books.get(symbol)
+
+    def position(self, symbol: str) -> Position | None:
+        return self._bot.positions.get(symbol)
+
+    def equity(self) -> Decimal | None:
+        balance = self._bot.balance
+        return balance.total if balance is not None else None
+
+    def state(self) -> TradingState:
+        return self._bot.ks.state
+
+
 def start_leverage(config: BotConfig, tiers: tuple[Tier, ...]) -> int:
     """The leverage the bot sets on a symbol at start: runtime.leverage, else risk.max_leverage, capped
     by the first bracket."""
@@ -120,6 +178,7 @@ class Bot:
         self.guard = LiquidationGuard(ks_config.liq_guard_buffer, ks_config.liq_slice,
                                       float(ks_config.liq_slice_pause_seconds), self.clock)  # fmt: skip
         self.tracker = OrderTracker()
+        self.reservations = Reservations()
         self.feeds = Feeds(
             self.venue, self.symbols, clock=self.clock, ks=self.ks, journal=self.journal, settings=self.rt,
             timeframe=float(strategy.timeframe), on_quote=self._quote_arrived, on_bar=self._bar_arrived,
@@ -132,7 +191,8 @@ class Bot:
         self.balance: Balance | None = None
         self.equity_start: Decimal | None = None
         self.stats = Stats()
-        self.ctx = Context(self, get_logger(f"strategy.{type(strategy).__name__}"))
+        port = _StrategyPort(self)
+        self.ctx = Context(port, port, port, self.clock, get_logger(f"strategy.{type(strategy).__name__}"))
         self.crashed: str | None = None
         self._events: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
         self._pending_quotes: set[str] = set()
@@ -154,7 +214,7 @@ class Bot:
 
     async def run(self, duration: float | None = None) -> Summary:
         started = self.clock.monotonic()
-        self._started_ms = int(datetime.now(UTC).timestamp() * 1000)
+        self._started_ms = int(self.clock.time() * 1000)
         self.journal.record("session.started", mode=self.config.mode, strategy=type(self.strategy).__name__,
                             symbols=self.symbols, config=effective_settings(self.config),
                             params=self.strategy.params.model_dump(mode="json"))  # fmt: skip
@@ -256,26 +316,47 @@ class Bot:
         balance = self.balance
         return Snapshot(
             now=self.clock.monotonic(), state=state or self.ks.state, markets=markets, positions=self.positions,
-            open_orders=self.tracker.open(), equity=balance.total if balance else None,
+            open_orders=[*self.tracker.open(), *self.reservations.orders()], equity=balance.total if balance else None,
             available=balance.free if balance else None, peak_equity=self.ks.peak_equity,
             day_start_equity=self.ks.day_start_equity,
         )  # fmt: skip
 
-    async def submit(self, intent: OrderIntent, source: str = "strategy") -> Order | Verdict:
-        """Gate, journal, send, track. Never raises for a broken rule or a venue refusal."""
-        if intent.symbol not in self.rules:
-            missing = Violation(Reason.DATA_MISSING, f"symbol={intent.symbol} not traded by this bot")
-            verdict = Verdict(Decision.REJECT, intent, findings=(missing,))
+    async def submit(self, intent: OrderIntent, cut: RiskCut | None = None) -> Order | Verdict:
+        """Gate, reserve, journal, send, track. Never raises for a broken rule or a venue refusal.
+
+        Deciding and reserving are one step (nothing awaits between them), so concurrent intents each see
+        the others: an accepted intent counts against every budget until its order is tracked."""
+        source = cut.kind if cut is not None else "strategy"
+        if not isinstance(cut, RiskCut | None):
+            raise TypeError("submit's second argument is a RiskCut")
+        refusal = None
+        if not isinstance(intent.symbol, str):
+            refusal = Violation(Reason.INTENT_INVALID, f"symbol={intent.symbol!r} must be a string")
+        elif intent.symbol not in self.rules:
+            refusal = Violation(Reason.DATA_MISSING, f"symbol={intent.symbol} not traded by this bot")
+        elif self._stopping.is_set() and cut is None:  # an order placed now would outlive the exit's cancels
+            refusal = Violation(Reason.STATE_STOPPING, "the bot is shutting down")
+        if refusal is not None:
+            verdict = reject(intent, refusal)
             self._judged(intent, verdict, source, None)
             return verdict
         state = self.ks.state
-        if source in GUARD_SOURCES and state is TradingState.HALTED:
+        if cut is not None and state is TradingState.HALTED:
             state = TradingState.REDUCING
         snap = self.snapshot(state)
         verdict = self.gate.check(intent, snap)
         self._judged(intent, verdict, source, snap)
-        if not verdict.accepted:
+        if verdict.approval is None:
             return verdict
+        serial = self.reservations.hold(verdict.approval)
+        try:
+            return await self._send(intent, verdict, verdict.approval, cut, source)
+        finally:
+            self.reservations.release(serial)
+
+    async def _send(
+        self, intent: OrderIntent, verdict: Verdict, approval: Approval, cut: RiskCut | None, source: str
+    ) -> Order | Verdict:
         assert verdict.qty is not None
         symbol = intent.symbol
         if intent.leverage is not None and intent.leverage != self.leverage[symbol]:
@@ -289,19 +370,18 @@ class Bot:
                                    type=intent.type, qty=verdict.qty, price=verdict.price,
                                    reduce_only=intent.reduce_only, tag=intent.tag, source=source)  # fmt: skip
         now_state = self.ks.state
-        if source not in GUARD_SOURCES and (
+        if cut is None and (
             now_state is TradingState.HALTED or (now_state is TradingState.REDUCING and not intent.reduce_only)
         ):  # the state changed while the journal committed: the verdict no longer holds
             code = Reason.STATE_HALTED if now_state is TradingState.HALTED else Reason.STATE_REDUCING
-            late = Verdict(Decision.REJECT, intent, findings=(Violation(code, "state changed before sending"),))
+            late = reject(intent, Violation(code, "state changed before sending"))
             self.journal.record("order.failed", symbol=symbol, client_id=client_id, final=True, error=str(late))
             self.stats.accepted -= 1  # the same intent, judged again: a revised verdict, not a second intent
             self._verdict(intent, late, source, revised=True)
             return late
         self.stats.sent += 1
         try:
-            assert verdict.approval is not None
-            order = await self.venue.create_order(verdict.approval, client_id=client_id)
+            order = await self.venue.create_order(approval, client_id=client_id)
         except OrderUnresolved as exc:
             self.ks.unresolved(len(self.venue.unresolved))
             self.journal.record("order.failed", symbol=symbol, client_id=client_id, final=False, error=str(exc))
@@ -364,7 +444,7 @@ class Bot:
     def _refused(self, intent: OrderIntent, error: str) -> Verdict:
         self.ks.error(error)
         self.journal.record("order.failed", symbol=intent.symbol, final=True, error=error)
-        return Verdict(Decision.REJECT, intent, findings=(Violation(Reason.DATA_MISSING, error),))
+        return reject(intent, Violation(Reason.DATA_MISSING, error))
 
     @staticmethod
     def _placeholder(intent: OrderIntent, verdict: Verdict, client_id: str, status: OrderStatus) -> Order:
@@ -406,6 +486,9 @@ class Bot:
         changed, fill = self.tracker.update(order)
         if changed is None:
             return
+        if changed.status.final and changed.client_id in self.venue.unresolved:  # settled, from whichever source
+            self.venue.unresolved.discard(changed.client_id)
+            self.ks.unresolved(len(self.venue.unresolved))
         self.journal.record("order", symbol=changed.symbol, client_id=changed.client_id, source=source,
                             status=changed.status, filled=changed.filled, average=changed.average, id=changed.id,
                             side=changed.side, type=changed.type, qty=changed.qty, price=changed.price)  # fmt: skip
@@ -547,7 +630,7 @@ class Bot:
             for position in list(self.positions.values()):
                 side = "sell" if position.side is Side.LONG else "buy"
                 intent = OrderIntent(position.symbol, side, position.qty, reduce_only=True, tag="flatten")
-                result = await self.submit(intent, source="flatten")
+                result = await self.submit(intent, RiskCut("flatten", _SAFETY))
                 self.journal.record("halt.action", action="flatten", symbol=position.symbol,
                                     qty=position.qty, result=str(result)[:300])  # fmt: skip
 
@@ -560,7 +643,7 @@ class Bot:
             intent, figures = cut
             log.warning("liquidation_guard.cut", figures=figures)
             self.journal.record("liquidation_guard", symbol=symbol, figures=figures)
-            self._spawn(self.submit(intent, source="liquidation_guard"), "liquidation-guard")
+            self._spawn(self.submit(intent, RiskCut("liquidation_guard", _SAFETY)), "liquidation-guard")
 
     # ------------------------------------------------------------------------- account, reconcile
 
@@ -585,7 +668,7 @@ class Bot:
         self.balance, self.positions = balance, {p.symbol: p for p in positions}
         self.ks.succeeded()
         self.ks.feed("account")
-        self.ks.equity(balance.total, datetime.now(UTC).date())
+        self.ks.equity(balance.total, datetime.fromtimestamp(self.clock.time(), UTC).date())
         self._record_snapshot()
         for symbol in self.positions:
             self._check_liquidation(symbol)
@@ -624,7 +707,6 @@ class Bot:
                 self.ks.error(f"reconcile: {exc}")
             if self.clock.monotonic() >= self._rules_due:
                 await self._refresh_rules()
-            self.tracker.forget_final()
 
     def _refresh_rules_soon(self) -> None:
         if self._rules_refresh is None or self._rules_refresh.done():
@@ -692,7 +774,7 @@ class Bot:
             self.venue.unresolved.discard(client_id)
             self.journal.record("order.failed", symbol=symbol, client_id=client_id, final=True,
                                 error="not on the exchange: never reached it")  # fmt: skip
-            known = self.tracker.orders.get(client_id)
+            known = self.tracker.get(client_id)
             if known is not None:
                 self._order_update(replace(known, status=OrderStatus.REJECTED), "reconcile")
             return None

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-import time
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from decimal import Decimal
@@ -120,13 +119,13 @@ class Feeds:
     def _book(self, symbol: str, raw: Any) -> None:
         book = raw if isinstance(raw, Book) else self.venue.parse_book(raw, symbol)
         self.books[symbol], self.book_at[symbol] = book, self.clock.monotonic()
-        self.ks.feed(f"book:{symbol}", book.timestamp_ms, time.time() * 1000)
+        self.ks.feed(f"book:{symbol}", book.timestamp_ms, self.clock.time() * 1000)
         self.on_quote(symbol)
 
     def _mark(self, symbol: str, raw: Any) -> None:
         mark = raw if isinstance(raw, MarkPrice) else self.venue.parse_mark(raw, symbol)
         self.marks[symbol], self.mark_at[symbol] = mark, self.clock.monotonic()
-        self.ks.feed(f"mark:{symbol}", mark.timestamp_ms, time.time() * 1000)
+        self.ks.feed(f"mark:{symbol}", mark.timestamp_ms, self.clock.time() * 1000)
         if mark.index is not None:
             self.ks.mark_index(symbol, mark.mark, mark.index)
         self.on_quote(symbol)

@@ -94,6 +94,7 @@ class Journal:
         self.path = Path(path)
         self.session = session
         self._mono = clock.monotonic if clock is not None else time.monotonic
+        self._wall = clock.time if clock is not None else time.time
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self.written = 0
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -109,8 +110,8 @@ class Journal:
         """Queue one event; returns at once."""
         if self._closed:
             return
-        row = (self.session, time.time_ns() // 1_000_000, self._mono(), kind, symbol, client_id,
-               json.dumps(to_json(data), separators=(",", ":")))  # fmt: skip
+        row = (self.session, int(self._wall() * 1000), self._mono(), kind, symbol, client_id,
+               json.dumps(to_json(data), separators=(",", ":"), default=repr))  # fmt: skip
         self._queue.put((row, None))
 
     async def durable(self, kind: str, *, symbol: str | None = None, client_id: str | None = None, **data: Any):

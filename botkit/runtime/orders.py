@@ -11,6 +11,7 @@ sent, what was last known of each, and the position those fills add up to.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from decimal import Decimal
@@ -20,16 +21,26 @@ from botkit.runtime.journal import Event
 from botkit.runtime.strategy import Fill
 
 ZERO = Decimal(0)
+FINAL_KEPT = 10_000  # final orders remembered: far more than can still be reported late
 
 
 class OrderTracker:
-    def __init__(self) -> None:
-        self.orders: dict[str, Order] = {}  # open orders, and final ones until `forget_final()`
+    """The last known state of each order: open ones (and those of unknown fate) until they are final, then
+    the last `FINAL_KEPT` final ones, so a late or repeated report of a final order is recognised as such
+    and never counted again as a new order or a new fill. Memory stays flat over a long run."""
+
+    def __init__(self, final_kept: int = FINAL_KEPT) -> None:
+        self.live: dict[str, Order] = {}  # open or unknown, by client id
+        self.final: OrderedDict[str, Order] = OrderedDict()  # the most recent final orders, by client id
+        self.final_kept = final_kept
         self.fills = 0
+
+    def get(self, client_id: str) -> Order | None:
+        return self.live.get(client_id) or self.final.get(client_id)
 
     def update(self, order: Order) -> tuple[Order | None, Fill | None]:
         """Merge one report: (the order if anything changed, the fill if the filled quantity grew)."""
-        known = self.orders.get(order.client_id)
+        known = self.get(order.client_id)
         if known is not None:
             if known.status.final and not order.status.final:
                 return None, None  # an older report arriving late
@@ -39,7 +50,14 @@ class OrderTracker:
                 return None, None
             if order.id is None and known.id is not None:
                 order = replace(order, id=known.id)
-        self.orders[order.client_id] = order
+        if order.status.final:
+            self.live.pop(order.client_id, None)
+            self.final[order.client_id] = order
+            self.final.move_to_end(order.client_id)
+            while len(self.final) > self.final_kept:
+                self.final.popitem(last=False)
+        else:
+            self.live[order.client_id] = order
         before = known.filled if known is not None else ZERO
         if order.filled <= before:
             return order, None
@@ -47,11 +65,7 @@ class OrderTracker:
         return order, Fill(order.symbol, order.side, order.filled - before, _increment_price(known, order), order)
 
     def open(self, symbol: str | None = None) -> list[Order]:
-        return [o for o in self.orders.values() if not o.status.final and symbol in (None, o.symbol)]
-
-    def forget_final(self) -> None:
-        """Drop final orders (the journal keeps them), so a long run's memory stays flat."""
-        self.orders = {cid: o for cid, o in self.orders.items() if not o.status.final}
+        return [o for o in self.live.values() if symbol in (None, o.symbol)]
 
 
 def _increment_price(known: Order | None, order: Order) -> Decimal | None:

@@ -26,17 +26,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from botkit.clock import Clock
 from botkit.config import ConfigError, format_errors
-from botkit.domain import Book, Order, OrderIntent, Position, TradingState
+from botkit.domain import Book, MarkPrice, Order, OrderIntent, Position, Side, TradingState
 from botkit.guards.gate import Verdict
 from botkit.guards.killswitch import SwitchEvent
-
-if TYPE_CHECKING:
-    from botkit.runtime.bot import Bot
 
 
 class NoParams(BaseModel):
@@ -152,67 +150,93 @@ def _decimal(value: Any) -> Any:
     return value
 
 
-class Context:
-    """Everything a strategy may do or see. Order calls return the Order as the venue reported it, or the
-    gate's rejecting Verdict; they never raise for a broken rule."""
+class Orders(Protocol):
+    """The order road as a strategy sees it: every intent goes through the risk gate."""
 
-    def __init__(self, bot: Bot, log: Any) -> None:
-        self._bot = bot
+    async def submit(self, intent: OrderIntent) -> Order | Verdict: ...
+    async def cancel(self, order: Order) -> bool: ...
+    def open_orders(self, symbol: str | None = None) -> list[Order]: ...
+
+
+class Prices(Protocol):
+    """The latest market data per symbol (None until it first arrives)."""
+
+    def mark(self, symbol: str) -> MarkPrice | None: ...
+    def book(self, symbol: str) -> Book | None: ...
+
+
+class Account(Protocol):
+    """The account as last known: positions, equity and the trading state."""
+
+    def position(self, symbol: str) -> Position | None: ...
+    def equity(self) -> Decimal | None: ...
+    def state(self) -> TradingState: ...
+
+
+class Context:
+    """Everything a strategy may do or see, through small protocols (never the bot itself). Order calls
+    return the Order as the venue reported it, or a rejecting Verdict (the gate's, or the venue's
+    refusal); they never raise for a broken rule."""
+
+    def __init__(self, orders: Orders, prices: Prices, account: Account, clock: Clock, log: Any) -> None:
+        self._orders, self._prices, self._account, self._clock = orders, prices, account, clock
         self.log = log
 
-    async def buy(self, symbol: str, qty: Any = None, *, stop: Any, leverage: int | None = None,
+    async def buy(self, symbol: str, qty: Any = None, *, stop: Any, leverage: Any = None,
                   type: str = "market", price: Any = None, reduce_only: bool = False,
                   tag: str | None = None) -> Order | Verdict:  # fmt: skip
         return await self._order("buy", symbol, qty, stop, leverage, type, price, reduce_only, tag)
 
-    async def sell(self, symbol: str, qty: Any = None, *, stop: Any, leverage: int | None = None,
+    async def sell(self, symbol: str, qty: Any = None, *, stop: Any, leverage: Any = None,
                    type: str = "market", price: Any = None, reduce_only: bool = False,
                    tag: str | None = None) -> Order | Verdict:  # fmt: skip
         return await self._order("sell", symbol, qty, stop, leverage, type, price, reduce_only, tag)
 
-    async def _order(self, side, symbol, qty, stop, leverage, type, price, reduce_only, tag) -> Order | Verdict:
+    async def _order(self, side: str, symbol: Any, qty: Any, stop: Any, leverage: Any, type: Any, price: Any,
+                     reduce_only: Any, tag: Any) -> Order | Verdict:  # fmt: skip
         intent = OrderIntent(symbol, side, _decimal(qty), type, _decimal(price), _decimal(stop), leverage,
-                             bool(reduce_only), tag)  # fmt: skip
-        return await self._bot.submit(intent, source="strategy")
+                             reduce_only, tag)  # fmt: skip
+        return await self._orders.submit(intent)
 
     async def close(self, symbol: str, tag: str | None = None) -> Order | Verdict | None:
         """Close the whole position with a reduce-only market order; None when flat."""
         position = self.position(symbol)
         if position is None:
             return None
-        side = "sell" if position.side.value == "long" else "buy"
+        side = "sell" if position.side is Side.LONG else "buy"
         intent = OrderIntent(symbol, side, position.qty, reduce_only=True, tag=tag or "close")
-        return await self._bot.submit(intent, source="strategy")
+        return await self._orders.submit(intent)
 
     async def cancel(self, order: Order) -> bool:
         """Cancel an open order (never blocked by the gate); True once the venue confirms it is gone."""
-        return await self._bot.cancel(order)
+        return await self._orders.cancel(order)
 
     def position(self, symbol: str) -> Position | None:
-        return self._bot.positions.get(symbol)
+        return self._account.position(symbol)
 
     def open_orders(self, symbol: str | None = None) -> list[Order]:
-        return self._bot.tracker.open(symbol)
+        return self._orders.open_orders(symbol)
 
     @property
     def equity(self) -> Decimal | None:
-        return self._bot.balance.total if self._bot.balance is not None else None
+        return self._account.equity()
 
     @property
     def state(self) -> TradingState:
-        return self._bot.ks.state
+        return self._account.state()
 
     def mark(self, symbol: str) -> Decimal | None:
-        entry = self._bot.feeds.marks.get(symbol)
+        entry = self._prices.mark(symbol)
         return entry.mark if entry is not None else None
 
     def book(self, symbol: str) -> Book | None:
-        return self._bot.feeds.books.get(symbol)
+        return self._prices.book(symbol)
 
     def funding(self, symbol: str) -> Funding | None:
-        entry = self._bot.feeds.marks.get(symbol)
+        entry = self._prices.mark(symbol)
         return Funding(symbol, entry.funding_rate, entry.next_funding_ms) if entry is not None else None
 
     @property
     def now(self) -> datetime:
-        return datetime.now(UTC)
+        """The time on the bot's clock (the wall clock live, the replayed time in a replay)."""
+        return datetime.fromtimestamp(self._clock.time(), UTC)

@@ -42,8 +42,20 @@ def test_the_tracker_never_reopens_a_final_order_or_shrinks_its_fill():
     tracker.update(order(OrderStatus.OPEN, cid="bk2", filled="2", average="100"))
     changed, fill = tracker.update(order(OrderStatus.CANCELED, cid="bk2", filled="1", average="100"))
     assert changed.filled == D(2) and fill is None
-    tracker.forget_final()
-    assert tracker.orders == {}
+
+
+def test_a_final_order_reported_again_after_many_others_is_not_a_new_order_or_fill():
+    """Found under timeout-after-accept: forgetting final orders at each reconcile made a late answer for
+    one a new order, its fill counted twice. Final orders are remembered, boundedly."""
+    tracker = OrderTracker(final_kept=100)
+    tracker.update(order(OrderStatus.FILLED, filled="3", average="100", cid="late"))
+    for n in range(99):
+        tracker.update(order(OrderStatus.FILLED, filled="3", average="100", cid=f"bk{n}"))
+    assert tracker.update(order(OrderStatus.FILLED, filled="3", average="100", cid="late")) == (None, None)
+    assert tracker.fills == 100 and tracker.open() == []
+    for n in range(99, 1000):
+        tracker.update(order(OrderStatus.CANCELED, cid=f"bk{n}"))
+    assert len(tracker.final) == 100 and tracker.live == {}  # memory stays flat
 
 
 def test_unknown_orders_count_as_open_exposure():

@@ -1,0 +1,36 @@
+"""Risk reservations: an intent the gate accepted is risk from that moment, long before its order is on
+the exchange or in the tracker. Until then it is held here, and the runtime shows it to the gate as an
+open order, so every budget (sizing against the risk budget, notional limits, open orders) counts it.
+Deciding and reserving happen with nothing awaited between them, so concurrent intents each see the
+others.
+"""
+
+from __future__ import annotations
+
+from botkit.domain import Order, OrderStatus
+from botkit.guards.gate import Approval
+
+
+class Reservations:
+    """Accepted intents whose orders are not tracked yet, by approval serial."""
+
+    def __init__(self) -> None:
+        self._held: dict[int, Order] = {}
+
+    def hold(self, approval: Approval) -> int:
+        """Reserve what the approval lets out; returns the key to release it with."""
+        self._held[approval.serial] = Order(
+            approval.symbol, approval.side, approval.type, approval.qty, approval.price,
+            f"reserved-{approval.serial}", None, OrderStatus.UNKNOWN, reduce_only=approval.reduce_only,
+        )  # fmt: skip
+        return approval.serial
+
+    def release(self, serial: int) -> None:
+        """The order is tracked now (or was never sent): the tracker counts it from here."""
+        self._held.pop(serial, None)
+
+    def orders(self) -> list[Order]:
+        return list(self._held.values())
+
+    def __len__(self) -> int:
+        return len(self._held)
