@@ -54,7 +54,7 @@ class LatencyProbe(Strategy):
     async def on_quote(self, ctx, quote) -> None:
         if quote.bid is None or len(self.samples) >= self.wanted:
             return
-        self.received = self.bot_ref[0].feeds.book_at[SYMBOL]
+        self.received = self.bot_ref[0].market.book_at[SYMBOL]
         price = quote.bid * Decimal("0.985")
         await ctx.buy(SYMBOL, Decimal("0.003"), stop=price * Decimal("0.98"), type="limit", price=price)
         if len(self.samples) >= self.wanted:
@@ -97,7 +97,7 @@ async def dispatch_rate(seconds: float, journal: Path) -> tuple[float, int]:
         strategy = NoOp(NoOp.Params())
         bot = Bot(config_for(emu, journal), strategy)
         run = asyncio.create_task(bot.run(duration=seconds + 30))
-        while not bot.rules:  # started: markets loaded, account read
+        while not bot.market.rules:  # started: markets loaded, account read
             await asyncio.sleep(0.01)
         book = await bot.venue.fetch_book(SYMBOL)
         bot.feeds._mark(SYMBOL, await bot.venue.fetch_mark(SYMBOL))

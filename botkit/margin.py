@@ -280,6 +280,37 @@ def loss_at_stop(
     )
 
 
+# ----------------------------------------------------------------------------------------- positions
+
+
+@dataclass(frozen=True, slots=True)
+class PositionMove:
+    """A one-way position after a fill: signed quantity, entry, and what the fill closed."""
+
+    qty: Decimal  # signed: > 0 long, < 0 short, 0 flat
+    entry: Decimal  # 0 when flat
+    closed: Decimal  # quantity of the old position the fill closed (≥ 0)
+    realized: Decimal  # PnL of the closed part, before fees
+
+
+def move_position(qty: Decimal, entry: Decimal, delta: Decimal, price: Decimal) -> PositionMove:
+    """THE position arithmetic (the runtime's account and the sim engine both use it): a signed position
+    `qty` at `entry` moved by a signed fill `delta` at `price`.
+
+    closed = min(|delta|, |qty|) when they have opposite signs;  realized = closed·(price − entry)·sign(qty)
+    the rest opens or adds:  entry' = (|qty_after_close|·entry + rest·price) / |qty'|
+    """
+    closed = min(abs(delta), abs(qty)) if qty * delta < 0 else ZERO
+    realized = closed * (price - entry) * (1 if qty > 0 else -1) if closed else ZERO
+    sign = 1 if delta > 0 else -1
+    after_close = qty + sign * closed
+    rest = abs(delta) - closed
+    if rest == ZERO:
+        return PositionMove(after_close, entry if after_close else ZERO, closed, realized)
+    after = after_close + sign * rest
+    return PositionMove(after, (abs(after_close) * entry + rest * price) / abs(after), closed, realized)
+
+
 # ------------------------------------------------------------------------------------------- sizing
 
 

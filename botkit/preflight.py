@@ -19,7 +19,7 @@ from botkit.config import BotConfig, disabled_guardrails
 from botkit.domain import OrderIntent, TradingState
 from botkit.guards.gate import Gate, MarketView, Snapshot
 from botkit.margin import MarketRules, Tier, plain
-from botkit.runtime.bot import start_leverage
+from botkit.runtime.reconcile import start_leverage
 from botkit.venue.ccxt_venue import CcxtVenue, build_exchange
 from botkit.venue.errors import Rejected, VenueError
 

@@ -27,6 +27,7 @@ from botkit.guards.killswitch import KillSwitch
 from botkit.log import get_logger
 from botkit.margin import to_decimal
 from botkit.runtime.journal import Journal
+from botkit.runtime.market_state import MarketState
 from botkit.runtime.strategy import Bar
 from botkit.venue.ccxt_venue import CcxtVenue
 from botkit.venue.errors import VenueDataError, VenueError
@@ -76,6 +77,7 @@ class Feeds:
         clock: Clock,
         ks: KillSwitch,
         journal: Journal,
+        market: MarketState,
         settings: RuntimeConfig,
         timeframe: float,
         on_quote: Callable[[str], None],
@@ -84,12 +86,9 @@ class Feeds:
         on_orders_back: Callable[[], Awaitable[None]],
     ) -> None:
         self.venue, self.symbols, self.clock, self.ks, self.journal = venue, symbols, clock, ks, journal
+        self.market = market  # where every book and mark goes, stamped with its receive time
         self.settings = settings
         self.on_quote, self.on_bar, self.on_order = on_quote, on_bar, on_order
-        self.books: dict[str, Book] = {}
-        self.book_at: dict[str, float] = {}
-        self.marks: dict[str, MarkPrice] = {}
-        self.mark_at: dict[str, float] = {}
         self.bars = {s: BarBuilder(s, timeframe) for s in symbols}
         self.down: dict[str, float] = {}  # stream -> since (monotonic)
         self.frames = 0
@@ -109,7 +108,7 @@ class Feeds:
         return [s.name for s in self.streams if s.name.startswith(("book:", "mark:"))]
 
     def ready(self) -> bool:
-        return all(s in self.books for s in self.symbols) and all(s in self.marks for s in self.symbols)
+        return self.market.ready(self.symbols)
 
     def tasks(self) -> list[Coroutine[Any, Any, None]]:
         return [self._run(stream) for stream in self.streams]
@@ -118,13 +117,13 @@ class Feeds:
 
     def _book(self, symbol: str, raw: Any) -> None:
         book = raw if isinstance(raw, Book) else self.venue.parse_book(raw, symbol)
-        self.books[symbol], self.book_at[symbol] = book, self.clock.monotonic()
+        self.market.set_book(symbol, book)
         self.ks.feed(f"book:{symbol}", book.timestamp_ms, self.clock.time() * 1000)
         self.on_quote(symbol)
 
     def _mark(self, symbol: str, raw: Any) -> None:
         mark = raw if isinstance(raw, MarkPrice) else self.venue.parse_mark(raw, symbol)
-        self.marks[symbol], self.mark_at[symbol] = mark, self.clock.monotonic()
+        self.market.set_mark(symbol, mark)
         self.ks.feed(f"mark:{symbol}", mark.timestamp_ms, self.clock.time() * 1000)
         if mark.index is not None:
             self.ks.mark_index(symbol, mark.mark, mark.index)

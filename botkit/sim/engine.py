@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from botkit.margin import liquidation_price, maintenance_margin, notional_cap_for_leverage, plain
+from botkit.margin import liquidation_price, maintenance_margin, move_position, notional_cap_for_leverage, plain
 from botkit.sim.market import Market, SymbolState
 
 D = Decimal
@@ -447,34 +447,25 @@ class Engine:
         self._emit_account(account, "ORDER", order.symbol)
 
     def _apply_to_position(self, account: Account, symbol: str, sign: int, qty: Decimal, price: Decimal) -> Decimal:
-        """Move the position by sign·qty at price; returns the realized PnL."""
+        """Move the position by sign·qty at price (margin.move_position); returns the realized PnL."""
         pos = account.position(symbol)
         isolated = account.config(symbol).margin_type == "ISOLATED"
         leverage = account.config(symbol).leverage
-        realized = ZERO
-        if pos.qty * sign < 0:  # reducing
-            closing = min(qty, abs(pos.qty))
-            realized = closing * (price - pos.entry) * (1 if pos.qty > 0 else -1)
-            account.wallet += realized
-            if isolated:
-                released = pos.isolated_wallet * closing / abs(pos.qty)
-                pos.isolated_wallet -= released
-                account.wallet += released
-            pos.qty += sign * closing
-            qty -= closing
-            if pos.qty == ZERO:
-                account.wallet += pos.isolated_wallet
-                pos.entry, pos.isolated_wallet = ZERO, ZERO
-        if qty > ZERO:  # opening or adding (also the rest of a flip)
-            new_qty = pos.qty + sign * qty
-            pos.entry = (abs(pos.qty) * pos.entry + qty * price) / abs(new_qty)
-            pos.qty = new_qty
-            if isolated:
-                margin = qty * price / leverage  # isolated wallet = initial margin of what was opened
-                account.wallet -= margin
-                pos.isolated_wallet += margin
+        move = move_position(pos.qty, pos.entry, sign * qty, price)
+        account.wallet += move.realized
+        if move.closed and isolated:  # the isolated margin leaves in proportion to what was closed
+            whole = move.qty * pos.qty <= 0  # closed or flipped
+            released = pos.isolated_wallet if whole else pos.isolated_wallet * move.closed / abs(pos.qty)
+            pos.isolated_wallet -= released
+            account.wallet += released
+        opened = qty - move.closed
+        if opened > ZERO and isolated:
+            margin = opened * price / leverage  # isolated wallet = initial margin of what was opened
+            account.wallet -= margin
+            pos.isolated_wallet += margin
+        pos.qty, pos.entry = move.qty, move.entry
         pos.update_ms = self.now_ms
-        return realized
+        return move.realized
 
     def _finish(self, account: Account, order: Order, status: str) -> None:
         order.status = status

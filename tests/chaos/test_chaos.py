@@ -54,7 +54,7 @@ def rules_never_reread(bot: Bot) -> None:
     async def keep_the_old_rules() -> None:
         return None
 
-    bot._refresh_rules = keep_the_old_rules
+    bot.reconciler.refresh_rules = keep_the_old_rules  # type: ignore[method-assign]
 
 
 RESUMING = {"auto_resume": True, "resume_after_seconds": "0.5"}

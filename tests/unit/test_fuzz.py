@@ -30,6 +30,7 @@ from botkit.guards.killswitch import KillSwitch
 from botkit.margin import MarketRules
 from botkit.runtime.feeds import Feeds
 from botkit.runtime.journal import Journal, read_events
+from botkit.runtime.market_state import MarketState
 from botkit.venue.ccxt_venue import CcxtVenue
 from botkit.venue.errors import OrderUnresolved, VenueDataError
 from tests.support import BTC_TIERS, approved
@@ -171,16 +172,17 @@ def feeds_for(venue: CcxtVenue, tmp_path: Path) -> tuple[Feeds, Journal]:
         return None
 
     feeds = Feeds(venue, [BTC], clock=clock, ks=KillSwitch(KillSwitchConfig(), clock), journal=journal,
-                  settings=RuntimeConfig(), timeframe=60.0, on_quote=lambda s: None, on_bar=lambda b: None,
-                  on_order=lambda o, s: None, on_orders_back=nothing)  # fmt: skip
+                  market=MarketState(clock), settings=RuntimeConfig(), timeframe=60.0, on_quote=lambda s: None,
+                  on_bar=lambda b: None, on_order=lambda o, s: None, on_orders_back=nothing)  # fmt: skip
     return feeds, journal
 
 
 def snapshot(feeds: Feeds) -> Snapshot:
-    book, mark = feeds.books.get(BTC), feeds.marks.get(BTC)
+    market = feeds.market
+    book, mark = market.books.get(BTC), market.marks.get(BTC)
     rules = MarketRules(step=D("0.001"), tick=D("0.1"), min_qty=D("0.001"), min_notional=D("100"))
-    view = MarketView(rules, BTC_TIERS, 10, mark.mark if mark else None, feeds.mark_at.get(BTC),
-                      book.bids if book else (), book.asks if book else (), feeds.book_at.get(BTC))  # fmt: skip
+    view = MarketView(rules, BTC_TIERS, 10, mark.mark if mark else None, market.mark_at.get(BTC),
+                      book.bids if book else (), book.asks if book else (), market.book_at.get(BTC))  # fmt: skip
     return Snapshot(now=feeds.clock.monotonic(), state=TradingState.ACTIVE, markets={BTC: view}, positions={},
                     open_orders=[], equity=D(10_000), available=D(10_000), peak_equity=D(10_000),
                     day_start_equity=D(10_000))  # fmt: skip
@@ -194,7 +196,7 @@ def test_junk_frames_never_reach_the_gate(venue, tmp_path, frames):
         by_name = {s.name.split(":")[0]: s for s in feeds.streams}
         for kind, raw in frames:
             feeds._handle(by_name[kind], raw)
-        book, mark = feeds.books.get(BTC), feeds.marks.get(BTC)
+        book, mark = feeds.market.books.get(BTC), feeds.market.marks.get(BTC)
         if book is not None:  # what the feeds keep was validated
             assert all(p > 0 and q > 0 for p, q in book.bids + book.asks)
         if mark is not None:
@@ -214,7 +216,7 @@ def test_a_bad_frame_is_journalled_and_the_last_good_data_kept(venue, tmp_path):
     feeds._handle(book, Book(BTC, ((D("49999"), D("1")),), ((D("50001"), D("1")),), None))
     feeds._handle(book, {"bids": [["50002", "1"]], "asks": [["50001", "1"]]})  # crossed
     journal.close()
-    assert feeds.books[BTC].asks[0][0] == D("50001") and feeds.bad_frames == 1
+    assert feeds.market.books[BTC].asks[0][0] == D("50001") and feeds.bad_frames == 1
     [event] = read_events(journal.path, ["feed"])
     assert event.data["status"] == "bad_frame" and "crossed" in event.data["error"]
 

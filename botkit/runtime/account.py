@@ -1,0 +1,132 @@
+"""The account: balance and positions as last read from the venue (`AccountReader`), moved at once by
+every fill (with `margin.move_position`, the same arithmetic the sim engine uses) so the gate never sizes
+against a position a fill has changed; the next read replaces them with the exchange's figures.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import replace
+from datetime import UTC, datetime
+from decimal import Decimal
+
+from botkit.clock import Clock, sleep_until_set
+from botkit.config import BotConfig
+from botkit.domain import Balance, Position, Side
+from botkit.guards.killswitch import KillSwitch
+from botkit.margin import move_position
+from botkit.runtime.journal import Journal
+from botkit.runtime.market_state import MarketState
+from botkit.runtime.news import AccountRead, Sink
+from botkit.runtime.strategy import Fill
+from botkit.venue.ccxt_venue import CcxtVenue
+from botkit.venue.errors import VenueError
+
+ZERO = Decimal(0)
+
+
+def signed(position: Position | None) -> Decimal:
+    """A position's quantity with its sign: > 0 long, < 0 short, 0 flat."""
+    if position is None:
+        return ZERO
+    return position.qty if position.side is Side.LONG else -position.qty
+
+
+class AccountState:
+    """Balance and positions of this bot's account."""
+
+    def __init__(self) -> None:
+        self.balance: Balance | None = None
+        self.positions: dict[str, Position] = {}
+        self.equity_start: Decimal | None = None
+
+    @property
+    def equity(self) -> Decimal | None:
+        return self.balance.total if self.balance is not None else None
+
+    def read(self, balance: Balance, positions: list[Position]) -> None:
+        """The venue's figures replace ours."""
+        self.balance, self.positions = balance, {p.symbol: p for p in positions}
+        if self.equity_start is None:
+            self.equity_start = balance.total
+
+    def apply_fill(self, fill: Fill) -> None:
+        """Move the local position by one fill until the next read."""
+        held = self.positions.get(fill.symbol)
+        before = signed(held)
+        delta = fill.qty if fill.side == "buy" else -fill.qty
+        price = fill.price or (held.entry if held else None)
+        if price is None:  # no price for a position that did not exist: the next read brings it
+            if before + delta == 0:
+                self.positions.pop(fill.symbol, None)
+            return
+        move = move_position(before, held.entry if held else ZERO, delta, price)
+        if move.qty == 0:
+            self.positions.pop(fill.symbol, None)
+            return
+        side = Side.LONG if move.qty > 0 else Side.SHORT
+        base = held or Position(fill.symbol, side, abs(move.qty), move.entry, None, None, "isolated", None, None, ZERO)
+        # An isolated position cut in part keeps its liquidation price (the margin leaves in proportion), so the
+        # liquidation guard still sees it between slices; opened, added to or flipped: unknown until the read.
+        reduced = held is not None and held.side is side and abs(move.qty) < abs(before)
+        liquidation = held.liquidation if reduced and held is not None else None
+        self.positions = {**self.positions, fill.symbol: replace(base, side=side, qty=abs(move.qty), entry=move.entry,
+                                                                 liquidation=liquidation)}  # fmt: skip
+
+
+class AccountReader:
+    """Reads balance and positions every `runtime.account_seconds`, and sooner after a fill (at most twice
+    a period: each read costs request weight the orders need). Each read is journalled as a snapshot,
+    feeds the positions' marks into the market state, and is announced as AccountRead news."""
+
+    def __init__(self, config: BotConfig, *, clock: Clock, venue: CcxtVenue, ks: KillSwitch, journal: Journal,
+                 market: MarketState, account: AccountState, symbols: list[str], sink: Sink) -> None:  # fmt: skip
+        self.config, self.clock, self.venue, self.ks, self.journal = config, clock, venue, ks, journal
+        self.market, self.account, self.symbols, self.sink = market, account, symbols, sink
+        self._dirty = asyncio.Event()
+
+    def soon(self) -> None:
+        """A fill changed the account: read it before the period is up."""
+        self._dirty.set()
+
+    async def loop(self) -> None:
+        period = float(self.config.runtime.account_seconds)
+        self.ks.watch("account", max(float(self.config.killswitch.stale_feed_seconds), 3 * period))
+        while True:
+            started = self.clock.monotonic()
+            await self.read()
+            self._dirty.clear()
+            await sleep_until_set(self.clock, period, self._dirty)  # a period, or sooner after a fill ...
+            # ... but at most twice a period: each read costs request weight the orders need (10 on Binance)
+            await self.clock.sleep(max(0.0, started + period / 2 - self.clock.monotonic()))
+
+    async def read(self) -> None:
+        try:
+            balance = await self.venue.fetch_balance()
+            positions = await self.venue.fetch_positions(self.symbols)
+        except VenueError as exc:
+            self.ks.error(f"account: {exc}")
+            return
+        self.account.read(balance, positions)
+        for position in positions:
+            if position.mark is not None:
+                self.market.set_account_mark(position.symbol, position.mark)
+        self.ks.succeeded()
+        self.ks.feed("account")
+        self.ks.equity(balance.total, datetime.fromtimestamp(self.clock.time(), UTC).date())
+        self._record_snapshot()
+        self.sink(AccountRead())
+
+    def _record_snapshot(self) -> None:
+        """The figures `botkit report` charts over time (price, mark vs index, equity, liquidation distance)."""
+        symbols = {}
+        for symbol in self.symbols:
+            held = self.account.positions.get(symbol)
+            symbols[symbol] = self.market.top(symbol) | {
+                "position": signed(held),
+                "entry": held.entry if held else None,
+                "liquidation": held.liquidation if held else None,
+            }
+        balance = self.account.balance
+        self.journal.record("snapshot", state=self.ks.state, equity=balance.total if balance else None,
+                            available=balance.free if balance else None, symbols=symbols)  # fmt: skip

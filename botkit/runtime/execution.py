@@ -1,0 +1,286 @@
+"""Execution: the one road every order travels, and the tracking of every order on it.
+
+    intent → gate (Verdict + Approval) → reservation → journal write-ahead → venue → tracker
+
+`Router.submit` decides and reserves with nothing awaited between them, so concurrent intents each see
+the others. The order's client id is committed to the journal before the order leaves, so every order on
+the exchange is in the journal even if the process is killed right after sending. The bot's own
+risk-cutting orders carry a `RiskCut`, which only the safety room makes: they are checked as in REDUCING
+while HALTED, and they are the only orders accepted once the bot is stopping.
+
+Order reports arrive from three places (the answer to a create or cancel, the user stream, REST
+reconciliation) in any order; `order_update` merges them through the tracker, journals each change and
+fill once, moves the account, and puts the news into the sink.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import replace
+from decimal import Decimal
+from typing import Any
+
+from botkit.config import BotConfig
+from botkit.domain import Order, OrderIntent, OrderStatus, Reason, TradingState
+from botkit.guards.gate import Approval, Gate, Snapshot, Verdict, reject
+from botkit.guards.killswitch import KillSwitch
+from botkit.guards.reserve import Reservations
+from botkit.log import get_logger
+from botkit.margin import Violation, plain
+from botkit.runtime.account import AccountState
+from botkit.runtime.journal import Journal
+from botkit.runtime.market_state import MarketState
+from botkit.runtime.news import Denied, Filled, OrderChanged, Sink, Stats
+from botkit.runtime.orders import OrderTracker
+from botkit.venue.ccxt_venue import CcxtVenue
+from botkit.venue.errors import OrderUnresolved, Rejected, VenueError
+
+log = get_logger("botkit.execution")
+_SEAL = object()  # handed to the safety room only (see botkit.runtime.safety)
+
+
+class RiskCut:
+    """The origin of the bot's own risk-cutting orders (flattening on a halt, the liquidation guard's
+    slices): the gate checks them as in REDUCING while HALTED. Only the bot's safety code makes one, so no
+    strategy and no caller passing a string can turn a halt into REDUCING."""
+
+    __slots__ = ("kind",)
+
+    def __init__(self, kind: str, seal: object) -> None:
+        if seal is not _SEAL:
+            raise TypeError("a RiskCut is made by the bot's safety code only")
+        self.kind = kind
+
+
+class Router:
+    """The order router: gate → reserve → journal → venue → tracker."""
+
+    def __init__(self, config: BotConfig, *, venue: CcxtVenue, journal: Journal, ks: KillSwitch,
+                 market: MarketState, account: AccountState, stats: Stats, sink: Sink,
+                 rules_suspect: Any) -> None:  # fmt: skip
+        self.config, self.venue, self.journal, self.ks = config, venue, journal, ks
+        self.market, self.account, self.stats, self.sink = market, account, stats, sink
+        self.rules_suspect = rules_suspect  # called when the venue refused an order naming its rules
+        self.gate = Gate(config)
+        self.reservations = Reservations()
+        self.tracker = OrderTracker()
+        self.stopping = False  # set once shutdown begins: only risk cuts may leave after that
+
+    # --------------------------------------------------------------------------------- orders
+
+    def snapshot(self, state: TradingState | None = None) -> Snapshot:
+        balance, market = self.account.balance, self.market
+        return Snapshot(
+            now=self.market.clock.monotonic(), state=state or self.ks.state,
+            markets={s: market.view(s) for s in market.rules}, positions=self.account.positions,
+            open_orders=[*self.tracker.open(), *self.reservations.orders()],
+            equity=balance.total if balance else None, available=balance.free if balance else None,
+            peak_equity=self.ks.peak_equity, day_start_equity=self.ks.day_start_equity,
+        )  # fmt: skip
+
+    async def submit(self, intent: OrderIntent, cut: RiskCut | None = None) -> Order | Verdict:
+        """Gate, reserve, journal, send, track. Never raises for a broken rule or a venue refusal."""
+        if not isinstance(cut, RiskCut | None):
+            raise TypeError("submit's second argument is a RiskCut")
+        source = cut.kind if cut is not None else "strategy"
+        refusal = None
+        if not isinstance(intent.symbol, str):
+            refusal = Violation(Reason.INTENT_INVALID, f"symbol={intent.symbol!r} must be a string")
+        elif intent.symbol not in self.market.rules:
+            refusal = Violation(Reason.DATA_MISSING, f"symbol={intent.symbol} not traded by this bot")
+        elif self.stopping and cut is None:  # an order placed now would outlive the exit's cancels
+            refusal = Violation(Reason.STATE_STOPPING, "the bot is shutting down")
+        if refusal is not None:
+            verdict = reject(intent, refusal)
+            self._judged(intent, verdict, source, None)
+            return verdict
+        state = self.ks.state
+        if cut is not None and state is TradingState.HALTED:
+            state = TradingState.REDUCING
+        snap = self.snapshot(state)
+        verdict = self.gate.check(intent, snap)
+        self._judged(intent, verdict, source, snap)
+        if verdict.approval is None:
+            return verdict
+        serial = self.reservations.hold(verdict.approval)
+        try:
+            return await self._send(intent, verdict, verdict.approval, cut, source)
+        finally:
+            self.reservations.release(serial)
+
+    async def _send(
+        self, intent: OrderIntent, verdict: Verdict, approval: Approval, cut: RiskCut | None, source: str
+    ) -> Order | Verdict:
+        symbol = intent.symbol
+        if intent.leverage is not None and intent.leverage != self.market.leverage[symbol]:
+            try:
+                await self.venue.ensure_isolated(symbol, intent.leverage)
+                self.market.leverage[symbol] = intent.leverage
+            except VenueError as exc:
+                return self._refused(intent, f"set leverage {intent.leverage}: {exc}")
+        client_id = self.venue.ids.next()
+        await self.journal.durable("order.sending", symbol=symbol, client_id=client_id, side=intent.side,
+                                   type=intent.type, qty=approval.qty, price=approval.price,
+                                   reduce_only=intent.reduce_only, tag=intent.tag, source=source)  # fmt: skip
+        now_state = self.ks.state
+        if cut is None and (
+            now_state is TradingState.HALTED or (now_state is TradingState.REDUCING and not intent.reduce_only)
+        ):  # the state changed while the journal committed: the verdict no longer holds
+            code = Reason.STATE_HALTED if now_state is TradingState.HALTED else Reason.STATE_REDUCING
+            late = reject(intent, Violation(code, "state changed before sending"))
+            self.journal.record("order.failed", symbol=symbol, client_id=client_id, final=True, error=str(late))
+            self.stats.accepted -= 1  # the same intent, judged again: a revised verdict, not a second intent
+            self._verdict(intent, late, source, revised=True)
+            return late
+        self.stats.sent += 1
+        try:
+            order = await self.venue.create_order(approval, client_id=client_id)
+        except OrderUnresolved as exc:
+            self.journal.record("order.failed", symbol=symbol, client_id=client_id, final=False, error=str(exc))
+            self.order_update(_placeholder(approval, client_id, OrderStatus.UNKNOWN), "create")
+            known = self.tracker.get(client_id)
+            if known is not None and known.status.final:  # the user stream settled it before the create gave up
+                self.venue.unresolved.discard(client_id)
+            self.ks.unresolved(len(self.venue.unresolved))
+            return known or _placeholder(approval, client_id, OrderStatus.UNKNOWN)
+        except VenueError as exc:
+            # Rejected, banned, unavailable: the order did not land (an unknown outcome is OrderUnresolved)
+            self.ks.error(f"create_order: {exc}")
+            if isinstance(exc, Rejected):
+                self.stats.venue_rejected += 1
+                if self.venue.rules_changed(exc):
+                    self.rules_suspect()
+            self.journal.record("order.failed", symbol=symbol, client_id=client_id, final=True,
+                                error=f"{type(exc).__name__}: {exc}")  # fmt: skip
+            return _placeholder(approval, client_id, OrderStatus.REJECTED)
+        self.ks.succeeded()
+        self.order_update(order, "create")
+        return order
+
+    def _judged(self, intent: OrderIntent, verdict: Verdict, source: str, snap: Snapshot | None) -> None:
+        self.stats.intents += 1
+        self.journal.record("intent", symbol=intent.symbol if isinstance(intent.symbol, str) else None,
+                            source=source, intent=intent,
+                            figures=self._figures(intent.symbol, snap) if snap is not None else None)  # fmt: skip
+        self._verdict(intent, verdict, source)
+
+    def _verdict(self, intent: OrderIntent, verdict: Verdict, source: str, revised: bool = False) -> None:
+        if verdict.accepted:
+            self.stats.accepted += 1
+        else:
+            self.stats.rejected.update(r.value for r in verdict.reasons)
+        symbol = intent.symbol if isinstance(intent.symbol, str) else None
+        self.journal.record("verdict", symbol=symbol, source=source, decision=verdict.decision,
+                            qty=verdict.qty, price=verdict.price, reasons=verdict.reasons,
+                            findings=[str(f) for f in verdict.findings], revised=revised)  # fmt: skip
+        if not verdict.accepted:
+            log.info("order.denied", symbol=symbol, source=source, verdict=str(verdict))
+            if source == "strategy":
+                self.sink(Denied(verdict))
+
+    def _figures(self, symbol: str, snap: Snapshot) -> dict[str, Any]:
+        """What the gate saw, in the journal next to the intent."""
+        view = snap.markets.get(symbol)
+        position = snap.positions.get(symbol)
+        return {
+            "state": snap.state,
+            "mark": view.mark if view else None,
+            "mark_age_s": round(snap.now - view.mark_at, 4) if view and view.mark_at is not None else None,
+            "best_bid": view.bids[0][0] if view and view.bids else None,
+            "best_ask": view.asks[0][0] if view and view.asks else None,
+            "book_age_s": round(snap.now - view.book_at, 4) if view and view.book_at is not None else None,
+            "leverage": view.leverage if view else None,
+            "equity": snap.equity,
+            "available": snap.available,
+            "peak_equity": snap.peak_equity,
+            "day_start_equity": snap.day_start_equity,
+            "position": f"{position.side.value} {plain(position.qty)} @ {plain(position.entry)}" if position else None,
+            "open_orders": len(snap.open_orders),
+        }
+
+    def _refused(self, intent: OrderIntent, error: str) -> Verdict:
+        self.ks.error(error)
+        self.journal.record("order.failed", symbol=intent.symbol, final=True, error=error)
+        return reject(intent, Violation(Reason.DATA_MISSING, error))
+
+    # -------------------------------------------------------------------------------- cancels
+
+    async def cancel(self, order: Order) -> bool:
+        """Cancel one order (never gated); True once it is known to be gone."""
+        try:
+            result = await self.venue.cancel_order(order.symbol, client_id=order.client_id)
+        except OrderUnresolved as exc:
+            self.ks.unresolved(len(self.venue.unresolved))
+            self.journal.record("order.failed", symbol=order.symbol, client_id=order.client_id, action="cancel",
+                                final=False, error=str(exc))  # fmt: skip
+            return False
+        except VenueError as exc:
+            self.ks.error(f"cancel_order: {exc}")
+            self.journal.record("order.failed", symbol=order.symbol, client_id=order.client_id, action="cancel",
+                                final=False, error=f"{type(exc).__name__}: {exc}")  # fmt: skip
+            return False
+        self.ks.succeeded()
+        self.order_update(result, "cancel")
+        return result.status.final
+
+    async def cancel_own(self) -> tuple[int, int]:
+        """Cancel every open order of this bot (the exchange's list first, so none is missed)."""
+        with contextlib.suppress(VenueError):
+            for order in await self.venue.fetch_open_orders():
+                if self.venue.ids.owns(order.client_id):
+                    self.order_update(order, "rest")
+        targets = self.tracker.open()
+        results = await asyncio.gather(*(self.cancel(o) for o in targets))
+        return sum(results), len(targets)
+
+    async def settle(self, symbol: str, client_id: str) -> Order | None:
+        """Look one order up; an order the exchange never saw is journalled as final, filled nothing."""
+        try:
+            order = await self.venue.fetch_order(symbol, client_id=client_id)
+        except Rejected as exc:
+            if not self.venue.is_not_found(exc):
+                raise
+            self.venue.unresolved.discard(client_id)
+            self.journal.record("order.failed", symbol=symbol, client_id=client_id, final=True,
+                                error="not on the exchange: never reached it")  # fmt: skip
+            known = self.tracker.get(client_id)
+            if known is not None:
+                self.order_update(replace(known, status=OrderStatus.REJECTED), "reconcile")
+            return None
+        self.order_update(order, "reconcile")
+        return order
+
+    # ---------------------------------------------------------------------------- order state
+
+    def order_update(self, order: Order, source: str) -> None:
+        """One report of an order, from any source: merged, journalled once, the account moved by its fill."""
+        changed, fill = self.tracker.update(order)
+        if changed is None:
+            return
+        if changed.status.final and changed.client_id in self.venue.unresolved:  # settled, from whichever source
+            self.venue.unresolved.discard(changed.client_id)
+            self.ks.unresolved(len(self.venue.unresolved))
+        self.journal.record("order", symbol=changed.symbol, client_id=changed.client_id, source=source,
+                            status=changed.status, filled=changed.filled, average=changed.average, id=changed.id,
+                            side=changed.side, type=changed.type, qty=changed.qty, price=changed.price)  # fmt: skip
+        if changed.status is OrderStatus.CANCELED:
+            self.stats.cancels += 1
+            self.ks.cancelled()
+        self.sink(OrderChanged(changed))
+        if fill is not None:
+            self.stats.fills += 1
+            self.ks.filled()
+            self.journal.record("fill", symbol=fill.symbol, client_id=changed.client_id, side=fill.side,
+                                qty=fill.qty, price=fill.price)  # fmt: skip
+            if self.venue.is_liquidation(changed):  # every guard before this failed: stop until a person looks
+                self.ks.liquidated(f"symbol={fill.symbol} side={fill.side} qty={fill.qty} price={fill.price} "
+                                   f"order={changed.client_id}")  # fmt: skip
+            self.account.apply_fill(fill)
+            self.sink(Filled(fill))
+
+
+def _placeholder(approval: Approval, client_id: str, status: OrderStatus) -> Order:
+    """The order as far as the bot knows it when the venue gave no answer to read."""
+    return Order(approval.symbol, approval.side, approval.type, approval.qty, approval.price, client_id, None, status,
+                 filled=Decimal(0), reduce_only=approval.reduce_only)  # fmt: skip

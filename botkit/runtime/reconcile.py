@@ -1,0 +1,183 @@
+"""Reconciliation: what the exchange says against what the bot believes.
+
+- At start-up: settle what the journal left open, adopt this bot's open orders (by its client-id
+  prefix), and compare each position with what the journal's fills add up to. Anything unexplained is
+  handled per `runtime.unknown_exposure`: REDUCING until a person resumes, or adopted.
+- Periodically (`runtime.reconcile_seconds`) and after the user stream reconnects: open orders (anything
+  the stream missed is learnt over REST), margin settings, the clock offset, funding payments.
+- Market rules and leverage brackets every `runtime.rules_seconds`, and at once after a refusal naming
+  them: exchanges change them mid-session, and a gate sizing on the old ones accepts what no longer holds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from botkit.clock import Clock
+from botkit.config import BotConfig
+from botkit.domain import OrderStatus
+from botkit.guards.killswitch import KillSwitch
+from botkit.log import get_logger
+from botkit.margin import Tier, plain
+from botkit.runtime.account import ZERO, signed
+from botkit.runtime.execution import Router
+from botkit.runtime.journal import Journal, read_events
+from botkit.runtime.market_state import MarketState
+from botkit.runtime.orders import JournalHistory
+from botkit.venue.ccxt_venue import CcxtVenue
+from botkit.venue.errors import VenueError
+
+log = get_logger("botkit.reconcile")
+
+
+def start_leverage(config: BotConfig, tiers: tuple[Tier, ...]) -> int:
+    """The leverage the bot sets on a symbol at start: runtime.leverage, else risk.max_leverage, capped
+    by the first bracket."""
+    return min(config.runtime.leverage or config.risk.max_leverage, tiers[0].max_leverage)
+
+
+class Reconciler:
+    """Start-up, periodic and rules-refresh reconciliation."""
+
+    def __init__(self, config: BotConfig, *, clock: Clock, venue: CcxtVenue, journal: Journal, ks: KillSwitch,
+                 market: MarketState, router: Router, symbols: list[str], spawn: Any) -> None:  # fmt: skip
+        self.config, self.clock, self.venue, self.journal, self.ks = config, clock, venue, journal, ks
+        self.market, self.router, self.symbols, self.spawn = market, router, symbols, spawn
+        self.started_ms = 0  # funding payments from this time on are this session's
+        self._funding_seen: set[str] = set()
+        self._rules_due = 0.0  # monotonic time of the next re-read of market rules and brackets
+        self._rules_task: asyncio.Task[None] | None = None
+
+    async def load_rules(self) -> None:
+        """Markets and brackets at start; the leverage each symbol starts with. Raises VenueError."""
+        markets = await self.venue.load_markets()
+        missing = [s for s in self.symbols if s not in markets]
+        if missing:
+            raise LookupError(f"symbols {missing} are not perpetual markets on {self.venue.exchange.id}")
+        self.market.rules.update({s: markets[s] for s in self.symbols})
+        self.market.tiers.update(await self.venue.fetch_tiers(self.symbols))
+        self._rules_due = self.clock.monotonic() + float(self.config.runtime.rules_seconds)
+        for symbol in self.symbols:
+            self.market.leverage[symbol] = start_leverage(self.config, self.market.tiers[symbol])
+            await self.venue.ensure_isolated(symbol, self.market.leverage[symbol])
+
+    async def loop(self) -> None:
+        while True:
+            await self.clock.sleep(float(self.config.runtime.reconcile_seconds))
+            await self.orders()
+            try:
+                for symbol in self.symbols:
+                    lev, mode = await self.venue.fetch_margin_settings(symbol)
+                    expected = self.market.leverage[symbol]
+                    self.ks.margin_settings(symbol, leverage=lev, mode=mode, expected_leverage=expected,
+                                            expected_mode="isolated")  # fmt: skip
+                self.ks.clock_offset(await self.venue.fetch_clock_offset())
+                await self._record_funding()
+            except VenueError as exc:
+                self.ks.error(f"reconcile: {exc}")
+            if self.clock.monotonic() >= self._rules_due:
+                await self.refresh_rules()
+
+    async def orders(self) -> None:
+        """The exchange's open orders against the tracker's: anything the stream missed is learnt over REST."""
+        router = self.router
+        try:
+            listed = {o.client_id: o for o in await self.venue.fetch_open_orders()}
+            for order in listed.values():
+                if self.venue.ids.owns(order.client_id):
+                    router.order_update(order, "rest")
+            for order in router.tracker.open():
+                if order.client_id not in listed:
+                    await router.settle(order.symbol, order.client_id)
+        except VenueError as exc:
+            self.ks.error(f"reconcile orders: {exc}")
+        self.ks.unresolved(len(self.venue.unresolved))
+
+    def refresh_rules_soon(self) -> None:
+        if self._rules_task is None or self._rules_task.done():
+            self._rules_task = self.spawn(self.refresh_rules(), "rules")
+
+    async def refresh_rules(self) -> None:
+        """Re-read market rules and leverage brackets; journal what changed and lower a leverage the new
+        brackets no longer allow."""
+        market = self.market
+        self._rules_due = self.clock.monotonic() + float(self.config.runtime.rules_seconds)
+        try:
+            markets = await self.venue.load_markets()
+            tiers = await self.venue.fetch_tiers(self.symbols)
+        except VenueError as exc:
+            self.ks.error(f"rules: {exc}")
+            return
+        for symbol in self.symbols:
+            rules, brackets = markets.get(symbol), tiers[symbol]
+            if rules is None:
+                self.ks.error(f"rules: {symbol} is no longer listed")
+                continue
+            old_rules, old_brackets = market.rules[symbol], market.tiers[symbol]
+            if rules == old_rules and brackets == old_brackets:
+                continue
+            market.rules[symbol], market.tiers[symbol] = rules, brackets
+            changed: dict[str, list[Any]] = {
+                name: [str(getattr(old_rules, name)), str(getattr(rules, name))]
+                for name in ("step", "tick", "min_qty", "max_qty", "min_notional")
+                if getattr(old_rules, name) != getattr(rules, name)
+            }
+            if brackets != old_brackets:
+                changed["max_leverage"] = [[t.max_leverage for t in old_brackets], [t.max_leverage for t in brackets]]
+                changed["mmr"] = [[str(t.mmr) for t in old_brackets], [str(t.mmr) for t in brackets]]
+            self.journal.record("rules", symbol=symbol, changed=changed)
+            log.warning("bot.rules_changed", symbol=symbol, changed=changed)
+            if market.leverage[symbol] > brackets[0].max_leverage:  # the brackets no longer allow the leverage set
+                leverage = start_leverage(self.config, brackets)
+                try:
+                    await self.venue.ensure_isolated(symbol, leverage)
+                    market.leverage[symbol] = leverage
+                    self.journal.record("rules", symbol=symbol, leverage=leverage)
+                except VenueError as exc:
+                    self.ks.error(f"rules: set leverage {leverage} on {symbol}: {exc}")
+
+    async def _record_funding(self) -> None:
+        for payment in await self.venue.fetch_funding_payments(self.started_ms):
+            if payment.id not in self._funding_seen and payment.symbol in self.market.rules:
+                self._funding_seen.add(payment.id)
+                self.journal.record("funding", symbol=payment.symbol, amount=payment.amount, id=payment.id,
+                                    time_ms=payment.timestamp_ms)  # fmt: skip
+
+    async def at_start(self) -> None:
+        """Before trading: settle what the journal left open, adopt this bot's open orders, and compare each
+        position with what the journal's fills add up to."""
+        router, rt = self.router, self.config.runtime
+        history = JournalHistory(read_events(self.config.journal.path, ("order.sending", "order", "order.failed")))
+        looked_up = []
+        for sent in history.unsettled():
+            order = await router.settle(sent.symbol, sent.client_id)
+            history.learn(sent.client_id, order.status if order else OrderStatus.REJECTED,
+                          order.filled if order else ZERO)  # fmt: skip
+            looked_up.append(f"{sent.client_id}={order.status.value if order else 'never-sent'}")
+        listed = await self.venue.fetch_open_orders()
+        own = [o for o in listed if self.venue.ids.owns(o.client_id)]
+        foreign = [o for o in listed if not self.venue.ids.owns(o.client_id)]
+        for order in own:
+            router.order_update(order, "reconcile")
+        expected = history.positions()
+        actual = {p.symbol: signed(p) for p in await self.venue.fetch_positions()}
+        mismatched = [
+            f"position {s} exchange={plain(actual.get(s, ZERO))} journal={plain(expected.get(s, ZERO))}"
+            for s in sorted(set(actual) | set(expected))
+            if actual.get(s, ZERO) != expected.get(s, ZERO)
+        ]
+        unknown = mismatched + [f"order {o.client_id or o.id} {o.symbol} (not this bot's)" for o in foreign]
+        action = "none"
+        if unknown:
+            if rt.unknown_exposure == "adopt":
+                action = "adopted"
+                for order in foreign:
+                    router.order_update(order, "reconcile")
+            else:
+                action = "reducing"
+                self.ks.unknown_exposure("; ".join(unknown))
+        positions = {s: plain(q) for s, q in actual.items()}
+        self.journal.record("reconcile", at="start", looked_up=looked_up, adopted=[o.client_id for o in own],
+                            unknown=unknown, action=action, positions=positions)  # fmt: skip
+        log.info("reconcile.done", looked_up=len(looked_up), adopted=len(own), unknown=len(unknown), action=action)
