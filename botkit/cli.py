@@ -47,6 +47,9 @@ RISK_DEFAULTS = RiskConfig()
 UNBOUNDED_NOTIONAL = Decimal("1e30")  # the cap of the single bracket built from --mmr/--cum
 
 
+LARGEST, SMALLEST = Decimal("1e15"), Decimal("1e-12")  # prices, sizes and rates of any real market lie between
+
+
 class DecimalType(click.ParamType):
     """A finite decimal number, optionally required to be positive or non-negative."""
 
@@ -64,6 +67,8 @@ class DecimalType(click.ParamType):
             self.fail(f"{value!r} is not a number", param, ctx)
         if not number.is_finite():
             self.fail(f"{value!r} is not a finite number", param, ctx)
+        if abs(number) > LARGEST or (number != 0 and abs(number) < SMALLEST):
+            self.fail(f"{value} is beyond any market (between {SMALLEST} and {LARGEST})", param, ctx)
         if self.minimum is not None and (number <= self.minimum if self.strict else number < self.minimum):
             self.fail(f"{value} must be {'>' if self.strict else '>='} {self.minimum}", param, ctx)
         return number
@@ -122,19 +127,60 @@ def _flatten(data: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
 @click.option("--config", "config_file", type=click.Path(path_type=Path), required=True, help="The bot's config.")
 @click.option("--reason", default="manual halt", show_default=True, help="Journalled with the halt.")
 def halt_command(config_file: Path, reason: str) -> None:
-    """Halt a running bot: no new orders, open orders cancelled; it stays halted until `botkit resume`."""
-    path = control_path(load_config(config_file).journal.path)
-    send(path, "halt", reason)
-    click.echo(f"halt sent to {path}; a running bot applies it within a second")
+    """Halt the bot: no new orders, open orders cancelled; it stays halted until `botkit resume`, across
+    restarts. A running bot applies it within a second; with none running, the next start does."""
+    journal = load_config(config_file, keys=False).journal.path
+    if _offline_control(journal, "halt", reason):
+        click.echo(f"no bot is running on {journal}: the halt is journalled there and the next start applies it")
+        return
+    send(control_path(journal), "halt", reason)
+    click.echo(f"halt sent to {control_path(journal)}; the running bot applies it within a second")
 
 
 @cli.command("resume")
 @click.option("--config", "config_file", type=click.Path(path_type=Path), required=True, help="The bot's config.")
 def resume_command(config_file: Path) -> None:
     """Resume a bot halted by `botkit halt` or by a latched trigger (a ban in force stays)."""
-    path = control_path(load_config(config_file).journal.path)
-    send(path, "resume")
-    click.echo(f"resume sent to {path}; a running bot applies it within a second")
+    journal = load_config(config_file, keys=False).journal.path
+    if _offline_control(journal, "resume", ""):
+        click.echo(f"no bot is running on {journal}: the latched trips in it are cleared for the next start")
+        return
+    send(control_path(journal), "resume")
+    click.echo(f"resume sent to {control_path(journal)}; the running bot applies it within a second")
+
+
+def _offline_control(journal: Path, command: str, reason: str) -> bool:
+    """With no bot holding the journal, act on the journal itself (the next start reads it); False when a
+    bot is running and must be told through its control file."""
+    from botkit.guards.control import operator
+    from botkit.runtime.journal import Journal, JournalError, is_locked
+    from botkit.runtime.reconcile import latched_trips
+
+    if not journal.parent.is_dir():
+        raise UserError(f"journal {journal}: the folder {journal.parent} does not exist")
+    if is_locked(journal):
+        return False
+    try:
+        outstanding = latched_trips(journal)
+        writer = Journal(journal, "operator")
+    except JournalError as exc:
+        if "in use by another botkit" in str(exc):
+            return False  # a bot started meanwhile: tell it through the control file
+        raise UserError(str(exc)) from None
+    who = operator()
+    try:
+        if command == "halt":
+            writer.record("killswitch", event="tripped", trigger="manual", state="HALTED",
+                          figures=f"reason={reason} (by {who}, no bot running)")  # fmt: skip
+        else:
+            for trigger in outstanding:
+                writer.record("killswitch", event="cleared", trigger=trigger, state="ACTIVE",
+                              figures=f"resumed by {who}, no bot running")  # fmt: skip
+    finally:
+        writer.close()
+    if writer.failed is not None:
+        raise UserError(f"journal {journal}: cannot write: {writer.failed}")
+    return True
 
 
 # -------------------------------------------------------------------------------------------- size
@@ -183,7 +229,7 @@ def size_command(ctx: click.Context, **opts: Any) -> None:
     Market defaults are BTCUSDT's filters on Binance USDⓈ-M. Exit code 0 accept, 1 reject, 2 bad input.
     """
     if opts["config_file"] is not None:
-        risk = load_config(opts["config_file"]).risk
+        risk = load_config(opts["config_file"], keys=False).risk
         for param in ctx.command.params:
             field = param.name
             if field and ctx.get_parameter_source(field) is click.core.ParameterSource.DEFAULT and hasattr(risk, field):
@@ -446,9 +492,17 @@ async def _run_bot(config: Any, strategy: Any, seconds: float | None, scenario: 
                    in_process: bool) -> int:  # fmt: skip
     from botkit.log import configure_logging
     from botkit.runtime.bot import Bot
+    from botkit.runtime.journal import JournalError, is_locked
     from botkit.runtime.panel import status_line, status_panel, summary_table
     from botkit.sim.server import running_emulator
 
+    journal = config.journal.path
+    if not journal.parent.is_dir():
+        raise UserError(f"journal.path {journal}: the folder {journal.parent} does not exist")
+    if journal.is_dir():
+        raise UserError(f"journal.path {journal}: is a folder, not a journal file")
+    if is_locked(journal):
+        raise UserError(f"journal.path {journal}: another botkit is running on it (one bot per journal)")
     out = Console(highlight=False)
     panel = out.is_terminal
     log_file = None
@@ -469,7 +523,10 @@ async def _run_bot(config: Any, strategy: Any, seconds: float | None, scenario: 
                       f"(scenario {scenario}, {speed:g}x), {config.symbols}")  # fmt: skip
         if in_process or config.mode == "paper":
             _set_aside(config.journal.path, out)
-        bot = Bot(config, strategy, emulator_url=url)
+        try:
+            bot = Bot(config, strategy, emulator_url=url)
+        except JournalError as exc:
+            raise UserError(str(exc)) from None
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, bot.stop, f"signal {signal.Signals(sig).name}")

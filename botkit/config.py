@@ -7,6 +7,7 @@ carrying those lines, never a pydantic traceback.
 
 from __future__ import annotations
 
+import os
 import re
 import tomllib
 from collections.abc import Mapping
@@ -24,7 +25,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError
 
 Fraction = Annotated[Decimal, Field(ge=0, lt=1)]
 PositiveDecimal = Annotated[Decimal, Field(gt=0)]
@@ -235,16 +236,6 @@ class BotConfig(BaseSettings):
             raise ValueError("symbols must not repeat")
         return symbols
 
-    @model_validator(mode="after")
-    def keys_where_needed(self) -> BotConfig:
-        needs_keys = self.mode in ("testnet", "live")
-        if needs_keys and (self.exchange.api_key is None or self.exchange.api_secret is None):
-            raise ValueError(
-                f"mode {self.mode!r} needs exchange.api_key and exchange.api_secret "
-                "(set BOTKIT_EXCHANGE__API_KEY / BOTKIT_EXCHANGE__API_SECRET or the *_file settings)"
-            )
-        return self
-
     @classmethod
     def settings_customise_sources(
         cls,
@@ -256,6 +247,23 @@ class BotConfig(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # The file's contents arrive as init kwargs; the environment overrides them.
         return env_settings, init_settings
+
+
+def unknown_env_settings(environ: Mapping[str, str]) -> list[str]:
+    """BOTKIT_SECTION__FIELD variables that name no setting: a misspelt one would otherwise be ignored."""
+    problems = []
+    sections = BotConfig.model_fields
+    for name in sorted(environ):
+        if not name.upper().startswith("BOTKIT_") or "__" not in name:
+            continue
+        section, _, rest = name[len("BOTKIT_"):].lower().partition("__")
+        field = sections.get(section)
+        model = field.annotation if field is not None else None
+        if field is None:
+            problems.append(f"{name}: no section {section!r} (sections: {', '.join(sorted(sections))})")
+        elif isinstance(model, type) and issubclass(model, BaseModel) and rest.split("__")[0] not in model.model_fields:
+            problems.append(f"{name}: no setting {rest.split('__')[0]!r} in [{section}]")
+    return problems
 
 
 def read_toml(path: Path) -> dict[str, Any]:
@@ -271,13 +279,28 @@ def read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError([f"{path}: not valid TOML: {exc}"]) from None
 
 
-def load_config(path: Path | None = None) -> BotConfig:
-    """Load and validate the config (file, then BOTKIT_* overrides); raises ConfigError, one line a problem."""
+def load_config(path: Path | None = None, *, keys: bool = True) -> BotConfig:
+    """Load and validate the config (file, then BOTKIT_* overrides); raises ConfigError, one line a problem.
+
+    `keys=False` for the commands that never talk to the exchange's private API (`halt`, `resume`, `size`):
+    acting in an incident must not need secrets."""
     data = read_toml(path) if path is not None else {}
+    where = str(path) if path is not None else "config"
+    unknown = unknown_env_settings(os.environ)
+    if unknown:
+        raise ConfigError(unknown)
     try:
-        return BotConfig(**data)
+        config = BotConfig(**data)
     except ValidationError as exc:
-        raise ConfigError(format_errors(exc, str(path) if path is not None else "config")) from None
+        raise ConfigError(format_errors(exc, where)) from None
+    except SettingsError as exc:  # a BOTKIT_* variable holding something that is not JSON where JSON is due
+        field = str(exc).split('"')[1] if '"' in str(exc) else "?"
+        raise ConfigError([f"BOTKIT_{field.upper()}: not valid JSON for the setting {field!r}"]) from None
+    missing = config.exchange.api_key is None or config.exchange.api_secret is None
+    if keys and config.mode in ("testnet", "live") and missing:
+        raise ConfigError([f"{where}: mode {config.mode!r} needs exchange.api_key and exchange.api_secret "
+                           "(set BOTKIT_EXCHANGE__API_KEY / BOTKIT_EXCHANGE__API_SECRET or the *_file settings)"])
+    return config
 
 
 def _allowed(error: Mapping[str, Any]) -> str:

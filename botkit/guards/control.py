@@ -22,7 +22,7 @@ def control_path(journal: Path) -> Path:
 
 def send(path: Path, command: Command, reason: str = "", who: str = "") -> None:
     """Append one command (a single write, so a reader never sees half a line)."""
-    line = json.dumps({"command": command, "reason": reason, "who": who or _user(), "at": time.time()}) + "\n"
+    line = json.dumps({"command": command, "reason": reason, "who": who or operator(), "at": time.time()}) + "\n"
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
     try:
         os.write(fd, line.encode())
@@ -66,7 +66,8 @@ class ControlInbox:
         return commands
 
 
-def _user() -> str:
+def operator() -> str:
+    """Who runs this command (for the journal)."""
     try:
         return os.getlogin()
     except OSError:

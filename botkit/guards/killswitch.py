@@ -35,6 +35,11 @@ data arrives at all.
 |                 |          |          | `runtime.on_strategy_error = "halt"`                     |
 | unknown_exposure| REDUCING | latched  | `unknown_exposure(...)`: reconciliation found a position  |
 |                 |          |          | or order the bot did not make                            |
+| journal         | HALTED   | latched  | `journal_failed(...)`: the journal cannot write (disk     |
+|                 |          |          | full, file deleted or replaced)                          |
+
+Latched trips of the kinds above that need a person (`LATCHED`) outlive the process: they are in the
+journal, and `carry_over()` puts them back in force when the next session starts on it.
 """
 
 from __future__ import annotations
@@ -55,6 +60,12 @@ from botkit.log import get_logger
 log = get_logger("botkit.killswitch")
 SEVERITY = {TradingState.ACTIVE: 0, TradingState.REDUCING: 1, TradingState.HALTED: 2}
 Recovery = Literal["auto", "expires", "latched"]
+# Triggers that only a person clears, and the state each holds: they survive a restart (see carry_over).
+LATCHED = {
+    "drawdown": TradingState.HALTED, "daily_loss": TradingState.HALTED, "margin_changed": TradingState.HALTED,
+    "liquidated": TradingState.HALTED, "manual": TradingState.HALTED, "strategy_error": TradingState.HALTED,
+    "journal": TradingState.HALTED, "unknown_exposure": TradingState.REDUCING,
+}  # fmt: skip
 TICK_S = 0.25  # the timer never sleeps longer than this, so new streams and recoveries are seen promptly
 
 
@@ -337,6 +348,13 @@ class KillSwitch:
 
     def halt(self, reason: str) -> None:
         self._trip("manual", TradingState.HALTED, "latched", f"reason={reason}")
+
+    def journal_failed(self, figures: str) -> None:
+        self._trip("journal", TradingState.HALTED, "latched", figures)
+
+    def carry_over(self, trigger: str, figures: str) -> None:
+        """A latched trip an earlier session left in force (read from the journal at start)."""
+        self._trip(trigger, LATCHED[trigger], "latched", f"{figures} (in force since an earlier session)")
 
     def resume(self, who: str = "operator") -> None:
         """A person resumes: latched and auto trips are cleared (a condition still bad trips again at

@@ -135,7 +135,8 @@ class Bot:
             self.venue = CcxtVenue(
                 exchange, config.venue, clock=self.clock, on_ban=self.ks.banned, on_error=self.ks.error
             )
-        self.journal = Journal(config.journal.path, self.venue.ids.session, clock=self.clock)
+        self.journal = Journal(config.journal.path, self.venue.ids.session, clock=self.clock,
+                               on_failure=self._journal_failed)  # fmt: skip
         self.stats = Stats()
         self.market = MarketState(self.clock)
         self.account = AccountState()
@@ -176,6 +177,11 @@ class Bot:
             self.safety.check_all()
             return  # the strategy reads the account through its context
         self.dispatcher.put(news)
+
+    def _journal_failed(self, error: str) -> None:
+        """The journal cannot write: nothing new may start; cancels and risk cuts keep working."""
+        log.error("journal.failed", error=error, journal=str(self.journal.path))
+        self.ks.journal_failed(f"journal={self.journal.path} error={error}")
 
     def _rules_suspect(self) -> None:
         self.reconciler.refresh_rules_soon()

@@ -29,7 +29,7 @@ from botkit.guards.reserve import Reservations
 from botkit.log import get_logger
 from botkit.margin import Violation, plain
 from botkit.runtime.account import AccountState
-from botkit.runtime.journal import Journal
+from botkit.runtime.journal import Journal, JournalError
 from botkit.runtime.market_state import MarketState
 from botkit.runtime.news import Denied, Filled, OrderChanged, Sink, Stats
 from botkit.runtime.orders import OrderTracker
@@ -38,6 +38,7 @@ from botkit.venue.errors import OrderUnresolved, Rejected, VenueError
 
 log = get_logger("botkit.execution")
 _SEAL = object()  # handed to the safety room only (see botkit.runtime.safety)
+REDUCE_ONLY_JOURNAL_WAIT_S = 2.0  # the longest a reduce-only order waits for its write-ahead row
 
 
 class RiskCut:
@@ -120,9 +121,22 @@ class Router:
             except VenueError as exc:
                 return self._refused(intent, f"set leverage {intent.leverage}: {exc}")
         client_id = self.venue.ids.next()
-        await self.journal.durable("order.sending", symbol=symbol, client_id=client_id, side=intent.side,
-                                   type=intent.type, qty=approval.qty, price=approval.price,
-                                   reduce_only=intent.reduce_only, tag=intent.tag, source=source)  # fmt: skip
+        sending = {"side": intent.side, "type": intent.type, "qty": approval.qty, "price": approval.price,
+                   "reduce_only": intent.reduce_only, "tag": intent.tag, "source": source}  # fmt: skip
+        try:
+            committed = self.journal.durable("order.sending", symbol=symbol, client_id=client_id, **sending)
+            # a reduce-only order never waits long on the disk: cutting risk must not hang on a stalled write
+            await asyncio.wait_for(committed, REDUCE_ONLY_JOURNAL_WAIT_S if intent.reduce_only else None)
+        except TimeoutError:
+            log.warning("journal.slow", client_id=client_id, waited_s=REDUCE_ONLY_JOURNAL_WAIT_S)
+        except JournalError as exc:
+            self.ks.journal_failed(str(exc))
+            if not intent.reduce_only:  # new risk waits for the journal; a reduce-only duplicate cannot add risk
+                self.journal.record("order.failed", symbol=symbol, client_id=client_id, final=True, error=str(exc))
+                self.stats.accepted -= 1
+                late = reject(intent, Violation(Reason.STATE_HALTED, f"the journal cannot write: {exc}"))
+                self._verdict(intent, late, source, revised=True)
+                return late
         now_state = self.ks.state
         if cut is None and (
             now_state is TradingState.HALTED or (now_state is TradingState.REDUCING and not intent.reduce_only)

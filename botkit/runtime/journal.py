@@ -8,18 +8,27 @@ committed.
 Writes never block the event loop: `record()` queues a row for a writer thread that commits in batches.
 `await durable(...)` also waits until the row is committed; the runtime uses it before an order leaves,
 so every order on the exchange is in the journal even if the process is killed right after sending.
+
+One bot per journal: the journal holds an OS lock on `<journal>.lock` while it is open; a second bot on
+the same file is refused with the other process's id. A journal that cannot write (a full disk, the file
+deleted or replaced under the bot) never blocks a caller forever and never fails silently: the rows wait
+in a bounded backlog and are retried with every later batch, `durable()` raises JournalError, and
+`on_failure` is told (the runtime trips its kill switch) on the event loop's thread.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
+import fcntl
 import json
+import os
 import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import date, datetime
 from decimal import Decimal
 from enum import Enum
@@ -68,8 +77,12 @@ KINDS = {
 }
 
 
+BACKLOG_ROWS = 100_000  # rows kept in memory while the journal cannot write (the oldest go first)
+
+
 class JournalError(Exception):
-    """A journal file that cannot be used (missing, not SQLite, a newer schema): one clear line."""
+    """A journal file that cannot be used (missing, not SQLite, a newer schema, in use, unwritable): one
+    clear line."""
 
 
 def to_json(value: Any) -> Any:
@@ -90,16 +103,31 @@ def to_json(value: Any) -> Any:
 
 
 class Journal:
-    def __init__(self, path: Path, session: str, *, clock: Any = None) -> None:
+    """The append-only SQLite journal of one bot (see the module's docstring)."""
+
+    def __init__(
+        self, path: Path, session: str, *, clock: Any = None, on_failure: Callable[[str], Any] | None = None
+    ) -> None:
         self.path = Path(path)
         self.session = session
+        self.on_failure = on_failure  # called on the event loop's thread when writing fails
         self._mono = clock.monotonic if clock is not None else time.monotonic
         self._wall = clock.time if clock is not None else time.time
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self.written = 0
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        conn = _connect(self.path)  # set up (and check the version) here, so a bad file fails at once
-        conn.close()
+        self.failed: str | None = None  # why the last write failed (None: the journal writes)
+        self.backlog = 0  # rows waiting to be written after a failure
+        self._loop: asyncio.AbstractEventLoop | None = None
+        if not self.path.parent.is_dir():
+            raise JournalError(f"{self.path}: the folder {self.path.parent} does not exist")
+        self._lock = hold_lock(self.path)
+        try:
+            conn = _connect(self.path)  # set up (and check the version) here, so a bad file fails at once
+            conn.close()
+            self._identity = _identity(self.path)
+        except BaseException:
+            os.close(self._lock)
+            raise
         self._closed = False
         self._thread = threading.Thread(target=self._write_forever, name="botkit-journal", daemon=True)
         self._thread.start()
@@ -110,23 +138,34 @@ class Journal:
         """Queue one event; returns at once."""
         if self._closed:
             return
+        if self._loop is None:
+            with contextlib.suppress(RuntimeError):
+                self._loop = asyncio.get_running_loop()
         row = (self.session, int(self._wall() * 1000), self._mono(), kind, symbol, client_id,
                json.dumps(to_json(data), separators=(",", ":"), default=repr))  # fmt: skip
         self._queue.put((row, None))
 
-    async def durable(self, kind: str, *, symbol: str | None = None, client_id: str | None = None, **data: Any):
-        """Queue one event and wait until it is committed (without blocking the event loop)."""
+    async def durable(
+        self, kind: str, *, symbol: str | None = None, client_id: str | None = None, **data: Any
+    ) -> None:
+        """Queue one event and wait until it is committed (without blocking the event loop); JournalError
+        if it cannot be."""
+        if self.failed is not None:
+            self.record(kind, symbol=symbol, client_id=client_id, **data)  # kept in the backlog, retried
+            raise JournalError(f"{self.path}: the journal cannot write: {self.failed}")
         self.record(kind, symbol=symbol, client_id=client_id, **data)
-        await self.flush()
+        if not await self.flush():
+            raise JournalError(f"{self.path}: the journal cannot write: {self.failed}")
 
-    async def flush(self) -> None:
-        """Wait until everything queued so far is committed."""
+    async def flush(self) -> bool:
+        """Wait until everything queued so far is written; False if it could not be."""
         if self._closed:
-            return
+            return self.failed is None
         loop = asyncio.get_running_loop()
-        done = loop.create_future()
+        self._loop = loop
+        done: asyncio.Future[bool] = loop.create_future()
         self._queue.put((None, (loop, done)))
-        await done
+        return await done
 
     def close(self) -> None:
         """Commit what is queued and stop the writer (blocking; call once, at shutdown)."""
@@ -135,9 +174,11 @@ class Journal:
         self._closed = True
         self._queue.put((None, None))
         self._thread.join(timeout=10)
+        os.close(self._lock)
 
     def _write_forever(self) -> None:
         conn = _connect(self.path)
+        backlog: list[Any] = []
         try:
             while True:
                 batch = [self._queue.get()]
@@ -146,31 +187,95 @@ class Journal:
                         batch.append(self._queue.get_nowait())
                     except queue.Empty:
                         break
-                rows = [row for row, _ in batch if row is not None]
+                rows = backlog + [row for row, _ in batch if row is not None]
                 if rows:
-                    with conn:
-                        conn.executemany(
-                            "INSERT INTO events (session, wall_ms, mono, kind, symbol, client_id, data) "
-                            "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                            rows,
-                        )
-                    self.written += len(rows)
+                    backlog = self._write(conn, rows)
+                ok = not backlog
                 stop = False
                 for row, waiter in batch:
                     if row is None and waiter is None:
                         stop = True
                     elif waiter is not None:
                         loop, done = waiter
-                        loop.call_soon_threadsafe(_resolve, done)
+                        loop.call_soon_threadsafe(_resolve, done, ok)
                 if stop:
                     return
         finally:
             conn.close()
 
+    def _write(self, conn: sqlite3.Connection, rows: list[Any]) -> list[Any]:
+        """Commit the rows; on failure keep them (bounded) for the next batch and report the failure once."""
+        try:
+            if _identity(self.path) != self._identity:
+                raise JournalError("the journal file was deleted or replaced while the bot was writing it")
+            with conn:
+                conn.executemany(
+                    "INSERT INTO events (session, wall_ms, mono, kind, symbol, client_id, data) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    rows,
+                )
+        except (sqlite3.Error, OSError, JournalError) as exc:
+            error = str(exc) or type(exc).__name__
+            first = self.failed is None
+            self.failed, self.backlog = error, min(len(rows), BACKLOG_ROWS)
+            if first and self.on_failure is not None and self._loop is not None:
+                self._loop.call_soon_threadsafe(self.on_failure, error)
+            return rows[-BACKLOG_ROWS:]
+        self.written += len(rows)
+        self.failed, self.backlog = None, 0
+        return []
 
-def _resolve(done: asyncio.Future[None]) -> None:
+
+def _resolve(done: asyncio.Future[bool], ok: bool) -> None:
     if not done.done():
-        done.set_result(None)
+        done.set_result(ok)
+
+
+def _identity(path: Path) -> tuple[int, int]:
+    """(device, inode) of the file at the path: another file there means the journal was replaced."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise JournalError("the journal file was deleted while the bot was writing it") from None
+    return st.st_dev, st.st_ino
+
+
+def lock_path(path: Path) -> Path:
+    return Path(path).with_name(Path(path).name + ".lock")
+
+
+def hold_lock(path: Path) -> int:
+    """Take the journal's lock (one bot per journal) and write our pid into it; JournalError naming the
+    process that holds it. Returns the lock's file descriptor (closing it releases the lock)."""
+    where = lock_path(path)
+    try:
+        fd = os.open(where, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as exc:
+        raise JournalError(f"{path}: cannot create its lock {where}: {exc.strerror}") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+        os.close(fd)
+        raise JournalError(f"{path}: in use by another botkit process (pid {holder}); one bot per journal") from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, str(os.getpid()).encode(), 0)
+    return fd
+
+
+def is_locked(path: Path) -> bool:
+    """True while a bot holds the journal (without taking the lock)."""
+    try:
+        fd = os.open(lock_path(path), os.O_RDWR)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return True
+    finally:
+        os.close(fd)
+    return False
 
 
 def _connect(path: Path) -> sqlite3.Connection:

@@ -64,7 +64,7 @@ def summary_table(summary: Summary) -> Table:
     rows = [
         ("ended", summary.reason + (f" ({summary.crashed})" if summary.crashed else "")),
         ("ran", f"{summary.seconds:.1f}s"),
-        ("trading state", summary.state.value),
+        ("trading state", "never started" if summary.reason == "start-up failed" else summary.state.value),
         ("equity", f"{_n(summary.equity_start)} -> {_n(summary.equity_end)} USDT (change {_n(change)})"),
         (
             "positions",

@@ -12,12 +12,13 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 from botkit.clock import Clock
 from botkit.config import BotConfig
 from botkit.domain import OrderStatus
-from botkit.guards.killswitch import KillSwitch
+from botkit.guards.killswitch import LATCHED, KillSwitch
 from botkit.log import get_logger
 from botkit.margin import Tier, plain
 from botkit.runtime.account import ZERO, signed
@@ -29,6 +30,20 @@ from botkit.venue.ccxt_venue import CcxtVenue
 from botkit.venue.errors import VenueError
 
 log = get_logger("botkit.reconcile")
+
+
+def latched_trips(path: Path) -> dict[str, str]:
+    """The latched trips a journal says are still in force (tripped, never cleared): trigger -> figures."""
+    if not Path(path).exists():
+        return {}
+    outstanding: dict[str, str] = {}
+    for event in read_events(path, ("killswitch",)):
+        trigger, kind = event.data.get("trigger"), event.data.get("event")
+        if trigger in LATCHED and kind == "tripped":
+            outstanding[trigger] = str(event.data.get("figures", ""))
+        elif kind == "cleared":
+            outstanding.pop(str(trigger), None)
+    return outstanding
 
 
 def start_leverage(config: BotConfig, tiers: tuple[Tier, ...]) -> int:
@@ -148,6 +163,8 @@ class Reconciler:
         """Before trading: settle what the journal left open, adopt this bot's open orders, and compare each
         position with what the journal's fills add up to."""
         router, rt = self.router, self.config.runtime
+        for trigger, figures in latched_trips(self.config.journal.path).items():  # they need a person, not a restart
+            self.ks.carry_over(trigger, figures)
         history = JournalHistory(read_events(self.config.journal.path, ("order.sending", "order", "order.failed")))
         looked_up = []
         for sent in history.unsettled():

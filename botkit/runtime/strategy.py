@@ -111,7 +111,14 @@ def load_strategy(spec: str) -> type[Strategy]:
             raise ConfigError(
                 [f"strategy = {spec!r}: no module {module_name!r} (a name in strategies/, or module:Class)"]
             ) from None
-        raise
+        problem = f"{module_name} imports {exc.name!r}, which is not installed"
+        raise ConfigError([f"strategy = {spec!r}: {problem}"]) from None
+    except SyntaxError as exc:
+        problem = f"syntax error in {exc.filename} line {exc.lineno}: {exc.msg}"
+        raise ConfigError([f"strategy = {spec!r}: {problem}"]) from None
+    except Exception as exc:  # the module raised while it was imported
+        problem = f"importing {module_name} failed: {type(exc).__name__}: {exc}"
+        raise ConfigError([f"strategy = {spec!r}: {problem}"]) from None
     if class_name:
         found = getattr(module, class_name, None)
         if not (inspect.isclass(found) and issubclass(found, Strategy)):

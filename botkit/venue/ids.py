@@ -1,10 +1,13 @@
 """Client order ids: botkit names every order itself, so a lost answer can be looked up instead of resent
 blindly, and a restarted bot can recognise its own orders by their prefix.
 
-An id is `<prefix><session><sequence>`: the session part is the start time in milliseconds (base 36)
+An id is `<prefix>-<session><sequence>`: the session part is the start time in milliseconds (base 36)
 plus three random characters, so two runs never share a session, even when started in the same
-millisecond. Generated ids are alphanumeric and at most 32 characters, which every supported exchange
-accepts (Binance 36 of `[.A-Z:/a-z0-9_-]`, Bybit 36 of `[A-Za-z0-9_-]`, OKX 32 alphanumeric).
+millisecond. The separator cannot occur in a prefix, so ownership is exact: a bot with prefix `bk` never
+takes a `bk2` bot's orders for its own. Ids are at most 32 characters, which every supported exchange
+accepts (Binance 36 of `[.A-Z:/a-z0-9_-]`, Bybit 36 of `[A-Za-z0-9_-]`, OKX 32 alphanumeric). Where the
+exchange allows only letters and digits (OKX), there is no separator: give bots on one such account
+prefixes that do not start one another.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ RULES = {
 }
 DEFAULT_RULE = re.compile(r"^[A-Za-z0-9]{1,32}$")
 DIGITS = "0123456789abcdefghijklmnopqrstuvwxyz"
+SEPARATOR = "-"  # never in a prefix (letters and digits only)
 
 
 def base36(n: int) -> str:
@@ -40,9 +44,9 @@ class ClientIds:
             raise ValueError(f"client id prefix {prefix!r} must be 1 to 8 letters or digits")
         started = now_ms if now_ms is not None else time.time_ns() // 1_000_000
         random_part = "".join(secrets.choice(DIGITS) for _ in range(3))
-        self.prefix = prefix
-        self.session = prefix + base36(started)[-8:] + random_part
         self.rule = RULES.get(exchange_id, DEFAULT_RULE)
+        self.prefix = prefix + (SEPARATOR if self.rule.match(SEPARATOR) else "")  # what marks this bot's ids
+        self.session = self.prefix + base36(started)[-8:] + random_part
         self._sequence = count(1)
 
     def next(self) -> str:

@@ -1,6 +1,7 @@
 """The kill switch on a manual clock: every trigger, its recovery rule, and the timer."""
 
 import contextlib
+import os
 from decimal import Decimal as D
 
 from botkit.clock import ManualClock, settle
@@ -201,11 +202,13 @@ def test_botkit_halt_and_resume_reach_a_running_kill_switch(tmp_path):
 
     from botkit.cli import cli
     from botkit.guards.control import ControlInbox, control_path, send
+    from botkit.runtime.journal import hold_lock
 
     journal = tmp_path / "bot.sqlite"
     config = tmp_path / "bot.toml"
     config.write_text(f'[journal]\npath = "{journal}"\n')
     send(control_path(journal), "halt", "old news")  # before the bot started: history, not a command
+    running = hold_lock(journal)  # a running bot holds its journal's lock
     ks, _, events = switch()
     ks.inbox = ControlInbox(control_path(journal))
     ks.check()
@@ -219,3 +222,26 @@ def test_botkit_halt_and_resume_reach_a_running_kill_switch(tmp_path):
     assert CliRunner().invoke(cli, ["resume", "--config", str(config)]).exit_code == 0
     ks.check()
     assert ks.state is ACTIVE and events[-1].kind == "state"
+    os.close(running)
+
+
+def test_with_no_bot_running_halt_and_resume_are_journalled_for_the_next_start(tmp_path):
+    """A halt sent while no bot runs used to be lost (the next bot read the control file from its end)."""
+    from click.testing import CliRunner
+
+    from botkit.cli import cli
+    from botkit.runtime.reconcile import latched_trips
+
+    journal = tmp_path / "bot.sqlite"
+    config = tmp_path / "live.toml"  # a live config with no keys: acting in an incident needs no secrets
+    config.write_text(f'mode = "live"\n[journal]\npath = "{journal}"\n')
+    result = CliRunner().invoke(cli, ["halt", "--config", str(config), "--reason", "stop everything"])
+    assert result.exit_code == 0, result.output
+    assert "no bot is running" in result.output
+    assert list(latched_trips(journal)) == ["manual"]
+    ks, _, _ = switch()
+    for trigger, figures in latched_trips(journal).items():
+        ks.carry_over(trigger, figures)
+    assert ks.state is HALTED and "stop everything" in ks.trips["manual"].figures
+    assert CliRunner().invoke(cli, ["resume", "--config", str(config)]).exit_code == 0
+    assert latched_trips(journal) == {}

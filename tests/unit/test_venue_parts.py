@@ -66,6 +66,15 @@ def test_client_ids_are_unique_valid_everywhere_and_recognisable():
         ClientIds("too-long-prefix")
 
 
+def test_client_id_ownership_is_exact():
+    """A plain prefix match let a bot with prefix bk adopt and cancel a bk2 bot's orders."""
+    bk, bk2 = ClientIds("bk", exchange_id="binanceusdm"), ClientIds("bk2", exchange_id="binanceusdm")
+    theirs, mine = bk2.next(), bk.next()
+    assert mine.startswith("bk-") and theirs.startswith("bk2-")
+    assert bk.owns(mine) and not bk.owns(theirs) and bk2.owns(theirs) and not bk2.owns(mine)
+    assert all(bk.rule.match(i) and len(i) <= 32 for i in (mine, theirs))
+
+
 def config(**changes):
     base = {"exchange": {"id": "binanceusdm", "api_key": "k" * 8, "api_secret": "s" * 8}, "mode": "testnet"}
     return BotConfig(**(base | changes))

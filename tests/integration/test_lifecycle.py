@@ -1,0 +1,175 @@
+"""The bot's lifecycle against the emulator with the real ccxt client, attacked where it used to break:
+a halt across a restart, two bots on one journal, orders placed while shutting down, a hook that raises
+CancelledError, a journal that stops being writable (full, or replaced under the bot)."""
+
+import asyncio
+import os
+import sqlite3
+import threading
+from decimal import Decimal as D
+
+import pytest
+
+from botkit.domain import Reason, TradingState
+from botkit.guards.control import control_path, send
+from botkit.guards.gate import Verdict
+from botkit.runtime import journal as journal_module
+from botkit.runtime.bot import Bot
+from botkit.runtime.journal import JournalError, read_events
+from botkit.runtime.strategy import Strategy
+from botkit.sim.server import running_emulator
+from tests.integration.conftest import BTC
+from tests.integration.test_runtime import bot_config, exchange_orders, live_market, wait_for
+
+
+class Idle(Strategy):
+    async def on_start(self, ctx) -> None:
+        self.started = True
+
+
+async def started(bot: Bot) -> asyncio.Task:
+    run = asyncio.create_task(bot.run())
+    await wait_for(lambda: bot.dispatcher.stats.dispatched > 0 or run.done(), 20)
+    return run
+
+
+async def test_a_manual_halt_outlives_a_restart(tmp_path):
+    async with running_emulator(live_market()) as emu:
+        config = bot_config(emu, tmp_path)
+        first = Bot(config, Idle(Strategy.Params()))
+        run = await started(first)
+        send(control_path(config.journal.path), "halt", "investigating")
+        await wait_for(lambda: first.ks.state is TradingState.HALTED, 5)
+        first.stop()
+        await run
+        second = Bot(config, Idle(Strategy.Params()))
+        run = await started(second)
+        assert second.ks.state is TradingState.HALTED and "investigating" in second.ks.trips["manual"].figures
+        verdict = await second.ctx.buy(BTC, D("0.003"), stop=emu.market.symbols["BTCUSDT"].mark * D("0.98"))
+        assert isinstance(verdict, Verdict) and Reason.STATE_HALTED in verdict.reasons
+        second.stop()
+        await run
+
+
+async def test_two_bots_cannot_share_a_journal(tmp_path):
+    async with running_emulator(live_market()) as emu:
+        config = bot_config(emu, tmp_path)
+        first = Bot(config, Idle(Strategy.Params()))
+        try:
+            with pytest.raises(JournalError, match=f"in use by another botkit process \\(pid {os.getpid()}\\)"):
+                Bot(config, Idle(Strategy.Params()))
+        finally:
+            first.journal.close()
+        Bot(config, Idle(Strategy.Params())).journal.close()  # released: the next one may open it
+
+
+class OrdersOnStop(Strategy):
+    """Places a resting order from on_stop: it would be left working after the exit's cancel sweep."""
+
+    result = None
+
+    async def on_stop(self, ctx) -> None:
+        price = (ctx.mark(BTC) * D("0.97")).quantize(D("0.1"))
+        type(self).result = await ctx.buy(BTC, D("0.003"), stop=price * D("0.98"), type="limit", price=price)
+
+
+async def test_orders_asked_for_while_stopping_are_refused(tmp_path):
+    async with running_emulator(live_market()) as emu:
+        config = bot_config(emu, tmp_path)
+        bot = Bot(config, OrdersOnStop(Strategy.Params()))
+        run = await started(bot)
+        bot.stop()
+        await run
+        assert isinstance(OrdersOnStop.result, Verdict) and OrdersOnStop.result.reasons == (Reason.STATE_STOPPING,)
+        assert [o for o in exchange_orders(emu) if o.is_open] == []
+
+
+class CancelsItself(Strategy):
+    """Its first on_quote raises CancelledError; the quotes after it must still arrive."""
+
+    quotes = 0
+
+    async def on_quote(self, ctx, quote) -> None:
+        type(self).quotes += 1
+        if type(self).quotes == 1:
+            raise asyncio.CancelledError
+
+
+async def test_a_hook_raising_cancelled_error_does_not_end_dispatch(tmp_path):
+    async with running_emulator(live_market()) as emu:
+        config = bot_config(emu, tmp_path)
+        bot = Bot(config, CancelsItself(Strategy.Params()))
+        run = await started(bot)
+        await wait_for(lambda: CancelsItself.quotes >= 5, 10)
+        bot.stop()
+        summary = await run
+    assert summary.crashed is None and summary.stats.strategy_errors == 1
+    [error] = list(read_events(config.journal.path, ("strategy.error",)))
+    assert error.data["hook"] == "on_quote" and error.data["error"].startswith("CancelledError")
+
+
+class Holds(Strategy):
+    """Buys once at start and holds."""
+
+    async def on_start(self, ctx) -> None:
+        await ctx.buy(BTC, D("0.01"), stop=ctx.mark(BTC) * D("0.95"))
+
+
+class FillingDisk:
+    """The writer's real SQLite connection; once `full` is set, SQLite's page limit is put at the pages the
+    file already has, so the next write fails as on a full disk ('database or disk is full')."""
+
+    full = threading.Event()
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    def __enter__(self):
+        return self._conn.__enter__()
+
+    def __exit__(self, *exc):
+        return self._conn.__exit__(*exc)
+
+    def __getattr__(self, name):
+        return getattr(self._conn, name)
+
+    def executemany(self, sql, rows):
+        if self.full.is_set():
+            pages = self._conn.execute("PRAGMA page_count").fetchone()[0]
+            self._conn.execute(f"PRAGMA max_page_count = {pages}")
+        return self._conn.executemany(sql, rows)
+
+
+async def test_a_full_journal_halts_loudly_and_the_position_is_still_flattened(tmp_path, monkeypatch):
+    """Found by an adversary: with the journal's disk full, the writer thread died, every write-ahead waited
+    forever, the liquidation guard's cuts never left and the bot exited 0 without a word. Now the kill
+    switch trips and halts, and the halt's risk-cutting orders still reach the exchange."""
+    connect = journal_module._connect
+    FillingDisk.full.clear()
+    monkeypatch.setattr(journal_module, "_connect", lambda path: FillingDisk(connect(path)))
+    async with running_emulator(live_market()) as emu:
+        config = bot_config(emu, tmp_path, killswitch={"stale_feed_seconds": 2, "on_halt": "cancel_and_flatten"})
+        bot = Bot(config, Holds(Strategy.Params()))
+        run = await started(bot)
+        [account] = emu.engine.accounts.values()
+        await wait_for(lambda: account.position("BTCUSDT").qty > 0, 10)
+        FillingDisk.full.set()
+        await wait_for(lambda: "journal" in bot.ks.trips, 20)
+        assert bot.ks.state is TradingState.HALTED and "full" in bot.ks.trips["journal"].figures
+        await wait_for(lambda: account.position("BTCUSDT").qty == 0, 20)  # flattened despite the journal
+        bot.stop()
+        summary = await asyncio.wait_for(run, 60)
+    assert summary.crashed is None and bot.journal.failed is not None
+
+
+async def test_a_journal_replaced_under_the_bot_halts_it(tmp_path):
+    async with running_emulator(live_market()) as emu:
+        config = bot_config(emu, tmp_path)
+        bot = Bot(config, Idle(Strategy.Params()))
+        run = await started(bot)
+        os.replace(config.journal.path, tmp_path / "moved.sqlite")
+        await wait_for(lambda: "journal" in bot.ks.trips, 20)
+        assert bot.ks.state is TradingState.HALTED and "deleted" in bot.ks.trips["journal"].figures
+        bot.stop()
+        summary = await asyncio.wait_for(run, 60)
+    assert summary.crashed is None
