@@ -5,7 +5,12 @@ weight or orders over a sliding window. A sliding window never lets more through
 the same length does, wherever the exchange puts its window boundaries, so staying inside it keeps the
 exchange's fixed-window counters inside their limits.
 
-- `acquire(weight, orders)` waits, first come first served, until every budget has room.
+- `acquire(weight, orders, lane)` waits until every budget has room. Lanes put risk first: cancels and
+  reduce-only orders (`Lane.CUT`) go ahead of orders that add risk (`Lane.ORDER`), which go ahead of
+  routine reads (`Lane.READ`); within a lane, first come first served. A share of every budget
+  (`cut_reserve`) is kept for CUT alone, so reads that fill the budget never starve a cut.
+- `refund(weight, orders)` gives back what a request spent when it never reached the exchange (the
+  connection was refused): the exchange did not count it, so neither do we.
 - `observe(status, headers)` reads each answer: the exchange's own usage counters (when it sends them)
   can only raise our estimate; an HTTP 429 pauses everything for its Retry-After and cuts the budgets
   (once per episode, however many answers in flight come back 429), which then recover linearly; an
@@ -15,17 +20,22 @@ exchange's fixed-window counters inside their limits.
 from __future__ import annotations
 
 import asyncio
+import heapq
+import itertools
 import math
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from enum import IntEnum
 from typing import Any, Literal
 
-from botkit.clock import Clock, SystemClock
+from botkit.clock import Clock, SystemClock, sleep_until_set
 from botkit.log import get_logger
 
 log = get_logger("botkit.rate")
 MIN_SCALE = 0.1  # repeated 429s never cut a budget below this fraction
+CUT_RESERVE = 0.02  # share of every budget only cancels and reduce-only orders may spend
+IDLE_WAIT_S = 60.0  # a waiter behind the head sleeps until the queue changes (this is only a backstop)
 
 
 
@@ -36,6 +46,14 @@ class Banned(Exception):
     def __init__(self, until: float, seconds_left: float) -> None:
         super().__init__(f"banned; nothing is sent for {seconds_left:.0f} s")
         self.until, self.seconds_left = until, seconds_left
+
+class Lane(IntEnum):
+    """Who goes first when the budget is short (lower first)."""
+
+    CUT = 0  # cancels and reduce-only orders: cutting risk never waits behind anything else
+    ORDER = 1  # orders that add risk
+    READ = 2  # market data, account reads, reconciliation
+
 
 @dataclass(frozen=True)
 class Budget:
@@ -119,6 +137,20 @@ class _Window:
             self.entries.append((now, amount))
             self.used += amount
 
+    def take_back(self, amount: float) -> None:
+        """Undo the most recent spending of `amount`."""
+        while amount > 0 and self.entries:
+            at, spent = self.entries.pop()
+            kept = spent - amount
+            amount -= spent
+            if kept > 0:
+                self.entries.append((at, kept))
+                self.used -= spent - kept
+            else:
+                self.used -= spent
+        if not self.entries:
+            self.used = 0.0
+
     def wait_for(self, now: float, amount: float, limit: float) -> float:
         """Seconds until `amount` more fits under `limit` (0: now). A request larger than the whole
         limit goes through on an empty window rather than never."""
@@ -144,17 +176,20 @@ class RateLimiter:
         recover_s: float = 60.0,
         ban_default_s: float = 120.0,
         on_ban: Callable[[float], Any] | None = None,
+        cut_reserve: float = CUT_RESERVE,
     ) -> None:
-        if not 0 <= headroom < 1 or not 0 < cut_factor <= 1 or recover_s < 0:
-            raise ValueError("need 0 <= headroom < 1, 0 < cut_factor <= 1 and recover_s >= 0")
+        if not 0 <= headroom < 1 or not 0 < cut_factor <= 1 or recover_s < 0 or not 0 <= cut_reserve < 1:
+            raise ValueError("need 0 <= headroom < 1, 0 < cut_factor <= 1, recover_s >= 0, 0 <= cut_reserve < 1")
+        self.cut_reserve = cut_reserve
         self.clock = clock or SystemClock()
         self.windows = [_Window(b) for b in budgets]
         self._by_header = {w.budget.header.lower(): w for w in self.windows if w.budget.header}
         self.headroom, self.cut_factor, self.recover_s = headroom, cut_factor, recover_s
         self.ban_default_s = ban_default_s
         self.on_ban = on_ban
-        self._lock = asyncio.Lock()  # asyncio.Lock hands over in arrival order: this is the FIFO queue
-        self._queued = 0  # callers waiting for or holding the lock
+        self._waiters: list[tuple[int, int]] = []  # heap of (lane, arrival): the head is served first
+        self._arrivals = itertools.count()
+        self._changed = asyncio.Event()  # set (and replaced) whenever the queue changes
         self._cut_to = 1.0  # budget fraction right after the last 429
         self._cut_at = -math.inf
         self.cooldown_until = -math.inf
@@ -203,28 +238,50 @@ class RateLimiter:
 
     # ---------------------------------------------------------------------------------- acquire
 
-    async def acquire(self, weight: float, orders: int = 0) -> None:
-        """Wait (first come, first served) until every budget has room, then spend it."""
+    async def acquire(self, weight: float, orders: int = 0, lane: Lane = Lane.READ) -> None:
+        """Wait until every budget has room, then spend it: by lane, then first come, first served."""
         amounts = {"weight": max(0.0, float(weight)), "orders": float(max(0, orders))}
-        if self._queued == 0 and self._try(amounts) <= 0:  # nobody queued and room now: no await
-            return
-        self._queued += 1
+        share = 1.0 if lane is Lane.CUT else 1.0 - self.cut_reserve
+        if not any(w[0] <= lane for w in self._waiters) and self._try(amounts, share) <= 0:
+            return  # nobody ahead and room now: no await
+        ticket = (int(lane), next(self._arrivals))
+        heapq.heappush(self._waiters, ticket)
+        self._notify()
         try:
-            async with self._lock:
-                while (wait := self._try(amounts)) > 0:
-                    await self.clock.sleep(wait)
+            while True:
+                wait = self._try(amounts, share) if self._waiters[0] == ticket else IDLE_WAIT_S
+                if wait <= 0:
+                    return
+                await sleep_until_set(self.clock, wait, self._changed)
         finally:
-            self._queued -= 1
+            self._waiters.remove(ticket)
+            heapq.heapify(self._waiters)
+            self._notify()
 
-    def _try(self, amounts: dict[str, float]) -> float:
-        """Spend `amounts` if every budget has room now (0.0), else the seconds to wait before trying again."""
+    def _notify(self) -> None:
+        """Wake every waiter to look again (the head may have changed)."""
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    def refund(self, weight: float, orders: int = 0) -> None:
+        """Give back a request's spending: it never reached the exchange."""
+        amounts = {"weight": max(0.0, float(weight)), "orders": float(max(0, orders))}
+        for w in self.windows:
+            w.take_back(amounts[w.budget.counts])
+        self.granted["weight"] -= amounts["weight"]
+        self.granted["orders"] -= amounts["orders"]
+        self._notify()
+
+    def _try(self, amounts: dict[str, float], share: float = 1.0) -> float:
+        """Spend `amounts` if every budget has room now within `share` of it (0.0), else the seconds to
+        wait before trying again."""
         now = self.clock.monotonic()
         if now < self.banned_until:
             raise Banned(self.banned_until, self.banned_until - now)
         wait = self.cooldown_until - now
         if wait > 0:
             return wait
-        fraction = (1 - self.headroom) * self.scale(now)
+        fraction = (1 - self.headroom) * self.scale(now) * share
         for w in self.windows:
             w.expire(now)
             wait = max(wait, w.wait_for(now, amounts[w.budget.counts], max(1.0, w.budget.limit * fraction)))

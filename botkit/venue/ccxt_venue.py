@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import socket
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -23,6 +24,7 @@ from decimal import Decimal
 from itertools import pairwise
 from typing import Any, TypeVar
 
+import aiohttp
 import ccxt
 from ccxt.base.decimal_to_precision import TICK_SIZE
 from tenacity import AsyncRetrying, RetryCallState, wait_random_exponential
@@ -31,7 +33,7 @@ from botkit.clock import Clock, SystemClock
 from botkit.config import BotConfig, ConfigError, VenueConfig
 from botkit.domain import Balance, Book, FundingPayment, MarkPrice, Order, OrderStatus, Position, Side
 from botkit.guards.gate import Approval
-from botkit.guards.rate import Banned, RateLimiter, preset_for
+from botkit.guards.rate import Banned, Lane, RateLimiter, preset_for
 from botkit.log import get_logger
 from botkit.margin import MarketRules, Tier, TierError, tiers_from_ccxt, to_decimal
 from botkit.venue.endpoints import point_ccxt_at
@@ -82,6 +84,16 @@ RULES_CHANGED_CODES: dict[str, set[int | str]] = {"binanceusdm": {-4164, -2027, 
 
 READS = frozenset({Outcome.RETRYABLE, Outcome.RATE_LIMITED})
 MUTATIONS = frozenset({Outcome.RETRYABLE, Outcome.RATE_LIMITED, Outcome.UNKNOWN})
+
+
+NEVER_SENT = (aiohttp.ClientConnectorError, socket.gaierror)  # no connection: the request never left
+
+
+def request_lane(method: str, params: Mapping[str, Any], orders: int) -> Lane:
+    """The rate limiter's lane of one request: cancels and reduce-only orders cut risk and go first."""
+    if method == "DELETE" or str(params.get("reduceOnly", "")).lower() == "true" or params.get("closePosition"):
+        return Lane.CUT
+    return Lane.ORDER if orders else Lane.READ
 
 
 def build_exchange(config: BotConfig, *, emulator_url: str | None = None, streaming: bool = False) -> Any:
@@ -183,10 +195,15 @@ class CcxtVenue:
             params, config = params if params is not None else {}, config if config is not None else {}
             weight, orders = self.request_cost(api, method, path, params, config)
             try:
-                await self.limiter.acquire(weight, orders)
+                await self.limiter.acquire(weight, orders, request_lane(method, params, orders))
             except Banned as ban:
                 raise VenueBanned(ban.until, ban.seconds_left) from None
-            return await send(path, api, method, params, config)
+            try:
+                return await send(path, api, method, params, config)
+            except (ccxt.ExchangeNotAvailable, ccxt.ExchangeError) as exc:
+                if isinstance(exc.__cause__, NEVER_SENT):  # refused before it left: the exchange counted nothing
+                    self.limiter.refund(weight, orders)
+                raise
 
         def on_rest_response(code, reason, url, method, headers, body, request_headers, request_body):
             self.limiter.observe(code, headers)

@@ -2,6 +2,7 @@
 
 import asyncio
 import contextlib
+import socket
 from decimal import Decimal as D
 
 import aiohttp
@@ -15,6 +16,7 @@ from botkit.domain import OrderStatus, Side
 from botkit.guards.gate import Approval
 from botkit.sim.server import running_emulator
 from botkit.venue.ccxt_venue import CcxtVenue
+from botkit.venue.endpoints import point_ccxt_at
 from botkit.venue.errors import ClockSkew, OrderUnresolved, Rejected, VenueBanned, VenueUnavailable
 from tests.integration.conftest import BTC, client, settings
 from tests.support import approved
@@ -248,3 +250,19 @@ async def test_a_429_storm_is_ridden_out_without_a_ban():
             after = await mixed_traffic(venue, BTC, requests=300, tasks=20, price=below_market(emu))
             assert not after.errors
         assert 418 not in emu.limiter.answered and venue.limiter.bans == 0
+
+
+async def test_requests_refused_before_they_leave_are_not_charged(emulator):
+    """Found by an adversary: during a gateway outage, attempts refused at the connection were charged to
+    the weight budget, and REST stayed silent long after the gateway came back."""
+    async with venue_on(emulator) as venue:
+        spent = venue.limiter.granted["weight"]
+        with socket.socket() as probe:  # a port on which nothing listens: every connection is refused
+            probe.bind(("127.0.0.1", 0))
+            dead = f"http://127.0.0.1:{probe.getsockname()[1]}"
+        point_ccxt_at(venue.exchange, dead)
+        with pytest.raises(VenueUnavailable):
+            await venue.fetch_balance()
+        assert venue.limiter.granted["weight"] == spent
+        point_ccxt_at(venue.exchange, emulator.url)  # the gateway is back: the whole budget is there
+        assert (await venue.fetch_balance()).total > 0

@@ -5,13 +5,14 @@ import asyncio
 import pytest
 
 from botkit.clock import ManualClock, settle
-from botkit.guards.rate import Banned, Budget, RateLimiter, preset_for
+from botkit.guards.rate import Banned, Budget, Lane, RateLimiter, preset_for
 
 WEIGHT = Budget("weight_1m", 100, 60.0, "weight", "x-mbx-used-weight-1m")
 ORDERS = Budget("orders_10s", 5, 10.0, "orders", "x-mbx-order-count-10s")
 
 
 def limiter(clock, **options):
+    options.setdefault("cut_reserve", 0.0)  # these tests measure the windows themselves; lanes have their own
     return RateLimiter((WEIGHT, ORDERS), clock, headroom=options.pop("headroom", 0.0), **options)
 
 
@@ -156,3 +157,53 @@ def test_presets_and_overrides():
 def test_bad_settings_are_refused():
     with pytest.raises(ValueError):
         RateLimiter((WEIGHT,), ManualClock(), headroom=1.0)
+
+
+async def test_cuts_go_ahead_of_reads_and_have_a_share_of_their_own():
+    """Found by an adversary: refresh settings that spend more than the budget made the liquidation
+    guard's slices queue 37 s behind routine reads, and the position was liquidated."""
+    clock = ManualClock()
+    rl = limiter(clock, cut_reserve=0.1)
+    await rl.acquire(90)  # reads fill everything they may (90 of 100)
+    reads = [asyncio.create_task(rl.acquire(5)) for _ in range(3)]
+    await settle()
+    assert not any(r.done() for r in reads)
+    await asyncio.wait_for(rl.acquire(1, lane=Lane.CUT), 1)  # the reserved share: at once, no waiting
+    await asyncio.wait_for(rl.acquire(1, orders=1, lane=Lane.CUT), 1)
+    await rl.acquire(8, lane=Lane.CUT)  # the reserve is used up now (100 of 100) ...
+    served = []
+    late_cut = asyncio.create_task(rl.acquire(5, lane=Lane.CUT))
+    late_cut.add_done_callback(lambda _: served.append("cut"))
+    for n, read in enumerate(reads):
+        read.add_done_callback(lambda _, n=n: served.append(f"read{n}"))
+    await settle()
+    await clock.advance(60)  # ... so it queues, but ahead of the reads that came first
+    await settle()
+    assert served[0] == "cut" and sorted(served[1:]) == ["read0", "read1", "read2"]
+
+
+async def test_orders_that_add_risk_go_ahead_of_reads():
+    clock = ManualClock()
+    rl = limiter(clock)
+    await rl.acquire(100)
+    served = []
+
+    async def ask(name, lane):
+        await rl.acquire(30, lane=lane)
+        served.append(name)
+
+    tasks = [asyncio.create_task(ask("read", Lane.READ)), asyncio.create_task(ask("order", Lane.ORDER))]
+    await settle()
+    await clock.advance(60)
+    await settle()
+    assert served == ["order", "read"] and all(t.done() for t in tasks)
+
+
+async def test_a_refund_gives_back_what_never_reached_the_exchange():
+    clock = ManualClock()
+    rl = limiter(clock)
+    await rl.acquire(70)
+    await rl.acquire(30, orders=1)
+    rl.refund(30, orders=1)
+    assert rl.usage()["budgets"] == {"weight_1m": {"used": 70, "limit": 100}, "orders_10s": {"used": 0, "limit": 5}}
+    await asyncio.wait_for(rl.acquire(30), 1)
