@@ -157,6 +157,7 @@ class Bot:
         self.feeds = Feeds(
             self.venue, self.symbols, clock=self.clock, ks=self.ks, journal=self.journal, market=self.market,
             settings=config.runtime, timeframe=float(strategy.timeframe),
+            silence_s=float(config.killswitch.stale_feed_seconds),
             on_quote=lambda symbol: self._news(QuoteMoved(symbol)), on_bar=lambda bar: self._news(BarClosed(bar)),
             on_order=self.router.order_update, on_orders_back=self.reconciler.orders,
         )  # fmt: skip

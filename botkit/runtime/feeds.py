@@ -6,8 +6,10 @@ Streams, per symbol: `book:<symbol>` (top five levels), `mark:<symbol>` (mark, i
 stream's order updates). A stream that fails (disconnect, refused reconnect) is retried with full-jitter
 exponential backoff, and while it is down its data is polled over REST every `runtime.poll_seconds`, so
 prices stay fresh. A stream that stays connected but goes silent is *not* papered over with REST: that
-is what the kill switch's stale-feed trigger is for. A frame that does not validate is dropped and
-journalled; the data it would have replaced simply ages (fail closed).
+is what the kill switch's stale-feed trigger is for; but it is restarted (every connection dropped and
+subscribed again) each time it has been silent for `silence_s`, since a stream can stay silent for good
+after the client failed on one bad frame. A frame that does not validate is dropped and journalled; the
+data it would have replaced simply ages (fail closed).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from botkit.venue.errors import VenueDataError, VenueError
 
 log = get_logger("botkit.feeds")
 RETRY_BASE_S = 0.5
+RESTART_GRACE_S = 1.0  # a watch failing this soon after our own restart is that restart, not an outage
 
 
 class BarBuilder:
@@ -80,6 +83,7 @@ class Feeds:
         market: MarketState,
         settings: RuntimeConfig,
         timeframe: float,
+        silence_s: float,
         on_quote: Callable[[str], None],
         on_bar: Callable[[Bar], None],
         on_order: Callable[[Order, str], None],
@@ -87,6 +91,10 @@ class Feeds:
     ) -> None:
         self.venue, self.symbols, self.clock, self.ks, self.journal = venue, symbols, clock, ks, journal
         self.market = market  # where every book and mark goes, stamped with its receive time
+        self.silence_s = silence_s  # a watched stream silent this long is restarted
+        self.restarts = 0
+        self._restarted_at = float("-inf")
+        self.heard: dict[str, float] = {}  # stream -> when it last delivered a frame (monotonic)
         self.settings = settings
         self.on_quote, self.on_bar, self.on_order = on_quote, on_bar, on_order
         self.bars = {s: BarBuilder(s, timeframe) for s in symbols}
@@ -111,7 +119,7 @@ class Feeds:
         return self.market.ready(self.symbols)
 
     def tasks(self) -> list[Coroutine[Any, Any, None]]:
-        return [self._run(stream) for stream in self.streams]
+        return [*(self._run(stream) for stream in self.streams), self._watchdog()]
 
     # ------------------------------------------------------------------------------ handlers
 
@@ -155,12 +163,17 @@ class Feeds:
 
     async def _run(self, stream: Stream) -> None:
         failures = 0
+        self.heard.setdefault(stream.name, self.clock.monotonic())
         while True:
             try:
                 raw = await stream.watch()
+                self.heard[stream.name] = self.clock.monotonic()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # any failure of the socket or of ccxt's stream handling
+                if self.clock.monotonic() - self._restarted_at < RESTART_GRACE_S:  # our own restart: subscribe
+                    self.down.setdefault(stream.name, self.clock.monotonic())  # again at once, no REST fallback;
+                    continue  # its first frame brings it back up (and reconciles the orders it may have missed)
                 failures += 1
                 if stream.name not in self.down:
                     self.down[stream.name] = self.clock.monotonic()
@@ -179,6 +192,21 @@ class Feeds:
                     await stream.on_back()
             failures = 0
             self._handle(stream, raw)
+
+    async def _watchdog(self) -> None:
+        """Restart the streams when a watched one has been connected but silent for `silence_s`."""
+        while True:
+            await self.clock.sleep(self.silence_s / 4)
+            now = self.clock.monotonic()
+            silent = [name for name in self.watched()
+                      if name not in self.down and now - self.heard.get(name, now) > self.silence_s]  # fmt: skip
+            if silent and now - self._restarted_at >= self.silence_s:
+                self._restarted_at = now
+                self.restarts += 1
+                dropped = self.venue.restart_streams(f"{', '.join(silent)} silent for {self.silence_s:g}s")
+                log.warning("feed.silent", streams=silent, silent_s=self.silence_s, restarted=dropped)
+                self.journal.record("feed", stream=",".join(silent), status="silent", silent_s=self.silence_s,
+                                    action="restarted the streams")  # fmt: skip
 
     def _handle(self, stream: Stream, raw: Any) -> None:
         try:

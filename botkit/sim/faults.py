@@ -11,7 +11,8 @@ request meanwhile gets 418 too, as from a real ban),
 `latency` (ms added), `stall` (no answer for `seconds`, longer than the client's timeout),
 `timeout_after_accept` (the request takes effect, the answer never arrives).
 Stream kinds: `ws_disconnect` (the server closes matching connections), `freeze_feed` (market data stops
-while REST keeps answering).
+while REST keeps answering), `corrupt_frame` (frames of a matching stream arrive with only their event type
+and time, as from a broken gateway).
 Market kinds (applied while the window is open): `mark_divergence` (`value` basis points added to the
 mark), `clock_skew` (`value` ms added to the server's clock), `tighten_brackets` (once, at the window's
 start), `min_notional` (`value` becomes the symbol's minimum notional, once).
@@ -38,6 +39,7 @@ FaultKind = Literal[
     "timeout_after_accept",
     "ws_disconnect",
     "freeze_feed",
+    "corrupt_frame",
     "mark_divergence",
     "clock_skew",
     "tighten_brackets",

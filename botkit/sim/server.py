@@ -875,8 +875,9 @@ class Emulator:
             for stream in sock.streams:
                 if stalled or self.faults.pick(("freeze_feed",), stream, "*", elapsed):
                     continue
+                corrupt = self.faults.pick(("corrupt_frame",), stream, "*", elapsed)
                 for payload in self._stream_events(stream, every_second):
-                    sock.send(payload)
+                    sock.send(_garbled(payload) if corrupt else payload)
 
     def _stream_events(self, stream: str, every_second: bool) -> list[dict[str, Any]]:
         name, _, kind = stream.partition("@")
@@ -1010,3 +1011,9 @@ async def running_emulator(
         yield emulator
     finally:
         await emulator.stop()
+
+
+def _garbled(payload: dict[str, Any]) -> dict[str, Any]:
+    """A corrupt_frame fault: the frame keeps its event type and time and loses everything else (symbol,
+    prices, quantities), as from a broken gateway. ccxt's handler fails on it inside its callback."""
+    return {k: v for k, v in payload.items() if k in ("e", "E")}

@@ -580,6 +580,15 @@ class CcxtVenue:
     async def watch_orders(self) -> Any:
         return await self.exchange.watch_orders()
 
+    def restart_streams(self, why: str) -> int:
+        """Drop every WebSocket connection as a failed one, so each stream reconnects and subscribes again
+        on its next watch (a stream can sit connected and silent for good after ccxt failed on a frame).
+        Every pending watch fails with a NetworkError. Returns the connections dropped."""
+        clients = list((getattr(self.exchange, "clients", None) or {}).values())
+        for client in clients:
+            client.on_error(ccxt.NetworkError(f"restarted by botkit: {why}"))
+        return len(clients)
+
     async def fetch_book(self, symbol: str, depth: int = BOOK_DEPTH) -> Book:
         raw = await self._retried(f"fetch_order_book {symbol}", lambda: self.exchange.fetch_order_book(symbol, depth))
         return self.parse_book(raw, symbol, depth)

@@ -84,28 +84,34 @@ async def test_orders_asked_for_while_stopping_are_refused(tmp_path):
         assert [o for o in exchange_orders(emu) if o.is_open] == []
 
 
-class CancelsItself(Strategy):
-    """Its first on_quote raises CancelledError; the quotes after it must still arrive."""
+class RaisesOnce(Strategy):
+    """Its first on_quote raises `error` (what a strategy might raise itself); the quotes after it must
+    still arrive."""
 
+    error: type[BaseException] = asyncio.CancelledError
     quotes = 0
 
     async def on_quote(self, ctx, quote) -> None:
         type(self).quotes += 1
         if type(self).quotes == 1:
-            raise asyncio.CancelledError
+            raise self.error
 
 
-async def test_a_hook_raising_cancelled_error_does_not_end_dispatch(tmp_path):
+@pytest.mark.parametrize("error", [asyncio.CancelledError, SystemExit, KeyboardInterrupt])
+async def test_a_hook_raising_anything_does_not_end_dispatch(tmp_path, error):
+    """Found by an adversary: a CancelledError escaping a hook killed dispatch silently (state ACTIVE, exit
+    0, stops managed in on_quote no longer managed); SystemExit or KeyboardInterrupt printed a traceback."""
+    strategy_class = type("Raises", (RaisesOnce,), {"error": error, "quotes": 0})
     async with running_emulator(live_market()) as emu:
         config = bot_config(emu, tmp_path)
-        bot = Bot(config, CancelsItself(Strategy.Params()))
+        bot = Bot(config, strategy_class(Strategy.Params()))
         run = await started(bot)
-        await wait_for(lambda: CancelsItself.quotes >= 5, 10)
+        await wait_for(lambda: strategy_class.quotes >= 5, 10)
         bot.stop()
         summary = await run
     assert summary.crashed is None and summary.stats.strategy_errors == 1
-    [error] = list(read_events(config.journal.path, ("strategy.error",)))
-    assert error.data["hook"] == "on_quote" and error.data["error"].startswith("CancelledError")
+    [failure] = list(read_events(config.journal.path, ("strategy.error",)))
+    assert failure.data["hook"] == "on_quote" and failure.data["error"].startswith(error.__name__)
 
 
 class Holds(Strategy):

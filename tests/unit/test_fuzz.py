@@ -172,7 +172,8 @@ def feeds_for(venue: CcxtVenue, tmp_path: Path) -> tuple[Feeds, Journal]:
         return None
 
     feeds = Feeds(venue, [BTC], clock=clock, ks=KillSwitch(KillSwitchConfig(), clock), journal=journal,
-                  market=MarketState(clock), settings=RuntimeConfig(), timeframe=60.0, on_quote=lambda s: None,
+                  market=MarketState(clock), settings=RuntimeConfig(), timeframe=60.0, silence_s=5.0,
+                  on_quote=lambda s: None,
                   on_bar=lambda b: None, on_order=lambda o, s: None, on_orders_back=nothing)  # fmt: skip
     return feeds, journal
 
