@@ -96,8 +96,12 @@ def cli() -> None:
 @click.argument("config_file", type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print the effective settings as JSON.")
 def check_config(config_file: Path, as_json: bool) -> None:
-    """Validate CONFIG_FILE (plus BOTKIT_* overrides) and print the effective settings, secrets masked."""
+    """Validate CONFIG_FILE (plus BOTKIT_* overrides), the strategy and its [params], and print the effective
+    settings, secrets masked."""
+    from botkit.runtime.strategy import load_strategy, make_strategy
+
     config = load_config(config_file)
+    make_strategy(load_strategy(config.strategy), config.params)  # what `run` would refuse, refused here
     settings = effective_settings(config)
     if as_json:
         click.echo(json.dumps(settings, indent=2))
@@ -647,18 +651,23 @@ def report_command(journal: Path, as_json: bool, html_file: Path | None) -> None
         raise UserError(str(exc)) from None
     if html_file is not None:
         try:
-            html_file.write_text(render_html(report), encoding="utf-8")
+            html_file.write_text(render_html(report), encoding="utf-8", errors="replace")  # a lone surrogate: "?"
         except OSError as exc:
             raise UserError(f"--html {html_file}: cannot write it: {exc.strerror}") from None
     if as_json:
         click.echo(json.dumps(report, indent=2))
     else:
-        click.echo(render_text(report))
+        click.echo(_printable(render_text(report)))
         if html_file is not None:
             click.echo(f"\nwrote {html_file}")
 
 
 # -------------------------------------------------------------------------------------------- main
+
+
+def _printable(text: str) -> str:
+    """Text any terminal can print: what a journal holds may include lone surrogates (written as JSON escapes)."""
+    return text.encode("utf-8", "replace").decode("utf-8")
 
 
 def main(argv: list[str] | None = None) -> int:

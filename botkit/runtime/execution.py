@@ -132,9 +132,10 @@ class Router:
         except JournalError as exc:
             self.ks.journal_failed(str(exc))
             if not intent.reduce_only:  # new risk waits for the journal; a reduce-only duplicate cannot add risk
-                self.journal.record("order.failed", symbol=symbol, client_id=client_id, final=True, error=str(exc))
-                self.stats.accepted -= 1
                 late = reject(intent, Violation(Reason.STATE_HALTED, f"the journal cannot write: {exc}"))
+                self.journal.record("order.failed", symbol=symbol, client_id=client_id, final=True, error=str(exc),
+                                    reasons=late.reasons)  # fmt: skip
+                self.stats.accepted -= 1
                 self._verdict(intent, late, source, revised=True)
                 return late
         now_state = self.ks.state
@@ -143,7 +144,8 @@ class Router:
         ):  # the state changed while the journal committed: the verdict no longer holds
             code = Reason.STATE_HALTED if now_state is TradingState.HALTED else Reason.STATE_REDUCING
             late = reject(intent, Violation(code, "state changed before sending"))
-            self.journal.record("order.failed", symbol=symbol, client_id=client_id, final=True, error=str(late))
+            self.journal.record("order.failed", symbol=symbol, client_id=client_id, final=True, error=str(late),
+                                reasons=late.reasons)  # fmt: skip
             self.stats.accepted -= 1  # the same intent, judged again: a revised verdict, not a second intent
             self._verdict(intent, late, source, revised=True)
             return late
@@ -210,6 +212,9 @@ class Router:
             "peak_equity": snap.peak_equity,
             "day_start_equity": snap.day_start_equity,
             "position": f"{position.side.value} {plain(position.qty)} @ {plain(position.entry)}" if position else None,
+            "position_side": position.side if position else None,  # the same as numbers, for programs
+            "position_qty": position.qty if position else None,
+            "position_entry": position.entry if position else None,
             "open_orders": len(snap.open_orders),
         }
 

@@ -72,6 +72,8 @@ class Sample:
     elapsed_s: float
     market: dict[str, Any]
     leverage: dict[str, int]
+    positions: dict[str, tuple[D, D]] = field(default_factory=dict)  # exchange symbol -> (signed qty, entry)
+    resting: list[tuple[str, str, D, D]] = field(default_factory=list)  # (symbol, side, unfilled, price), opening
 
 
 @dataclass
@@ -108,7 +110,11 @@ def sample_of(state: dict[str, Any]) -> Sample:
     """The exchange now, from the admin API's state."""
     [account] = state["accounts"] or [{"margin": {}}]
     leverage = {s: int(m["leverage"]) for s, m in account["margin"].items()}
-    return Sample(time.time_ns() // 1_000_000, state["clock"]["elapsed_s"], state["market"], leverage)
+    positions = {p["symbol"]: (D(p["positionAmt"]), D(p["entryPrice"])) for p in account.get("positions", [])}
+    resting = [(o["symbol"], o["side"].lower(), D(o["origQty"]) - D(o["executedQty"]), D(o["price"]))
+               for o in account.get("open_orders", []) if not o["reduceOnly"]]  # fmt: skip
+    return Sample(time.time_ns() // 1_000_000, state["clock"]["elapsed_s"], state["market"], leverage, positions,
+                  resting)  # fmt: skip
 
 
 def merged(*layers: dict[str, Any]) -> dict[str, Any]:
@@ -178,8 +184,8 @@ def _config(emu: Any, tmp_path: Path, sections: dict[str, Any]) -> BotConfig:
 def violations(run: Run) -> list[str]:
     """Every broken invariant of a run, one line each (empty: the run held)."""
     checks = (no_hang_or_crash, no_duplicate_orders, journal_knows_every_exchange_order, sizing_holds,
-              no_new_risk_unless_active, trips_journalled, quiet_windows_held, no_bans_earned,
-              no_liquidation)  # fmt: skip
+              committed_risk_holds, no_new_risk_unless_active, trips_journalled, quiet_windows_held,
+              no_bans_earned, no_liquidation)  # fmt: skip
     return [problem for check in checks for problem in check(run)]
 
 
@@ -214,11 +220,10 @@ def _sample_at(run: Run, wall_ms: float) -> Sample:
 
 def _position(figures: dict[str, Any], side: str) -> tuple[D, D]:
     """(qty, entry) already held on the side of a new order, from the figures the gate used."""
-    text = figures.get("position")
-    if not text:
+    if not figures.get("position_qty"):
         return D(0), D(0)
-    held_side, qty, _, entry = text.split()
-    return (D(qty), D(entry)) if (held_side == "long") == (side == "buy") else (D(0), D(0))
+    same_side = (figures["position_side"] == "long") == (side == "buy")
+    return (D(figures["position_qty"]), D(figures["position_entry"])) if same_side else (D(0), D(0))
 
 
 def _opening(sending: Event) -> bool:
@@ -229,7 +234,7 @@ def _sent(run: Run) -> list[tuple[Event, Event]]:
     """(intent, order.sending) of every opening strategy order the bot sent: all it committed to the journal
     as about to leave, except those it held back because the trading state changed meanwhile."""
     held_back = {e.client_id for e in run.kinds("order.failed")
-                 if "STATE_HALTED" in e.data["error"] or "STATE_REDUCING" in e.data["error"]}  # fmt: skip
+                 if {"STATE_HALTED", "STATE_REDUCING"} & set(e.data.get("reasons", ()))}  # fmt: skip
     latest: dict[str | None, Event] = {}
     pairs = []
     for event in run.events:
@@ -281,6 +286,50 @@ def sizing_holds(run: Run) -> list[str]:
         if (s > 0 and liq >= stop) or (s < 0 and liq <= stop):
             found.append(f"{who}: liquidation {liq:.2f} not beyond the stop {stop} at {leverage}x")
     return found
+
+
+COMMITTED_TOLERANCE = D("1.10")  # market entries fill a little worse than the book top the gate priced them at
+
+
+def committed_risk_holds(run: Run) -> list[str]:
+    """At every moment the monitor saw, everything committed on a side of a symbol on the exchange (the
+    position, if on that side, plus every resting order that adds to it) stays within one risk budget at the
+    stop of the latest opening intent the gate accepted there: recomputed from the exchange's own state, not
+    from what the bot journalled. Concurrent or stacked intents each sized to the whole budget break it."""
+    risk = run.config.risk
+    accepted: dict[tuple[str, str], list[tuple[int, D, D]]] = {}  # (symbol, side) -> [(wall_ms, stop, equity)]
+    asked: dict[str | None, Event] = {}
+    for event in run.events:
+        if event.kind == "intent" and event.data.get("source") == "strategy":
+            asked[event.symbol] = event
+        elif event.kind == "verdict" and event.data["decision"] != "REJECT" and event.symbol in asked:
+            intent = asked.pop(event.symbol)
+            wanted, figures = intent.data["intent"], intent.data["figures"] or {}
+            if wanted.get("stop") is not None and not wanted.get("reduce_only") and figures.get("equity"):
+                key = (_exchange_symbol(event.symbol or ""), wanted["side"])
+                accepted.setdefault(key, []).append((intent.wall_ms, D(wanted["stop"]), D(figures["equity"])))
+    found: dict[tuple[str, str], str] = {}
+    for sample in run.samples:
+        for (symbol, side), history in accepted.items():
+            latest = [h for h in history if h[0] <= sample.wall_ms]
+            if not latest or (symbol, side) in found:
+                continue
+            _, stop, equity = latest[-1]
+            amount, entry = sample.positions.get(symbol, (D(0), D(0)))
+            qty = abs(amount) if (amount > 0) == (side == "buy") and amount != 0 else D(0)
+            cost = qty * entry
+            for resting_symbol, resting_side, left, price in sample.resting:
+                if resting_symbol == symbol and resting_side == side and left > 0:
+                    qty, cost = qty + left, cost + left * price
+            if qty == 0:
+                continue
+            # loss if all of it fills and is stopped out: Q·|avg − S| + maker fee in + (taker + slippage) at S
+            loss = abs(cost - qty * stop) + cost * risk.maker_fee + qty * stop * (risk.taker_fee + risk.slippage)
+            budget = risk.risk_per_trade * equity
+            if loss > budget * COMMITTED_TOLERANCE:
+                found[(symbol, side)] = (f"{symbol} {side}: {qty} committed on the exchange loses {loss:.2f} at the "
+                                         f"stop {stop}, budget {budget:.2f}")  # fmt: skip
+    return list(found.values())
 
 
 def no_new_risk_unless_active(run: Run) -> list[str]:

@@ -8,13 +8,14 @@ Times in fault plans are simulated seconds; the emulator runs 20 times faster th
 
 from __future__ import annotations
 
+from dataclasses import replace
 from decimal import Decimal as D
 
 import pytest
 
 from botkit.runtime.bot import Bot
 from tests.chaos.harness import SEEDS, Quiet, Scenario, run_scenario, violations
-from tests.chaos.traders import Churn, Holder
+from tests.chaos.traders import Burst, Churn, Holder, Ladder
 
 
 def churn(**params) -> Churn:
@@ -48,6 +49,17 @@ def unpinned_client_ids(bot: Bot) -> None:
         return await create(symbol, type, side, amount, price, (params or {}) | {"clientOrderId": venue.ids.next()})
 
     venue.exchange.create_order = create_order
+
+
+def no_reservations(bot: Bot) -> None:
+    """Accepted intents are not reserved: each is sized as if it were the only one in flight."""
+    bot.router.reservations.hold = lambda approval: approval.serial  # type: ignore[method-assign]
+
+
+def resting_orders_unseen(bot: Bot) -> None:
+    """The gate no longer sees resting orders: each is sized as if none were resting."""
+    snapshot = bot.router.snapshot
+    bot.router.snapshot = lambda state=None: replace(snapshot(state), open_orders=())  # type: ignore[method-assign]
 
 
 def rules_never_reread(bot: Bot) -> None:
@@ -197,6 +209,21 @@ SCENARIOS = (
         recovers=("clock_skew",),
         quiet=(Quiet(20, 70, 1.2, "the clock was off by 3 s"),),
         off_config={"killswitch": {"max_clock_skew_ms": 100_000}},
+    ),
+    Scenario(
+        "concurrent-burst",
+        "risk reservations: intents in flight count against every budget",
+        lambda: Burst(Burst.Params()),
+        config={"limits": {"max_position_notional": 200_000, "max_total_notional": 200_000}},
+        off_patch=no_reservations,
+    ),
+    Scenario(
+        "resting-ladder",
+        "resting orders count when a new one is sized",
+        lambda: Ladder(Ladder.Params()),  # each rung capped by max_order_notional: a few fit in one budget
+        config={"limits": {"max_order_notional": 1500, "max_position_notional": 200_000,
+                           "max_total_notional": 200_000}},
+        off_patch=resting_orders_unseen,
     ),
 )
 

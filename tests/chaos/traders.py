@@ -3,6 +3,7 @@ not the strategy's good manners, are what keeps them safe."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from decimal import Decimal
 
@@ -80,3 +81,69 @@ class Holder(Strategy):
             await order(quote.symbol, stop=quote.mark * (1 - sign * p.stop_pct), tag="hold")
         finally:
             self.busy.discard(quote.symbol)
+
+
+class Burst(Strategy):
+    """Whenever flat with nothing resting: `burst` buys at once, each with no quantity (the largest safe
+    one); when they are in, hold a moment, close, and go again. Each intent sized as if it were the only one
+    would put `burst` times the risk budget on the exchange."""
+
+    class Params(BaseModel):
+        model_config = ConfigDict(extra="forbid", frozen=True)
+        burst: int = Field(12, ge=1)
+        stop_pct: Decimal = Field(Decimal("0.02"), gt=0, lt=1)
+        hold_s: float = Field(0.5, ge=0)
+
+    def __init__(self, params: Params) -> None:
+        super().__init__(params)
+        self.busy = False
+        self.filled_at: float | None = None
+
+    async def on_quote(self, ctx: Context, quote: Quote) -> None:
+        p = self.params
+        if self.busy or quote.mark is None or ctx.open_orders(quote.symbol):
+            return
+        self.busy = True
+        try:
+            if ctx.position(quote.symbol) is None:
+                stop = quote.mark * (1 - p.stop_pct)
+                await asyncio.gather(*(ctx.buy(quote.symbol, stop=stop, tag="burst") for _ in range(p.burst)))
+                self.filled_at = time.monotonic()
+            elif self.filled_at is not None and time.monotonic() - self.filled_at > p.hold_s:
+                await ctx.close(quote.symbol, tag="burst-close")
+        finally:
+            self.busy = False
+
+
+class Ladder(Strategy):
+    """A ladder of resting limit buys below the market, each with no quantity (the largest safe one) and one
+    stop under the lowest rung, one after the other; cancelled and laid again every few seconds. Each rung
+    sized as if the others were not resting would commit a budget per rung."""
+
+    class Params(BaseModel):
+        model_config = ConfigDict(extra="forbid", frozen=True)
+        rungs: int = Field(6, ge=1)
+        step_bps: Decimal = Field(Decimal("10"), gt=0)
+        stop_pct: Decimal = Field(Decimal("0.02"), gt=0, lt=1)
+        relay_s: float = Field(2.0, gt=0)
+
+    def __init__(self, params: Params) -> None:
+        super().__init__(params)
+        self.busy = False
+        self.laid_at = 0.0
+
+    async def on_quote(self, ctx: Context, quote: Quote) -> None:
+        p = self.params
+        if self.busy or quote.bid is None or time.monotonic() - self.laid_at < p.relay_s:
+            return
+        self.busy = True
+        try:
+            for resting in ctx.open_orders(quote.symbol):
+                await ctx.cancel(resting)
+            stop = quote.bid * (1 - p.stop_pct)
+            for rung in range(1, p.rungs + 1):
+                price = quote.bid * (1 - p.step_bps * rung / 10_000)
+                await ctx.buy(quote.symbol, stop=stop, type="limit", price=price, tag=f"rung-{rung}")
+            self.laid_at = time.monotonic()
+        finally:
+            self.busy = False

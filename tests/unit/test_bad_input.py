@@ -84,3 +84,21 @@ def test_whatever_a_strategy_passes_the_gate_answers_with_a_reason(
     assert Reason.GATE_ERROR not in verdict.reasons, str(verdict)
     if verdict.accepted:
         assert isinstance(verdict.qty, D) and D(0) < verdict.qty < D(100)
+
+
+def test_check_config_refuses_the_params_run_would_refuse(tmp_path, capsys, monkeypatch):
+    config = tmp_path / "bot.toml"
+    config.write_text('strategy = "sma_cross"\n[params]\nfast = -3\n')
+    code, output = run_cli(["check-config", str(config)], capsys, monkeypatch)
+    assert code == 2 and "params (SmaCross): fast = -3" in output and "Traceback" not in output
+
+
+def test_a_journal_holding_a_lone_surrogate_still_reports(tmp_path, capsys, monkeypatch):
+    from botkit.runtime.journal import Journal
+
+    path = tmp_path / "odd.sqlite"
+    journal = Journal(path, "s")
+    journal.record("strategy.error", hook="on_quote", error="bad \ud800 text", action="skip", traceback="")
+    journal.close()
+    code, output = run_cli(["report", str(path), "--html", str(tmp_path / "odd.html")], capsys, monkeypatch)
+    assert code == 0 and "Traceback" not in output and (tmp_path / "odd.html").stat().st_size > 0
