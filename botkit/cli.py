@@ -157,6 +157,7 @@ def _offline_control(journal: Path, command: str, reason: str) -> bool:
     """With no bot holding the journal, act on the journal itself (the next start reads it); False when a
     bot is running and must be told through its control file."""
     from botkit.guards.control import operator
+    from botkit.runtime.events import SwitchChanged
     from botkit.runtime.journal import Journal, JournalError, is_locked
     from botkit.runtime.reconcile import latched_trips
 
@@ -174,12 +175,12 @@ def _offline_control(journal: Path, command: str, reason: str) -> bool:
     who = operator()
     try:
         if command == "halt":
-            writer.record("killswitch", event="tripped", trigger="manual", state="HALTED",
-                          figures=f"reason={reason} (by {who}, no bot running)")  # fmt: skip
+            writer.write(SwitchChanged(event="tripped", trigger="manual", state="HALTED",
+                                       figures=f"reason={reason} (by {who}, no bot running)"))
         else:
             for trigger in outstanding:
-                writer.record("killswitch", event="cleared", trigger=trigger, state="ACTIVE",
-                              figures=f"resumed by {who}, no bot running")  # fmt: skip
+                writer.write(SwitchChanged(event="cleared", trigger=trigger, state="ACTIVE",
+                                           figures=f"resumed by {who}, no bot running"))
     finally:
         writer.close()
     if writer.failed is not None:

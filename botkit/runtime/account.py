@@ -15,6 +15,7 @@ from botkit.config import BotConfig
 from botkit.domain import Balance, Position, Side
 from botkit.guards.killswitch import KillSwitch
 from botkit.margin import move_position
+from botkit.runtime import events
 from botkit.runtime.journal import Journal
 from botkit.runtime.market_state import MarketState
 from botkit.runtime.news import AccountRead, Sink
@@ -128,5 +129,5 @@ class AccountReader:
                 "liquidation": held.liquidation if held else None,
             }
         balance = self.account.balance
-        self.journal.record("snapshot", state=self.ks.state, equity=balance.total if balance else None,
-                            available=balance.free if balance else None, symbols=symbols)  # fmt: skip
+        self.journal.write(events.AccountSnapshot(state=self.ks.state, equity=balance.total if balance else None,
+                                                  available=balance.free if balance else None, symbols=symbols))

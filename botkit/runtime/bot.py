@@ -34,6 +34,7 @@ from botkit.guards.control import ControlInbox, control_path
 from botkit.guards.gate import Verdict
 from botkit.guards.killswitch import KillSwitch, SwitchEvent
 from botkit.log import get_logger
+from botkit.runtime import events
 from botkit.runtime.account import AccountReader, AccountState
 from botkit.runtime.dispatch import Dispatcher
 from botkit.runtime.execution import Router
@@ -188,8 +189,8 @@ class Bot:
         self.reconciler.refresh_rules_soon()
 
     def _on_switch(self, event: SwitchEvent) -> None:
-        self.journal.record("killswitch", event=event.kind, trigger=event.trigger, state=event.state,
-                            figures=event.figures)  # fmt: skip
+        self.journal.write(events.SwitchChanged(event=event.kind, trigger=event.trigger, state=event.state,
+                                                figures=event.figures))  # fmt: skip
         if event.kind == "tripped":
             self.stats.trips += 1
         if event.kind == "state":
@@ -214,9 +215,10 @@ class Bot:
     async def run(self, duration: float | None = None) -> Summary:
         started = self.clock.monotonic()
         self.reconciler.started_ms = int(self.clock.time() * 1000)
-        self.journal.record("session.started", mode=self.config.mode, strategy=type(self.strategy).__name__,
-                            symbols=self.symbols, config=effective_settings(self.config),
-                            params=self.strategy.params.model_dump(mode="json"))  # fmt: skip
+        self.journal.write(events.SessionStarted(
+            mode=self.config.mode, strategy=type(self.strategy).__name__, symbols=self.symbols,
+            config=effective_settings(self.config), params=self.strategy.params.model_dump(mode="json"),
+        ))  # fmt: skip
         log.info("bot.starting", mode=self.config.mode, symbols=self.symbols, journal=str(self.journal.path))
         try:
             await self._start()
@@ -239,7 +241,7 @@ class Bot:
             self._stop_reason = "a task crashed"
             detail = "".join(traceback.format_exception(first))
             log.error("bot.crashed", error=self.crashed, traceback=detail)
-            self.journal.record("error", where="runtime", error=self.crashed, traceback=detail)
+            self.journal.write(events.RuntimeFailed(where="runtime", error=self.crashed, traceback=detail))
             self.ks.halt(f"runtime task crashed: {self.crashed}")
         finally:
             await self._shutdown()
@@ -270,7 +272,7 @@ class Bot:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(STOP_STEP_S):
                     cancelled, total = await self.router.cancel_own()
-                    self.journal.record("halt.action", action="cancel_on_exit", cancelled=cancelled, of=total)
+                    self.journal.write(events.HaltAction(action="cancel_on_exit", cancelled=cancelled, of=total))
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(5):
                 await self.dispatcher.hook("on_stop")
@@ -280,8 +282,8 @@ class Bot:
         for task in list(self._background):
             task.cancel()
         summary = self.summary(0.0)
-        self.journal.record("session.stopped", reason=self._stop_reason, crashed=self.crashed,
-                            state=self.ks.state, stats=self.stats, equity_end=summary.equity_end)  # fmt: skip
+        self.journal.write(events.SessionStopped(reason=self._stop_reason, crashed=self.crashed, state=self.ks.state,
+                                                 stats=self.stats, equity_end=summary.equity_end))  # fmt: skip
         with contextlib.suppress(TimeoutError, Exception):
             async with asyncio.timeout(5):
                 await self.venue.close()

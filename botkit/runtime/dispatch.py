@@ -15,6 +15,7 @@ from botkit.clock import Clock
 from botkit.config import BotConfig
 from botkit.guards.killswitch import KillSwitch
 from botkit.log import get_logger
+from botkit.runtime import events
 from botkit.runtime.journal import Journal
 from botkit.runtime.market_state import MarketState
 from botkit.runtime.news import BarClosed, Denied, Filled, News, OrderChanged, QuoteMoved, StateChanged, Stats
@@ -88,7 +89,7 @@ class Dispatcher:
         self.stats.strategy_errors += 1
         error = f"{type(exc).__name__}: {exc}"
         log.error("strategy.error", hook=hook, error=error, action=action)
-        self.journal.record("strategy.error", hook=hook, error=error, action=action,
-                            traceback="".join(traceback.format_exception(exc)))  # fmt: skip
+        self.journal.write(events.StrategyFailed(hook=hook, error=error, action=action,
+                                                 traceback="".join(traceback.format_exception(exc))))
         if action == "halt":
             self.ks.strategy_failed(f"hook={hook} error={error}")

@@ -28,6 +28,7 @@ from botkit.guards.killswitch import KillSwitch
 from botkit.guards.reserve import Reservations
 from botkit.log import get_logger
 from botkit.margin import Violation, plain
+from botkit.runtime import events
 from botkit.runtime.account import AccountState
 from botkit.runtime.journal import Journal, JournalError
 from botkit.runtime.market_state import MarketState
@@ -121,10 +122,11 @@ class Router:
             except VenueError as exc:
                 return self._refused(intent, f"set leverage {intent.leverage}: {exc}")
         client_id = self.venue.ids.next()
-        sending = {"side": intent.side, "type": intent.type, "qty": approval.qty, "price": approval.price,
-                   "reduce_only": intent.reduce_only, "tag": intent.tag, "source": source}  # fmt: skip
+        sending = events.OrderSending(symbol=symbol, client_id=client_id, side=intent.side, type=intent.type,
+                                      qty=approval.qty, price=approval.price, reduce_only=intent.reduce_only,
+                                      tag=intent.tag, source=source)  # fmt: skip
         try:
-            committed = self.journal.durable("order.sending", symbol=symbol, client_id=client_id, **sending)
+            committed = self.journal.write_durable(sending)
             # a reduce-only order never waits long on the disk: cutting risk must not hang on a stalled write
             await asyncio.wait_for(committed, REDUCE_ONLY_JOURNAL_WAIT_S if intent.reduce_only else None)
         except TimeoutError:
@@ -133,8 +135,8 @@ class Router:
             self.ks.journal_failed(str(exc))
             if not intent.reduce_only:  # new risk waits for the journal; a reduce-only duplicate cannot add risk
                 late = reject(intent, Violation(Reason.STATE_HALTED, f"the journal cannot write: {exc}"))
-                self.journal.record("order.failed", symbol=symbol, client_id=client_id, final=True, error=str(exc),
-                                    reasons=late.reasons)  # fmt: skip
+                self.journal.write(events.OrderFailed(symbol=symbol, client_id=client_id, final=True, error=str(exc),
+                                                      reasons=list(late.reasons)))  # fmt: skip
                 self.stats.accepted -= 1
                 self._verdict(intent, late, source, revised=True)
                 return late
@@ -144,8 +146,8 @@ class Router:
         ):  # the state changed while the journal committed: the verdict no longer holds
             code = Reason.STATE_HALTED if now_state is TradingState.HALTED else Reason.STATE_REDUCING
             late = reject(intent, Violation(code, "state changed before sending"))
-            self.journal.record("order.failed", symbol=symbol, client_id=client_id, final=True, error=str(late),
-                                reasons=late.reasons)  # fmt: skip
+            self.journal.write(events.OrderFailed(symbol=symbol, client_id=client_id, final=True, error=str(late),
+                                                  reasons=list(late.reasons)))  # fmt: skip
             self.stats.accepted -= 1  # the same intent, judged again: a revised verdict, not a second intent
             self._verdict(intent, late, source, revised=True)
             return late
@@ -153,7 +155,7 @@ class Router:
         try:
             order = await self.venue.create_order(approval, client_id=client_id)
         except OrderUnresolved as exc:
-            self.journal.record("order.failed", symbol=symbol, client_id=client_id, final=False, error=str(exc))
+            self.journal.write(events.OrderFailed(symbol=symbol, client_id=client_id, final=False, error=str(exc)))
             self.order_update(_placeholder(approval, client_id, OrderStatus.UNKNOWN), "create")
             known = self.tracker.get(client_id)
             if known is not None and known.status.final:  # the user stream settled it before the create gave up
@@ -167,8 +169,8 @@ class Router:
                 self.stats.venue_rejected += 1
                 if self.venue.rules_changed(exc):
                     self.rules_suspect()
-            self.journal.record("order.failed", symbol=symbol, client_id=client_id, final=True,
-                                error=f"{type(exc).__name__}: {exc}")  # fmt: skip
+            self.journal.write(events.OrderFailed(symbol=symbol, client_id=client_id, final=True,
+                                                  error=f"{type(exc).__name__}: {exc}"))  # fmt: skip
             return _placeholder(approval, client_id, OrderStatus.REJECTED)
         self.ks.succeeded()
         self.order_update(order, "create")
@@ -176,9 +178,9 @@ class Router:
 
     def _judged(self, intent: OrderIntent, verdict: Verdict, source: str, snap: Snapshot | None) -> None:
         self.stats.intents += 1
-        self.journal.record("intent", symbol=intent.symbol if isinstance(intent.symbol, str) else None,
-                            source=source, intent=intent,
-                            figures=self._figures(intent.symbol, snap) if snap is not None else None)  # fmt: skip
+        self.journal.write(events.IntentSeen(symbol=intent.symbol if isinstance(intent.symbol, str) else None,
+                                             source=source, intent=intent,
+                                             figures=self._figures(intent.symbol, snap) if snap is not None else None))
         self._verdict(intent, verdict, source)
 
     def _verdict(self, intent: OrderIntent, verdict: Verdict, source: str, revised: bool = False) -> None:
@@ -187,9 +189,9 @@ class Router:
         else:
             self.stats.rejected.update(r.value for r in verdict.reasons)
         symbol = intent.symbol if isinstance(intent.symbol, str) else None
-        self.journal.record("verdict", symbol=symbol, source=source, decision=verdict.decision,
-                            qty=verdict.qty, price=verdict.price, reasons=verdict.reasons,
-                            findings=[str(f) for f in verdict.findings], revised=revised)  # fmt: skip
+        self.journal.write(events.VerdictGiven(symbol=symbol, source=source, decision=verdict.decision,
+                                               qty=verdict.qty, price=verdict.price, reasons=list(verdict.reasons),
+                                               findings=[str(f) for f in verdict.findings], revised=revised))
         if not verdict.accepted:
             log.info("order.denied", symbol=symbol, source=source, verdict=str(verdict))
             if source == "strategy":
@@ -220,7 +222,7 @@ class Router:
 
     def _refused(self, intent: OrderIntent, error: str) -> Verdict:
         self.ks.error(error)
-        self.journal.record("order.failed", symbol=intent.symbol, final=True, error=error)
+        self.journal.write(events.OrderFailed(symbol=intent.symbol, final=True, error=error))
         return reject(intent, Violation(Reason.DATA_MISSING, error))
 
     # -------------------------------------------------------------------------------- cancels
@@ -231,13 +233,13 @@ class Router:
             result = await self.venue.cancel_order(order.symbol, client_id=order.client_id)
         except OrderUnresolved as exc:
             self.ks.unresolved(len(self.venue.unresolved))
-            self.journal.record("order.failed", symbol=order.symbol, client_id=order.client_id, action="cancel",
-                                final=False, error=str(exc))  # fmt: skip
+            self.journal.write(events.OrderFailed(symbol=order.symbol, client_id=order.client_id, action="cancel",
+                                                  final=False, error=str(exc)))  # fmt: skip
             return False
         except VenueError as exc:
             self.ks.error(f"cancel_order: {exc}")
-            self.journal.record("order.failed", symbol=order.symbol, client_id=order.client_id, action="cancel",
-                                final=False, error=f"{type(exc).__name__}: {exc}")  # fmt: skip
+            self.journal.write(events.OrderFailed(symbol=order.symbol, client_id=order.client_id, action="cancel",
+                                                  final=False, error=f"{type(exc).__name__}: {exc}"))  # fmt: skip
             return False
         self.ks.succeeded()
         self.order_update(result, "cancel")
@@ -261,8 +263,8 @@ class Router:
             if not self.venue.is_not_found(exc):
                 raise
             self.venue.unresolved.discard(client_id)
-            self.journal.record("order.failed", symbol=symbol, client_id=client_id, final=True,
-                                error="not on the exchange: never reached it")  # fmt: skip
+            self.journal.write(events.OrderFailed(symbol=symbol, client_id=client_id, final=True,
+                                                  error="not on the exchange: never reached it"))  # fmt: skip
             known = self.tracker.get(client_id)
             if known is not None:
                 self.order_update(replace(known, status=OrderStatus.REJECTED), "reconcile")
@@ -280,9 +282,11 @@ class Router:
         if changed.status.final and changed.client_id in self.venue.unresolved:  # settled, from whichever source
             self.venue.unresolved.discard(changed.client_id)
             self.ks.unresolved(len(self.venue.unresolved))
-        self.journal.record("order", symbol=changed.symbol, client_id=changed.client_id, source=source,
-                            status=changed.status, filled=changed.filled, average=changed.average, id=changed.id,
-                            side=changed.side, type=changed.type, qty=changed.qty, price=changed.price)  # fmt: skip
+        self.journal.write(events.OrderReported(
+            symbol=changed.symbol, client_id=changed.client_id, source=source, status=changed.status,
+            filled=changed.filled, average=changed.average, id=changed.id, side=changed.side, type=changed.type,
+            qty=changed.qty, price=changed.price,
+        ))  # fmt: skip
         if changed.status is OrderStatus.CANCELED:
             self.stats.cancels += 1
             self.ks.cancelled()
@@ -290,8 +294,8 @@ class Router:
         if fill is not None:
             self.stats.fills += 1
             self.ks.filled()
-            self.journal.record("fill", symbol=fill.symbol, client_id=changed.client_id, side=fill.side,
-                                qty=fill.qty, price=fill.price)  # fmt: skip
+            self.journal.write(events.Filled(symbol=fill.symbol, client_id=changed.client_id, side=fill.side,
+                                             qty=fill.qty, price=fill.price))  # fmt: skip
             if self.venue.is_liquidation(changed):  # every guard before this failed: stop until a person looks
                 self.ks.liquidated(f"symbol={fill.symbol} side={fill.side} qty={fill.qty} price={fill.price} "
                                    f"order={changed.client_id}")  # fmt: skip

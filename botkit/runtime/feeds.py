@@ -28,6 +28,7 @@ from botkit.domain import Book, MarkPrice, Order
 from botkit.guards.killswitch import KillSwitch
 from botkit.log import get_logger
 from botkit.margin import to_decimal
+from botkit.runtime import events
 from botkit.runtime.journal import Journal
 from botkit.runtime.market_state import MarketState
 from botkit.runtime.strategy import Bar
@@ -179,15 +180,16 @@ class Feeds:
                     self.down[stream.name] = self.clock.monotonic()
                     log.warning("feed.down", stream=stream.name, error=repr(exc)[:200])
                     fallback = "rest polling" if stream.poll is not None else "none"
-                    self.journal.record("feed", stream=stream.name, status="down", error=repr(exc)[:300],
-                                        fallback=fallback)  # fmt: skip
+                    self.journal.write(events.FeedChanged(stream=stream.name, status="down", error=repr(exc)[:300],
+                                                          fallback=fallback))  # fmt: skip
                 cap = float(self.settings.stream_retry_cap_s)
                 await self._fall_back(stream, random.uniform(0, min(cap, RETRY_BASE_S * 2**failures)))
                 continue
             if stream.name in self.down:
                 since = self.down.pop(stream.name)
                 log.info("feed.up", stream=stream.name, down_s=round(self.clock.monotonic() - since, 3))
-                self.journal.record("feed", stream=stream.name, status="up", down_s=self.clock.monotonic() - since)
+                down_s = self.clock.monotonic() - since
+                self.journal.write(events.FeedChanged(stream=stream.name, status="up", down_s=down_s))
                 if stream.on_back is not None:
                     await stream.on_back()
             failures = 0
@@ -205,8 +207,8 @@ class Feeds:
                 self.restarts += 1
                 dropped = self.venue.restart_streams(f"{', '.join(silent)} silent for {self.silence_s:g}s")
                 log.warning("feed.silent", streams=silent, silent_s=self.silence_s, restarted=dropped)
-                self.journal.record("feed", stream=",".join(silent), status="silent", silent_s=self.silence_s,
-                                    action="restarted the streams")  # fmt: skip
+                self.journal.write(events.FeedChanged(stream=",".join(silent), status="silent", silent_s=self.silence_s,
+                                                      action="restarted the streams"))  # fmt: skip
 
     def _handle(self, stream: Stream, raw: Any) -> None:
         try:
@@ -215,7 +217,7 @@ class Feeds:
         except VenueDataError as exc:
             self.bad_frames += 1
             log.warning("feed.bad_frame", stream=stream.name, error=str(exc))
-            self.journal.record("feed", stream=stream.name, status="bad_frame", error=str(exc))
+            self.journal.write(events.FeedChanged(stream=stream.name, status="bad_frame", error=str(exc)))
 
     async def _fall_back(self, stream: Stream, seconds: float) -> None:
         """Until the next reconnect attempt: poll the stream's data over REST (if it has a REST twin)."""

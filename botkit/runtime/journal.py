@@ -1,9 +1,9 @@
 """The journal: one append-only SQLite file per bot that explains every decision afterwards.
 
 Every event is one row of `events` (kind, symbol, client id, JSON data, wall and monotonic time); the
-kinds are listed in `KINDS`. Rows are never updated or deleted (triggers refuse it). The file runs in
-WAL mode: a killed process loses at most the rows still queued in memory and never corrupts what was
-committed.
+kinds and their fields are `botkit.runtime.events`. Rows are never updated or deleted (triggers refuse
+it). The file runs in WAL mode: a killed process loses at most the rows still queued in memory and
+never corrupts what was committed.
 
 Writes never block the event loop: `record()` queues a row for a writer thread that commits in batches.
 `await durable(...)` also waits until the row is committed; the runtime uses it before an order leaves,
@@ -33,9 +33,9 @@ from datetime import date, datetime
 from decimal import Decimal
 from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Protocol
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: the kinds and fields of botkit.runtime.events (a superset of 1's rows)
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS events (
@@ -55,29 +55,21 @@ CREATE TRIGGER IF NOT EXISTS events_no_update BEFORE UPDATE ON events
 CREATE TRIGGER IF NOT EXISTS events_no_delete BEFORE DELETE ON events
     BEGIN SELECT RAISE(ABORT, 'the journal is append-only'); END;
 """
-KINDS = {
-    "session.started": "a run began: the config snapshot (secrets masked) and the strategy",
-    "session.stopped": "a run ended: why, and the summary",
-    "reconcile": "what a start-up or periodic reconciliation found and did",
-    "intent": "what the strategy (or a guard) asked for, with the snapshot figures the gate used",
-    "verdict": "the gate's answer: decision, quantity, reason codes and figures",
-    "order.sending": "an accepted intent about to leave, with its client id (committed before it is sent)",
-    "order": "an order's state as the venue reported it (every change)",
-    "order.failed": "a create or cancel the venue refused or could not complete",
-    "fill": "a fill: quantity and price of the increment",
-    "funding": "a funding payment received or paid",
-    "killswitch": "a trigger tripped or cleared, or the trading state changed",
-    "rules": "the exchange's market rules or leverage brackets changed (re-read), or the leverage lowered to fit",
-    "halt.action": "what the bot did on a halt: cancels, flattening",
-    "liquidation_guard": "a reduce-only slice cut because the mark came near the liquidation price",
-    "feed": "a stream went down, fell back to REST polling, or came back",
-    "snapshot": "after each account refresh: equity, and per symbol book top, mark, index, funding, position",
-    "strategy.error": "a strategy hook raised",
-    "error": "a runtime error the bot survived",
-}
-
-
 BACKLOG_ROWS = 100_000  # rows kept in memory while the journal cannot write (the oldest go first)
+
+
+class Writable(Protocol):
+    """A typed journal event (see botkit.runtime.events)."""
+
+    KIND: ClassVar[str]
+
+    @property
+    def symbol(self) -> str | None: ...
+
+    @property
+    def client_id(self) -> str | None: ...
+
+    def data(self) -> dict[str, Any]: ...
 
 
 class JournalError(Exception):
@@ -134,8 +126,16 @@ class Journal:
 
     # ------------------------------------------------------------------------------ writing
 
+    def write(self, event: Writable) -> None:
+        """Queue one typed event (botkit.runtime.events); returns at once."""
+        self.record(event.KIND, symbol=event.symbol, client_id=event.client_id, **event.data())
+
+    async def write_durable(self, event: Writable) -> None:
+        """Queue one typed event and wait until it is committed; JournalError if it cannot be."""
+        await self.durable(event.KIND, symbol=event.symbol, client_id=event.client_id, **event.data())
+
     def record(self, kind: str, *, symbol: str | None = None, client_id: str | None = None, **data: Any) -> None:
-        """Queue one event; returns at once."""
+        """Queue one event given as its kind and fields; returns at once."""
         if self._closed:
             return
         if self._loop is None:
@@ -291,6 +291,9 @@ def _connect(path: Path) -> sqlite3.Connection:
         elif int(row[0]) > SCHEMA_VERSION:
             conn.close()
             raise JournalError(f"{path}: journal schema {row[0]} is newer than this botkit ({SCHEMA_VERSION})")
+        elif int(row[0]) < SCHEMA_VERSION:  # older rows stay readable as they are; new ones follow this schema
+            with conn:
+                conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
         return conn
     except sqlite3.DatabaseError as exc:
         raise JournalError(f"{path}: not a usable journal: {exc}") from None

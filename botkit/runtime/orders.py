@@ -17,6 +17,7 @@ from dataclasses import dataclass, replace
 from decimal import Decimal
 
 from botkit.domain import Order, OrderStatus
+from botkit.runtime.events import OrderFailed, OrderReported, OrderSending, decode
 from botkit.runtime.journal import Event
 from botkit.runtime.strategy import Fill
 
@@ -95,17 +96,17 @@ class Sent:
 
 
 class JournalHistory:
-    def __init__(self, events: Iterable[Event]) -> None:
+    def __init__(self, rows: Iterable[Event]) -> None:
         self.sent: dict[str, Sent] = {}
-        for event in events:
-            cid, data = event.client_id, event.data
-            if cid is None:
+        for row in rows:
+            if row.client_id is None or row.kind not in ("order.sending", "order", "order.failed"):
                 continue
-            if event.kind == "order.sending":
-                self.sent[cid] = Sent(cid, event.symbol or "", data["side"])
-            elif event.kind == "order" and cid in self.sent:
-                self.learn(cid, OrderStatus(data["status"]), Decimal(data["filled"]))
-            elif event.kind == "order.failed" and cid in self.sent and data.get("final"):
+            event, cid = decode(row), row.client_id
+            if isinstance(event, OrderSending):
+                self.sent[cid] = Sent(cid, event.symbol or "", event.side)
+            elif isinstance(event, OrderReported) and cid in self.sent:
+                self.learn(cid, OrderStatus(event.status), event.filled)
+            elif isinstance(event, OrderFailed) and cid in self.sent and event.final:
                 self.learn(cid, OrderStatus.REJECTED, self.sent[cid].filled)
 
     def learn(self, client_id: str, status: OrderStatus, filled: Decimal) -> None:

@@ -21,7 +21,9 @@ from botkit.domain import OrderStatus
 from botkit.guards.killswitch import LATCHED, KillSwitch
 from botkit.log import get_logger
 from botkit.margin import Tier, plain
+from botkit.runtime import events
 from botkit.runtime.account import ZERO, signed
+from botkit.runtime.events import decode
 from botkit.runtime.execution import Router
 from botkit.runtime.journal import Journal, read_events
 from botkit.runtime.market_state import MarketState
@@ -37,12 +39,13 @@ def latched_trips(path: Path) -> dict[str, str]:
     if not Path(path).exists():
         return {}
     outstanding: dict[str, str] = {}
-    for event in read_events(path, ("killswitch",)):
-        trigger, kind = event.data.get("trigger"), event.data.get("event")
-        if trigger in LATCHED and kind == "tripped":
-            outstanding[trigger] = str(event.data.get("figures", ""))
-        elif kind == "cleared":
-            outstanding.pop(str(trigger), None)
+    for row in read_events(path, ("killswitch",)):
+        event = decode(row)
+        assert isinstance(event, events.SwitchChanged)
+        if event.trigger in LATCHED and event.event == "tripped":
+            outstanding[event.trigger] = event.figures
+        elif event.event == "cleared":
+            outstanding.pop(event.trigger, None)
     return outstanding
 
 
@@ -141,14 +144,14 @@ class Reconciler:
             if brackets != old_brackets:
                 changed["max_leverage"] = [[t.max_leverage for t in old_brackets], [t.max_leverage for t in brackets]]
                 changed["mmr"] = [[str(t.mmr) for t in old_brackets], [str(t.mmr) for t in brackets]]
-            self.journal.record("rules", symbol=symbol, changed=changed)
+            self.journal.write(events.RulesChanged(symbol=symbol, changed=changed))
             log.warning("bot.rules_changed", symbol=symbol, changed=changed)
             if market.leverage[symbol] > brackets[0].max_leverage:  # the brackets no longer allow the leverage set
                 leverage = start_leverage(self.config, brackets)
                 try:
                     await self.venue.ensure_isolated(symbol, leverage)
                     market.leverage[symbol] = leverage
-                    self.journal.record("rules", symbol=symbol, leverage=leverage)
+                    self.journal.write(events.RulesChanged(symbol=symbol, leverage=leverage))
                 except VenueError as exc:
                     self.ks.error(f"rules: set leverage {leverage} on {symbol}: {exc}")
 
@@ -156,8 +159,8 @@ class Reconciler:
         for payment in await self.venue.fetch_funding_payments(self.started_ms):
             if payment.id not in self._funding_seen and payment.symbol in self.market.rules:
                 self._funding_seen.add(payment.id)
-                self.journal.record("funding", symbol=payment.symbol, amount=payment.amount, id=payment.id,
-                                    time_ms=payment.timestamp_ms)  # fmt: skip
+                self.journal.write(events.FundingPaid(symbol=payment.symbol, amount=payment.amount, id=payment.id,
+                                                      time_ms=payment.timestamp_ms))  # fmt: skip
 
     async def at_start(self) -> None:
         """Before trading: settle what the journal left open, adopt this bot's open orders, and compare each
@@ -195,6 +198,6 @@ class Reconciler:
                 action = "reducing"
                 self.ks.unknown_exposure("; ".join(unknown))
         positions = {s: plain(q) for s, q in actual.items()}
-        self.journal.record("reconcile", at="start", looked_up=looked_up, adopted=[o.client_id for o in own],
-                            unknown=unknown, action=action, positions=positions)  # fmt: skip
+        self.journal.write(events.Reconciled(at="start", looked_up=looked_up, adopted=[o.client_id for o in own],
+                                             unknown=unknown, action=action, positions=positions))  # fmt: skip
         log.info("reconcile.done", looked_up=len(looked_up), adopted=len(own), unknown=len(unknown), action=action)

@@ -18,6 +18,7 @@ from botkit.domain import OrderIntent, Side, TradingState
 from botkit.guards.killswitch import KillSwitch, SwitchEvent
 from botkit.guards.liquidation import LiquidationGuard
 from botkit.log import get_logger
+from botkit.runtime import events
 from botkit.runtime.account import AccountState
 from botkit.runtime.execution import _SEAL, RiskCut, Router
 from botkit.runtime.journal import Journal
@@ -49,8 +50,8 @@ class Safety:
         while self.ks.state is TradingState.HALTED:
             cancelled, total = await self.router.cancel_own()
             attempt += 1
-            self.journal.record("halt.action", action="cancel", trigger=event.trigger, cancelled=cancelled,
-                                of=total, attempt=attempt)  # fmt: skip
+            self.journal.write(events.HaltAction(action="cancel", trigger=event.trigger, cancelled=cancelled,
+                                                 of=total, attempt=attempt))  # fmt: skip
             if cancelled == total:
                 break
             await self.clock.sleep(min(30.0, float(self.config.runtime.poll_seconds) * 2**attempt))
@@ -59,8 +60,8 @@ class Safety:
                 side = "sell" if position.side is Side.LONG else "buy"
                 intent = OrderIntent(position.symbol, side, position.qty, reduce_only=True, tag="flatten")
                 result = await self.router.submit(intent, self._flatten)
-                self.journal.record("halt.action", action="flatten", symbol=position.symbol,
-                                    qty=position.qty, result=str(result)[:300])  # fmt: skip
+                self.journal.write(events.HaltAction(action="flatten", symbol=position.symbol, qty=position.qty,
+                                                     result=str(result)[:300]))  # fmt: skip
 
     def check_liquidation(self, symbol: str) -> None:
         """Cut a slice if the position's mark is within the guard's buffer of its liquidation price."""
@@ -72,7 +73,7 @@ class Safety:
         if cut is not None:
             intent, figures = cut
             log.warning("liquidation_guard.cut", figures=figures)
-            self.journal.record("liquidation_guard", symbol=symbol, figures=figures)
+            self.journal.write(events.GuardCut(symbol=symbol, figures=figures))
             self._cutting.add(symbol)
             self.spawn(self._cut(symbol, intent), "liquidation-guard")
 

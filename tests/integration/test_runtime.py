@@ -139,11 +139,13 @@ async def test_a_websocket_drop_falls_back_to_rest_and_recovers(tmp_path):
     async with running_emulator(live_market(scenario="calm")) as emu:
         config = bot_config(emu, tmp_path, params={"fast": 2, "slow": 4})
         bot = Bot(config, make_strategy(QuickSma, config.params))
-        run = asyncio.create_task(bot.run(duration=6))
+        run = asyncio.create_task(bot.run())
         await wait_for(lambda: bot.feeds.ready(), 10)
-        now = emu.market.elapsed_s  # public streams dropped for 40 simulated seconds (2 s here)
+        now = emu.market.elapsed_s  # public streams dropped for 40 simulated seconds (2 s here, longer under load)
         await put_faults(emu, {"kind": "ws_disconnect", "start": now, "end": now + 40})
         await wait_for(lambda: f"book:{BTC}" in bot.feeds.down, 5)
+        await wait_for(lambda: f"book:{BTC}" not in bot.feeds.down, 30)  # back: on the event, not a fixed run
+        bot.stop()
         summary = await run
     feed = events(config, "feed")
     down = [e.data for e in feed if e.data["status"] == "down" and e.data["stream"] == f"book:{BTC}"]
@@ -160,7 +162,12 @@ async def test_a_stalled_feed_halts_cancels_on_the_exchange_and_resumes(tmp_path
         config = bot_config(emu, tmp_path, params={"refresh_seconds": 0.2},
                             killswitch={"stale_feed_seconds": "0.5", "auto_resume": True,
                                         "resume_after_seconds": "0.5"})  # fmt: skip
-        summary = await Bot(config, make_strategy(GridMaker, config.params)).run(duration=6)
+        bot = Bot(config, make_strategy(GridMaker, config.params))
+        run = asyncio.create_task(bot.run())
+        await wait_for(lambda: bot.ks.state is TradingState.HALTED, 20)  # on the events, not a fixed run length:
+        await wait_for(lambda: bot.ks.state is TradingState.ACTIVE, 30)  # a loaded machine slows the market
+        bot.stop()
+        summary = await run
     states = [e.data["state"] for e in events(config, "killswitch") if e.data["event"] == "state"]
     assert states[:2] == ["HALTED", "ACTIVE"]
     halted = next(e for e in events(config, "killswitch") if e.data["state"] == "HALTED")

@@ -69,13 +69,15 @@ def event(kind, cid, **data):
 
 
 def test_journal_history_adds_up_the_fills_of_this_bots_orders():
+    sending = {"type": "market", "qty": "1", "price": None, "reduce_only": False, "tag": None, "source": "strategy"}
+    report = {"source": "stream", "average": None, "id": "1", "type": "market", "qty": "1", "price": None}
     history = JournalHistory([
-        event("order.sending", "bk1", side="buy"),
-        event("order", "bk1", status="filled", filled="0.5"),
-        event("order.sending", "bk2", side="sell"),
-        event("order", "bk2", status="open", filled="0.2"),
-        event("order.sending", "bk3", side="sell"),  # sent, never answered
-        event("order", "foreign", status="filled", filled="9"),  # not sent by this bot: ignored
+        event("order.sending", "bk1", side="buy", **sending),
+        event("order", "bk1", status="filled", filled="0.5", side="buy", **report),
+        event("order.sending", "bk2", side="sell", **sending),
+        event("order", "bk2", status="open", filled="0.2", side="sell", **report),
+        event("order.sending", "bk3", side="sell", **sending),  # sent, never answered
+        event("order", "foreign", status="filled", filled="9", side="buy", **report),  # not this bot's: ignored
     ])  # fmt: skip
     assert history.positions() == {BTC: D("0.3")}
     assert [s.client_id for s in history.unsettled()] == ["bk2", "bk3"]
