@@ -215,6 +215,7 @@ SCENARIOS = (
         "risk reservations: intents in flight count against every budget",
         lambda: Burst(Burst.Params()),
         config={"limits": {"max_position_notional": 200_000, "max_total_notional": 200_000}},
+        seconds=4.0,  # a burst every second or so
         off_patch=no_reservations,
     ),
     Scenario(
@@ -223,6 +224,7 @@ SCENARIOS = (
         lambda: Ladder(Ladder.Params()),  # each rung capped by max_order_notional: a few fit in one budget
         config={"limits": {"max_order_notional": 1500, "max_position_notional": 200_000,
                            "max_total_notional": 200_000}},
+        seconds=4.0,  # two ladders
         off_patch=resting_orders_unseen,
     ),
 )
