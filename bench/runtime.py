@@ -30,6 +30,7 @@ from botkit.sim.server import EmulatorSettings, running_emulator
 
 SYMBOL = "BTC/USDT:USDT"
 ROOMY = {  # the guardrails stay on; their limits sit above what the benchmark does
+    "risk": {"risk_per_trade": "0.1"},  # every resting order counts against one budget: room for all of them
     "limits": {"max_order_notional": 10**6, "max_position_notional": 10**8, "max_total_notional": 10**8,
                "max_open_orders": 1000, "orders_per_10s": 10**5, "orders_per_minute": 10**6},
     "killswitch": {"max_cancels_per_minute": 10**6, "max_cancel_to_fill": 10**6},
@@ -56,7 +57,7 @@ class LatencyProbe(Strategy):
             return
         self.received = self.bot_ref[0].market.book_at[SYMBOL]
         price = quote.bid * Decimal("0.985")
-        await ctx.buy(SYMBOL, Decimal("0.003"), stop=price * Decimal("0.98"), type="limit", price=price)
+        await ctx.buy(SYMBOL, Decimal("0.003"), stop=price * Decimal("0.995"), type="limit", price=price)
         if len(self.samples) >= self.wanted:
             self.bot_ref[0].stop("enough samples")
 

@@ -211,22 +211,11 @@ class Gate:
 
     def check(self, intent: OrderIntent, snap: Snapshot) -> Verdict:
         try:
-            verdict = self._check(intent, snap)
+            return self._check(intent, snap)
         except _Rejected as no:
             return reject(intent, *no.found)
         except Exception as exc:  # a bug or data nobody validated: fail closed, and say it is the gate's fault
             return reject(intent, Violation(Reason.GATE_ERROR, f"error={type(exc).__name__}: {exc}"))
-        if not verdict.accepted:
-            return verdict
-        busy = self._rate_budget(snap.now)
-        if busy is not None:
-            return reject(intent, busy)
-        for _, _, times in self.rate_windows:
-            times.append(snap.now)
-        assert verdict.qty is not None
-        approval = Approval(intent.symbol, intent.side, intent.type, verdict.qty, verdict.price, intent.reduce_only,
-                            next(_serials), _SEAL)  # fmt: skip
-        return Verdict(verdict.decision, intent, verdict.qty, verdict.price, verdict.findings, approval)
 
     def _check(self, intent: OrderIntent, snap: Snapshot) -> Verdict:
         case = self._case(intent, snap)
@@ -247,7 +236,18 @@ class Gate:
                 return reduced
         if case.found:
             return reject(intent, *case.found)
-        return Verdict(Decision.ACCEPT, intent, case.qty, case.price)
+        return self._accept(intent, case.qty, case.price, snap.now)
+
+    def _accept(self, intent: OrderIntent, qty: Decimal, price: Decimal | None, now: float) -> Verdict:
+        """Within the order-rate budget: count it, and hand out the approval the venue requires."""
+        busy = self._rate_budget(now)
+        if busy is not None:
+            raise _Rejected(busy)
+        for _, _, times in self.rate_windows:
+            times.append(now)
+        approval = Approval(intent.symbol, intent.side, intent.type, qty, price, intent.reduce_only, next(_serials),
+                            _SEAL)  # fmt: skip
+        return Verdict(Decision.ACCEPT, intent, qty, price, approval=approval)
 
     # ------------------------------------------------------------------------------- checks
 
@@ -281,7 +281,7 @@ class Gate:
             found += lim.price_band(intent.side, case.price, view.mark, self.limits.price_band)
         if found:
             return reject(intent, *found)
-        return Verdict(Decision.ACCEPT, intent, qty, case.price)
+        return self._accept(intent, qty, case.price, case.snap.now)
 
     def _freshness(self, case: _Case) -> None:
         """Every price this check uses, present and younger than the stale-feed limit."""
@@ -395,7 +395,7 @@ class Gate:
             return None
         if again.decision is not Decision.ACCEPT:
             return None
-        return Verdict(Decision.ACCEPT_REDUCED, case.intent, again.qty, again.price, tuple(case.found))
+        return Verdict(Decision.ACCEPT_REDUCED, case.intent, again.qty, again.price, tuple(case.found), again.approval)
 
     def _rate_budget(self, now: float) -> Violation | None:
         for window, limit, times in self.rate_windows:
@@ -432,6 +432,8 @@ def _instrument(case: _Case) -> None:
 
 def _add(case: _Case, found: list[Violation], first: bool = False) -> None:
     """Add findings, one per reason code."""
+    if not found:
+        return
     known = {f.code for f in case.found}
     fresh = [f for f in found if f.code not in known]
     case.found = fresh + case.found if first else case.found + fresh
