@@ -164,7 +164,6 @@ class Feeds:
 
     async def _run(self, stream: Stream) -> None:
         failures = 0
-        self.heard.setdefault(stream.name, self.clock.monotonic())
         while True:
             try:
                 raw = await stream.watch()
@@ -196,19 +195,25 @@ class Feeds:
             self._handle(stream, raw)
 
     async def _watchdog(self) -> None:
-        """Restart the streams when a watched one has been connected but silent for `silence_s`."""
+        """Restart the streams when a watched one that has delivered before has now been connected but silent
+        for `silence_s`. A stream that never delivered is the kill switch's business (it trips), and a round
+        in which the watchdog itself woke late is skipped: the event loop was stalled, not the stream."""
+        period = self.silence_s / 4
         while True:
-            await self.clock.sleep(self.silence_s / 4)
+            due = self.clock.monotonic() + period
+            await self.clock.sleep(period)
             now = self.clock.monotonic()
+            if now - due > period:
+                continue  # the loop was busy: frames may be waiting unread
             silent = [name for name in self.watched()
-                      if name not in self.down and now - self.heard.get(name, now) > self.silence_s]  # fmt: skip
+                      if name not in self.down and name in self.heard and now - self.heard[name] > self.silence_s]
             if silent and now - self._restarted_at >= self.silence_s:
                 self._restarted_at = now
                 self.restarts += 1
                 dropped = self.venue.restart_streams(f"{', '.join(silent)} silent for {self.silence_s:g}s")
                 log.warning("feed.silent", streams=silent, silent_s=self.silence_s, restarted=dropped)
-                self.journal.write(events.FeedChanged(stream=",".join(silent), status="silent", silent_s=self.silence_s,
-                                                      action="restarted the streams"))  # fmt: skip
+                self.journal.write(events.FeedChanged(stream=",".join(silent), status="silent",
+                                                      silent_s=self.silence_s, action="restarted the streams"))
 
     def _handle(self, stream: Stream, raw: Any) -> None:
         try:

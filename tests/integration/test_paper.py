@@ -124,8 +124,12 @@ class EverySecondBar(Strategy):
         super().__init__(params)
         self.orders: dict[int, tuple[str, bool]] = {}  # bar start -> (side, reduce_only)
         self.holding: str | None = None
+        self.bars = 0
 
     async def on_bar(self, ctx, bar):
+        self.bars += 1
+        if self.bars == 1:
+            return  # the first bar began before the stream did: partial, and not the same for two bots
         if bar.start_ms // 1000 % 2 == 0 and self.holding is None and bar.close != bar.open:
             side = "buy" if bar.close > bar.open else "sell"
             stop = bar.close * (D("0.98") if side == "buy" else D("1.02"))
