@@ -98,6 +98,8 @@ class _Stream:
 
 @dataclass
 class KillSwitch:
+    """The trading state and the triggers that move it (see the module's docstring for the table)."""
+
     config: KillSwitchConfig
     clock: Clock = field(default_factory=SystemClock)
     on_event: Callable[[SwitchEvent], Any] | None = None

@@ -199,6 +199,9 @@ Listener = Callable[[Account, dict[str, Any]], None]
 
 
 class Engine:
+    """The simulated exchange's core: accounts, matching against the synthetic or observed market, isolated
+    margin, fees, funding and liquidation. The emulator serves it over Binance's API; paper mode calls it."""
+
     def __init__(
         self,
         market: Market,

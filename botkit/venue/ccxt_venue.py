@@ -132,6 +132,9 @@ def build_exchange(config: BotConfig, *, emulator_url: str | None = None, stream
 
 
 class CcxtVenue:
+    """One exchange through ccxt, guarded: rate limits with lanes, backoff, idempotent client ids, answers
+    validated into domain types, and orders only from the gate's approvals (see the module's docstring)."""
+
     def __init__(
         self,
         exchange: Any,
