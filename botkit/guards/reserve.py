@@ -31,6 +31,3 @@ class Reservations:
 
     def orders(self) -> list[Order]:
         return list(self._held.values())
-
-    def __len__(self) -> int:
-        return len(self._held)

@@ -42,14 +42,12 @@ from botkit.runtime.feeds import Feeds
 from botkit.runtime.journal import Journal
 from botkit.runtime.market_state import MarketState
 from botkit.runtime.news import AccountRead, BarClosed, Filled, News, QuoteMoved, StateChanged, Stats
-from botkit.runtime.reconcile import Reconciler, start_leverage
+from botkit.runtime.reconcile import Reconciler
 from botkit.runtime.safety import Safety
 from botkit.runtime.strategy import Context, Strategy
 from botkit.venue.ccxt_venue import CcxtVenue, build_exchange
 from botkit.venue.errors import VenueError
 from botkit.venue.paper import PaperVenue
-
-__all__ = ["Bot", "StartupError", "Stats", "Summary", "start_leverage"]
 
 log = get_logger("botkit.bot")
 STOP_STEP_S = 15.0  # the longest any one shutdown step may take

@@ -156,12 +156,13 @@ class Router:
             order = await self.venue.create_order(approval, client_id=client_id)
         except OrderUnresolved as exc:
             self.journal.write(events.OrderFailed(symbol=symbol, client_id=client_id, final=False, error=str(exc)))
-            self.order_update(_placeholder(approval, client_id, OrderStatus.UNKNOWN), "create")
+            unknown = _placeholder(approval, client_id, OrderStatus.UNKNOWN)
+            self.order_update(unknown, "create")
             known = self.tracker.get(client_id)
             if known is not None and known.status.final:  # the user stream settled it before the create gave up
                 self.venue.unresolved.discard(client_id)
             self.ks.unresolved(len(self.venue.unresolved))
-            return known or _placeholder(approval, client_id, OrderStatus.UNKNOWN)
+            return known or unknown
         except VenueError as exc:
             # Rejected, banned, unavailable: the order did not land (an unknown outcome is OrderUnresolved)
             self.ks.error(f"create_order: {exc}")

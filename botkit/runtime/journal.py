@@ -108,7 +108,6 @@ class Journal:
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self.written = 0
         self.failed: str | None = None  # why the last write failed (None: the journal writes)
-        self.backlog = 0  # rows waiting to be written after a failure
         self._loop: asyncio.AbstractEventLoop | None = None
         if not self.path.parent.is_dir():
             raise JournalError(f"{self.path}: the folder {self.path.parent} does not exist")
@@ -217,12 +216,12 @@ class Journal:
         except (sqlite3.Error, OSError, JournalError) as exc:
             error = str(exc) or type(exc).__name__
             first = self.failed is None
-            self.failed, self.backlog = error, min(len(rows), BACKLOG_ROWS)
+            self.failed = error
             if first and self.on_failure is not None and self._loop is not None:
                 self._loop.call_soon_threadsafe(self.on_failure, error)
             return rows[-BACKLOG_ROWS:]
         self.written += len(rows)
-        self.failed, self.backlog = None, 0
+        self.failed = None
         return []
 
 
