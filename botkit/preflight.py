@@ -2,10 +2,11 @@
 
 Each check is one `Finding` (ok / info / warn / block) with the figures behind it. Any `block` makes the
 command exit 1: the venue unreachable, the clock skewed beyond `killswitch.max_clock_skew_ms`, the API
-key refused or without futures permission, tiers that do not load, or a risk budget that cannot reach
-a symbol's minimum order at the reference stop distance (checked by the real gate, so the answer is
-the one the running bot would get). Nothing is ever sent that places, changes or cancels an order;
-the margin mode and leverage are read, not set.
+key refused or without futures permission, tiers that do not load, refresh settings whose routine reads
+would use up the request weight, or a risk budget that cannot reach a symbol's minimum order at the
+reference stop distance (checked by the real gate, so the answer is the one the running bot would get).
+Nothing is ever sent that places, changes or cancels an order; the margin mode and leverage are read,
+not set.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from botkit.config import BotConfig, disabled_guardrails
 from botkit.domain import OrderIntent, TradingState
 from botkit.guards.gate import Gate, MarketView, Snapshot
 from botkit.margin import MarketRules, Tier, plain
+from botkit.runtime.read_budget import plan_reads
 from botkit.runtime.reconcile import start_leverage
 from botkit.venue.ccxt_venue import CcxtVenue, build_exchange
 from botkit.venue.errors import Rejected, VenueError
@@ -72,6 +74,7 @@ async def preflight(config: BotConfig, *, stop_distance: Decimal, emulator_url: 
             return findings
         await _margin_settings(venue, config, tiers, paper, add)
         await _sizing(venue, config, markets, tiers, equity, stop_distance, add)
+        await _reads(venue, config, add)
         gaps = disabled_guardrails(config)
         for gap in gaps:
             add(Finding("block" if config.mode == "live" else "warn", "guardrails", gap))
@@ -260,6 +263,18 @@ async def _sizing(
                     "tighter stops",
                 )
             )
+
+
+async def _reads(venue: CcxtVenue, config: BotConfig, add: Any) -> None:
+    plan = await plan_reads(config, venue, list(config.symbols))
+    if (problem := plan.problem()) is not None:
+        add(Finding("block", "request weight", problem))
+        return
+    figures = f"routine reads {plan.steady_total:.0f} weight/min" + (
+        f" of {plan.capacity:.0f} reads may spend" if plan.capacity is not None else ""
+    )
+    warning = plan.polling_warning()
+    add(Finding("warn" if warning else "ok", "request weight", f"{figures}; {warning}" if warning else figures))
 
 
 def guardrail_table(config: BotConfig) -> list[tuple[str, str]]:

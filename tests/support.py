@@ -2,14 +2,16 @@
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Coroutine
+import sqlite3
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from decimal import Decimal as D
 from pathlib import Path
 
 from bench._load import approved  # venue-level tests drive the venue below the gate
 from botkit.margin import Tier
+from botkit.runtime import journal as journal_module
 
-__all__ = ["BTC_TIERS", "ROOT", "approved", "background"]
+__all__ = ["BTC_TIERS", "ROOT", "FillingDisk", "approved", "background", "disk_full_when"]
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -43,3 +45,40 @@ async def background(coro: Coroutine) -> AsyncIterator[asyncio.Task]:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+class FillingDisk:
+    """The journal writer's real SQLite connection on a disk that fills up: while `full()` is true, SQLite's
+    page limit is put at the pages the file already has, so a write that needs room fails as on a full disk
+    ('database or disk is full'); once it is false again, the room is back."""
+
+    def __init__(self, conn: sqlite3.Connection, full: Callable[[], bool]) -> None:
+        self._conn, self._full = conn, full
+
+    def __enter__(self):
+        return self._conn.__enter__()
+
+    def __exit__(self, *exc):
+        return self._conn.__exit__(*exc)
+
+    def __getattr__(self, name):
+        return getattr(self._conn, name)
+
+    def executemany(self, sql, rows):
+        if self._full():
+            pages = self._conn.execute("PRAGMA page_count").fetchone()[0]
+            self._conn.execute(f"PRAGMA max_page_count = {pages}")
+        else:
+            self._conn.execute("PRAGMA max_page_count = 1073741823")
+        return self._conn.executemany(sql, rows)
+
+
+@contextlib.contextmanager
+def disk_full_when(full: Callable[[], bool]) -> Iterator[None]:
+    """Journals opened inside the block write to a disk that is full whenever `full()` is true."""
+    connect = journal_module._connect
+    journal_module._connect = lambda path: FillingDisk(connect(path), full)
+    try:
+        yield
+    finally:
+        journal_module._connect = connect

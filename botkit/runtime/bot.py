@@ -42,6 +42,7 @@ from botkit.runtime.feeds import Feeds
 from botkit.runtime.journal import Journal
 from botkit.runtime.market_state import MarketState
 from botkit.runtime.news import AccountRead, BarClosed, Filled, News, QuoteMoved, StateChanged, Stats
+from botkit.runtime.read_budget import plan_reads
 from botkit.runtime.reconcile import Reconciler
 from botkit.runtime.safety import Safety
 from botkit.runtime.strategy import Context, Strategy
@@ -256,12 +257,24 @@ class Bot:
         try:
             await self.reconciler.load_rules()
             await self.reader.read()
+            await self._check_reads()
             self.ks.clock_offset(await self.venue.fetch_clock_offset())
             await self.reconciler.at_start()
         except LookupError as exc:
             raise StartupError(str(exc)) from None
         except VenueError as exc:
             raise StartupError(f"{type(exc).__name__}: {exc}") from None
+
+    async def _check_reads(self) -> None:
+        """Refuse to start when the routine reads alone would use up the request weight (a budget run dry
+        leaves the account stale); the figures go to the log either way."""
+        plan = await plan_reads(self.config, self.venue, self.symbols)
+        log.info("bot.read_weight", per_minute=round(plan.steady_total), capacity=plan.capacity,
+                 polling=round(plan.polling), **{k: round(v) for k, v in plan.steady.items()})  # fmt: skip
+        if (problem := plan.problem()) is not None:
+            raise StartupError(problem)
+        if (warning := plan.polling_warning()) is not None:
+            log.warning("bot.read_weight", warning=warning)
 
     async def _shutdown(self) -> None:
         self._stopping.set()

@@ -16,7 +16,6 @@ fill once, moves the account, and puts the news into the sink.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from dataclasses import replace
 from decimal import Decimal
 from typing import Any
@@ -40,6 +39,7 @@ from botkit.venue.errors import OrderUnresolved, Rejected, VenueError
 log = get_logger("botkit.execution")
 _SEAL = object()  # handed to the safety room only (see botkit.runtime.safety)
 REDUCE_ONLY_JOURNAL_WAIT_S = 2.0  # the longest a reduce-only order waits for its write-ahead row
+LIST_WAIT_S = 5.0  # the longest a cancel sweep waits for the exchange's list of open orders
 
 
 class RiskCut:
@@ -68,6 +68,7 @@ class Router:
         self.reservations = Reservations()
         self.tracker = OrderTracker()
         self.stopping = False  # set once shutdown begins: only risk cuts may leave after that
+        self.reduce_only_wait_s: float | None = REDUCE_ONLY_JOURNAL_WAIT_S
 
     # --------------------------------------------------------------------------------- orders
 
@@ -128,9 +129,9 @@ class Router:
         try:
             committed = self.journal.write_durable(sending)
             # a reduce-only order never waits long on the disk: cutting risk must not hang on a stalled write
-            await asyncio.wait_for(committed, REDUCE_ONLY_JOURNAL_WAIT_S if intent.reduce_only else None)
+            await asyncio.wait_for(committed, self.reduce_only_wait_s if intent.reduce_only else None)
         except TimeoutError:
-            log.warning("journal.slow", client_id=client_id, waited_s=REDUCE_ONLY_JOURNAL_WAIT_S)
+            log.warning("journal.slow", client_id=client_id, waited_s=self.reduce_only_wait_s)
         except JournalError as exc:
             self.ks.journal_failed(str(exc))
             if not intent.reduce_only:  # new risk waits for the journal; a reduce-only duplicate cannot add risk
@@ -247,14 +248,24 @@ class Router:
         return result.status.final
 
     async def cancel_own(self) -> tuple[int, int]:
-        """Cancel every open order of this bot (the exchange's list first, so none is missed)."""
-        with contextlib.suppress(VenueError):
-            for order in await self.venue.fetch_open_orders():
-                if self.venue.ids.owns(order.client_id):
-                    self.order_update(order, "rest")
-        targets = self.tracker.open()
-        results = await asyncio.gather(*(self.cancel(o) for o in targets))
-        return sum(results), len(targets)
+        """Cancel every open order of this bot: the ones it tracks at once (cancels go first in the rate
+        limiter), then any the exchange's list shows that it missed. That list is a read, which waits
+        behind a spent budget: it gets LIST_WAIT_S, after which the reconciler finds the rest."""
+        first = self.tracker.open()
+        results = list(await asyncio.gather(*(self.cancel(o) for o in first)))
+        try:
+            async with asyncio.timeout(LIST_WAIT_S):
+                listed = await self.venue.fetch_open_orders()
+        except (VenueError, TimeoutError) as exc:
+            log.warning("router.cancel_list_skipped", error=str(exc) or "the rate budget held the read back")
+            listed = []
+        for order in listed:
+            if self.venue.ids.owns(order.client_id):
+                self.order_update(order, "rest")
+        done = {o.client_id for o in first}
+        missed = [o for o in self.tracker.open() if o.client_id not in done]
+        results += await asyncio.gather(*(self.cancel(o) for o in missed))
+        return sum(results), len(first) + len(missed)
 
     async def settle(self, symbol: str, client_id: str) -> Order | None:
         """Look one order up; an order the exchange never saw is journalled as final, filled nothing."""

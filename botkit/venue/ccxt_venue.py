@@ -20,6 +20,7 @@ import socket
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable, Mapping
+from contextvars import ContextVar
 from decimal import Decimal
 from itertools import pairwise
 from typing import Any, TypeVar
@@ -53,6 +54,12 @@ from botkit.venue.ids import ClientIds
 
 log = get_logger("botkit.venue")
 T = TypeVar("T")
+_PRICING: ContextVar[list[float] | None] = ContextVar("botkit_pricing", default=None)
+
+
+class _Priced(Exception):
+    """Raised in place of sending a request that is only being priced (an Exception, so that ccxt's own
+    clean-up runs as for any failed request; `price` finds it under whatever wraps it)."""
 
 # How `mode = "testnet"` reaches each exchange's test venue through ccxt:
 #   binanceusdm: demo trading (demo-fapi.binance.com) with `enable_demo_trading(True)`; ccxt refuses
@@ -197,6 +204,9 @@ class CcxtVenue:
         async def fetch2(path: str, api: Any = "public", method: str = "GET", params: Any = None, config: Any = None):
             params, config = params if params is not None else {}, config if config is not None else {}
             weight, orders = self.request_cost(api, method, path, params, config)
+            if (priced := _PRICING.get()) is not None:
+                priced.append(weight)
+                raise _Priced
             try:
                 await self.limiter.acquire(weight, orders, request_lane(method, params, orders))
             except Banned as ban:
@@ -223,6 +233,24 @@ class CcxtVenue:
             weight = self.exchange.calculate_rate_limiter_cost(api, method, path, params, config)
         orders = 1 if (method, path) in self.preset.order_paths else 0
         return float(weight), orders
+
+    async def price(self, read: Callable[[], Awaitable[Any]]) -> float:
+        """The request weight one call of `read` spends, priced by the same table the limiter charges and
+        routed as ccxt routes it, without sending anything (0 when `read` does not reach the exchange).
+        Its first request only: price after markets and brackets are loaded, as they are in steady state."""
+        priced: list[float] = []
+        token = _PRICING.set(priced)
+        try:
+            await read()
+        except Exception as exc:
+            cause: BaseException | None = exc
+            while cause is not None and not isinstance(cause, _Priced):
+                cause = cause.__cause__ or cause.__context__
+            if cause is None:
+                raise
+        finally:
+            _PRICING.reset(token)
+        return priced[0] if priced else 0.0
 
     # ---------------------------------------------------------------------------- attempts
 

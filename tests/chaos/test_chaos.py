@@ -8,13 +8,14 @@ Times in fault plans are simulated seconds; the emulator runs 20 times faster th
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import replace
 from decimal import Decimal as D
 
 import pytest
 
 from botkit.runtime.bot import Bot
-from tests.chaos.harness import SEEDS, Quiet, Scenario, run_scenario, violations
+from tests.chaos.harness import SEEDS, Quiet, Scenario, merged, run_scenario, violations
 from tests.chaos.traders import Burst, Churn, Holder, Ladder
 
 
@@ -60,6 +61,25 @@ def resting_orders_unseen(bot: Bot) -> None:
     """The gate no longer sees resting orders: each is sized as if none were resting."""
     snapshot = bot.router.snapshot
     bot.router.snapshot = lambda state=None: replace(snapshot(state), open_orders=())  # type: ignore[method-assign]
+
+
+def stream_marks_only(bot: Bot) -> None:
+    """The liquidation guard and the gate read the mark stream alone, not the marks the account reads bring."""
+    bot.market.set_account_mark = lambda symbol, mark: None  # type: ignore[method-assign]
+
+
+def waits_for_the_disk(bot: Bot) -> None:
+    """Every order, risk cuts included, waits until its write-ahead row is on disk, however long that takes
+    (and a write that fails is not reported: the wait goes on until the disk has room)."""
+    bot.router.reduce_only_wait_s = None
+    journal, write_durable = bot.journal, bot.journal.write_durable
+
+    async def patient(event):
+        while journal.failed is not None:
+            await asyncio.sleep(0.05)
+        await write_durable(event)
+
+    journal.write_durable = patient  # type: ignore[method-assign]
 
 
 def rules_never_reread(bot: Bot) -> None:
@@ -174,6 +194,26 @@ SCENARIOS = (
         market={"scenario": "flash-crash"},
         config=HOLDING,
         off_config=NO_LIQUIDATION_GUARD,
+    ),
+    Scenario(
+        "frozen-feed-crash",
+        "the liquidation guard takes the mark from REST account reads while the feed is frozen",
+        lambda: hold(stop_pct=D("0.03")),
+        market={"scenario": "flash-crash"},
+        faults=({"kind": "freeze_feed", "start": 22},),  # frozen from just before the crash to the end
+        # on_halt "cancel" (the default): the frozen feed halts the bot, and no flatten comes to the rescue
+        config=merged(HOLDING, {"killswitch": {"on_halt": "cancel"}, "runtime": {"account_seconds": "0.1"}}),
+        off_patch=stream_marks_only,
+    ),
+    Scenario(
+        "journal-full-crash",
+        "a journal that cannot write halts loudly (journal), and the liquidation guard's cuts still leave",
+        lambda: hold(stop_pct=D("0.03")),
+        market={"scenario": "flash-crash"},
+        disk_full=(22, 90),  # from just before the crash until after it; the backlog is written afterwards
+        config=merged(HOLDING, {"killswitch": {"on_halt": "cancel"}}),
+        trips=("journal",),
+        off_patch=waits_for_the_disk,
     ),
     Scenario(
         "funding-squeeze",

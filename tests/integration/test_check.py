@@ -9,7 +9,7 @@ from botkit.sim.server import EmulatorSettings, running_emulator
 from tests.integration.test_venue import put_faults
 
 
-def write_config(tmp_path, emu, *, key=None, risk_per_trade="0.01", mode="testnet"):
+def write_config(tmp_path, emu, *, key=None, risk_per_trade="0.01", mode="testnet", extra=""):
     path = tmp_path / "check.toml"
     path.write_text(f'''mode = "{mode}"
 symbols = ["BTC/USDT:USDT"]
@@ -19,7 +19,7 @@ api_secret = "{emu.api_secret}"
 emulator_url = "{emu.url}"
 [risk]
 risk_per_trade = {risk_per_trade}
-''')
+{extra}''')
     return path
 
 
@@ -35,7 +35,8 @@ async def test_check_passes_on_a_sound_setup(tmp_path, capsys, monkeypatch):
     async with running_emulator(EmulatorSettings()) as emu:
         code, out = await check(write_config(tmp_path, emu), capsys)
     assert code == 0, out
-    for finding in ("venue reachable", "clock skew", "API key", "leverage tiers", "sizing vs minimums", "ready"):
+    for finding in ("venue reachable", "clock skew", "API key", "leverage tiers", "sizing vs minimums",
+                    "request weight routine reads 906 weight/min of 2234 reads may spend", "ready"):
         assert finding in out
     assert "withdrawals disabled" in out and "BLOCK" not in out
     assert "killswitch.stale_feed_seconds" in out  # the guardrail table
@@ -82,3 +83,13 @@ async def test_check_in_paper_mode_needs_no_key(tmp_path, capsys, monkeypatch):
         code, out = await check(write_config(tmp_path, emu, mode="paper"), capsys)
     assert code == 0, out
     assert "not needed in paper mode" in out
+
+
+async def test_check_fails_on_refresh_settings_that_would_spend_the_request_weight(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")
+    fast = "[runtime]\naccount_seconds = 0.5\nreconcile_seconds = 1\n"
+    async with running_emulator(EmulatorSettings()) as emu:
+        code, out = await check(write_config(tmp_path, emu, extra=fast), capsys)
+    assert code == 1
+    assert "BLOCK request weight routine reads would spend 6962 request weight a minute (account 2400, " in out
+    assert "but reads may spend 2234" in out

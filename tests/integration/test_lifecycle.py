@@ -4,7 +4,6 @@ CancelledError, a journal that stops being writable (full, or replaced under the
 
 import asyncio
 import os
-import sqlite3
 import threading
 from decimal import Decimal as D
 
@@ -13,13 +12,13 @@ import pytest
 from botkit.domain import Reason, TradingState
 from botkit.guards.control import control_path, send
 from botkit.guards.gate import Verdict
-from botkit.runtime import journal as journal_module
 from botkit.runtime.bot import Bot
 from botkit.runtime.journal import JournalError, read_events
 from botkit.runtime.strategy import Strategy
 from botkit.sim.server import running_emulator
 from tests.integration.conftest import BTC
 from tests.integration.test_runtime import bot_config, exchange_orders, live_market, wait_for
+from tests.support import disk_full_when
 
 
 class Idle(Strategy):
@@ -121,50 +120,24 @@ class Holds(Strategy):
         await ctx.buy(BTC, D("0.01"), stop=ctx.mark(BTC) * D("0.95"))
 
 
-class FillingDisk:
-    """The writer's real SQLite connection; once `full` is set, SQLite's page limit is put at the pages the
-    file already has, so the next write fails as on a full disk ('database or disk is full')."""
-
-    full = threading.Event()
-
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self._conn = conn
-
-    def __enter__(self):
-        return self._conn.__enter__()
-
-    def __exit__(self, *exc):
-        return self._conn.__exit__(*exc)
-
-    def __getattr__(self, name):
-        return getattr(self._conn, name)
-
-    def executemany(self, sql, rows):
-        if self.full.is_set():
-            pages = self._conn.execute("PRAGMA page_count").fetchone()[0]
-            self._conn.execute(f"PRAGMA max_page_count = {pages}")
-        return self._conn.executemany(sql, rows)
-
-
-async def test_a_full_journal_halts_loudly_and_the_position_is_still_flattened(tmp_path, monkeypatch):
+async def test_a_full_journal_halts_loudly_and_the_position_is_still_flattened(tmp_path):
     """Found by an adversary: with the journal's disk full, the writer thread died, every write-ahead waited
     forever, the liquidation guard's cuts never left and the bot exited 0 without a word. Now the kill
     switch trips and halts, and the halt's risk-cutting orders still reach the exchange."""
-    connect = journal_module._connect
-    FillingDisk.full.clear()
-    monkeypatch.setattr(journal_module, "_connect", lambda path: FillingDisk(connect(path)))
-    async with running_emulator(live_market()) as emu:
-        config = bot_config(emu, tmp_path, killswitch={"stale_feed_seconds": 2, "on_halt": "cancel_and_flatten"})
-        bot = Bot(config, Holds(Strategy.Params()))
-        run = await started(bot)
-        [account] = emu.engine.accounts.values()
-        await wait_for(lambda: account.position("BTCUSDT").qty > 0, 10)
-        FillingDisk.full.set()
-        await wait_for(lambda: "journal" in bot.ks.trips, 20)
-        assert bot.ks.state is TradingState.HALTED and "full" in bot.ks.trips["journal"].figures
-        await wait_for(lambda: account.position("BTCUSDT").qty == 0, 20)  # flattened despite the journal
-        bot.stop()
-        summary = await asyncio.wait_for(run, 60)
+    full = threading.Event()
+    with disk_full_when(full.is_set):  # for the whole run: the writer thread opens its connection when it starts
+        async with running_emulator(live_market()) as emu:
+            config = bot_config(emu, tmp_path, killswitch={"stale_feed_seconds": 2, "on_halt": "cancel_and_flatten"})
+            bot = Bot(config, Holds(Strategy.Params()))
+            run = await started(bot)
+            [account] = emu.engine.accounts.values()
+            await wait_for(lambda: account.position("BTCUSDT").qty > 0, 10)
+            full.set()
+            await wait_for(lambda: "journal" in bot.ks.trips, 20)
+            assert bot.ks.state is TradingState.HALTED and "full" in bot.ks.trips["journal"].figures
+            await wait_for(lambda: account.position("BTCUSDT").qty == 0, 20)  # flattened despite the journal
+            bot.stop()
+            summary = await asyncio.wait_for(run, 60)
     assert summary.crashed is None and bot.journal.failed is not None
 
 
