@@ -1,4 +1,5 @@
-"""Value types shared by every layer: sides, reason codes of verdicts, orders, positions, balances."""
+"""Value types shared by every layer: sides, order types, reason codes of verdicts, orders, positions,
+balances."""
 
 from __future__ import annotations
 
@@ -21,6 +22,41 @@ class Side(StrEnum):
             return cls(str(value).lower())
         except ValueError:
             raise ValueError(f"side must be 'long' or 'short', got {value!r}") from None
+
+
+class OrderSide(StrEnum):
+    """Direction of an order: a buy adds to a long (sign +1), a sell to a short (sign -1). A StrEnum, so
+    "buy" and "sell" compare equal to it."""
+
+    BUY = "buy"
+    SELL = "sell"
+
+    @property
+    def sign(self) -> int:
+        return 1 if self is OrderSide.BUY else -1
+
+    @property
+    def opens(self) -> Side:
+        """The position side this order opens or adds to."""
+        return Side.LONG if self is OrderSide.BUY else Side.SHORT
+
+    @classmethod
+    def closing(cls, side: Side) -> OrderSide:
+        """The order side that closes a position of this side."""
+        return cls.SELL if side is Side.LONG else cls.BUY
+
+
+class OrderType(StrEnum):
+    """An order's type as ccxt names it. Strategies place MARKET and LIMIT; the conditional types are the
+    exchange's (stops it holds), read back from it."""
+
+    MARKET = "market"
+    LIMIT = "limit"
+    STOP = "stop"
+    STOP_MARKET = "stop_market"
+    TAKE_PROFIT = "take_profit"
+    TAKE_PROFIT_MARKET = "take_profit_market"
+    TRAILING_STOP_MARKET = "trailing_stop_market"
 
 
 class Reason(StrEnum):
@@ -57,6 +93,13 @@ class Reason(StrEnum):
     DRAWDOWN_LIMIT = "DRAWDOWN_LIMIT"
     ORDER_RATE_LIMIT = "ORDER_RATE_LIMIT"
     GATE_ERROR = "GATE_ERROR"  # a check raised: a bug in botkit, fail closed and report it
+    # after the gate: the venue's answer to an accepted order, in the same shape as the gate's "no"
+    VENUE_REJECTED = "VENUE_REJECTED"  # the exchange refused it (its code and message in the finding)
+    VENUE_UNAVAILABLE = "VENUE_UNAVAILABLE"  # it never landed: the exchange unreachable or banning us
+
+
+_SIDES = frozenset(s.value for s in OrderSide)
+_TYPES = frozenset(t.value for t in OrderType)
 
 
 class TradingState(StrEnum):
@@ -70,14 +113,21 @@ class OrderIntent:
     """What a strategy wants; the gate decides. `qty=None` asks for the largest safe quantity."""
 
     symbol: str
-    side: str  # "buy" / "sell"
+    side: OrderSide
     qty: Decimal | None = None
-    type: str = "market"  # "market" / "limit"
+    type: OrderType = OrderType.MARKET
     price: Decimal | None = None  # limit orders only
     stop: Decimal | None = None  # required for anything that opens or adds to a position
     leverage: int | None = None  # None: the configured leverage
     reduce_only: bool = False
     tag: str | None = None
+
+    def __post_init__(self) -> None:
+        # "buy" / "market" become their enums; anything else stays as given for the gate to reject by name
+        if type(self.side) is str and self.side in _SIDES:
+            object.__setattr__(self, "side", OrderSide(self.side))
+        if type(self.type) is str and self.type in _TYPES:
+            object.__setattr__(self, "type", OrderType(self.type))
 
 
 class OrderStatus(StrEnum):
@@ -98,8 +148,8 @@ class Order:
     """An order as the venue last reported it."""
 
     symbol: str
-    side: str  # "buy" / "sell"
-    type: str  # "market" / "limit"
+    side: OrderSide
+    type: OrderType
     qty: Decimal
     price: Decimal | None
     client_id: str

@@ -17,7 +17,7 @@ from decimal import Decimal
 from typing import Any, Literal
 
 from botkit.config import BotConfig, disabled_guardrails
-from botkit.domain import OrderIntent, TradingState
+from botkit.domain import OrderIntent, OrderSide, TradingState
 from botkit.guards.gate import Gate, MarketView, Snapshot
 from botkit.margin import MarketRules, Tier, plain
 from botkit.runtime.read_budget import plan_reads
@@ -235,7 +235,7 @@ async def _sizing(
             day_start_equity=equity,
         )
         stop = mark * (1 - stop_distance)
-        verdict = gate.check(OrderIntent(symbol, "buy", None, stop=stop), snap)
+        verdict = gate.check(OrderIntent(symbol, OrderSide.BUY, None, stop=stop), snap)
         rules = markets[symbol]
         minimum = f"minimum {plain(rules.min_qty)} qty / {plain(rules.min_notional)} USDT notional"
         context = (

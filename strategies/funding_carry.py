@@ -9,7 +9,7 @@ from decimal import Decimal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from botkit.runtime.strategy import Context, Quote, Strategy
+from botkit.runtime.strategy import Context, Quote, Side, Strategy
 
 
 class FundingCarry(Strategy):
@@ -37,7 +37,7 @@ class FundingCarry(Strategy):
                 elif rate <= -p.enter_rate:
                     await ctx.buy(quote.symbol, stop=mark * (1 - p.stop_pct), tag="carry")
             else:
-                receiving = (position.side.value == "short") == (rate > 0)
+                receiving = (position.side is Side.SHORT) == (rate > 0)
                 if abs(rate) < p.exit_rate or not receiving:
                     await ctx.close(quote.symbol, tag="carry-exit")
         finally:

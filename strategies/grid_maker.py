@@ -11,7 +11,7 @@ from decimal import Decimal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from botkit.runtime.strategy import Context, Quote, Strategy
+from botkit.runtime.strategy import Context, OrderSide, OrderType, Quote, Side, Strategy
 
 
 class GridMaker(Strategy):
@@ -38,12 +38,12 @@ class GridMaker(Strategy):
         self.refreshed[quote.symbol] = now
         mid, step = (quote.bid + quote.ask) / 2, p.spacing_bps / 10_000
         position = ctx.position(quote.symbol)
-        held = Decimal(0) if position is None else position.qty if position.side.value == "long" else -position.qty
+        held = Decimal(0) if position is None else position.qty if position.side is Side.LONG else -position.qty
         wanted = {}
         if held < p.max_position:
-            wanted |= {("buy", k): mid * (1 - step * k) for k in range(1, p.levels + 1)}
+            wanted |= {(OrderSide.BUY, k): mid * (1 - step * k) for k in range(1, p.levels + 1)}
         if held > -p.max_position:
-            wanted |= {("sell", k): mid * (1 + step * k) for k in range(1, p.levels + 1)}
+            wanted |= {(OrderSide.SELL, k): mid * (1 + step * k) for k in range(1, p.levels + 1)}
         keep = set()
         for order in ctx.open_orders(quote.symbol):
             level = next((key for key, price in wanted.items()
@@ -56,7 +56,7 @@ class GridMaker(Strategy):
         for (side, k), price in wanted.items():
             if (side, k) in keep:
                 continue
-            stop = price * (1 - p.stop_bps / 10_000) if side == "buy" else price * (1 + p.stop_bps / 10_000)
-            await (ctx.buy if side == "buy" else ctx.sell)(
-                quote.symbol, p.qty, stop=stop, type="limit", price=price, tag=f"grid-{side}-{k}"
+            stop = price * (1 - p.stop_bps / 10_000) if side is OrderSide.BUY else price * (1 + p.stop_bps / 10_000)
+            await (ctx.buy if side is OrderSide.BUY else ctx.sell)(
+                quote.symbol, p.qty, stop=stop, type=OrderType.LIMIT, price=price, tag=f"grid-{side}-{k}"
             )

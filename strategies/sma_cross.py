@@ -10,8 +10,7 @@ from decimal import Decimal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from botkit.domain import Order, OrderStatus
-from botkit.runtime.strategy import Bar, Context, Quote, Strategy
+from botkit.runtime.strategy import Bar, Context, OrderSide, Quote, Side, Strategy, Verdict
 
 
 class SmaCross(Strategy):
@@ -50,21 +49,21 @@ class SmaCross(Strategy):
         atr = _mean(ranges)
         position = ctx.position(bar.symbol)
         if fast_before <= slow_before and fast_now > slow_now:  # crossed up
-            await self.enter(ctx, bar.symbol, "buy", bar.close - p.atr_mult * atr, position)
+            await self.enter(ctx, bar.symbol, OrderSide.BUY, bar.close - p.atr_mult * atr, position)
         elif fast_before >= slow_before and fast_now < slow_now:  # crossed down
-            await self.enter(ctx, bar.symbol, "sell", bar.close + p.atr_mult * atr, position)
+            await self.enter(ctx, bar.symbol, OrderSide.SELL, bar.close + p.atr_mult * atr, position)
         elif position is not None and bar.symbol in self.stops:  # trail the stop
-            trail = bar.close - p.atr_mult * atr if position.side.value == "long" else bar.close + p.atr_mult * atr
-            better = max if position.side.value == "long" else min
+            trail = bar.close - p.atr_mult * atr if position.side is Side.LONG else bar.close + p.atr_mult * atr
+            better = max if position.side is Side.LONG else min
             self.stops[bar.symbol] = better(self.stops[bar.symbol], trail)
 
-    async def enter(self, ctx: Context, symbol: str, side: str, stop: Decimal, position) -> None:
+    async def enter(self, ctx: Context, symbol: str, side: OrderSide, stop: Decimal, position) -> None:
         if position is not None:
-            if (position.side.value == "long") == (side == "buy"):
+            if position.side is side.opens:
                 return  # already with the trend
             await ctx.close(symbol, tag="reverse")
-        result = await (ctx.buy if side == "buy" else ctx.sell)(symbol, stop=stop, tag="cross")
-        if isinstance(result, Order) and result.status is not OrderStatus.REJECTED:  # else the gate or venue said no
+        result = await (ctx.buy if side is OrderSide.BUY else ctx.sell)(symbol, stop=stop, tag="cross")
+        if not isinstance(result, Verdict):  # else the gate or the venue said no (reason codes in the verdict)
             self.stops[symbol] = stop
             ctx.log.info("entered", symbol=symbol, side=side, stop=str(stop))
 
@@ -72,7 +71,7 @@ class SmaCross(Strategy):
         stop, position = self.stops.get(quote.symbol), ctx.position(quote.symbol)
         if stop is None or position is None or quote.mark is None:
             return
-        hit = quote.mark <= stop if position.side.value == "long" else quote.mark >= stop
+        hit = quote.mark <= stop if position.side is Side.LONG else quote.mark >= stop
         if hit:
             del self.stops[quote.symbol]
             await ctx.close(quote.symbol, tag="stop")

@@ -28,7 +28,7 @@ from decimal import Decimal
 from enum import StrEnum
 
 from botkit.config import BotConfig, RiskConfig
-from botkit.domain import Order, OrderIntent, Position, Reason, Side, TradingState
+from botkit.domain import Order, OrderIntent, OrderSide, OrderType, Position, Reason, Side, TradingState
 from botkit.guards import limits as lim
 from botkit.margin import (
     INSTRUMENT_REASONS,
@@ -101,8 +101,8 @@ class Approval:
     order methods refuse anything else, and each serial is spent on its first use."""
 
     symbol: str
-    side: str  # "buy" / "sell"
-    type: str  # "market" / "limit"
+    side: OrderSide
+    type: OrderType
     qty: Decimal
     price: Decimal | None
     reduce_only: bool
@@ -264,7 +264,7 @@ class Gate:
             limit = plain(rules.max_qty) if rules.max_qty is not None else "none"
             raise _Rejected(Violation(Reason.QTY_ABOVE_MAX, f"qty={plain(intent.qty)} max={limit}"))
         position = snap.positions.get(intent.symbol)
-        sign = 1 if intent.side == "buy" else -1
+        sign = 1 if intent.side == OrderSide.BUY else -1
         opposite = position is not None and position.qty > 0 and (position.side is Side.LONG) != (sign > 0)
         if intent.reduce_only and not opposite:
             raise _Rejected(Violation(Reason.INTENT_INVALID, "reduce_only but no opposite position to shrink"))
@@ -288,7 +288,7 @@ class Gate:
         view, intent, now = case.view, case.intent, case.snap.now
         levels = view.asks if case.sign > 0 else view.bids
         needs = [("mark", view.mark, view.mark_at)]
-        if intent.type == "market":
+        if intent.type == OrderType.MARKET:
             needs.append(("book", levels[0][0] if levels else None, view.book_at))
         found = []
         for name, value, at in needs:
@@ -329,7 +329,7 @@ class Gate:
         plan = TradePlan(side=Side.LONG if case.sign > 0 else Side.SHORT, entry=entry, stop=intent.stop,
                          leverage=intent.leverage or view.leverage, equity=snap.equity,
                          available=max(snap.available, ZERO))  # fmt: skip
-        return size(plan, view.rules, self.policies[intent.type == "limit"], view.tiers,
+        return size(plan, view.rules, self.policies[intent.type == OrderType.LIMIT], view.tiers,
                     None if largest else held_qty + extra, want_safe_qty=self.allow_clamp)  # fmt: skip
 
     def _size_limits(self, case: _Case) -> None:
@@ -341,7 +341,7 @@ class Gate:
 
         def limits(qty: Decimal) -> tuple[list[Violation], Decimal | None]:
             return lim.size_limits(case.intent.symbol, case.sign, qty, case.entry, self.limits, snap.positions,
-                                   snap.open_orders, marks, resting=case.intent.type == "limit")  # fmt: skip
+                                   snap.open_orders, marks, resting=case.intent.type == OrderType.LIMIT)  # fmt: skip
 
         found, cap = limits(case.qty)
         if case.intent.qty is None and cap is not None and cap < case.qty:
@@ -448,7 +448,7 @@ def _committed(case: _Case) -> tuple[Decimal, Decimal]:
         qty, cost = position.qty, position.qty * position.entry
     mark = case.view.mark or case.entry
     for order in case.snap.open_orders:
-        if order.symbol == symbol and not order.reduce_only and (order.side == "buy") == (sign > 0):
+        if order.symbol == symbol and not order.reduce_only and (order.side == OrderSide.BUY) == (sign > 0):
             left = order.qty - order.filled
             if left > 0:
                 qty += left
@@ -465,9 +465,9 @@ def _shape(intent: OrderIntent) -> str | None:
     """What is wrong with the intent itself, if anything."""
     if not isinstance(intent.symbol, str):
         return f"symbol={intent.symbol!r} must be a string"
-    if intent.side not in ("buy", "sell"):
+    if not isinstance(intent.side, OrderSide):  # an intent turns "buy" and "sell" into OrderSide itself
         return f"side={intent.side!r} must be buy or sell"
-    if intent.type not in ("market", "limit"):
+    if intent.type not in (OrderType.MARKET, OrderType.LIMIT):
         return f"type={intent.type!r} must be market or limit"
     for name in ("qty", "price", "stop"):
         value = getattr(intent, name)
@@ -475,7 +475,7 @@ def _shape(intent: OrderIntent) -> str | None:
             return f"{name}={value!r} must be a positive Decimal"
         if value is not None and name != "qty" and value > HUGE:
             return f"{name}={value!r} is beyond any market"
-    if (intent.type == "limit") != (intent.price is not None):
+    if (intent.type == OrderType.LIMIT) != (intent.price is not None):
         return "a limit order needs a price and a market order takes none"
     lev = intent.leverage
     if lev is not None and (isinstance(lev, bool) or not isinstance(lev, int) or lev < 1):
@@ -489,4 +489,4 @@ def _limit_price(intent: OrderIntent, tick: Decimal) -> Decimal | None:
     """The limit price on the tick, rounded away from the market (a buy down, a sell up): less aggressive."""
     if intent.price is None:
         return None
-    return floor_to_step(intent.price, tick) if intent.side == "buy" else ceil_to_step(intent.price, tick)
+    return floor_to_step(intent.price, tick) if intent.side == OrderSide.BUY else ceil_to_step(intent.price, tick)

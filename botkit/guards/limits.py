@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
-from botkit.domain import Order, Position, Reason
+from botkit.domain import Order, OrderSide, Position, Reason
 from botkit.margin import Violation, plain
 
 ZERO = Decimal(0)
@@ -40,7 +40,7 @@ def exposures(
             total[key] = total.get(key, ZERO) + position.qty * marks[symbol]
     for order in orders:
         if not order.reduce_only:
-            key = (order.symbol, 1 if order.side == "buy" else -1)
+            key = (order.symbol, 1 if order.side == OrderSide.BUY else -1)
             price = order.price or marks.get(order.symbol, ZERO)
             total[key] = total.get(key, ZERO) + (order.qty - order.filled) * price
     return total

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 from botkit.clock import Clock, SystemClock
-from botkit.domain import OrderIntent, Position, Side
+from botkit.domain import OrderIntent, OrderSide, Position, Side
 from botkit.margin import MarketRules, ceil_to_step, plain
 
 
@@ -36,7 +36,7 @@ class LiquidationGuard:
         self._last[position.symbol] = now
         fraction = self.slice if distance > self.buffer / 2 else Decimal(1)
         qty = min(position.qty, max(rules.min_qty, ceil_to_step(position.qty * fraction, rules.step)))
-        side = "sell" if position.side is Side.LONG else "buy"
+        side = OrderSide.closing(position.side)
         figures = (f"symbol={position.symbol} mark={plain(mark)} liq={plain(liq)} distance={distance:.4f} "
                    f"buffer={plain(self.buffer)} slice={plain(qty)} of {plain(position.qty)}")  # fmt: skip
         return OrderIntent(position.symbol, side, qty, reduce_only=True, tag="liquidation-guard"), figures

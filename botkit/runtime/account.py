@@ -12,7 +12,7 @@ from decimal import Decimal
 
 from botkit.clock import Clock, sleep_until_set
 from botkit.config import BotConfig
-from botkit.domain import Balance, Position, Side
+from botkit.domain import Balance, OrderSide, Position, Side
 from botkit.guards.killswitch import KillSwitch
 from botkit.margin import move_position
 from botkit.runtime import events
@@ -55,7 +55,7 @@ class AccountState:
         """Move the local position by one fill until the next read."""
         held = self.positions.get(fill.symbol)
         before = signed(held)
-        delta = fill.qty if fill.side == "buy" else -fill.qty
+        delta = fill.qty if fill.side == OrderSide.BUY else -fill.qty
         price = fill.price or (held.entry if held else None)
         if price is None:  # no price for a position that did not exist: the next read brings it
             if before + delta == 0:

@@ -165,15 +165,21 @@ class Router:
             self.ks.unresolved(len(self.venue.unresolved))
             return known or unknown
         except VenueError as exc:
-            # Rejected, banned, unavailable: the order did not land (an unknown outcome is OrderUnresolved)
+            # Rejected, banned, unavailable: the order did not land (an unknown outcome is OrderUnresolved).
+            # The strategy gets the same shape of "no" as from the gate, with the venue's reason code.
             self.ks.error(f"create_order: {exc}")
+            code = Reason.VENUE_UNAVAILABLE
             if isinstance(exc, Rejected):
+                code = Reason.VENUE_REJECTED
                 self.stats.venue_rejected += 1
                 if self.venue.rules_changed(exc):
                     self.rules_suspect()
+            refused = reject(intent, Violation(code, f"{type(exc).__name__}: {exc}"))
             self.journal.write(events.OrderFailed(symbol=symbol, client_id=client_id, final=True,
-                                                  error=f"{type(exc).__name__}: {exc}"))  # fmt: skip
-            return _placeholder(approval, client_id, OrderStatus.REJECTED)
+                                                  error=f"{type(exc).__name__}: {exc}", reasons=[code]))  # fmt: skip
+            if source == "strategy":
+                self.sink(Denied(refused))
+            return refused
         self.ks.succeeded()
         self.order_update(order, "create")
         return order
@@ -224,8 +230,9 @@ class Router:
 
     def _refused(self, intent: OrderIntent, error: str) -> Verdict:
         self.ks.error(error)
-        self.journal.write(events.OrderFailed(symbol=intent.symbol, final=True, error=error))
-        return reject(intent, Violation(Reason.DATA_MISSING, error))
+        self.journal.write(events.OrderFailed(symbol=intent.symbol, final=True, error=error,
+                                              reasons=[Reason.VENUE_REJECTED]))  # fmt: skip
+        return reject(intent, Violation(Reason.VENUE_REJECTED, error))
 
     # -------------------------------------------------------------------------------- cancels
 

@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from decimal import Decimal
 
-from botkit.domain import Order, OrderStatus
+from botkit.domain import Order, OrderSide, OrderStatus
 from botkit.runtime.events import OrderFailed, OrderReported, OrderSending, decode
 from botkit.runtime.journal import Event
 from botkit.runtime.strategy import Fill
@@ -122,6 +122,6 @@ class JournalHistory:
         """Net position per symbol that this bot's own fills add up to (+ long, − short)."""
         net: dict[str, Decimal] = {}
         for sent in self.sent.values():
-            signed = sent.filled if sent.side == "buy" else -sent.filled
+            signed = sent.filled if sent.side == OrderSide.BUY else -sent.filled
             net[sent.symbol] = net.get(sent.symbol, ZERO) + signed
         return {symbol: qty for symbol, qty in net.items() if qty != 0}

@@ -14,7 +14,7 @@ from typing import Any
 
 from botkit.clock import Clock
 from botkit.config import BotConfig
-from botkit.domain import OrderIntent, Side, TradingState
+from botkit.domain import OrderIntent, OrderSide, TradingState
 from botkit.guards.killswitch import KillSwitch, SwitchEvent
 from botkit.guards.liquidation import LiquidationGuard
 from botkit.log import get_logger
@@ -57,7 +57,7 @@ class Safety:
             await self.clock.sleep(min(30.0, float(self.config.runtime.poll_seconds) * 2**attempt))
         if self.config.killswitch.on_halt == "cancel_and_flatten" and self.ks.state is TradingState.HALTED:
             for position in list(self.account.positions.values()):
-                side = "sell" if position.side is Side.LONG else "buy"
+                side = OrderSide.closing(position.side)
                 intent = OrderIntent(position.symbol, side, position.qty, reduce_only=True, tag="flatten")
                 result = await self.router.submit(intent, self._flatten)
                 self.journal.write(events.HaltAction(action="flatten", symbol=position.symbol, qty=position.qty,

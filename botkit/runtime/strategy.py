@@ -9,7 +9,7 @@ Context. It never holds an exchange client; every order it asks for goes through
 
         async def on_bar(self, ctx, bar):
             result = await ctx.buy(bar.symbol, stop=bar.close * Decimal("0.98"))   # qty=None: largest safe
-            if isinstance(result, Verdict):   # the gate said no: reasons and figures, never an exception
+            if isinstance(result, Verdict):   # the gate or the venue said no: reason codes, never an exception
                 ctx.log.info("denied", reasons=result.reasons)
 
 Hooks: on_start, on_quote (book top / mark changed), on_bar (a finished candle), on_fill, on_order (any
@@ -32,7 +32,17 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from botkit.clock import Clock
 from botkit.config import ConfigError, format_errors
-from botkit.domain import Book, MarkPrice, Order, OrderIntent, Position, Side, TradingState
+from botkit.domain import (  # noqa: F401 (Side and OrderType are re-exported for strategies)
+    Book,
+    MarkPrice,
+    Order,
+    OrderIntent,
+    OrderSide,
+    OrderType,
+    Position,
+    Side,
+    TradingState,
+)
 from botkit.guards.gate import Verdict
 from botkit.guards.killswitch import SwitchEvent
 
@@ -190,16 +200,16 @@ class Context:
         self.log = log
 
     async def buy(self, symbol: str, qty: Any = None, *, stop: Any, leverage: Any = None,
-                  type: str = "market", price: Any = None, reduce_only: bool = False,
+                  type: OrderType | str = OrderType.MARKET, price: Any = None, reduce_only: bool = False,
                   tag: str | None = None) -> Order | Verdict:  # fmt: skip
-        return await self._order("buy", symbol, qty, stop, leverage, type, price, reduce_only, tag)
+        return await self._order(OrderSide.BUY, symbol, qty, stop, leverage, type, price, reduce_only, tag)
 
     async def sell(self, symbol: str, qty: Any = None, *, stop: Any, leverage: Any = None,
-                   type: str = "market", price: Any = None, reduce_only: bool = False,
+                   type: OrderType | str = OrderType.MARKET, price: Any = None, reduce_only: bool = False,
                    tag: str | None = None) -> Order | Verdict:  # fmt: skip
-        return await self._order("sell", symbol, qty, stop, leverage, type, price, reduce_only, tag)
+        return await self._order(OrderSide.SELL, symbol, qty, stop, leverage, type, price, reduce_only, tag)
 
-    async def _order(self, side: str, symbol: Any, qty: Any, stop: Any, leverage: Any, type: Any, price: Any,
+    async def _order(self, side: OrderSide, symbol: Any, qty: Any, stop: Any, leverage: Any, type: Any, price: Any,
                      reduce_only: Any, tag: Any) -> Order | Verdict:  # fmt: skip
         intent = OrderIntent(symbol, side, _decimal(qty), type, _decimal(price), _decimal(stop), leverage,
                              reduce_only, tag)  # fmt: skip
@@ -210,8 +220,8 @@ class Context:
         position = self.position(symbol)
         if position is None:
             return None
-        side = "sell" if position.side is Side.LONG else "buy"
-        intent = OrderIntent(symbol, side, position.qty, reduce_only=True, tag=tag or "close")
+        intent = OrderIntent(symbol, OrderSide.closing(position.side), position.qty, reduce_only=True,
+                             tag=tag or "close")
         return await self._orders.submit(intent)
 
     async def cancel(self, order: Order) -> bool:

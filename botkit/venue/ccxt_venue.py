@@ -32,7 +32,18 @@ from tenacity import AsyncRetrying, RetryCallState, wait_random_exponential
 
 from botkit.clock import Clock, SystemClock
 from botkit.config import BotConfig, ConfigError, VenueConfig
-from botkit.domain import Balance, Book, FundingPayment, MarkPrice, Order, OrderStatus, Position, Side
+from botkit.domain import (
+    Balance,
+    Book,
+    FundingPayment,
+    MarkPrice,
+    Order,
+    OrderSide,
+    OrderStatus,
+    OrderType,
+    Position,
+    Side,
+)
 from botkit.guards.gate import Approval
 from botkit.guards.rate import Banned, Lane, RateLimiter, preset_for
 from botkit.log import get_logger
@@ -69,6 +80,8 @@ class _Priced(Exception):
 # Any other exchange: `set_sandbox_mode(True)` if ccxt has test URLs for it, else a config error.
 TESTNET_SWITCH = {"binanceusdm": "demo", "bybit": "sandbox", "okx": "sandbox"}
 
+SIDES = frozenset(OrderSide)
+TYPES = frozenset(OrderType)
 STATUSES = {
     "open": OrderStatus.OPEN,
     "closed": OrderStatus.FILLED,
@@ -499,9 +512,10 @@ class CcxtVenue:
             raise VenueDataError(f"order answer is not an object: {raw!r:.200}")
         cid = raw.get("clientOrderId") or client_id
         status = STATUSES.get(str(raw.get("status")))
-        side = raw.get("side")
-        if status is None or not cid or not raw.get("symbol") or side not in ("buy", "sell"):
-            problem = "missing or unknown status/clientOrderId/symbol/side"
+        side, type = raw.get("side"), raw.get("type")
+        known = isinstance(side, str) and side in SIDES and isinstance(type, str) and type in TYPES
+        if status is None or not cid or not raw.get("symbol") or not known:
+            problem = "missing or unknown status/clientOrderId/symbol/side/type"
             raise VenueDataError(f"order {cid or raw.get('id')}: {problem} in {dict(raw)!r:.300}")
         where = f"order {cid}"
         symbol = str(raw["symbol"])
@@ -519,8 +533,8 @@ class CcxtVenue:
             raise VenueDataError(f"{where}: impossible amounts (amount {qty}, filled {filled})")
         return Order(
             symbol=symbol,
-            side=side,
-            type=str(raw.get("type")),
+            side=OrderSide(str(side)),
+            type=OrderType(str(type)),
             qty=qty,
             price=price if price else None,
             client_id=str(cid),

@@ -29,7 +29,7 @@ from typing import Any
 
 from botkit.clock import Clock
 from botkit.config import BotConfig
-from botkit.domain import Balance, FundingPayment, MarkPrice, Order, OrderStatus, Position, Side
+from botkit.domain import Balance, FundingPayment, MarkPrice, Order, OrderSide, OrderStatus, OrderType, Position, Side
 from botkit.guards.gate import Approval
 from botkit.margin import MarketRules, Tier, TierError, tiers_from_ccxt
 from botkit.sim import engine as sim
@@ -245,7 +245,8 @@ class PaperVenue(CcxtVenue):
 
     def engine_order(self, order: sim.Order) -> Order:
         return Order(
-            symbol=self._unified.get(order.symbol, order.symbol), side=order.side.lower(), type=order.type.lower(),
+            symbol=self._unified.get(order.symbol, order.symbol), side=OrderSide(order.side.lower()),
+            type=OrderType(order.type.lower()),
             qty=order.qty, price=order.price if order.type == "LIMIT" else None, client_id=order.client_id,
             id=str(order.id), status=STATUS.get(order.status, OrderStatus.FILLED), filled=order.filled,
             average=order.average if order.filled else None, reduce_only=order.reduce_only,

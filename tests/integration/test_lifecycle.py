@@ -6,6 +6,7 @@ import asyncio
 import os
 import threading
 from decimal import Decimal as D
+from typing import ClassVar
 
 import pytest
 
@@ -18,6 +19,7 @@ from botkit.runtime.strategy import Strategy
 from botkit.sim.server import running_emulator
 from tests.integration.conftest import BTC
 from tests.integration.test_runtime import bot_config, exchange_orders, live_market, wait_for
+from tests.integration.test_venue import put_faults
 from tests.support import disk_full_when
 
 
@@ -152,3 +154,37 @@ async def test_a_journal_replaced_under_the_bot_halts_it(tmp_path):
         bot.stop()
         summary = await asyncio.wait_for(run, 60)
     assert summary.crashed is None
+
+
+class BuysOnce(Strategy):
+    """One market buy at start; keeps what came back and what on_rejected was told."""
+
+    result = None
+    told: ClassVar[list] = []
+
+    async def on_start(self, ctx) -> None:
+        type(self).result = await ctx.buy(BTC, D("0.01"), stop=ctx.mark(BTC) * D("0.95"))
+
+    async def on_rejected(self, ctx, verdict) -> None:
+        type(self).told.append(verdict)
+
+
+async def test_a_venue_refusal_reaches_the_strategy_as_a_verdict_like_the_gates(tmp_path):
+    """One shape for every "no": the exchange refusing an order the gate accepted comes back as a rejecting
+    Verdict with the reason code VENUE_REJECTED and the exchange's code, and reaches on_rejected."""
+    BuysOnce.result, BuysOnce.told = None, []
+    async with running_emulator(live_market()) as emu:
+        await put_faults(emu, {"kind": "http_error", "target": "/fapi/v1/order", "method": "POST", "status": 400,
+                               "code": -2019, "count": 1})  # fmt: skip
+        config = bot_config(emu, tmp_path)
+        bot = Bot(config, BuysOnce(Strategy.Params()))
+        run = await started(bot)
+        await wait_for(lambda: BuysOnce.told, 10)
+        bot.stop()
+        await asyncio.wait_for(run, 30)
+    result = BuysOnce.result
+    assert isinstance(result, Verdict) and not result.accepted and result.reasons == (Reason.VENUE_REJECTED,)
+    assert "-2019" in str(result)
+    assert BuysOnce.told == [result]
+    [failed] = list(read_events(config.journal.path, ("order.failed",)))
+    assert failed.data["reasons"] == ["VENUE_REJECTED"] and failed.data["final"]
