@@ -204,6 +204,16 @@ class MarkPrice:
 
 
 @dataclass(frozen=True, slots=True)
+class Trade:
+    """A public print: what traded, at what price, when (the exchange's clock)."""
+
+    symbol: str
+    price: Decimal
+    qty: Decimal
+    timestamp_ms: int
+
+
+@dataclass(frozen=True, slots=True)
 class FundingPayment:
     symbol: str
     amount: Decimal  # > 0 received, < 0 paid

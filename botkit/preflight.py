@@ -22,8 +22,9 @@ from botkit.guards.gate import Gate, MarketView, Snapshot
 from botkit.margin import MarketRules, Tier, plain
 from botkit.runtime.read_budget import plan_reads
 from botkit.runtime.reconcile import start_leverage
-from botkit.venue.ccxt_venue import CcxtVenue, build_exchange
+from botkit.venue.ccxt_venue import CcxtVenue
 from botkit.venue.errors import Rejected, VenueError
+from botkit.venue.protocol import Venue, open_venue
 
 Level = Literal["ok", "info", "warn", "block"]
 
@@ -36,20 +37,17 @@ class Finding:
 
 
 async def preflight(config: BotConfig, *, stop_distance: Decimal, emulator_url: str | None = None) -> list[Finding]:
-    from botkit.venue.paper import PaperVenue
-
     findings: list[Finding] = []
     add = findings.append
-    exchange = build_exchange(config, emulator_url=emulator_url)
     paper = config.mode == "paper"
-    venue = PaperVenue(exchange, config) if paper else CcxtVenue(exchange, config.venue)
+    venue = open_venue(config, emulator_url=emulator_url, streaming=False)
     try:
         where = emulator_url or (str(config.exchange.emulator_url) if config.exchange.emulator_url else None)
         add(
             Finding(
                 "ok",
                 "config",
-                f"valid; mode {config.mode}, exchange {exchange.id}" + (f" (emulator {where})" if where else ""),
+                f"valid; mode {config.mode}, exchange {venue.exchange_id}" + (f" (emulator {where})" if where else ""),
             )
         )
         try:
@@ -85,7 +83,7 @@ async def preflight(config: BotConfig, *, stop_distance: Decimal, emulator_url: 
     return findings
 
 
-async def _clock(venue: CcxtVenue, config: BotConfig, add: Any) -> None:
+async def _clock(venue: Venue, config: BotConfig, add: Any) -> None:
     try:
         offset = await venue.fetch_clock_offset()
     except VenueError as exc:
@@ -103,11 +101,11 @@ async def _clock(venue: CcxtVenue, config: BotConfig, add: Any) -> None:
     )
 
 
-async def _account(venue: CcxtVenue, config: BotConfig, paper: bool, add: Any) -> Decimal | None:
+async def _account(venue: Venue, config: BotConfig, paper: bool, add: Any) -> Decimal | None:
     if paper:
         add(Finding("info", "API key", f"not needed in paper mode; paper balance {plain(config.paper.balance)} USDT"))
         return (await venue.fetch_balance()).total
-    if not venue.exchange.apiKey:
+    if not config.exchange.api_key:
         add(Finding("block", "API key", "no key configured (BOTKIT_EXCHANGE__API_KEY / api_key_file)"))
         return None
     try:
@@ -126,7 +124,8 @@ async def _account(venue: CcxtVenue, config: BotConfig, paper: bool, add: Any) -
         add(Finding("block", "API key", f"could not read the account: {exc}"))
         return None
     add(Finding("ok", "API key", f"valid; equity {plain(balance.total)} USDT, available {plain(balance.free)}"))
-    await _permissions(venue, add)
+    if isinstance(venue, CcxtVenue):
+        await _permissions(venue, add)
     return balance.total
 
 
@@ -137,7 +136,7 @@ async def _permissions(venue: CcxtVenue, add: Any) -> None:
         add(Finding("info", "key permissions", f"not reported ({type(exc).__name__}); check them on the exchange"))
         return
     if raw is None:
-        add(Finding("info", "key permissions", f"{venue.exchange.id} does not report them through ccxt"))
+        add(Finding("info", "key permissions", f"{venue.exchange_id} does not report them through ccxt"))
         return
     if raw.get("enableWithdrawals"):
         add(
@@ -155,7 +154,7 @@ async def _permissions(venue: CcxtVenue, add: Any) -> None:
         add(Finding("ok", "key permissions", f"futures enabled, withdrawals disabled, {ip}"))
 
 
-async def _tiers(venue: CcxtVenue, config: BotConfig, add: Any) -> dict[str, tuple[Tier, ...]] | None:
+async def _tiers(venue: Venue, config: BotConfig, add: Any) -> dict[str, tuple[Tier, ...]] | None:
     try:
         tiers = await venue.fetch_tiers(config.symbols)
     except VenueError as exc:
@@ -174,7 +173,7 @@ async def _tiers(venue: CcxtVenue, config: BotConfig, add: Any) -> dict[str, tup
 
 
 async def _margin_settings(
-    venue: CcxtVenue, config: BotConfig, tiers: dict[str, tuple[Tier, ...]], paper: bool, add: Any
+    venue: Venue, config: BotConfig, tiers: dict[str, tuple[Tier, ...]], paper: bool, add: Any
 ) -> None:
     for symbol in config.symbols:
         wanted = start_leverage(config, tiers[symbol])
@@ -200,7 +199,7 @@ async def _margin_settings(
 
 
 async def _sizing(
-    venue: CcxtVenue,
+    venue: Venue,
     config: BotConfig,
     markets: dict[str, MarketRules],
     tiers: dict[str, tuple[Tier, ...]],
@@ -265,7 +264,7 @@ async def _sizing(
             )
 
 
-async def _reads(venue: CcxtVenue, config: BotConfig, add: Any) -> None:
+async def _reads(venue: Venue, config: BotConfig, add: Any) -> None:
     plan = await plan_reads(config, venue, list(config.symbols))
     if (problem := plan.problem()) is not None:
         add(Finding("block", "request weight", problem))

@@ -20,8 +20,8 @@ from botkit.runtime.journal import Journal
 from botkit.runtime.market_state import MarketState
 from botkit.runtime.news import AccountRead, Sink
 from botkit.runtime.strategy import Fill
-from botkit.venue.ccxt_venue import CcxtVenue
 from botkit.venue.errors import VenueError
+from botkit.venue.protocol import Venue
 
 ZERO = Decimal(0)
 
@@ -80,7 +80,7 @@ class AccountReader:
     a period: each read costs request weight the orders need). Each read is journalled as a snapshot,
     feeds the positions' marks into the market state, and is announced as AccountRead news."""
 
-    def __init__(self, config: BotConfig, *, clock: Clock, venue: CcxtVenue, ks: KillSwitch, journal: Journal,
+    def __init__(self, config: BotConfig, *, clock: Clock, venue: Venue, ks: KillSwitch, journal: Journal,
                  market: MarketState, account: AccountState, symbols: list[str], sink: Sink) -> None:  # fmt: skip
         self.config, self.clock, self.venue, self.ks, self.journal = config, clock, venue, ks, journal
         self.market, self.account, self.symbols, self.sink = market, account, symbols, sink

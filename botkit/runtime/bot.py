@@ -46,9 +46,8 @@ from botkit.runtime.read_budget import plan_reads
 from botkit.runtime.reconcile import Reconciler
 from botkit.runtime.safety import Safety
 from botkit.runtime.strategy import Context, Strategy
-from botkit.venue.ccxt_venue import CcxtVenue, build_exchange
 from botkit.venue.errors import VenueError
-from botkit.venue.paper import PaperVenue
+from botkit.venue.protocol import Venue, open_venue
 
 log = get_logger("botkit.bot")
 STOP_STEP_S = 15.0  # the longest any one shutdown step may take
@@ -120,21 +119,17 @@ class Bot:
         *,
         emulator_url: str | None = None,
         clock: Clock | None = None,
+        venue: Venue | None = None,
     ) -> None:
+        """`venue`: a venue to use instead of the one the config asks for (a test's fake)."""
         self.config = config
         self.clock = clock or SystemClock()
         self.strategy = strategy
         self.symbols = list(strategy.symbols or config.symbols)
         self.ks = KillSwitch(config.killswitch, self.clock, on_event=self._on_switch,
                              inbox=ControlInbox(control_path(config.journal.path)))  # fmt: skip
-        exchange = build_exchange(config, emulator_url=emulator_url, streaming=True)
-        if config.mode == "paper":
-            self.venue: CcxtVenue = PaperVenue(exchange, config, clock=self.clock, on_ban=self.ks.banned,
-                                               on_error=self.ks.error)  # fmt: skip
-        else:
-            self.venue = CcxtVenue(
-                exchange, config.venue, clock=self.clock, on_ban=self.ks.banned, on_error=self.ks.error
-            )
+        self.venue = venue or open_venue(config, emulator_url=emulator_url, clock=self.clock, on_ban=self.ks.banned,
+                                         on_error=self.ks.error)  # fmt: skip
         self.journal = Journal(config.journal.path, self.venue.ids.session, clock=self.clock,
                                on_failure=self._journal_failed)  # fmt: skip
         self.stats = Stats()

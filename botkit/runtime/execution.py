@@ -33,8 +33,8 @@ from botkit.runtime.journal import Journal, JournalError
 from botkit.runtime.market_state import MarketState
 from botkit.runtime.news import Denied, Filled, OrderChanged, Sink, Stats
 from botkit.runtime.orders import OrderTracker
-from botkit.venue.ccxt_venue import CcxtVenue
 from botkit.venue.errors import OrderUnresolved, Rejected, VenueError
+from botkit.venue.protocol import Venue
 
 log = get_logger("botkit.execution")
 _SEAL = object()  # handed to the safety room only (see botkit.runtime.safety)
@@ -58,7 +58,7 @@ class RiskCut:
 class Router:
     """The order router: gate → reserve → journal → venue → tracker."""
 
-    def __init__(self, config: BotConfig, *, venue: CcxtVenue, journal: Journal, ks: KillSwitch,
+    def __init__(self, config: BotConfig, *, venue: Venue, journal: Journal, ks: KillSwitch,
                  market: MarketState, account: AccountState, stats: Stats, sink: Sink,
                  rules_suspect: Any) -> None:  # fmt: skip
         self.config, self.venue, self.journal, self.ks = config, venue, journal, ks

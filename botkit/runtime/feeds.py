@@ -24,16 +24,15 @@ from typing import Any
 
 from botkit.clock import Clock
 from botkit.config import RuntimeConfig
-from botkit.domain import Book, MarkPrice, Order
+from botkit.domain import Book, MarkPrice, Order, Trade
 from botkit.guards.killswitch import KillSwitch
 from botkit.log import get_logger
-from botkit.margin import to_decimal
 from botkit.runtime import events
 from botkit.runtime.journal import Journal
 from botkit.runtime.market_state import MarketState
 from botkit.runtime.strategy import Bar
-from botkit.venue.ccxt_venue import CcxtVenue
 from botkit.venue.errors import VenueDataError, VenueError
+from botkit.venue.protocol import Venue
 
 log = get_logger("botkit.feeds")
 RETRY_BASE_S = 0.5
@@ -63,6 +62,10 @@ class BarBuilder:
         return Bar(self.symbol, bar[0], self.seconds, *bar[1:]) if bar is not None else None
 
 
+class StreamFailed(Exception):
+    """A stream's connection or ccxt's handling of it failed (the cause is attached): reconnect."""
+
+
 @dataclass
 class Stream:
     name: str
@@ -75,7 +78,7 @@ class Stream:
 class Feeds:
     def __init__(
         self,
-        venue: CcxtVenue,
+        venue: Venue,
         symbols: list[str],
         *,
         clock: Clock,
@@ -124,41 +127,28 @@ class Feeds:
 
     # ------------------------------------------------------------------------------ handlers
 
-    def _book(self, symbol: str, raw: Any) -> None:
-        book = raw if isinstance(raw, Book) else self.venue.parse_book(raw, symbol)
+    def _book(self, symbol: str, book: Book) -> None:
         self.market.set_book(symbol, book)
         self.ks.feed(f"book:{symbol}", book.timestamp_ms, self.clock.time() * 1000)
         self.on_quote(symbol)
 
-    def _mark(self, symbol: str, raw: Any) -> None:
-        mark = raw if isinstance(raw, MarkPrice) else self.venue.parse_mark(raw, symbol)
+    def _mark(self, symbol: str, mark: MarkPrice) -> None:
         self.market.set_mark(symbol, mark)
         self.ks.feed(f"mark:{symbol}", mark.timestamp_ms, self.clock.time() * 1000)
         if mark.index is not None:
             self.ks.mark_index(symbol, mark.mark, mark.index)
         self.on_quote(symbol)
 
-    def _trades(self, symbol: str, raw: Any) -> None:
-        if not isinstance(raw, list):
-            raise VenueDataError(f"trades {symbol}: expected a list")
+    def _trades(self, symbol: str, trades: list[Trade]) -> None:
         builder = self.bars[symbol]
-        for trade in raw:
-            try:
-                price, qty = to_decimal(trade["price"], "price"), to_decimal(trade["amount"], "amount")
-                stamp = int(trade["timestamp"])
-            except (KeyError, TypeError, ValueError) as exc:
-                raise VenueDataError(f"trade {symbol}: {exc}") from None
-            if price <= 0 or qty <= 0:
-                raise VenueDataError(f"trade {symbol}: price {price} / amount {qty} must be positive")
-            bar = builder.add(stamp, price, qty)
+        for trade in trades:
+            bar = builder.add(trade.timestamp_ms, trade.price, trade.qty)
             if bar is not None:
                 self.on_bar(bar)
 
-    def _orders(self, raw: Any) -> None:
-        if not isinstance(raw, list):
-            raise VenueDataError("order updates: expected a list")
-        for row in raw:
-            self.on_order(row if isinstance(row, Order) else self.venue.parse_order(row, None), "stream")
+    def _orders(self, orders: list[Order]) -> None:
+        for order in orders:
+            self.on_order(order, "stream")
 
     # ------------------------------------------------------------------------------- streams
 
@@ -166,11 +156,9 @@ class Feeds:
         failures = 0
         while True:
             try:
-                raw = await stream.watch()
-                self.heard[stream.name] = self.clock.monotonic()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # any failure of the socket or of ccxt's stream handling
+                await self.receive(stream)
+            except StreamFailed as failed:
+                exc = failed.__cause__
                 if self.clock.monotonic() - self._restarted_at < RESTART_GRACE_S:  # our own restart: subscribe
                     self.down.setdefault(stream.name, self.clock.monotonic())  # again at once, no REST fallback;
                     continue  # its first frame brings it back up (and reconciles the orders it may have missed)
@@ -192,7 +180,24 @@ class Feeds:
                 if stream.on_back is not None:
                     await stream.on_back()
             failures = 0
-            self._handle(stream, raw)
+
+    async def receive(self, stream: Stream) -> None:
+        """Wait for the stream's next update and hand it on; a frame the venue could not read is journalled
+        and skipped (the stream itself is fine). Raises StreamFailed when the stream failed; a handler's own
+        error is a bug and propagates."""
+        try:
+            update = await stream.watch()
+        except VenueDataError as exc:
+            self.heard[stream.name] = self.clock.monotonic()
+            self._bad_frame(stream, exc)
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # any failure of the socket or of ccxt's stream handling
+            raise StreamFailed(stream.name) from exc
+        self.heard[stream.name] = self.clock.monotonic()
+        stream.handle(update)
+        self.frames += 1
 
     async def _watchdog(self) -> None:
         """Restart the streams when a watched one that has delivered before has now been connected but silent
@@ -215,14 +220,10 @@ class Feeds:
                 self.journal.write(events.FeedChanged(stream=",".join(silent), status="silent",
                                                       silent_s=self.silence_s, action="restarted the streams"))
 
-    def _handle(self, stream: Stream, raw: Any) -> None:
-        try:
-            stream.handle(raw)
-            self.frames += 1
-        except VenueDataError as exc:
-            self.bad_frames += 1
-            log.warning("feed.bad_frame", stream=stream.name, error=str(exc))
-            self.journal.write(events.FeedChanged(stream=stream.name, status="bad_frame", error=str(exc)))
+    def _bad_frame(self, stream: Stream, exc: VenueDataError) -> None:
+        self.bad_frames += 1
+        log.warning("feed.bad_frame", stream=stream.name, error=str(exc))
+        self.journal.write(events.FeedChanged(stream=stream.name, status="bad_frame", error=str(exc)))
 
     async def _fall_back(self, stream: Stream, seconds: float) -> None:
         """Until the next reconnect attempt: poll the stream's data over REST (if it has a REST twin)."""
@@ -230,10 +231,12 @@ class Feeds:
         while True:
             if stream.poll is not None:
                 try:
-                    raw = await stream.poll()
+                    update = await stream.poll()
                     self.polls += 1
-                    self._handle(stream, raw)
+                    stream.handle(update)
                     self.ks.succeeded()
+                except VenueDataError as exc:
+                    self._bad_frame(stream, exc)
                 except VenueError as exc:
                     self.ks.error(f"poll {stream.name}: {exc}")
             left = until - self.clock.monotonic()

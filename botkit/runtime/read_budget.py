@@ -16,7 +16,7 @@ from functools import partial
 from typing import Any
 
 from botkit.config import BotConfig
-from botkit.venue.ccxt_venue import CcxtVenue
+from botkit.venue.protocol import Venue
 
 ACCOUNT_READS_PER_PERIOD = 2  # after fills the account is re-read early, at most twice a period
 
@@ -54,7 +54,7 @@ class ReadPlan:
         )
 
 
-async def plan_reads(config: BotConfig, venue: CcxtVenue, symbols: list[str]) -> ReadPlan:
+async def plan_reads(config: BotConfig, venue: Venue, symbols: list[str]) -> ReadPlan:
     """Price every routine read. Needs the venue's markets (and on Binance its brackets) loaded: call it
     after the first account read."""
     rt = config.runtime
@@ -77,17 +77,4 @@ async def plan_reads(config: BotConfig, venue: CcxtVenue, symbols: list[str]) ->
         "reconcile": reconcile * 60 / float(rt.reconcile_seconds),
         "rules": rules * 60 / rules_every,
     }
-    return ReadPlan(steady, poll * 60 / float(rt.poll_seconds), read_capacity(venue))
-
-
-def read_capacity(venue: CcxtVenue) -> float | None:
-    """Weight a minute that reads may spend: the tightest weight budget less its headroom and the share
-    kept for cuts, per minute."""
-    limiter = venue.limiter
-    per_minute = [
-        w.budget.limit * (1 - limiter.headroom) * (1 - limiter.cut_reserve) * 60 / w.budget.window_s
-        for w in limiter.windows
-        if w.budget.counts == "weight"
-    ]
-    return min(per_minute) if per_minute else None
-
+    return ReadPlan(steady, poll * 60 / float(rt.poll_seconds), venue.read_capacity())

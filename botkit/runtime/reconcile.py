@@ -28,8 +28,8 @@ from botkit.runtime.execution import Router
 from botkit.runtime.journal import Journal, read_events
 from botkit.runtime.market_state import MarketState
 from botkit.runtime.orders import JournalHistory
-from botkit.venue.ccxt_venue import CcxtVenue
 from botkit.venue.errors import VenueError
+from botkit.venue.protocol import Venue
 
 log = get_logger("botkit.reconcile")
 
@@ -58,7 +58,7 @@ def start_leverage(config: BotConfig, tiers: tuple[Tier, ...]) -> int:
 class Reconciler:
     """Start-up, periodic and rules-refresh reconciliation."""
 
-    def __init__(self, config: BotConfig, *, clock: Clock, venue: CcxtVenue, journal: Journal, ks: KillSwitch,
+    def __init__(self, config: BotConfig, *, clock: Clock, venue: Venue, journal: Journal, ks: KillSwitch,
                  market: MarketState, router: Router, symbols: list[str], spawn: Any) -> None:  # fmt: skip
         self.config, self.clock, self.venue, self.journal, self.ks = config, clock, venue, journal, ks
         self.market, self.router, self.symbols, self.spawn = market, router, symbols, spawn
@@ -72,7 +72,7 @@ class Reconciler:
         markets = await self.venue.load_markets()
         missing = [s for s in self.symbols if s not in markets]
         if missing:
-            raise LookupError(f"symbols {missing} are not perpetual markets on {self.venue.exchange.id}")
+            raise LookupError(f"symbols {missing} are not perpetual markets on {self.venue.exchange_id}")
         self.market.rules.update({s: markets[s] for s in self.symbols})
         self.market.tiers.update(await self.venue.fetch_tiers(self.symbols))
         self._rules_due = self.clock.monotonic() + float(self.config.runtime.rules_seconds)

@@ -22,7 +22,6 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from contextvars import ContextVar
 from decimal import Decimal
-from itertools import pairwise
 from typing import Any, TypeVar
 
 import aiohttp
@@ -38,16 +37,14 @@ from botkit.domain import (
     FundingPayment,
     MarkPrice,
     Order,
-    OrderSide,
-    OrderStatus,
-    OrderType,
     Position,
-    Side,
+    Trade,
 )
 from botkit.guards.gate import Approval
 from botkit.guards.rate import Banned, Lane, RateLimiter, preset_for
 from botkit.log import get_logger
 from botkit.margin import MarketRules, Tier, TierError, tiers_from_ccxt, to_decimal
+from botkit.venue import parse
 from botkit.venue.endpoints import point_ccxt_at
 from botkit.venue.errors import (
     ClockSkew,
@@ -80,16 +77,6 @@ class _Priced(Exception):
 # Any other exchange: `set_sandbox_mode(True)` if ccxt has test URLs for it, else a config error.
 TESTNET_SWITCH = {"binanceusdm": "demo", "bybit": "sandbox", "okx": "sandbox"}
 
-SIDES = frozenset(OrderSide)
-TYPES = frozenset(OrderType)
-STATUSES = {
-    "open": OrderStatus.OPEN,
-    "closed": OrderStatus.FILLED,
-    "canceled": OrderStatus.CANCELED,
-    "cancelled": OrderStatus.CANCELED,
-    "expired": OrderStatus.EXPIRED,
-    "rejected": OrderStatus.REJECTED,
-}
 # Exchange codes with a meaning for idempotency, beyond ccxt's exception classes.
 DUPLICATE_ID_CODES: dict[str, set[int | str]] = {"binanceusdm": {-4116}}
 SPENT_KEPT = 4096  # an approval is used at once: remembering the last few thousand catches any reuse
@@ -179,6 +166,7 @@ class CcxtVenue:
             ban_default_s=self.preset.ban_default_s,
             on_ban=on_ban,
         )
+        self.exchange_id = str(exchange.id)
         self.ids = ClientIds(s.client_id_prefix, exchange_id=exchange.id)
         self.unresolved: set[str] = set()  # client ids whose create or cancel outcome is still unknown
         self._spent: OrderedDict[int, None] = OrderedDict()  # serials of the approvals already used
@@ -186,21 +174,6 @@ class CcxtVenue:
         self._contract_size: dict[str, Decimal] = {}
         self._jitter = wait_random_exponential(multiplier=s.retry_base_s, max=s.retry_cap_s)
         self._guard_requests()
-
-    @classmethod
-    def from_config(
-        cls,
-        config: BotConfig,
-        *,
-        emulator_url: str | None = None,
-        clock: Clock | None = None,
-        on_ban: Callable[[float], Any] | None = None,
-    ) -> CcxtVenue:
-        exchange = build_exchange(config, emulator_url=emulator_url)
-        try:
-            return cls(exchange, config.venue, clock=clock, on_ban=on_ban)
-        except ValueError as exc:  # a rate budget name the exchange's preset does not have
-            raise ConfigError([f"venue.rate_limits: {exc}"]) from None
 
     async def close(self) -> None:
         await self.exchange.close()
@@ -356,7 +329,7 @@ class CcxtVenue:
         """Place the order the gate approved, exactly once. Raises Rejected (never retried), VenueBanned,
         OrderUnresolved (its fate is unknown at the deadline; the id stays in `unresolved`) or
         VenueUnavailable; a missing or spent approval is a programming error (TypeError, ValueError)."""
-        symbol, side, type, qty, price, reduce_only, client_id = self._order_arguments(approval, client_id)
+        symbol, side, type, qty, price, reduce_only, client_id = self.spend(approval, client_id)
         size = self._contract_size.get(symbol, Decimal(1))
         params: dict[str, Any] = {"clientOrderId": client_id}
         if reduce_only:
@@ -391,7 +364,7 @@ class CcxtVenue:
                 log.info("order.adopted", client_id=client_id, status=found.status.value)
                 return self._track(found)
             try:
-                return self._track(self.parse_order(raw, client_id))
+                return self._track(parse.order(raw, client_id, self._contract_size))
             except VenueDataError as exc:  # accepted, but the answer is unreadable: look it up, never resend blind
                 unknown = True
                 raise Transient(Outcome.UNKNOWN, call, exc) from exc
@@ -405,9 +378,8 @@ class CcxtVenue:
                 raise OrderUnresolved("create_order", client_id, str(exc)) from exc
             raise VenueUnavailable(f"{call} failed until its deadline: {exc}") from exc
 
-    def _order_arguments(
-        self, approval: Approval, client_id: str | None
-    ) -> tuple[str, str, str, Decimal, Decimal | None, bool, str]:
+    def spend(self, approval: Approval, client_id: str | None) -> tuple[str, str, str, Decimal, Decimal | None,
+                                                                         bool, str]:  # fmt: skip
         """(symbol, side, type, qty, price, reduce_only, client id) of a create: only from an approval of the
         risk gate, each spent once. Anything else is a programming error, raised before anything is sent."""
         if not isinstance(approval, Approval):
@@ -446,7 +418,7 @@ class CcxtVenue:
                 if current is not None and current.status.final:
                     return self._track(current)
                 raise
-            return self._track(self.parse_order(raw, client_id))
+            return self._track(parse.order(raw, client_id, self._contract_size))
 
         try:
             return await self._run(call, MUTATIONS, attempt)
@@ -465,11 +437,12 @@ class CcxtVenue:
         raw = await self._retried(
             f"fetch_order {client_id or order_id}", lambda: self.exchange.fetch_order(order_id, symbol, params)
         )
-        return self._track(self.parse_order(raw, client_id))
+        return self._track(parse.order(raw, client_id, self._contract_size))
 
     async def fetch_open_orders(self, symbol: str | None = None) -> list[Order]:
         rows = await self._retried("fetch_open_orders", lambda: self.exchange.fetch_open_orders(symbol))
-        return [self._track(self.parse_order(row, None)) for row in _rows(rows, "fetch_open_orders")]
+        rows = parse.rows(rows, "fetch_open_orders")
+        return [self._track(parse.order(row, None, self._contract_size)) for row in rows]
 
     async def _lookup(self, call: str, symbol: str, client_id: str | None, order_id: str | None = None) -> Order | None:
         """One look at an order after its create or cancel went unanswered: None if the exchange does
@@ -482,7 +455,7 @@ class CcxtVenue:
             if self.is_not_found(exc):
                 return None
             raise
-        return self.parse_order(raw, client_id)
+        return parse.order(raw, client_id, self._contract_size)
 
     def is_not_found(self, exc: Rejected) -> bool:
         """Whether a refusal means the exchange does not know the order."""
@@ -505,46 +478,6 @@ class CcxtVenue:
         """An order whose state the exchange reported is no longer of unknown outcome."""
         self.unresolved.discard(order.client_id)
         return order
-
-    def parse_order(self, raw: Any, client_id: str | None) -> Order:
-        """A ccxt order validated into botkit's Order (quantities in base units)."""
-        if not isinstance(raw, Mapping):
-            raise VenueDataError(f"order answer is not an object: {raw!r:.200}")
-        cid = raw.get("clientOrderId") or client_id
-        status = STATUSES.get(str(raw.get("status")))
-        side, type = raw.get("side"), raw.get("type")
-        known = isinstance(side, str) and side in SIDES and isinstance(type, str) and type in TYPES
-        if status is None or not cid or not raw.get("symbol") or not known:
-            problem = "missing or unknown status/clientOrderId/symbol/side/type"
-            raise VenueDataError(f"order {cid or raw.get('id')}: {problem} in {dict(raw)!r:.300}")
-        where = f"order {cid}"
-        symbol = str(raw["symbol"])
-        size = self._contract_size.get(symbol, Decimal(1))
-        try:
-            qty = to_decimal(raw.get("amount"), "amount")
-            filled = to_decimal(raw.get("filled") or 0, "filled")
-            price = _optional(raw.get("price"), "price")
-            average = _optional(raw.get("average"), "average")
-        except ValueError as exc:
-            raise VenueDataError(f"{where}: {exc}") from None
-        if size != 1:
-            qty, filled = qty * size, filled * size
-        if qty <= 0 or filled < 0 or filled > qty:
-            raise VenueDataError(f"{where}: impossible amounts (amount {qty}, filled {filled})")
-        return Order(
-            symbol=symbol,
-            side=OrderSide(str(side)),
-            type=OrderType(str(type)),
-            qty=qty,
-            price=price if price else None,
-            client_id=str(cid),
-            id=str(raw["id"]) if raw.get("id") is not None else None,
-            status=status,
-            filled=filled,
-            average=average if average else None,
-            reduce_only=bool(raw.get("reduceOnly")),
-            timestamp_ms=_int_or_none(raw.get("timestamp")),
-        )
 
     # ----------------------------------------------------------------------- account set-up
 
@@ -572,13 +505,13 @@ class CcxtVenue:
                 price_precision = Decimal(1).scaleb(-int(price_precision))
             amount = limits.get("amount") or {}
             cost = limits.get("cost") or {}
-            max_qty = _optional(amount.get("max"), "limits.amount.max")
+            max_qty = parse.optional(amount.get("max"), "limits.amount.max")
             return size, MarketRules(
                 step=amount_precision * size,
                 tick=price_precision,
-                min_qty=(_optional(amount.get("min"), "limits.amount.min") or Decimal(0)) * size,
+                min_qty=(parse.optional(amount.get("min"), "limits.amount.min") or Decimal(0)) * size,
                 max_qty=max_qty * size if max_qty else None,
-                min_notional=_optional(cost.get("min"), "limits.cost.min") or Decimal(0),
+                min_notional=parse.optional(cost.get("min"), "limits.cost.min") or Decimal(0),
             )
         except (ValueError, TypeError, AttributeError) as exc:
             raise VenueDataError(f"market {symbol}: {exc}") from None
@@ -611,19 +544,22 @@ class CcxtVenue:
 
     # -------------------------------------------------------------------------- market data
 
-    # Streams (ccxt.pro): the runtime's feeds read them through the venue, so that a venue can observe
-    # what the strategy is shown (the paper venue fills its orders against it). Validation is the feeds'.
-    async def watch_book(self, symbol: str) -> Any:
-        return await self.exchange.watch_order_book(symbol, BOOK_DEPTH)
+    # Streams (ccxt.pro), validated into domain types as REST answers are: a frame that cannot be read
+    # raises VenueDataError, which the feeds count as a bad frame (the stream itself is fine).
+    async def watch_book(self, symbol: str) -> Book:
+        raw = await self.exchange.watch_order_book(symbol, BOOK_DEPTH)
+        return parse.book(raw, symbol, BOOK_DEPTH, self._contract_size.get(symbol, Decimal(1)))
 
-    async def watch_mark(self, symbol: str) -> Any:
-        return await self.exchange.watch_mark_price(symbol)
+    async def watch_mark(self, symbol: str) -> MarkPrice:
+        return parse.mark(await self.exchange.watch_mark_price(symbol), symbol)
 
-    async def watch_trades(self, symbol: str) -> Any:
-        return await self.exchange.watch_trades(symbol)
+    async def watch_trades(self, symbol: str) -> list[Trade]:
+        raw = await self.exchange.watch_trades(symbol)
+        return parse.trades(raw, symbol, self._contract_size.get(symbol, Decimal(1)))
 
-    async def watch_orders(self) -> Any:
-        return await self.exchange.watch_orders()
+    async def watch_orders(self) -> list[Order]:
+        rows = parse.rows(await self.exchange.watch_orders(), "order updates")
+        return [parse.order(row, None, self._contract_size) for row in rows]
 
     def restart_streams(self, why: str) -> int:
         """Drop every WebSocket connection as a failed one, so each stream reconnects and subscribes again
@@ -636,51 +572,12 @@ class CcxtVenue:
 
     async def fetch_book(self, symbol: str, depth: int = BOOK_DEPTH) -> Book:
         raw = await self._retried(f"fetch_order_book {symbol}", lambda: self.exchange.fetch_order_book(symbol, depth))
-        return self.parse_book(raw, symbol, depth)
-
-    def parse_book(self, raw: Any, symbol: str, depth: int = BOOK_DEPTH) -> Book:
-        """The top `depth` levels of a ccxt order book (REST or WebSocket), validated."""
-        if not isinstance(raw, Mapping):
-            raise VenueDataError(f"order book {symbol}: the answer is not an object")
-        size = self._contract_size.get(symbol, Decimal(1))
-        try:
-            bids = tuple(
-                (to_decimal(p, "bid price"), to_decimal(q, "bid qty") * size) for p, q, *_ in raw["bids"][:depth]
-            )
-            asks = tuple(
-                (to_decimal(p, "ask price"), to_decimal(q, "ask qty") * size) for p, q, *_ in raw["asks"][:depth]
-            )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise VenueDataError(f"order book {symbol}: malformed levels ({exc})") from None
-        levels = bids + asks
-        if any(p <= 0 or q <= 0 for p, q in levels):
-            raise VenueDataError(f"order book {symbol}: a level with a price or quantity <= 0")
-        ordered = all(a[0] > b[0] for a, b in pairwise(bids)) and all(a[0] < b[0] for a, b in pairwise(asks))
-        if not ordered or (bids and asks and bids[0][0] >= asks[0][0]):
-            raise VenueDataError(f"order book {symbol}: levels out of order or crossed")
-        return Book(symbol, bids, asks, _int_or_none(raw.get("timestamp")))
+        return parse.book(raw, symbol, depth, self._contract_size.get(symbol, Decimal(1)))
 
     async def fetch_mark(self, symbol: str) -> MarkPrice:
         """Mark and index price, the current funding rate and the next funding time."""
         raw = await self._retried(f"fetch_funding_rate {symbol}", lambda: self.exchange.fetch_funding_rate(symbol))
-        return self.parse_mark(raw, symbol)
-
-    def parse_mark(self, raw: Any, symbol: str) -> MarkPrice:
-        """A ccxt funding-rate answer (REST) or mark-price update (WebSocket), validated. ccxt leaves the
-        stream's funding fields in `info` (Binance: `r` rate, `T` next funding time)."""
-        if not isinstance(raw, Mapping):
-            raise VenueDataError(f"mark price {symbol}: the answer is not an object")
-        info = _info(raw)
-        try:
-            mark = to_decimal(raw.get("markPrice"), "markPrice")
-            index = _optional(raw.get("indexPrice"), "indexPrice")
-            rate = _optional(raw.get("fundingRate", info.get("r")), "fundingRate")
-        except ValueError as exc:
-            raise VenueDataError(f"mark price {symbol}: {exc}") from None
-        if mark <= 0 or (index is not None and index <= 0):
-            raise VenueDataError(f"mark price {symbol}: mark {mark} / index {index} must be positive")
-        next_funding = _int_or_none(raw.get("fundingTimestamp", info.get("T")))
-        return MarkPrice(symbol, mark, index, rate, next_funding, _int_or_none(raw.get("timestamp")))
+        return parse.mark(raw, symbol)
 
     async def fetch_margin_settings(self, symbol: str) -> tuple[int | None, str | None]:
         """(leverage, margin mode) as the exchange reports them now, to catch changes made outside the bot."""
@@ -716,51 +613,16 @@ class CcxtVenue:
         wanted = list(symbols) if symbols is not None else None
         rows = await self._retried("fetch_positions", lambda: self.exchange.fetch_positions(wanted))
         positions = []
-        for row in _rows(rows, "fetch_positions"):
-            position = self._position(row)
+        for row in parse.rows(rows, "fetch_positions"):
+            position = parse.position(row, self._contract_size)
             if position is not None and (wanted is None or position.symbol in wanted):
                 positions.append(position)
         return positions
 
-    def _position(self, raw: Any) -> Position | None:
-        if not isinstance(raw, Mapping) or not raw.get("symbol"):
-            raise VenueDataError(f"position row without a symbol: {raw!r:.200}")
-        symbol = str(raw["symbol"])
-        try:
-            contracts = to_decimal(raw.get("contracts") or 0, "contracts")
-            if contracts == 0:
-                return None
-            info = _info(raw)
-            wallet = info.get("isolatedWallet")
-            return Position(
-                symbol=symbol,
-                side=Side.parse(str(raw.get("side"))),
-                qty=abs(contracts) * self._contract_size.get(symbol, Decimal(1)),
-                entry=to_decimal(raw.get("entryPrice"), "entryPrice"),
-                mark=_optional(raw.get("markPrice"), "markPrice"),
-                liquidation=_optional(raw.get("liquidationPrice"), "liquidationPrice") or None,
-                margin_mode=raw.get("marginMode"),
-                isolated_wallet=_optional(wallet, "isolatedWallet") if wallet is not None else None,
-                leverage=_optional(raw.get("leverage"), "leverage"),
-                unrealized_pnl=to_decimal(raw.get("unrealizedPnl") or 0, "unrealizedPnl"),
-            )
-        except ValueError as exc:
-            raise VenueDataError(f"position {symbol}: {exc}") from None
-
     async def fetch_funding_payments(self, since_ms: int | None = None) -> list[FundingPayment]:
         """Funding paid (< 0) or received (> 0) since a time, oldest first."""
         rows = await self._retried("fetch_funding_history", lambda: self.exchange.fetch_funding_history(None, since_ms))
-        payments = []
-        for row in _rows(rows, "fetch_funding_history"):
-            if not isinstance(row, Mapping) or not row.get("symbol") or row.get("id") is None:
-                raise VenueDataError(f"funding payment without a symbol or id: {row!r:.200}")
-            try:
-                amount = to_decimal(row.get("amount"), "amount")
-            except ValueError as exc:
-                raise VenueDataError(f"funding payment {row.get('id')}: {exc}") from None
-            payments.append(
-                FundingPayment(str(row["symbol"]), amount, str(row["id"]), _int_or_none(row.get("timestamp")))
-            )
+        payments = [parse.funding_payment(row) for row in parse.rows(rows, "fetch_funding_history")]
         return sorted(payments, key=lambda p: p.timestamp_ms or 0)
 
     async def fetch_key_permissions(self) -> Mapping[str, Any] | None:
@@ -783,26 +645,17 @@ class CcxtVenue:
             raise VenueDataError(f"fetch_time: not a timestamp: {server!r:.100}")
         return (before + after) / 2 - float(server)
 
+    def read_capacity(self) -> float | None:
+        """Weight a minute that routine reads may spend: the tightest weight budget less its headroom and
+        the share kept for cuts, per minute (None: no weight budget)."""
+        limiter = self.limiter
+        per_minute = [
+            w.budget.limit * (1 - limiter.headroom) * (1 - limiter.cut_reserve) * 60 / w.budget.window_s
+            for w in limiter.windows
+            if w.budget.counts == "weight"
+        ]
+        return min(per_minute) if per_minute else None
+
     def usage(self) -> dict[str, Any]:
         """Rate-limit state, for the journal and `botkit check`."""
         return self.limiter.usage() | {"unresolved_orders": len(self.unresolved)}
-
-
-def _info(raw: Mapping[str, Any]) -> Mapping[str, Any]:
-    """The exchange's raw row that ccxt keeps under `info` (empty when it is missing or not an object)."""
-    info = raw.get("info")
-    return info if isinstance(info, Mapping) else {}
-
-
-def _optional(value: Any, name: str) -> Decimal | None:
-    return None if value is None or value == "" else to_decimal(value, name)
-
-
-def _int_or_none(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
-def _rows(rows: Any, call: str) -> list[Any]:
-    if not isinstance(rows, list):
-        raise VenueDataError(f"{call}: expected a list, got {type(rows).__name__}")
-    return rows

@@ -23,17 +23,30 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from decimal import Decimal
 from typing import Any
 
 from botkit.clock import Clock
 from botkit.config import BotConfig
-from botkit.domain import Balance, FundingPayment, MarkPrice, Order, OrderSide, OrderStatus, OrderType, Position, Side
+from botkit.domain import (
+    Balance,
+    Book,
+    FundingPayment,
+    MarkPrice,
+    Order,
+    OrderSide,
+    OrderStatus,
+    OrderType,
+    Position,
+    Side,
+    Trade,
+)
 from botkit.guards.gate import Approval
 from botkit.margin import MarketRules, Tier, TierError, tiers_from_ccxt
 from botkit.sim import engine as sim
-from botkit.sim.market import SymbolSpec, SymbolState, Trade
+from botkit.sim import market as sim_market
+from botkit.sim.market import SymbolSpec, SymbolState
 from botkit.venue.ccxt_venue import CcxtVenue
 from botkit.venue.errors import Rejected, VenueDataError
 
@@ -56,8 +69,10 @@ class ObservedMarket:
             self.now_ms = time_ms
 
 
-class PaperVenue(CcxtVenue):
-    """A CcxtVenue whose account is simulated: public calls go to the exchange, private ones to the engine."""
+class PaperVenue:
+    """A venue whose account is simulated: the market and its rules come from the exchange through a
+    CcxtVenue (public calls, the same validation and rate limits), the account and its orders from the
+    sim engine, with typed calls."""
 
     def __init__(
         self,
@@ -68,7 +83,9 @@ class PaperVenue(CcxtVenue):
         on_ban: Any = None,
         on_error: Any = None,
     ) -> None:
-        super().__init__(exchange, config.venue, clock=clock, on_ban=on_ban, on_error=on_error)
+        self.data = CcxtVenue(exchange, config.venue, clock=clock, on_ban=on_ban, on_error=on_error)
+        self.exchange, self.ids, self.exchange_id = exchange, self.data.ids, self.data.exchange_id
+        self.unresolved: set[str] = set()  # the engine always answers: no order's outcome is ever unknown
         self.paper = config.paper
         self.market = ObservedMarket()
         self.engine = sim.Engine(self.market, queue=self.paper.queue)  # type: ignore[arg-type]
@@ -79,10 +96,43 @@ class PaperVenue(CcxtVenue):
         self._unified: dict[str, str] = {}
         self._funding: dict[str, tuple[int, Decimal]] = {}  # symbol -> (next funding time, its announced rate)
 
+    # ---------------------------------------------------------------- what the exchange answers
+
+    @property
+    def markets(self) -> dict[str, MarketRules]:
+        return self.data.markets
+
+    async def close(self) -> None:
+        await self.data.close()
+
+    async def fetch_clock_offset(self) -> float:
+        return await self.data.fetch_clock_offset()
+
+    def restart_streams(self, why: str) -> int:
+        return self.data.restart_streams(why)
+
+    def is_not_found(self, exc: Rejected) -> bool:
+        return self.data.is_not_found(exc)
+
+    def is_liquidation(self, order: Order) -> bool:
+        return self.data.is_liquidation(order)
+
+    def rules_changed(self, exc: Rejected) -> bool:
+        return self.data.rules_changed(exc)
+
+    async def price(self, read: Callable[[], Awaitable[Any]]) -> float:
+        return await self.data.price(read)  # the account's reads reach no exchange: they cost nothing
+
+    def read_capacity(self) -> float | None:
+        return self.data.read_capacity()
+
+    def usage(self) -> dict[str, Any]:
+        return self.data.usage()
+
     # ----------------------------------------------------------------------- markets and set-up
 
     async def load_markets(self) -> dict[str, MarketRules]:
-        rules = await super().load_markets()
+        rules = await self.data.load_markets()
         for symbol in rules:
             market_id = str(self.exchange.markets[symbol]["id"])
             self._ids[symbol], self._unified[market_id] = market_id, symbol
@@ -93,7 +143,7 @@ class PaperVenue(CcxtVenue):
         venues), else `paper.tiers_dir/<market id>.json` (ccxt's leverage-tier rows)."""
         wanted = list(symbols)
         if self.exchange.apiKey:
-            tiers = await super().fetch_tiers(wanted)
+            tiers = await self.data.fetch_tiers(wanted)
         else:
             tiers = {s: self._tiers_file(s) for s in wanted}
         for symbol in wanted:
@@ -143,40 +193,38 @@ class PaperVenue(CcxtVenue):
 
     # ------------------------------------------------------------------------ observed market
 
-    async def watch_book(self, symbol: str) -> Any:
-        raw = await super().watch_book(symbol)
-        try:
-            book = self.parse_book(raw, symbol)
-        except VenueDataError:
-            return raw  # the feed rejects the frame with its reason; the engine must not act on it
-        state = self._state(symbol)
+    async def fetch_book(self, symbol: str) -> Book:
+        return self.observe_book(await self.data.fetch_book(symbol))
+
+    async def watch_book(self, symbol: str) -> Book:
+        return self.observe_book(await self.data.watch_book(symbol))  # a frame it cannot read raises first
+
+    def observe_book(self, book: Book) -> Book:
+        """A new book: resting orders the opposite best now reaches fill."""
+        state = self._state(book.symbol)
         if state is not None:
             self.market.advance(book.timestamp_ms)
             state.bids, state.asks, state.trades = list(book.bids), list(book.asks), []
             self.engine.match_resting(state.spec.symbol)
         return book
 
-    async def watch_trades(self, symbol: str) -> Any:
-        raw = await super().watch_trades(symbol)
+    async def watch_trades(self, symbol: str) -> list[Trade]:
+        trades = await self.data.watch_trades(symbol)
         state = self._state(symbol)
-        if state is not None and isinstance(raw, list):
-            try:
-                trades = [Trade(0, Decimal(str(t["price"])), Decimal(str(t["amount"])), False, int(t["timestamp"]))
-                          for t in raw]  # fmt: skip
-            except (KeyError, TypeError, ValueError, ArithmeticError):
-                return raw  # the feed rejects the frame with its reason; the engine must not act on it
-            self.market.advance(max((t.time_ms for t in trades), default=None))
-            state.trades = trades
+        if state is not None and trades:
+            self.market.advance(max(t.timestamp_ms for t in trades))
+            state.trades = [sim_market.Trade(0, t.price, t.qty, False, t.timestamp_ms) for t in trades]
             self.engine.match_resting(state.spec.symbol)
             state.trades = []
-        return raw
+        return trades
 
-    async def watch_mark(self, symbol: str) -> Any:
-        raw = await super().watch_mark(symbol)
-        try:
-            mark = self.parse_mark(raw, symbol)
-        except VenueDataError:
-            return raw  # as above
+    async def fetch_mark(self, symbol: str) -> MarkPrice:
+        mark = await self.data.fetch_mark(symbol)
+        self.observe_mark(mark)
+        return mark
+
+    async def watch_mark(self, symbol: str) -> MarkPrice:
+        mark = await self.data.watch_mark(symbol)
         self.observe_mark(mark)
         return mark
 
@@ -215,7 +263,7 @@ class PaperVenue(CcxtVenue):
     # ------------------------------------------------------------------------------- orders
 
     async def create_order(self, approval: Approval, *, client_id: str | None = None) -> Order:
-        symbol, side, type, qty, price, reduce_only, client_id = self._order_arguments(approval, client_id)
+        symbol, side, type, qty, price, reduce_only, client_id = self.data.spend(approval, client_id)
         order = self._engine_call(
             f"create_order {symbol}", self.engine.place_order, self.account, symbol=self._id(symbol),
             side=side.upper(), type=type.upper(), qty=qty, price=price, reduce_only=reduce_only, client_id=client_id,

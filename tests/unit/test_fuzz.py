@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 from botkit.cli import main
 from botkit.clock import ManualClock
 from botkit.config import BotConfig, ConfigError, KillSwitchConfig, RuntimeConfig, VenueConfig, load_config
-from botkit.domain import Book, OrderIntent, OrderStatus, TradingState
+from botkit.domain import OrderIntent, OrderStatus, TradingState
 from botkit.guards.gate import Gate, MarketView, Snapshot
 from botkit.guards.killswitch import KillSwitch
 from botkit.margin import MarketRules
@@ -189,14 +189,27 @@ def snapshot(feeds: Feeds) -> Snapshot:
                     day_start_equity=D(10_000))  # fmt: skip
 
 
+WATCHES = {"book": "watch_order_book", "mark": "watch_mark_price", "trades": "watch_trades"}
+
+
+def deliver(feeds: Feeds, kind: str, raw: Any) -> None:
+    """One frame from ccxt's stream of this kind, through the venue's watch into the feeds (as they run)."""
+    stream = next(s for s in feeds.streams if s.name.split(":")[0] == kind)
+
+    async def frame(*args: Any, **kwargs: Any) -> Any:
+        return raw
+
+    setattr(feeds.venue.exchange, WATCHES[kind], frame)  # type: ignore[attr-defined]
+    run(feeds.receive(stream))
+
+
 @FUZZ
 @given(frames=st.lists(st.tuples(st.sampled_from(["book", "mark", "trades"]), BOOK | MARK | junk), max_size=6))
 def test_junk_frames_never_reach_the_gate(venue, tmp_path, frames):
     feeds, journal = feeds_for(venue, tmp_path)
     try:
-        by_name = {s.name.split(":")[0]: s for s in feeds.streams}
         for kind, raw in frames:
-            feeds._handle(by_name[kind], raw)
+            deliver(feeds, kind, raw)
         book, mark = feeds.market.books.get(BTC), feeds.market.marks.get(BTC)
         if book is not None:  # what the feeds keep was validated
             assert all(p > 0 and q > 0 for p, q in book.bids + book.asks)
@@ -213,9 +226,8 @@ def test_junk_frames_never_reach_the_gate(venue, tmp_path, frames):
 
 def test_a_bad_frame_is_journalled_and_the_last_good_data_kept(venue, tmp_path):
     feeds, journal = feeds_for(venue, tmp_path)
-    book = next(s for s in feeds.streams if s.name.startswith("book"))
-    feeds._handle(book, Book(BTC, ((D("49999"), D("1")),), ((D("50001"), D("1")),), None))
-    feeds._handle(book, {"bids": [["50002", "1"]], "asks": [["50001", "1"]]})  # crossed
+    deliver(feeds, "book", {"bids": [["49999", "1"]], "asks": [["50001", "1"]]})
+    deliver(feeds, "book", {"bids": [["50002", "1"]], "asks": [["50001", "1"]]})  # crossed
     journal.close()
     assert feeds.market.books[BTC].asks[0][0] == D("50001") and feeds.bad_frames == 1
     [event] = read_events(journal.path, ["feed"])

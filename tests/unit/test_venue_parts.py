@@ -10,6 +10,7 @@ from botkit.config import BotConfig, ConfigError
 from botkit.venue.ccxt_venue import CcxtVenue, build_exchange
 from botkit.venue.errors import Outcome, classify, exchange_details
 from botkit.venue.ids import ClientIds
+from botkit.venue.protocol import open_venue
 
 
 @pytest.mark.parametrize(
@@ -102,7 +103,7 @@ def test_exchange_construction_errors_name_the_setting():
     with pytest.raises(ConfigError, match="emulator_url"):
         build_exchange(config(mode="demo"))
     with pytest.raises(ConfigError, match=r"venue\.rate_limits: unknown rate budget"):
-        CcxtVenue.from_config(config(venue={"rate_limits": {"weight_1h": 5}}))
+        open_venue(config(venue={"rate_limits": {"weight_1h": 5}}))
     with pytest.raises(ConfigError, match="speaks binanceusdm only"):
         build_exchange(config(exchange={"id": "okx"}, mode="demo"), emulator_url="http://127.0.0.1:9")
 
