@@ -6,12 +6,11 @@ only the side that reduces it is quoted.
 
 from __future__ import annotations
 
-import time
 from decimal import Decimal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from botkit.runtime.strategy import Context, OrderSide, OrderType, Quote, Side, Strategy
+from botkit.runtime.strategy import Context, OrderSide, OrderType, Quote, Side, Strategy, TradingState
 
 
 class GridMaker(Strategy):
@@ -30,9 +29,9 @@ class GridMaker(Strategy):
 
     async def on_quote(self, ctx: Context, quote: Quote) -> None:
         p = self.params
-        if quote.bid is None or quote.ask is None or ctx.state.value != "ACTIVE":
+        if quote.bid is None or quote.ask is None or ctx.state is not TradingState.ACTIVE:
             return
-        now = time.monotonic()
+        now = ctx.now.timestamp()  # the bot's clock (virtual in a replay or a test)
         if now - self.refreshed.get(quote.symbol, 0.0) < p.refresh_seconds:
             return
         self.refreshed[quote.symbol] = now

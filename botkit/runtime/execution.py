@@ -69,6 +69,7 @@ class Router:
         self.tracker = OrderTracker()
         self.stopping = False  # set once shutdown begins: only risk cuts may leave after that
         self.reduce_only_wait_s: float | None = REDUCE_ONLY_JOURNAL_WAIT_S
+        self.list_wait_s = LIST_WAIT_S
 
     # --------------------------------------------------------------------------------- orders
 
@@ -257,11 +258,11 @@ class Router:
     async def cancel_own(self) -> tuple[int, int]:
         """Cancel every open order of this bot: the ones it tracks at once (cancels go first in the rate
         limiter), then any the exchange's list shows that it missed. That list is a read, which waits
-        behind a spent budget: it gets LIST_WAIT_S, after which the reconciler finds the rest."""
+        behind a spent budget: it gets `list_wait_s`, after which the reconciler finds the rest."""
         first = self.tracker.open()
         results = list(await asyncio.gather(*(self.cancel(o) for o in first)))
         try:
-            async with asyncio.timeout(LIST_WAIT_S):
+            async with asyncio.timeout(self.list_wait_s):
                 listed = await self.venue.fetch_open_orders()
         except (VenueError, TimeoutError) as exc:
             log.warning("router.cancel_list_skipped", error=str(exc) or "the rate budget held the read back")

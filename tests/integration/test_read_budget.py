@@ -99,6 +99,7 @@ async def test_with_the_refusal_off_the_budget_runs_dry_and_the_account_goes_sta
     monkeypatch.setattr(ReadPlan, "problem", lambda self: None)
     async with running_emulator(live_market()) as emu:
         bot = Bot(starved(emu, tmp_path), Idle(Idle.Params()))
+        bot.router.list_wait_s = 0.5  # the halt's cancel sweep would wait for the budget: the run ends sooner
         task = asyncio.ensure_future(bot.run(duration=30))
         try:
             await wait_for(lambda: "stream=account" in stale(bot), 20)  # reads queue behind the budget: no account news

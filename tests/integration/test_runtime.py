@@ -159,30 +159,6 @@ async def test_a_websocket_drop_falls_back_to_rest_and_recovers(tmp_path):
     assert summary.state is TradingState.ACTIVE
 
 
-async def test_a_stalled_feed_halts_cancels_on_the_exchange_and_resumes(tmp_path):
-    # feed-stall freezes the streams from 20 s to 80 s of market time: 1 s to 4 s here
-    async with running_emulator(live_market(scenario="feed-stall")) as emu:
-        config = bot_config(emu, tmp_path, params={"refresh_seconds": 0.2},
-                            killswitch={"stale_feed_seconds": "0.5", "auto_resume": True,
-                                        "resume_after_seconds": "0.5"})  # fmt: skip
-        bot = Bot(config, make_strategy(GridMaker, config.params))
-        run = asyncio.create_task(bot.run())
-        await wait_for(lambda: bot.ks.state is TradingState.HALTED, 20)  # on the events, not a fixed run length:
-        await wait_for(lambda: bot.ks.state is TradingState.ACTIVE, 30)  # a loaded machine slows the market
-        bot.stop()
-        summary = await run
-    states = [e.data["state"] for e in events(config, "killswitch") if e.data["event"] == "state"]
-    assert states[:2] == ["HALTED", "ACTIVE"]
-    halted = next(e for e in events(config, "killswitch") if e.data["state"] == "HALTED")
-    assert halted.data["trigger"] == "stale_feed"
-    [action] = [e.data for e in events(config, "halt.action") if e.data["action"] == "cancel"][:1]
-    assert action["of"] > 0 and action["cancelled"] == action["of"]
-    cancelled = {e.client_id for e in events(config, "order") if e.data["status"] == "canceled"}
-    statuses = {o.client_id: o.status for o in exchange_orders(emu)}
-    assert cancelled and all(statuses[c] == "CANCELED" for c in cancelled)
-    assert summary.crashed is None
-
-
 async def test_a_halt_with_cancel_and_flatten_closes_the_position_on_the_exchange(tmp_path):
     market = live_market(scenario="funding-squeeze")
     async with running_emulator(market) as emu:

@@ -1,0 +1,114 @@
+"""The whole bot (rooms, gate, kill switch, journal) on a fake venue and a manual clock: its own logic, in
+virtual time. Minutes of market pass in milliseconds, and nothing depends on how loaded the machine is.
+(tests/integration and tests/chaos drive the same bot through real ccxt against the emulator.)"""
+
+import asyncio
+from decimal import Decimal as D
+
+from botkit.clock import ManualClock
+from botkit.config import BotConfig
+from botkit.domain import OrderStatus, TradingState
+from botkit.runtime.bot import Bot
+from botkit.runtime.journal import read_events
+from botkit.runtime.strategy import Strategy, make_strategy
+from strategies.grid_maker import GridMaker
+from tests.fakes import BTC, FakeVenue
+
+STEP_S = 0.1  # virtual seconds between market updates
+
+
+def config(tmp_path, **sections) -> BotConfig:
+    base = {"mode": "demo", "symbols": [BTC], "journal": {"path": tmp_path / "journal.sqlite"},
+            "exchange": {"api_key": "key", "api_secret": "secret"},
+            "killswitch": {"stale_feed_seconds": 2}}  # fmt: skip
+    for name, values in sections.items():
+        base[name] = base.get(name, {}) | values if isinstance(values, dict) else values
+    return BotConfig(**base)
+
+
+class Market:
+    """Runs a bot on a fake venue, moving the market and the clock together."""
+
+    def __init__(self, bot: Bot, venue: FakeVenue, clock: ManualClock) -> None:
+        self.bot, self.venue, self.clock = bot, venue, clock
+        self.run = asyncio.ensure_future(bot.run())
+
+    async def step(self, seconds: float = STEP_S, mark: D | None = None, *, quote: bool = True) -> None:
+        """One market update (unless the feed is frozen), then `seconds` of virtual time; the journal
+        catches up before the next step, so every step sees the same state whatever the machine's load."""
+        if quote:
+            self.venue.quote(mark if mark is not None else self.venue.mark)
+        await self.clock.advance(seconds)
+        await self.bot.journal.flush()
+
+    async def until(self, condition, *, seconds: float, quote: bool = True) -> float:
+        """Step until `condition()`; fails after `seconds` of virtual time. Returns the virtual time taken."""
+        started = self.clock.monotonic()
+        while not condition():
+            assert self.clock.monotonic() - started < seconds, "not within the virtual time given"
+            await self.step(quote=quote)
+        return self.clock.monotonic() - started
+
+    async def stop(self):
+        self.bot.stop()
+        while not self.run.done():
+            await self.clock.advance(STEP_S)
+            await asyncio.sleep(0)
+        return self.run.result()
+
+
+def started(tmp_path, strategy: Strategy, **sections) -> Market:
+    clock = ManualClock(wall=1_700_000_000.0)
+    venue = FakeVenue(clock)
+    bot = Bot(config(tmp_path, **sections), strategy, clock=clock, venue=venue)
+    return Market(bot, venue, clock)
+
+
+def kinds(bot: Bot, *names: str) -> list:
+    return list(read_events(bot.config.journal.path, names))
+
+
+async def test_a_frozen_feed_halts_cancels_the_resting_orders_and_resumes_when_data_returns(tmp_path):
+    market = started(tmp_path, make_strategy(GridMaker, {"refresh_seconds": 0.5}),
+                     killswitch={"stale_feed_seconds": 2, "auto_resume": True, "resume_after_seconds": 1})  # fmt: skip
+    bot, venue = market.bot, market.venue
+    await market.until(lambda: len(venue.orders) >= 6, seconds=5)  # the grid: three levels a side
+    halted_after = await market.until(lambda: bot.ks.state is TradingState.HALTED, seconds=10, quote=False)
+    assert 2 <= halted_after <= 2 + 2 * STEP_S  # stale_feed_seconds after the last frame
+    await market.until(lambda: all(o.status is not OrderStatus.OPEN for o in venue.orders.values()), seconds=5,
+                       quote=False)  # fmt: skip
+    assert all(o.status is OrderStatus.CANCELED for o in venue.orders.values())
+    await market.until(lambda: bot.ks.state is TradingState.ACTIVE, seconds=10)
+    summary = await market.stop()
+    assert summary.crashed is None
+    [halted] = [e for e in kinds(bot, "killswitch") if e.data.get("state") == "HALTED"][:1]
+    assert halted.data["trigger"] == "stale_feed"
+    cancels = [e.data for e in kinds(bot, "halt.action") if e.data["action"] == "cancel"]
+    assert cancels and cancels[0]["cancelled"] == cancels[0]["of"] >= 6
+
+
+class Holds(Strategy):
+    """Buys once, at 10x, and holds: the liquidation guard's to protect."""
+
+    async def on_start(self, ctx) -> None:
+        await ctx.buy(BTC, D("0.1"), stop=ctx.mark(BTC) * D("0.95"))
+
+
+async def test_the_liquidation_guard_keeps_one_cut_in_flight_however_many_marks_arrive(tmp_path):
+    guard = {"liq_guard_buffer": "0.03", "liq_slice": "0.5", "liq_slice_pause_seconds": "0.2"}
+    market = started(tmp_path, Holds(Strategy.Params()), killswitch=guard, risk={"risk_per_trade": "0.05"})
+    bot, venue = market.bot, market.venue
+    await market.until(lambda: venue.qty == D("0.1"), seconds=5)
+    liquidation = venue.liquidation()
+    assert liquidation is not None
+    venue.hold_orders.clear()  # the exchange takes its time: the first cut stays in flight
+    near = liquidation * D("1.02")  # inside the 3 % buffer, beyond half of it: cut in slices of a half
+    for _ in range(30):  # thirty mark frames while the cut is in flight
+        await market.step(mark=near)
+    decided = [e for e in kinds(bot, "liquidation_guard")]
+    assert len(decided) == 1, f"{len(decided)} cuts decided while one was in flight"
+    venue.hold_orders.set()
+    await market.until(lambda: venue.qty < D("0.1"), seconds=5, quote=True)
+    await market.until(lambda: venue.qty == 0, seconds=20)  # then slice after slice, a pause apart
+    summary = await market.stop()
+    assert summary.crashed is None and venue.liquidation() is None
