@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from botkit.margin import liquidation_price, maintenance_margin, move_position, notional_cap_for_leverage, plain
+from botkit.margin import liquidation_price, move_position, notional_cap_for_leverage, plain
 from botkit.sim.market import Market, SymbolState
 
 D = Decimal
@@ -68,35 +68,6 @@ class Order:
     def average(self) -> Decimal:
         return self.cum_quote / self.filled if self.filled else ZERO
 
-    def to_api(self) -> dict[str, Any]:
-        return {
-            "orderId": self.id,
-            "symbol": self.symbol,
-            "status": self.status,
-            "clientOrderId": self.client_id,
-            "price": plain(self.price),
-            "avgPrice": plain(self.average),
-            "origQty": plain(self.qty),
-            "executedQty": plain(self.filled),
-            "cumQty": plain(self.filled),
-            "cumQuote": plain(self.cum_quote),
-            "timeInForce": self.time_in_force,
-            "type": self.type,
-            "reduceOnly": self.reduce_only,
-            "closePosition": False,
-            "side": self.side,
-            "positionSide": "BOTH",
-            "stopPrice": "0",
-            "workingType": "CONTRACT_PRICE",
-            "priceProtect": False,
-            "origType": self.type,
-            "priceMatch": "NONE",
-            "selfTradePreventionMode": "NONE",
-            "goodTillDate": 0,
-            "time": self.time_ms,
-            "updateTime": self.update_ms or self.time_ms,
-        }
-
 
 @dataclass
 class Position:
@@ -127,24 +98,6 @@ class Fill:
     maker: bool
     time_ms: int
 
-    def to_api(self) -> dict[str, Any]:
-        return {
-            "symbol": self.symbol,
-            "id": self.id,
-            "orderId": self.order_id,
-            "side": self.side,
-            "price": plain(self.price),
-            "qty": plain(self.qty),
-            "realizedPnl": plain(self.realized_pnl),
-            "quoteQty": plain(self.price * self.qty),
-            "commission": plain(self.commission),
-            "commissionAsset": "USDT",
-            "time": self.time_ms,
-            "positionSide": "BOTH",
-            "buyer": self.side == "BUY",
-            "maker": self.maker,
-        }
-
 
 @dataclass
 class Income:
@@ -153,18 +106,6 @@ class Income:
     income_type: str  # FUNDING_FEE / REALIZED_PNL / COMMISSION / INSURANCE_CLEAR
     amount: Decimal
     time_ms: int
-
-    def to_api(self) -> dict[str, Any]:
-        return {
-            "symbol": self.symbol,
-            "incomeType": self.income_type,
-            "income": plain(self.amount),
-            "asset": "USDT",
-            "info": "",
-            "time": self.time_ms,
-            "tranId": self.tran_id,
-            "tradeId": "",
-        }
 
 
 @dataclass
@@ -195,7 +136,28 @@ class Account:
         return [o for o in self.working.values() if symbol in (None, o.symbol)]
 
 
-Listener = Callable[[Account, dict[str, Any]], None]
+@dataclass(frozen=True)
+class OrderChanged:
+    """An order moved: `execution` is NEW, TRADE (with its fill), CANCELED, EXPIRED, or CALCULATED (the
+    liquidation engine's order)."""
+
+    order: Order
+    execution: str
+    fill: Fill | None
+    time_ms: int
+
+
+@dataclass(frozen=True)
+class AccountChanged:
+    """A wallet or position changed, for `reason` (ORDER, FUNDING_FEE)."""
+
+    reason: str
+    symbol: str
+    time_ms: int
+
+
+EngineEvent = OrderChanged | AccountChanged
+Listener = Callable[[Account, EngineEvent], None]
 
 
 class Engine:
@@ -584,134 +546,21 @@ class Engine:
         self._emit_order(account, order, "CALCULATED", None)
         self._emit_account(account, "ORDER", pos.symbol)
 
-    # ------------------------------------------------------------------------------ API snapshots
-
-    def position_row(self, account: Account, symbol: str) -> dict[str, Any]:
-        pos = account.position(symbol)
-        state = self.market.symbols[symbol]
-        config = account.config(symbol)
-        notional = pos.qty * state.mark
-        upnl = self.unrealized(account, symbol)
-        isolated = config.margin_type == "ISOLATED" and pos.qty != ZERO
-        liq = self.liquidation_price(account, symbol)
-        return {
-            "symbol": symbol,
-            "positionSide": "BOTH",
-            "positionAmt": plain(pos.qty),
-            "entryPrice": plain(pos.entry) if pos.qty else "0.0",
-            "breakEvenPrice": plain(pos.entry) if pos.qty else "0.0",
-            "markPrice": plain(state.mark),
-            "unRealizedProfit": plain(upnl),
-            "liquidationPrice": plain(liq) if liq is not None else "0",
-            "isolatedMargin": plain(pos.isolated_wallet + upnl) if isolated else "0",
-            "notional": plain(notional),
-            "marginAsset": "USDT",
-            "isolatedWallet": plain(pos.isolated_wallet) if isolated else "0",
-            "initialMargin": plain(abs(notional) / config.leverage),
-            "maintMargin": plain(maintenance_margin(notional, state.tiers)) if pos.qty else "0",
-            "positionInitialMargin": plain(abs(notional) / config.leverage),
-            "openOrderInitialMargin": plain(self.open_order_margin(account, symbol)),
-            "adl": 1,
-            "bidNotional": "0",
-            "askNotional": "0",
-            "updateTime": pos.update_ms or self.now_ms,
-        }
-
-    def account_info(self, account: Account) -> dict[str, Any]:
-        rows = [self.position_row(account, s) for s in self.market.symbols]
-        cross_upnl = sum(
-            (self.unrealized(account, s) for s in self.market.symbols if account.config(s).margin_type == "CROSSED"),
-            ZERO,
-        )
-        upnl = sum((self.unrealized(account, s) for s in self.market.symbols), ZERO)
-        wallet = account.wallet_balance
-        position_im = sum((D(r["positionInitialMargin"]) for r in rows), ZERO)
-        order_im = self.open_order_margin(account)
-        available = self.available(account)
-        maint = sum((D(r["maintMargin"]) for r in rows), ZERO)
-        asset = {
-            "asset": "USDT",
-            "walletBalance": plain(wallet),
-            "unrealizedProfit": plain(upnl),
-            "marginBalance": plain(wallet + upnl),
-            "maintMargin": plain(maint),
-            "initialMargin": plain(position_im + order_im),
-            "positionInitialMargin": plain(position_im),
-            "openOrderInitialMargin": plain(order_im),
-            "crossWalletBalance": plain(account.wallet),
-            "crossUnPnl": plain(cross_upnl),
-            "availableBalance": plain(available),
-            "maxWithdrawAmount": plain(max(available, ZERO)),
-            "updateTime": self.now_ms,
-        }
-        return {
-            "totalInitialMargin": asset["initialMargin"],
-            "totalMaintMargin": asset["maintMargin"],
-            "totalWalletBalance": asset["walletBalance"],
-            "totalUnrealizedProfit": asset["unrealizedProfit"],
-            "totalMarginBalance": asset["marginBalance"],
-            "totalPositionInitialMargin": asset["positionInitialMargin"],
-            "totalOpenOrderInitialMargin": asset["openOrderInitialMargin"],
-            "totalCrossWalletBalance": asset["crossWalletBalance"],
-            "totalCrossUnPnl": asset["crossUnPnl"],
-            "availableBalance": asset["availableBalance"],
-            "maxWithdrawAmount": asset["maxWithdrawAmount"],
-            "assets": [asset],
-            "positions": [
-                {k: r[k] for k in ("symbol", "positionSide", "positionAmt", "unRealizedProfit", "isolatedMargin",
-                                   "notional", "isolatedWallet", "initialMargin", "maintMargin", "updateTime")}
-                for r in rows if D(r["positionAmt"])
-            ],
-        }  # fmt: skip
+    def margin_balance(self, account: Account) -> Decimal:
+        """Wallet balance plus every position's unrealized PnL."""
+        return account.wallet_balance + sum((self.unrealized(account, s) for s in self.market.symbols), ZERO)
 
     # ------------------------------------------------------------------------------------ events
 
-    def _emit(self, account: Account, event: dict[str, Any]) -> None:
+    def _emit(self, account: Account, event: EngineEvent) -> None:
         for listener in self.listeners:
             listener(account, event)
 
     def _emit_order(self, account: Account, order: Order, execution: str, fill: Fill | None) -> None:
-        self._emit(
-            account,
-            {
-                "e": "ORDER_TRADE_UPDATE",
-                "E": self.now_ms,
-                "T": self.now_ms,
-                "o": {
-                    "s": order.symbol, "c": order.client_id, "S": order.side, "o": order.type,
-                    "f": order.time_in_force, "q": plain(order.qty), "p": plain(order.price),
-                    "ap": plain(order.average), "sp": "0",
-                    "x": execution, "X": order.status, "i": order.id,
-                    "l": plain(fill.qty if fill else ZERO), "z": plain(order.filled),
-                    "L": plain(fill.price if fill else ZERO), "n": plain(fill.commission if fill else ZERO),
-                    "N": "USDT", "T": self.now_ms, "t": fill.id if fill else 0, "b": "0", "a": "0",
-                    "m": bool(fill and fill.maker), "R": order.reduce_only, "wt": "CONTRACT_PRICE",
-                    "ot": order.type, "ps": "BOTH", "cp": False, "rp": plain(fill.realized_pnl if fill else ZERO),
-                },
-            },
-        )  # fmt: skip
+        self._emit(account, OrderChanged(order, execution, fill, self.now_ms))
 
     def _emit_account(self, account: Account, reason: str, symbol: str) -> None:
-        pos = account.position(symbol)
-        config = account.config(symbol)
-        self._emit(
-            account,
-            {
-                "e": "ACCOUNT_UPDATE",
-                "E": self.now_ms,
-                "T": self.now_ms,
-                "a": {
-                    "m": reason,
-                    "B": [{"a": "USDT", "wb": plain(account.wallet_balance), "cw": plain(account.wallet), "bc": "0"}],
-                    "P": [
-                        {"s": symbol, "pa": plain(pos.qty), "ep": plain(pos.entry), "bep": plain(pos.entry),
-                         "cr": "0", "up": plain(self.unrealized(account, symbol)),
-                         "mt": "isolated" if config.margin_type == "ISOLATED" else "cross",
-                         "iw": plain(pos.isolated_wallet), "ps": "BOTH"}
-                    ],
-                },
-            },
-        )  # fmt: skip
+        self._emit(account, AccountChanged(reason, symbol, self.now_ms))
 
 
 def _crosses(side: str, price: Decimal | None, state: SymbolState) -> bool:

@@ -29,12 +29,13 @@ from urllib.parse import parse_qsl
 
 from aiohttp import WSMsgType, web
 
-from botkit.margin import plain
-from botkit.sim.engine import Account, Engine, Rejection
+from botkit.margin import maintenance_margin, plain
+from botkit.sim.engine import Account, Engine, EngineEvent, Fill, Income, Order, OrderChanged, Rejection
 from botkit.sim.faults import REST_KINDS, FaultPlan, FaultPlanError, FaultRule, parse_plan
 from botkit.sim.market import SCENARIOS, Market
 
 D = Decimal
+ZERO = Decimal(0)
 Params = dict[str, str]
 Handler = Callable[[web.Request, Params, Account | None], Awaitable[Any]]
 CLOSE_FRAME = "\x00close"  # queued to make a socket's writer close it (an injected disconnect)
@@ -660,11 +661,11 @@ class Emulator:
 
     async def h_account(self, request: web.Request, params: Params, account: Account | None) -> Any:
         assert account is not None
-        return self.engine.account_info(account)
+        return account_json(self.engine, account)
 
     async def h_balance(self, request: web.Request, params: Params, account: Account | None) -> Any:
         assert account is not None
-        asset = self.engine.account_info(account)["assets"][0]
+        asset = account_json(self.engine, account)["assets"][0]
         return [{"accountAlias": "emu", "asset": "USDT", "balance": asset["walletBalance"],
                  "crossWalletBalance": asset["crossWalletBalance"], "crossUnPnl": asset["crossUnPnl"],
                  "availableBalance": asset["availableBalance"], "maxWithdrawAmount": asset["maxWithdrawAmount"],
@@ -672,13 +673,13 @@ class Emulator:
 
     async def h_position_risk(self, request: web.Request, params: Params, account: Account | None) -> Any:
         assert account is not None
-        return [self.engine.position_row(account, s) for s in self._symbols(params)]
+        return [position_json(self.engine, account, s) for s in self._symbols(params)]
 
     async def h_position_risk_v2(self, request: web.Request, params: Params, account: Account | None) -> Any:
         assert account is not None
         rows = []
         for s in self._symbols(params):
-            row = self.engine.position_row(account, s)
+            row = position_json(self.engine, account, s)
             config = account.config(s)
             row |= {"leverage": str(config.leverage), "marginType": "isolated" if config.margin_type == "ISOLATED"
                     else "cross", "isAutoAddMargin": "false", "isolated": config.margin_type == "ISOLATED"}  # fmt: skip
@@ -739,7 +740,7 @@ class Emulator:
             reduce_only=params.get("reduceOnly", "false").lower() == "true",
             client_id=params.get("newClientOrderId"),
         )
-        return order.to_api()
+        return order_json(order)
 
     def _order_ref(self, params: dict[str, str]) -> tuple[int | None, str | None]:
         order_id, client_id = _int(params, "orderId"), params.get("origClientOrderId")
@@ -749,23 +750,23 @@ class Emulator:
 
     async def h_query_order(self, request: web.Request, params: Params, account: Account | None) -> Any:
         assert account is not None
-        return self.engine.find_order(account, params.get("symbol"), *self._order_ref(params)).to_api()
+        return order_json(self.engine.find_order(account, params.get("symbol"), *self._order_ref(params)))
 
     async def h_cancel_order(self, request: web.Request, params: Params, account: Account | None) -> Any:
         assert account is not None
-        return self.engine.cancel_order(account, params.get("symbol"), *self._order_ref(params)).to_api()
+        return order_json(self.engine.cancel_order(account, params.get("symbol"), *self._order_ref(params)))
 
     async def h_open_orders(self, request: web.Request, params: Params, account: Account | None) -> Any:
         assert account is not None
         symbol = params.get("symbol")
         if symbol is not None:
             self.engine.symbol(symbol)
-        return [o.to_api() for o in account.open_orders(symbol)]
+        return [order_json(o) for o in account.open_orders(symbol)]
 
     async def h_all_orders(self, request: web.Request, params: Params, account: Account | None) -> Any:
         assert account is not None
         self.engine.symbol(params.get("symbol"))
-        return [o.to_api() for o in account.orders.values() if o.symbol == params["symbol"]]
+        return [order_json(o) for o in account.orders.values() if o.symbol == params["symbol"]]
 
     async def h_cancel_all(self, request: web.Request, params: Params, account: Account | None) -> Any:
         assert account is not None
@@ -775,13 +776,13 @@ class Emulator:
     async def h_user_trades(self, request: web.Request, params: Params, account: Account | None) -> Any:
         assert account is not None
         self.engine.symbol(params.get("symbol"))
-        rows = [f.to_api() for f in account.fills if f.symbol == params["symbol"]]
+        rows = [fill_json(f) for f in account.fills if f.symbol == params["symbol"]]
         return rows[-(_int(params, "limit", 500) or 500) :]
 
     async def h_income(self, request: web.Request, params: Params, account: Account | None) -> Any:
         assert account is not None
         kind, symbol = params.get("incomeType"), params.get("symbol")
-        rows = [i.to_api() for i in account.incomes if kind in (None, i.income_type) and symbol in (None, i.symbol)]
+        rows = [income_json(i) for i in account.incomes if kind in (None, i.income_type) and symbol in (None, i.symbol)]
         return rows[-(_int(params, "limit", 100) or 100) :]
 
     async def h_api_restrictions(self, request: web.Request, params: Params, account: Account | None) -> Any:
@@ -853,10 +854,44 @@ class Emulator:
         else:
             sock.send({"error": {"code": 2, "msg": f"Invalid request: unknown method {method!r}"}, "id": ident})
 
-    def _on_private_event(self, account: Account, event: dict[str, Any]) -> None:
+    def _on_private_event(self, account: Account, event: EngineEvent) -> None:
+        frame = self._user_frame(account, event)
         for sock in self.sockets:
             if sock.account is account:
-                sock.send(event)
+                sock.send(frame)
+
+    def _user_frame(self, account: Account, event: EngineEvent) -> dict[str, Any]:
+        """An engine event as Binance's user data stream sends it."""
+        if isinstance(event, OrderChanged):
+            order, fill = event.order, event.fill
+            return {
+                "e": "ORDER_TRADE_UPDATE", "E": event.time_ms, "T": event.time_ms,
+                "o": {
+                    "s": order.symbol, "c": order.client_id, "S": order.side, "o": order.type,
+                    "f": order.time_in_force, "q": plain(order.qty), "p": plain(order.price),
+                    "ap": plain(order.average), "sp": "0",
+                    "x": event.execution, "X": order.status, "i": order.id,
+                    "l": plain(fill.qty if fill else ZERO), "z": plain(order.filled),
+                    "L": plain(fill.price if fill else ZERO), "n": plain(fill.commission if fill else ZERO),
+                    "N": "USDT", "T": event.time_ms, "t": fill.id if fill else 0, "b": "0", "a": "0",
+                    "m": bool(fill and fill.maker), "R": order.reduce_only, "wt": "CONTRACT_PRICE",
+                    "ot": order.type, "ps": "BOTH", "cp": False, "rp": plain(fill.realized_pnl if fill else ZERO),
+                },
+            }  # fmt: skip
+        pos, config = account.position(event.symbol), account.config(event.symbol)
+        return {
+            "e": "ACCOUNT_UPDATE", "E": event.time_ms, "T": event.time_ms,
+            "a": {
+                "m": event.reason,
+                "B": [{"a": "USDT", "wb": plain(account.wallet_balance), "cw": plain(account.wallet), "bc": "0"}],
+                "P": [
+                    {"s": event.symbol, "pa": plain(pos.qty), "ep": plain(pos.entry), "bep": plain(pos.entry),
+                     "cr": "0", "up": plain(self.engine.unrealized(account, event.symbol)),
+                     "mt": "isolated" if config.margin_type == "ISOLATED" else "cross",
+                     "iw": plain(pos.isolated_wallet), "ps": "BOTH"}
+                ],
+            },
+        }  # fmt: skip
 
     def _broadcast_market(self) -> None:
         if not self.sockets:
@@ -924,13 +959,13 @@ class Emulator:
                 {
                     "api_key": account.api_key[:8] + "…",
                     "wallet": plain(account.wallet),
-                    "account": self.engine.account_info(account),
-                    "positions": [self.engine.position_row(account, s) for s in self.market.symbols],
+                    "account": account_json(self.engine, account),
+                    "positions": [position_json(self.engine, account, s) for s in self.market.symbols],
                     "margin": {s: vars(c) for s, c in account.configs.items()},
-                    "open_orders": [o.to_api() for o in account.open_orders()],
-                    "orders": [o.to_api() for o in account.orders.values()],
-                    "fills": [f.to_api() for f in account.fills],
-                    "income": [i.to_api() for i in account.incomes],
+                    "open_orders": [order_json(o) for o in account.open_orders()],
+                    "orders": [order_json(o) for o in account.orders.values()],
+                    "fills": [fill_json(f) for f in account.fills],
+                    "income": [income_json(i) for i in account.incomes],
                 }
             )
         market = {
@@ -1017,3 +1052,148 @@ def _garbled(payload: dict[str, Any]) -> dict[str, Any]:
     """A corrupt_frame fault: the frame keeps its event type and time and loses everything else (symbol,
     prices, quantities), as from a broken gateway. ccxt's handler fails on it inside its callback."""
     return {k: v for k, v in payload.items() if k in ("e", "E")}
+
+
+# ------------------------------------------------------------------ the engine's state as Binance shows it
+
+
+def order_json(order: Order) -> dict[str, Any]:
+    return {
+        "orderId": order.id,
+        "symbol": order.symbol,
+        "status": order.status,
+        "clientOrderId": order.client_id,
+        "price": plain(order.price),
+        "avgPrice": plain(order.average),
+        "origQty": plain(order.qty),
+        "executedQty": plain(order.filled),
+        "cumQty": plain(order.filled),
+        "cumQuote": plain(order.cum_quote),
+        "timeInForce": order.time_in_force,
+        "type": order.type,
+        "reduceOnly": order.reduce_only,
+        "closePosition": False,
+        "side": order.side,
+        "positionSide": "BOTH",
+        "stopPrice": "0",
+        "workingType": "CONTRACT_PRICE",
+        "priceProtect": False,
+        "origType": order.type,
+        "priceMatch": "NONE",
+        "selfTradePreventionMode": "NONE",
+        "goodTillDate": 0,
+        "time": order.time_ms,
+        "updateTime": order.update_ms or order.time_ms,
+    }
+
+
+def fill_json(fill: Fill) -> dict[str, Any]:
+    return {
+        "symbol": fill.symbol,
+        "id": fill.id,
+        "orderId": fill.order_id,
+        "side": fill.side,
+        "price": plain(fill.price),
+        "qty": plain(fill.qty),
+        "realizedPnl": plain(fill.realized_pnl),
+        "quoteQty": plain(fill.price * fill.qty),
+        "commission": plain(fill.commission),
+        "commissionAsset": "USDT",
+        "time": fill.time_ms,
+        "positionSide": "BOTH",
+        "buyer": fill.side == "BUY",
+        "maker": fill.maker,
+    }
+
+
+def income_json(income: Income) -> dict[str, Any]:
+    return {
+        "symbol": income.symbol,
+        "incomeType": income.income_type,
+        "income": plain(income.amount),
+        "asset": "USDT",
+        "info": "",
+        "time": income.time_ms,
+        "tranId": income.tran_id,
+        "tradeId": "",
+    }
+
+
+def position_json(engine: Engine, account: Account, symbol: str) -> dict[str, Any]:
+    pos = account.position(symbol)
+    state = engine.market.symbols[symbol]
+    config = account.config(symbol)
+    notional = pos.qty * state.mark
+    upnl = engine.unrealized(account, symbol)
+    isolated = config.margin_type == "ISOLATED" and pos.qty != ZERO
+    liq = engine.liquidation_price(account, symbol)
+    return {
+        "symbol": symbol,
+        "positionSide": "BOTH",
+        "positionAmt": plain(pos.qty),
+        "entryPrice": plain(pos.entry) if pos.qty else "0.0",
+        "breakEvenPrice": plain(pos.entry) if pos.qty else "0.0",
+        "markPrice": plain(state.mark),
+        "unRealizedProfit": plain(upnl),
+        "liquidationPrice": plain(liq) if liq is not None else "0",
+        "isolatedMargin": plain(pos.isolated_wallet + upnl) if isolated else "0",
+        "notional": plain(notional),
+        "marginAsset": "USDT",
+        "isolatedWallet": plain(pos.isolated_wallet) if isolated else "0",
+        "initialMargin": plain(abs(notional) / config.leverage),
+        "maintMargin": plain(maintenance_margin(notional, state.tiers)) if pos.qty else "0",
+        "positionInitialMargin": plain(abs(notional) / config.leverage),
+        "openOrderInitialMargin": plain(engine.open_order_margin(account, symbol)),
+        "adl": 1,
+        "bidNotional": "0",
+        "askNotional": "0",
+        "updateTime": pos.update_ms or engine.now_ms,
+    }
+
+
+def account_json(engine: Engine, account: Account) -> dict[str, Any]:
+    rows = [position_json(engine, account, s) for s in engine.market.symbols]
+    cross_upnl = sum(
+        (engine.unrealized(account, s) for s in engine.market.symbols if account.config(s).margin_type == "CROSSED"),
+        ZERO,
+    )
+    upnl = sum((engine.unrealized(account, s) for s in engine.market.symbols), ZERO)
+    wallet = account.wallet_balance
+    position_im = sum((D(r["positionInitialMargin"]) for r in rows), ZERO)
+    order_im = engine.open_order_margin(account)
+    available = engine.available(account)
+    maint = sum((D(r["maintMargin"]) for r in rows), ZERO)
+    asset = {
+        "asset": "USDT",
+        "walletBalance": plain(wallet),
+        "unrealizedProfit": plain(upnl),
+        "marginBalance": plain(wallet + upnl),
+        "maintMargin": plain(maint),
+        "initialMargin": plain(position_im + order_im),
+        "positionInitialMargin": plain(position_im),
+        "openOrderInitialMargin": plain(order_im),
+        "crossWalletBalance": plain(account.wallet),
+        "crossUnPnl": plain(cross_upnl),
+        "availableBalance": plain(available),
+        "maxWithdrawAmount": plain(max(available, ZERO)),
+        "updateTime": engine.now_ms,
+    }
+    return {
+        "totalInitialMargin": asset["initialMargin"],
+        "totalMaintMargin": asset["maintMargin"],
+        "totalWalletBalance": asset["walletBalance"],
+        "totalUnrealizedProfit": asset["unrealizedProfit"],
+        "totalMarginBalance": asset["marginBalance"],
+        "totalPositionInitialMargin": asset["positionInitialMargin"],
+        "totalOpenOrderInitialMargin": asset["openOrderInitialMargin"],
+        "totalCrossWalletBalance": asset["crossWalletBalance"],
+        "totalCrossUnPnl": asset["crossUnPnl"],
+        "availableBalance": asset["availableBalance"],
+        "maxWithdrawAmount": asset["maxWithdrawAmount"],
+        "assets": [asset],
+        "positions": [
+            {k: r[k] for k in ("symbol", "positionSide", "positionAmt", "unRealizedProfit", "isolatedMargin",
+                               "notional", "isolatedWallet", "initialMargin", "maintMargin", "updateTime")}
+            for r in rows if D(r["positionAmt"])
+        ],
+    }  # fmt: skip

@@ -253,12 +253,9 @@ class PaperVenue:
             updates.append(self.updates.get_nowait())
         return updates
 
-    def _engine_event(self, account: sim.Account, event: dict[str, Any]) -> None:
-        if event.get("e") != "ORDER_TRADE_UPDATE":
-            return
-        row = event["o"]
-        order = self.engine_order(account.orders[row["i"]])
-        self.updates.put_nowait(order)
+    def _engine_event(self, account: sim.Account, event: sim.EngineEvent) -> None:
+        if isinstance(event, sim.OrderChanged):
+            self.updates.put_nowait(self.engine_order(event.order))
 
     # ------------------------------------------------------------------------------- orders
 
@@ -304,8 +301,7 @@ class PaperVenue:
     # ------------------------------------------------------------------------------ account
 
     async def fetch_balance(self, currency: str = "USDT") -> Balance:
-        info = self.engine.account_info(self.account)
-        total, free = Decimal(info["totalMarginBalance"]), Decimal(info["availableBalance"])
+        total, free = self.engine.margin_balance(self.account), self.engine.available(self.account)
         return Balance(currency, free=free, used=total - free, total=total)
 
     async def fetch_positions(self, symbols: Iterable[str] | None = None) -> list[Position]:
