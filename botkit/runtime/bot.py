@@ -154,7 +154,7 @@ class Bot:
             settings=config.runtime, timeframe=float(strategy.timeframe),
             silence_s=float(config.killswitch.stale_feed_seconds),
             on_quote=lambda symbol: self._news(QuoteMoved(symbol)), on_bar=lambda bar: self._news(BarClosed(bar)),
-            on_order=self.router.order_update, on_orders_back=self.reconciler.orders,
+            on_order=self.router.order_update, on_orders_back=self.reconciler.after_reconnect,
         )  # fmt: skip
         self.crashed: str | None = None
         self._stopping = asyncio.Event()

@@ -37,6 +37,7 @@ from botkit.venue.protocol import Venue
 log = get_logger("botkit.feeds")
 RETRY_BASE_S = 0.5
 RESTART_GRACE_S = 1.0  # a watch failing this soon after our own restart is that restart, not an outage
+QUIET_UP_S = 2.0  # a reconnected stream with a REST check on its return (the user stream) is up after this
 
 
 class BarBuilder:
@@ -155,8 +156,22 @@ class Feeds:
     async def _run(self, stream: Stream) -> None:
         failures = 0
         while True:
+            receiving = asyncio.ensure_future(self.receive(stream))
             try:
-                await self.receive(stream)
+                if stream.name in self.down and stream.on_back is not None:
+                    # a user stream may be quiet for hours: reconnected and not failing for QUIET_UP_S, it is
+                    # back, and what it missed meanwhile is learnt over REST now, not at its next message
+                    sleeper = asyncio.ensure_future(self.clock.sleep(QUIET_UP_S))
+                    try:
+                        await asyncio.wait((receiving, sleeper), return_when=asyncio.FIRST_COMPLETED)
+                    finally:
+                        sleeper.cancel()
+                    if not receiving.done():
+                        await self._back_up(stream)
+                await receiving
+            except asyncio.CancelledError:
+                receiving.cancel()
+                raise
             except StreamFailed as failed:
                 exc = failed.__cause__
                 if self.clock.monotonic() - self._restarted_at < RESTART_GRACE_S:  # our own restart: subscribe
@@ -173,13 +188,16 @@ class Feeds:
                 await self._fall_back(stream, random.uniform(0, min(cap, RETRY_BASE_S * 2**failures)))
                 continue
             if stream.name in self.down:
-                since = self.down.pop(stream.name)
-                log.info("feed.up", stream=stream.name, down_s=round(self.clock.monotonic() - since, 3))
-                down_s = self.clock.monotonic() - since
-                self.journal.write(events.FeedChanged(stream=stream.name, status="up", down_s=down_s))
-                if stream.on_back is not None:
-                    await stream.on_back()
+                await self._back_up(stream)
             failures = 0
+
+    async def _back_up(self, stream: Stream) -> None:
+        since = self.down.pop(stream.name)
+        down_s = self.clock.monotonic() - since
+        log.info("feed.up", stream=stream.name, down_s=round(down_s, 3))
+        self.journal.write(events.FeedChanged(stream=stream.name, status="up", down_s=down_s))
+        if stream.on_back is not None:
+            await stream.on_back()
 
     async def receive(self, stream: Stream) -> None:
         """Wait for the stream's next update and hand it on; a frame the venue could not read is journalled

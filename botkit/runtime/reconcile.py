@@ -86,16 +86,44 @@ class Reconciler:
             await self.orders()
             try:
                 for symbol in self.symbols:
-                    lev, mode = await self.venue.fetch_margin_settings(symbol)
-                    expected = self.market.leverage[symbol]
-                    self.ks.margin_settings(symbol, leverage=lev, mode=mode, expected_leverage=expected,
-                                            expected_mode="isolated")  # fmt: skip
+                    await self.margin_settings(symbol)
                 self.ks.clock_offset(await self.venue.fetch_clock_offset())
                 await self._record_funding()
             except VenueError as exc:
                 self.ks.error(f"reconcile: {exc}")
             if self.clock.monotonic() >= self._rules_due:
                 await self.refresh_rules()
+
+    async def after_reconnect(self) -> None:
+        """The user stream is back after a drop: what it missed is learnt over REST, and the margin settings
+        are checked at once (an exchange back from a restart may have lost them)."""
+        await self.orders()
+        try:
+            for symbol in self.symbols:
+                await self.margin_settings(symbol)
+        except VenueError as exc:
+            self.ks.error(f"reconcile after reconnect: {exc}")
+
+    async def margin_settings(self, symbol: str) -> None:
+        """Leverage and margin mode as the exchange has them against what the bot set. Changed while the bot
+        holds nothing there (no position, order or intent in flight; an exchange that lost its state after
+        a restart, say): nothing rests on the old settings, so the bot's own are put back and journalled.
+        Changed under a position or an order: the kill switch halts until a person looks (latched)."""
+        leverage, mode = await self.venue.fetch_margin_settings(symbol)
+        expected = self.market.leverage[symbol]
+        if (leverage is None or int(leverage) == expected) and (mode is None or str(mode).lower() == "isolated"):
+            return
+        router = self.router
+        held = symbol in router.account.positions or router.tracker.open(symbol)
+        if held or any(o.symbol == symbol for o in router.reservations.orders()):
+            self.ks.margin_settings(symbol, leverage=leverage, mode=mode, expected_leverage=expected,
+                                    expected_mode="isolated")  # fmt: skip
+            return
+        await self.venue.ensure_isolated(symbol, expected)
+        changed: dict[str, Any] = {"margin": [f"{mode} {leverage}x", f"isolated {expected}x"]}
+        self.journal.write(events.RulesChanged(symbol=symbol, changed=changed, leverage=expected))
+        log.warning("reconcile.margin_restored", symbol=symbol, found=f"{mode} {leverage}x",
+                    restored=f"isolated {expected}x")  # fmt: skip
 
     async def orders(self) -> None:
         """The exchange's open orders against the tracker's: anything the stream missed is learnt over REST."""

@@ -558,8 +558,21 @@ class CcxtVenue:
         return parse.trades(raw, symbol, self._contract_size.get(symbol, Decimal(1)))
 
     async def watch_orders(self) -> list[Order]:
-        rows = parse.rows(await self.exchange.watch_orders(), "order updates")
+        try:
+            raw = await self.exchange.watch_orders()
+        except Exception:
+            self._renew_listen_key()
+            raise
+        rows = parse.rows(raw, "order updates")
         return [parse.order(row, None, self._contract_size) for row in rows]
+
+    def _renew_listen_key(self) -> None:
+        """The user stream failed: its next connection asks for a listen key again. ccxt keeps one for 20
+        minutes, and an exchange back from a restart has forgotten it (Binance hands back the same key
+        while it is still valid, so asking again costs one request of weight 1)."""
+        for options in self.exchange.options.values():
+            if isinstance(options, dict) and "lastAuthenticatedTime" in options:
+                options["lastAuthenticatedTime"] = 0
 
     def restart_streams(self, why: str) -> int:
         """Drop every WebSocket connection as a failed one, so each stream reconnects and subscribes again

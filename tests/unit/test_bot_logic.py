@@ -7,7 +7,7 @@ from decimal import Decimal as D
 
 from botkit.clock import ManualClock
 from botkit.config import BotConfig
-from botkit.domain import OrderStatus, TradingState
+from botkit.domain import Order, OrderStatus, TradingState
 from botkit.runtime.bot import Bot
 from botkit.runtime.journal import read_events
 from botkit.runtime.strategy import Strategy, make_strategy
@@ -112,3 +112,26 @@ async def test_the_liquidation_guard_keeps_one_cut_in_flight_however_many_marks_
     await market.until(lambda: venue.qty == 0, seconds=20)  # then slice after slice, a pause apart
     summary = await market.stop()
     assert summary.crashed is None and venue.liquidation() is None
+
+
+class Idle(Strategy):
+    pass
+
+
+async def test_margin_settings_changed_while_flat_are_put_back_and_under_a_position_halt(tmp_path):
+    market = started(tmp_path, Idle(Strategy.Params()), runtime={"reconcile_seconds": 5})
+    bot, venue = market.bot, market.venue
+    await market.until(lambda: bot.ks.state is TradingState.ACTIVE and bot.market.books, seconds=5)
+    set_by_bot = venue.leverage
+    venue.leverage = 20  # the exchange forgot (a restart) or a person changed it: nothing is held
+    await market.until(lambda: venue.leverage == set_by_bot, seconds=10)
+    assert bot.ks.state is TradingState.ACTIVE
+    [restored] = [e.data for e in kinds(bot, "rules") if "margin" in e.data.get("changed", {})]
+    assert restored["changed"]["margin"] == ["isolated 20x", f"isolated {set_by_bot}x"]
+    assert isinstance(await bot.ctx.buy(BTC, D("0.01"), stop=venue.mark * D("0.95")), Order)
+    await market.until(lambda: BTC in bot.account.positions, seconds=5)
+    venue.leverage = 20  # now under a position: everything sized on the old setting is in doubt
+    await market.until(lambda: bot.ks.state is TradingState.HALTED, seconds=10)
+    assert "margin_changed" in bot.ks.trips and venue.leverage == 20  # left for a person to look at
+    summary = await market.stop()
+    assert summary.crashed is None
