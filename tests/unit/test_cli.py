@@ -110,3 +110,25 @@ def test_check_config_reports_each_problem(capsys, tmp_path):
         f"botkit: config error: {path}: risk.max_leverage = 500: must be <= 125",
         f"botkit: config error: {path}: limits.max_positions = 0: must be >= 1",
     ]
+
+
+class _InterruptedImport:
+    """A Ctrl-C that lands while botkit.cli imports."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name == "botkit.cli":
+            raise KeyboardInterrupt
+        return None
+
+
+def test_ctrl_c_while_the_cli_imports_ends_with_one_line(monkeypatch, capsys):
+    import sys
+
+    from botkit.launch import run
+
+    monkeypatch.delitem(sys.modules, "botkit.cli", raising=False)
+    monkeypatch.setattr(sys, "meta_path", [_InterruptedImport(), *sys.meta_path])
+    with pytest.raises(SystemExit) as ended:
+        run()
+    assert ended.value.code == 130
+    assert capsys.readouterr().err == "botkit: interrupted\n"
