@@ -1,6 +1,7 @@
 """The bot's lifecycle against the emulator with the real ccxt client, attacked where it used to break:
-a halt across a restart, two bots on one journal, orders placed while shutting down, a hook that raises
-CancelledError, a journal that stops being writable (full, or replaced under the bot)."""
+two bots on one journal, a hook that raises CancelledError, a journal that stops being writable (full,
+or replaced under the bot), a venue refusal. (A halt across a restart and orders asked for while
+stopping are bot logic: tests/unit/test_bot_logic.py runs them in virtual time, each with its check off.)"""
 
 import asyncio
 import os
@@ -11,14 +12,13 @@ from typing import ClassVar
 import pytest
 
 from botkit.domain import Reason, TradingState
-from botkit.guards.control import control_path, send
 from botkit.guards.gate import Verdict
 from botkit.runtime.bot import Bot
 from botkit.runtime.journal import JournalError, read_events
 from botkit.runtime.strategy import Strategy
 from botkit.sim.server import running_emulator
 from tests.integration.conftest import BTC
-from tests.integration.test_runtime import bot_config, exchange_orders, live_market, wait_for
+from tests.integration.test_runtime import bot_config, live_market, wait_for
 from tests.integration.test_venue import put_faults
 from tests.support import disk_full_when
 
@@ -34,24 +34,6 @@ async def started(bot: Bot) -> asyncio.Task:
     return run
 
 
-async def test_a_manual_halt_outlives_a_restart(tmp_path):
-    async with running_emulator(live_market()) as emu:
-        config = bot_config(emu, tmp_path)
-        first = Bot(config, Idle(Strategy.Params()))
-        run = await started(first)
-        send(control_path(config.journal.path), "halt", "investigating")
-        await wait_for(lambda: first.ks.state is TradingState.HALTED, 5)
-        first.stop()
-        await run
-        second = Bot(config, Idle(Strategy.Params()))
-        run = await started(second)
-        assert second.ks.state is TradingState.HALTED and "investigating" in second.ks.trips["manual"].figures
-        verdict = await second.ctx.buy(BTC, D("0.003"), stop=emu.market.symbols["BTCUSDT"].mark * D("0.98"))
-        assert isinstance(verdict, Verdict) and Reason.STATE_HALTED in verdict.reasons
-        second.stop()
-        await run
-
-
 async def test_two_bots_cannot_share_a_journal(tmp_path):
     async with running_emulator(live_market()) as emu:
         config = bot_config(emu, tmp_path)
@@ -62,27 +44,6 @@ async def test_two_bots_cannot_share_a_journal(tmp_path):
         finally:
             first.journal.close()
         Bot(config, Idle(Strategy.Params())).journal.close()  # released: the next one may open it
-
-
-class OrdersOnStop(Strategy):
-    """Places a resting order from on_stop: it would be left working after the exit's cancel sweep."""
-
-    result = None
-
-    async def on_stop(self, ctx) -> None:
-        price = (ctx.mark(BTC) * D("0.97")).quantize(D("0.1"))
-        type(self).result = await ctx.buy(BTC, D("0.003"), stop=price * D("0.98"), type="limit", price=price)
-
-
-async def test_orders_asked_for_while_stopping_are_refused(tmp_path):
-    async with running_emulator(live_market()) as emu:
-        config = bot_config(emu, tmp_path)
-        bot = Bot(config, OrdersOnStop(Strategy.Params()))
-        run = await started(bot)
-        bot.stop()
-        await run
-        assert isinstance(OrdersOnStop.result, Verdict) and OrdersOnStop.result.reasons == (Reason.STATE_STOPPING,)
-        assert [o for o in exchange_orders(emu) if o.is_open] == []
 
 
 class RaisesOnce(Strategy):

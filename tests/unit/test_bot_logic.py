@@ -5,10 +5,16 @@ virtual time. Minutes of market pass in milliseconds, and nothing depends on how
 import asyncio
 from decimal import Decimal as D
 
+import pytest
+
 from botkit.clock import ManualClock
 from botkit.config import BotConfig
-from botkit.domain import Order, OrderStatus, TradingState
+from botkit.domain import Order, OrderStatus, Reason, TradingState
+from botkit.guards.control import control_path, send
+from botkit.guards.gate import Verdict
+from botkit.runtime import reconcile
 from botkit.runtime.bot import Bot
+from botkit.runtime.execution import Router
 from botkit.runtime.journal import read_events
 from botkit.runtime.strategy import Strategy, make_strategy
 from strategies.grid_maker import GridMaker
@@ -135,3 +141,49 @@ async def test_margin_settings_changed_while_flat_are_put_back_and_under_a_posit
     assert "margin_changed" in bot.ks.trips and venue.leverage == 20  # left for a person to look at
     summary = await market.stop()
     assert summary.crashed is None
+
+
+class OrdersOnStop(Strategy):
+    """Asks for a resting order from on_stop: it would be left working after the exit's cancel sweep."""
+
+    result = None
+
+    async def on_stop(self, ctx) -> None:
+        price = (ctx.mark(BTC) * D("0.99")).quantize(D("0.1"))
+        type(self).result = await ctx.buy(BTC, D("0.01"), stop=price * D("0.98"), type="limit", price=price)
+
+
+@pytest.mark.parametrize("guarded", [True, False], ids=["guarded", "off"])
+async def test_an_order_asked_for_while_stopping_is_refused(tmp_path, monkeypatch, guarded):
+    if not guarded:  # the router never learns that the bot is stopping
+        monkeypatch.setattr(Router, "stopping", property(lambda self: False, lambda self, value: None), raising=False)
+    OrdersOnStop.result = None
+    market = started(tmp_path, OrdersOnStop(Strategy.Params()))
+    await market.until(lambda: market.bot.market.books, seconds=5)
+    summary = await market.stop()
+    left_working = [o for o in market.venue.orders.values() if o.status is OrderStatus.OPEN]
+    if guarded:
+        assert isinstance(OrdersOnStop.result, Verdict) and OrdersOnStop.result.reasons == (Reason.STATE_STOPPING,)
+        assert left_working == [] and summary.crashed is None
+    else:  # the check is what holds: without it the order outlives the bot
+        assert isinstance(OrdersOnStop.result, Order) and len(left_working) == 1
+
+
+@pytest.mark.parametrize("guarded", [True, False], ids=["guarded", "off"])
+async def test_a_manual_halt_outlives_a_restart(tmp_path, monkeypatch, guarded):
+    if not guarded:  # the journal's latched trips are not read at start
+        monkeypatch.setattr(reconcile, "latched_trips", lambda path: {})
+    first = started(tmp_path, Idle(Strategy.Params()))
+    await first.until(lambda: first.bot.market.books, seconds=5)
+    send(control_path(first.bot.config.journal.path), "halt", "investigating")
+    await first.until(lambda: first.bot.ks.state is TradingState.HALTED, seconds=5)
+    await first.stop()
+    second = started(tmp_path, Idle(Strategy.Params()))
+    await second.until(lambda: second.bot.market.books, seconds=5)
+    verdict = await second.bot.ctx.buy(BTC, D("0.01"), stop=second.venue.mark * D("0.95"))
+    await second.stop()
+    if guarded:
+        assert second.bot.ks.state is TradingState.HALTED and "investigating" in second.bot.ks.trips["manual"].figures
+        assert isinstance(verdict, Verdict) and Reason.STATE_HALTED in verdict.reasons
+    else:
+        assert isinstance(verdict, Order)  # a restart would have cleared a halt that needs a person
