@@ -26,6 +26,7 @@ from botkit.domain import (
     Trade,
 )
 from botkit.guards.gate import Approval
+from botkit.guards.rate import Lane, RateLimiter
 from botkit.margin import MarketRules, Tier, liquidation_price, move_position
 from botkit.venue.errors import Rejected
 from botkit.venue.ids import ClientIds
@@ -36,14 +37,29 @@ RULES = MarketRules(step=D("0.001"), tick=D("0.1"), min_qty=D("0.001"), min_noti
 SPREAD = D("0.1")
 
 
+# Request weights as Binance charges them, for a fake given a rate limiter.
+WEIGHTS = {"balance": 5, "positions": 5, "open_orders": 40, "margin": 5, "funding": 30, "clock": 1, "order": 1,
+           "book": 2, "mark": 1, "create": 1, "cancel": 1}  # fmt: skip
+
+
+def lane_of(call: str, reduce_only: bool = False) -> Lane:
+    """The rate limiter's lane of a call, as the ccxt venue picks it."""
+    if call == "cancel" or (call == "create" and reduce_only):
+        return Lane.CUT
+    return Lane.ORDER if call == "create" else Lane.READ
+
+
 class FakeVenue:
     """The Venue protocol in memory. `hold_orders` makes creates wait until it is cleared (an order in
-    flight); every create and cancel is kept in `sent`."""
+    flight); every create and cancel is kept in `sent`. Given a `limiter`, every call spends its weight
+    in its lane first. A mark through the liquidation price liquidates the position (`liquidations`)."""
 
     exchange_id = "fake"
 
-    def __init__(self, clock: ManualClock, *, balance: D = D(10_000), mark: D = D(50_000)) -> None:
-        self.clock = clock
+    def __init__(self, clock: ManualClock, *, balance: D = D(10_000), mark: D = D(50_000),
+                 limiter: RateLimiter | None = None) -> None:  # fmt: skip
+        self.clock, self.limiter = clock, limiter
+        self.liquidations = 0
         self.ids = ClientIds("bk", exchange_id="fake", now_ms=int(clock.time() * 1000))
         self.unresolved: set[str] = set()
         self.wallet = balance
@@ -64,6 +80,11 @@ class FakeVenue:
         """The market moves to `mark` (book one tick around it): a book and a mark frame, resting orders
         that the book crosses fill, and a liquidation if the mark reaches the position's price."""
         self.mark = mark
+        liquidation = self.liquidation()
+        if liquidation is not None and (mark - liquidation) * self.qty <= 0:  # the exchange takes the margin
+            self.wallet -= self.margin
+            self.qty, self.entry, self.margin = D(0), D(0), D(0)
+            self.liquidations += 1
         now_ms = int(self.clock.time() * 1000)
         self._push(f"book:{BTC}", self.book())
         self._push(f"mark:{BTC}", MarkPrice(BTC, mark, mark, D("0.0001"), now_ms + 3_600_000, now_ms))
@@ -90,12 +111,17 @@ class FakeVenue:
     async def _next(self, stream: str) -> Any:
         return await self._streams.setdefault(stream, asyncio.Queue()).get()
 
+    async def _spend(self, call: str, reduce_only: bool = False) -> None:
+        if self.limiter is not None:
+            await self.limiter.acquire(WEIGHTS[call], 1 if call == "create" else 0, lane_of(call, reduce_only))
+
     # ------------------------------------------------------------------------------ orders
 
     async def create_order(self, approval: Approval, *, client_id: str | None = None) -> Order:
         if not isinstance(approval, Approval) or approval.serial in self._spent:
             raise TypeError("create_order takes an unspent Approval")
         self._spent.add(approval.serial)
+        await self._spend("create", approval.reduce_only)
         await self.hold_orders.wait()
         cid = client_id or self.ids.next()
         order = Order(BTC, approval.side, approval.type, approval.qty, approval.price, cid, str(next(self._ids)),
@@ -128,6 +154,7 @@ class FakeVenue:
         self._push("orders", [filled])
 
     async def cancel_order(self, symbol: str, *, client_id: str | None = None, order_id: str | None = None) -> Order:
+        await self._spend("cancel")
         order = self.orders.get(client_id or "")
         if order is None:
             raise Rejected(f"cancel_order {client_id}", -2011, "Unknown order sent.", kind="OrderNotFound")
@@ -140,12 +167,14 @@ class FakeVenue:
         return order
 
     async def fetch_order(self, symbol: str, *, client_id: str | None = None, order_id: str | None = None) -> Order:
+        await self._spend("order")
         order = self.orders.get(client_id or "")
         if order is None:
             raise Rejected(f"fetch_order {client_id}", -2013, "Order does not exist.", kind="OrderNotFound")
         return order
 
     async def fetch_open_orders(self, symbol: str | None = None) -> list[Order]:
+        await self._spend("open_orders")
         return [o for o in self.orders.values() if o.status is OrderStatus.OPEN]
 
     # ----------------------------------------------------------------------- markets and account
@@ -160,14 +189,17 @@ class FakeVenue:
         self.leverage = leverage
 
     async def fetch_margin_settings(self, symbol: str) -> tuple[int | None, str | None]:
+        await self._spend("margin")
         return self.leverage, "isolated"
 
     async def fetch_balance(self, currency: str = "USDT") -> Balance:
+        await self._spend("balance")
         unrealized = (self.mark - self.entry) * self.qty if self.qty else D(0)
         total = self.wallet + unrealized
         return Balance(currency, free=total - self.margin, used=self.margin, total=total)
 
     async def fetch_positions(self, symbols: Iterable[str] | None = None) -> list[Position]:
+        await self._spend("positions")
         if not self.qty:
             return []
         side = Side.LONG if self.qty > 0 else Side.SHORT
@@ -175,15 +207,19 @@ class FakeVenue:
                          D(self.leverage), (self.mark - self.entry) * self.qty)]  # fmt: skip
 
     async def fetch_funding_payments(self, since_ms: int | None = None) -> list[FundingPayment]:
+        await self._spend("funding")
         return []
 
     async def fetch_clock_offset(self) -> float:
+        await self._spend("clock")
         return 0.0
 
     async def fetch_book(self, symbol: str) -> Book:
+        await self._spend("book")
         return self.book()
 
     async def fetch_mark(self, symbol: str) -> MarkPrice:
+        await self._spend("mark")
         now_ms = int(self.clock.time() * 1000)
         return MarkPrice(BTC, self.mark, self.mark, D("0.0001"), now_ms + 3_600_000, now_ms)
 

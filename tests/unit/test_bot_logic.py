@@ -12,12 +12,14 @@ from botkit.config import BotConfig
 from botkit.domain import Order, OrderStatus, Reason, TradingState
 from botkit.guards.control import control_path, send
 from botkit.guards.gate import Verdict
+from botkit.guards.rate import CUT_RESERVE, Budget, Lane, RateLimiter
 from botkit.runtime import reconcile
 from botkit.runtime.bot import Bot
 from botkit.runtime.execution import Router
 from botkit.runtime.journal import read_events
 from botkit.runtime.strategy import Strategy, make_strategy
 from strategies.grid_maker import GridMaker
+from tests import fakes
 from tests.fakes import BTC, FakeVenue
 
 STEP_S = 0.1  # virtual seconds between market updates
@@ -187,3 +189,35 @@ async def test_a_manual_halt_outlives_a_restart(tmp_path, monkeypatch, guarded):
         assert isinstance(verdict, Verdict) and Reason.STATE_HALTED in verdict.reasons
     else:
         assert isinstance(verdict, Order)  # a restart would have cleared a halt that needs a person
+
+
+@pytest.mark.parametrize("guarded", [True, False], ids=["guarded", "off"])
+async def test_a_crash_while_reads_have_spent_the_budget_still_gets_its_cuts_out(tmp_path, monkeypatch, guarded):
+    """Reads every 0.5 s against a budget of 150 weight a minute: it is spent within seconds and the reads
+    queue. Then the market crashes through the position's liquidation price. The liquidation guard's
+    reduce-only slices go first (their lane) and have a share of the budget kept for them; with one lane
+    for everything and no share kept, they wait behind the reads and the exchange liquidates."""
+    if not guarded:
+        monkeypatch.setattr(fakes, "lane_of", lambda call, reduce_only=False: Lane.READ)
+    clock = ManualClock(wall=1_700_000_000.0)
+    limiter = RateLimiter((Budget("weight_1m", 150, 60.0),), clock, headroom=0,
+                          cut_reserve=CUT_RESERVE if guarded else 0.0)  # fmt: skip
+    venue = FakeVenue(clock, limiter=limiter)
+    guard = {"liq_guard_buffer": "0.03", "liq_slice": "0.5", "liq_slice_pause_seconds": "0.2"}
+    bot = Bot(config(tmp_path, killswitch=guard, risk={"risk_per_trade": "0.05"},
+                     runtime={"account_seconds": "0.5", "reconcile_seconds": "1"}),
+              Holds(Strategy.Params()), clock=clock, venue=venue)  # fmt: skip
+    market = Market(bot, venue, clock)
+    await market.until(lambda: venue.qty == D("0.1"), seconds=10)
+    await market.until(lambda: limiter._waiters, seconds=30)  # reads are queueing: the budget is spent
+    liquidation = venue.liquidation()
+    assert liquidation is not None
+    mark = venue.mark
+    while venue.qty and venue.mark > liquidation * D("0.98"):  # down 0.2 % a step, through the liquidation
+        mark *= D("0.998")
+        await market.step(mark=mark)
+    await market.stop()
+    if guarded:
+        assert venue.liquidations == 0 and venue.qty == 0, "the guard should have closed the position in time"
+    else:
+        assert venue.liquidations == 1
