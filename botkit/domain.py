@@ -47,8 +47,8 @@ class OrderSide(StrEnum):
 
 
 class OrderType(StrEnum):
-    """An order's type as ccxt names it. Strategies place MARKET and LIMIT; the conditional types are the
-    exchange's (stops it holds), read back from it."""
+    """An order's type as ccxt names it. Strategies place MARKET and LIMIT; the others are read back from
+    the exchange (stops it holds, its liquidation engine's orders)."""
 
     MARKET = "market"
     LIMIT = "limit"
@@ -57,6 +57,7 @@ class OrderType(StrEnum):
     TAKE_PROFIT = "take_profit"
     TAKE_PROFIT_MARKET = "take_profit_market"
     TRAILING_STOP_MARKET = "trailing_stop_market"
+    LIQUIDATION = "liquidation"  # the exchange's liquidation engine closing a position
 
 
 class Reason(StrEnum):

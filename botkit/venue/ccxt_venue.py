@@ -31,15 +31,7 @@ from tenacity import AsyncRetrying, RetryCallState, wait_random_exponential
 
 from botkit.clock import Clock, SystemClock
 from botkit.config import BotConfig, ConfigError, VenueConfig
-from botkit.domain import (
-    Balance,
-    Book,
-    FundingPayment,
-    MarkPrice,
-    Order,
-    Position,
-    Trade,
-)
+from botkit.domain import Balance, Book, FundingPayment, MarkPrice, Order, OrderType, Position, Trade
 from botkit.guards.gate import Approval
 from botkit.guards.rate import Banned, Lane, RateLimiter, preset_for
 from botkit.log import get_logger
@@ -463,7 +455,7 @@ class CcxtVenue:
 
     def is_liquidation(self, order: Order) -> bool:
         """Whether an order is the exchange's liquidation engine closing a position."""
-        return order.type.lower() == "liquidation" or order.client_id.startswith(
+        return order.type is OrderType.LIQUIDATION or order.client_id.startswith(
             LIQUIDATION_ID_PREFIXES.get(self.exchange.id, ())
         )
 

@@ -6,7 +6,9 @@ import ccxt
 import ccxt.async_support as ccxt_async
 import pytest
 
-from botkit.config import BotConfig, ConfigError
+from botkit.config import BotConfig, ConfigError, VenueConfig
+from botkit.domain import OrderStatus, OrderType
+from botkit.venue import parse
 from botkit.venue.ccxt_venue import CcxtVenue, build_exchange
 from botkit.venue.errors import Outcome, classify, exchange_details
 from botkit.venue.ids import ClientIds
@@ -131,3 +133,14 @@ def test_the_venue_weighs_requests_by_preset_then_ccxt():
     assert venue.request_cost("fapiPublic", "GET", "depth", {"limit": 500}, book) == (10.0, 0)
     assert venue.request_cost("fapiPrivate", "GET", "openOrders", {}, {"cost": 1, "noSymbol": 40}) == (40.0, 0)
     assert venue.exchange.enableRateLimit is False
+
+
+def test_the_exchanges_liquidation_order_is_read_and_known_for_what_it_is():
+    """Binance reports its liquidation engine's order with type LIQUIDATION (ccxt: "liquidation") and a
+    client id "autoclose-..."; an unknown type would make the frame unreadable and the liquidation unseen."""
+    row = {"clientOrderId": "autoclose-1700000000000", "status": "closed", "side": "sell", "type": "liquidation",
+           "symbol": "BTC/USDT:USDT", "amount": 0.1, "filled": 0.1, "id": "5", "average": 45000}  # fmt: skip
+    order = parse.order(row, None, {})
+    assert order.type is OrderType.LIQUIDATION and order.status is OrderStatus.FILLED
+    venue = CcxtVenue(ccxt_async.binanceusdm(), VenueConfig())
+    assert venue.is_liquidation(order)
