@@ -57,7 +57,7 @@ class Scenario:
     faults: tuple[dict[str, Any], ...] = ()
     market: dict[str, Any] = field(default_factory=dict)  # EmulatorSettings changes
     config: dict[str, dict[str, Any]] = field(default_factory=dict)  # bot config sections
-    seconds: float = 6.0
+    seconds: float = 5.0  # wall seconds: 100 simulated ones
     trips: tuple[str, ...] = ()  # triggers that must trip ...
     recovers: tuple[str, ...] = ()  # ... and those that must clear again
     quiet: tuple[Quiet, ...] = ()

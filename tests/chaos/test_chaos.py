@@ -182,6 +182,7 @@ SCENARIOS = (
         lambda: churn(),
         faults=({"kind": "mark_divergence", "value": 300, "start": 30, "end": 80},),
         config={"killswitch": {"mark_index_divergence_bps": 100, "divergence_seconds": "0.3"} | RESUMING},
+        seconds=6.0,  # the divergence ends at 4 s: time to clear and resume
         trips=("divergence",),
         recovers=("divergence",),
         quiet=(Quiet(30, 80, 1.0, "mark and index diverged"),),
@@ -210,7 +211,7 @@ SCENARIOS = (
         "a journal that cannot write halts loudly (journal), and the liquidation guard's cuts still leave",
         lambda: hold(stop_pct=D("0.03")),
         market={"scenario": "flash-crash"},
-        disk_full=(22, 90),  # from just before the crash until after it; the backlog is written afterwards
+        disk_full=(22, 70),  # from just before the crash until after it; the backlog is written afterwards
         config=merged(HOLDING, {"killswitch": {"on_halt": "cancel"}}),
         trips=("journal",),
         off_patch=waits_for_the_disk,
@@ -245,6 +246,7 @@ SCENARIOS = (
         lambda: churn(),
         faults=({"kind": "clock_skew", "value": 3000, "start": 20, "end": 70},),
         config={"killswitch": {"max_clock_skew_ms": 1000} | RESUMING, "runtime": {"reconcile_seconds": "0.5"}},
+        seconds=6.0,  # the skew ends at 3.5 s: a reconcile to see it gone, then the resume
         trips=("clock_skew",),
         recovers=("clock_skew",),
         quiet=(Quiet(20, 70, 1.2, "the clock was off by 3 s"),),

@@ -68,6 +68,9 @@ async def kill_and_restart(tmp_path: Path, seed: int, patch: str | None = None) 
     if account["open_orders"]:
         problems.append(f"{len(account['open_orders'])} orders left open after the restarted bot stopped")
     events = list(read_events(tmp_path / "journal.sqlite"))
+    restarted = [e.data for e in events if e.kind == "reconcile" and e.data.get("at") == "start"][1:]
+    if any(r["unknown"] for r in restarted):  # it must adopt its own orders and explain the position
+        problems.append(f"the restarted bot found exposure it could not explain: {restarted[0]['unknown']}")
     print(f"seed {seed}: killed {moment:.2f} s after the fourth order")
     run = Run(SCENARIO, load_config(config), [], events, exchange, samples, samples[-1].wall_ms)
     return run, problems + journal_adds_up_to_the_position(run)

@@ -35,12 +35,12 @@ def crash_journal(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("crash")
 
     async def run() -> None:
-        async with running_emulator(live_market(scenario="flash-crash", speed=10.0)) as emu:
+        async with running_emulator(live_market(scenario="flash-crash", speed=20.0)) as emu:
             config = bot_config(emu, path, killswitch={"stale_feed_seconds": 2, "max_drawdown": "0.004",
                                                        "on_halt": "cancel_and_flatten"},
                                 runtime={"poll_seconds": "0.2", "account_seconds": "0.2", "reconcile_seconds": 1},
                                 risk={"max_leverage": 2, "risk_per_trade": "0.01", "liq_buffer": "0.01"})  # fmt: skip
-            summary = await Bot(config, HoldLong(HoldLong.Params())).run(duration=7)
+            summary = await Bot(config, HoldLong(HoldLong.Params())).run(duration=4)  # the crash: 1.5 s to 3 s
             assert summary.crashed is None
 
     asyncio.run(run())

@@ -1,13 +1,12 @@
-"""`botkit run` as a separate process against an emulator in this one: killed with SIGKILL mid-run and
-restarted, nothing is unaccounted for; stopped with SIGTERM, it cancels its orders and exits 0."""
+"""`botkit run` as a separate process against an emulator in this one: stopped with SIGTERM, it cancels its
+orders and exits 0; the offline demo runs. (Killed with SIGKILL and restarted: tests/chaos/test_kill_restart.py,
+at a random moment, with the write-ahead switched off too.)"""
 
 import asyncio
 import signal
 import sys
-from decimal import Decimal as D
 
 from botkit.runtime.journal import read_events
-from botkit.runtime.orders import JournalHistory
 from botkit.sim.server import running_emulator
 from tests.integration.conftest import BTC
 from tests.integration.test_runtime import live_market, wait_for
@@ -62,36 +61,6 @@ async def start_bot(tmp_path, config_file, duration: float, name: str,
 def account_of(emu):
     [account] = emu.engine.accounts.values()
     return account
-
-
-async def test_sigkill_mid_run_then_restart_leaves_nothing_unaccounted_for(tmp_path):
-    async with running_emulator(live_market(scenario="calm")) as emu:
-        config_file = write_config(tmp_path, emu)
-        account = account_of(emu)
-        first = await start_bot(tmp_path, config_file, 120, "first")
-        await wait_for(lambda: len(account.orders) >= 6 and account.open_orders(), 60)
-        first.kill()  # SIGKILL: no clean-up at all
-        assert await first.wait() == -signal.SIGKILL
-        left_open = {o.client_id for o in account.open_orders()}
-        assert left_open  # the killed bot left working orders behind
-
-        second = await start_bot(tmp_path, config_file, 3, "second")
-        assert await asyncio.wait_for(second.wait(), 60) == 0, (tmp_path / "second.out").read_text()[-3000:]
-
-        journal = list(read_events(tmp_path / "journal.sqlite"))
-        sessions = [e.session for e in journal if e.kind == "session.started"]
-        assert len(sessions) == 2
-        [reconcile] = [e.data for e in journal if e.kind == "reconcile" and e.session == sessions[1]]
-        assert reconcile["unknown"] == [] and reconcile["action"] == "none"
-        still_open = {o.client_id for o in account.open_orders()}
-        assert still_open == set()  # the restarted bot adopted the orders, then cancelled them on exit
-        on_exchange = [o.client_id for o in account.orders.values()]
-        assert len(on_exchange) == len(set(on_exchange))  # no duplicate order
-        sent = {e.client_id for e in journal if e.kind == "order.sending"}
-        assert set(on_exchange) <= sent  # no order on the exchange unknown to the journal
-        position = account.positions.get("BTCUSDT")
-        held = position.qty if position is not None else D(0)
-        assert JournalHistory(journal).positions().get(BTC, D(0)) == held  # the position is all ours
 
 
 async def test_sigterm_cancels_open_orders_and_exits_cleanly(tmp_path):
