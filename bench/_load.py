@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from botkit.domain import OrderSide, OrderType
 from botkit.guards import gate
 from botkit.margin import ceil_to_step
 from botkit.venue.ccxt_venue import CcxtVenue
@@ -27,7 +28,8 @@ def approved(
     symbol: str, side: str, type: str, qty: Decimal | str, price: Decimal | None = None, reduce_only: bool = False
 ) -> gate.Approval:
     """An approval for driving a venue below the gate (benchmarks and venue tests only)."""
-    return gate.Approval(symbol, side, type, Decimal(qty), price, reduce_only, next(gate._serials), gate._SEAL)
+    return gate.Approval(symbol, OrderSide(side), OrderType(type), Decimal(qty), price, reduce_only,
+                         next(gate._serials), gate._SEAL)  # fmt: skip
 
 
 @dataclass

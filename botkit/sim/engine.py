@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from botkit.domain import OrderSide, OrderType
 from botkit.margin import liquidation_price, move_position, notional_cap_for_leverage, plain
 from botkit.sim.market import Market, SymbolState
 
@@ -40,8 +41,8 @@ class Order:
     id: int
     client_id: str
     symbol: str
-    side: str  # BUY / SELL
-    type: str  # LIMIT / MARKET / LIQUIDATION
+    side: OrderSide
+    type: OrderType  # MARKET, LIMIT, or LIQUIDATION (the engine's own closing order)
     time_in_force: str
     price: Decimal
     qty: Decimal
@@ -54,7 +55,7 @@ class Order:
 
     @property
     def sign(self) -> int:
-        return 1 if self.side == "BUY" else -1
+        return self.side.sign
 
     @property
     def remaining(self) -> Decimal:
@@ -90,7 +91,7 @@ class Fill:
     order_id: int
     client_id: str
     symbol: str
-    side: str
+    side: OrderSide
     price: Decimal
     qty: Decimal
     commission: Decimal
@@ -272,8 +273,8 @@ class Engine:
         account: Account,
         *,
         symbol: str | None,
-        side: str,
-        type: str,
+        side: OrderSide,
+        type: OrderType,
         qty: Decimal,
         price: Decimal | None = None,
         time_in_force: str | None = None,
@@ -283,9 +284,9 @@ class Engine:
         state = self.symbol(symbol)
         spec = state.spec
         assert symbol is not None
-        if side not in ("BUY", "SELL"):
+        if not isinstance(side, OrderSide):
             raise Rejection(-1117, "Invalid side.")
-        if type not in ("LIMIT", "MARKET"):
+        if type not in (OrderType.LIMIT, OrderType.MARKET):
             raise Rejection(-1116, "Invalid orderType.")
         if qty <= ZERO:
             raise Rejection(-4003, "Quantity less than or equal to zero.")
@@ -293,9 +294,9 @@ class Engine:
             raise Rejection(-1111, "Precision is over the maximum defined for this asset.")
         if qty < spec.min_qty:
             raise Rejection(-1013, "Filter failure: LOT_SIZE")
-        if qty > (spec.max_qty if type == "LIMIT" else spec.market_max_qty):
+        if qty > (spec.max_qty if type is OrderType.LIMIT else spec.market_max_qty):
             raise Rejection(-4005, "Quantity greater than max quantity.")
-        if type == "LIMIT":
+        if type is OrderType.LIMIT:
             if price is None or price <= ZERO:
                 raise Rejection(-1102, "Mandatory parameter 'price' was not sent, was empty/null, or malformed.")
             if price % spec.tick:
@@ -303,9 +304,9 @@ class Engine:
             time_in_force = time_in_force or "GTC"
             if time_in_force not in ("GTC", "IOC", "FOK", "GTX"):
                 raise Rejection(-1115, "Invalid timeInForce.")
-            if side == "BUY" and price > state.mark * spec.percent_up:
+            if side is OrderSide.BUY and price > state.mark * spec.percent_up:
                 raise Rejection(-4016, f"Limit price can't be higher than {plain(state.mark * spec.percent_up)}.")
-            if side == "SELL" and price < state.mark * spec.percent_down:
+            if side is OrderSide.SELL and price < state.mark * spec.percent_down:
                 raise Rejection(-4024, f"Limit price can't be lower than {plain(state.mark * spec.percent_down)}.")
         else:
             time_in_force = "GTC"
@@ -318,11 +319,11 @@ class Engine:
             raise Rejection(-4116, "ClientOrderId is duplicated.")
 
         pos = account.position(symbol)
-        sign = 1 if side == "BUY" else -1
+        sign = side.sign
         reducing = min(qty, abs(pos.qty)) if pos.qty * sign < 0 else ZERO
         if reduce_only and reducing == ZERO:
             raise Rejection(-2022, "ReduceOnly Order is rejected.")
-        book_price = best_price(state, "ASK" if side == "BUY" else "BID")
+        book_price = best_price(state, "ASK" if side is OrderSide.BUY else "BID")
         ref_price = price if price is not None else book_price
         opening = ZERO if reduce_only else qty - reducing
         if not reduce_only and qty * ref_price < state.min_notional:
@@ -339,7 +340,7 @@ class Engine:
             needed = opening * ref_price / leverage + opening * ref_price * self.taker_fee
             if needed > self.available(account):
                 raise Rejection(-2019, "Margin is insufficient.")
-        if type == "LIMIT" and time_in_force == "GTX" and _crosses(side, price, state):
+        if type is OrderType.LIMIT and time_in_force == "GTX" and _crosses(side, price, state):
             raise Rejection(
                 -5022,
                 "Due to the order could not be executed as maker, the Post Only order will be rejected. "
@@ -363,19 +364,19 @@ class Engine:
         while len(account.client_ids) > RECENT_CLIENT_IDS:
             account.client_ids.popitem(last=False)
         self._emit_order(account, order, "NEW", None)
-        if type == "LIMIT" and time_in_force == "FOK" and _liquidity(side, price, state) < qty:
+        if type is OrderType.LIMIT and time_in_force == "FOK" and _liquidity(side, price, state) < qty:
             self._finish(account, order, "EXPIRED")
             return order
         self._take(account, order, state)
-        if order.remaining and (type == "MARKET" or time_in_force in ("IOC", "FOK")):
+        if order.remaining and (type is OrderType.MARKET or time_in_force in ("IOC", "FOK")):
             self._finish(account, order, "EXPIRED")
         return order
 
     def _take(self, account: Account, order: Order, state: SymbolState) -> None:
         """Fill as taker against the book, walking levels up to the limit price."""
-        levels = state.asks if order.side == "BUY" else state.bids
+        levels = state.asks if order.side is OrderSide.BUY else state.bids
         for i, (level_price, level_qty) in enumerate(levels):
-            if order.type == "LIMIT" and (order.price - level_price) * order.sign < 0:
+            if order.type is OrderType.LIMIT and (order.price - level_price) * order.sign < 0:
                 break
             qty = min(level_qty, self._fillable(account, order))
             if qty <= ZERO:
@@ -527,11 +528,11 @@ class Engine:
         for order in account.open_orders(pos.symbol):
             self._finish(account, order, "CANCELED")
         qty = abs(pos.qty)
-        side = "SELL" if pos.qty > 0 else "BUY"
+        side = OrderSide.SELL if pos.qty > 0 else OrderSide.BUY
         fee = qty * mark * state.spec.liquidation_fee
         order = Order(
-            self._next("order"), f"autoclose-{self.now_ms}", pos.symbol, side, "LIQUIDATION", "IOC", mark, qty, False,
-            self.now_ms, filled=qty, cum_quote=qty * mark, status="FILLED", update_ms=self.now_ms,
+            self._next("order"), f"autoclose-{self.now_ms}", pos.symbol, side, OrderType.LIQUIDATION, "IOC", mark,
+            qty, False, self.now_ms, filled=qty, cum_quote=qty * mark, status="FILLED", update_ms=self.now_ms,
         )  # fmt: skip
         account.orders[order.id] = order
         lost = pos.isolated_wallet
@@ -563,22 +564,22 @@ class Engine:
         self._emit(account, AccountChanged(reason, symbol, self.now_ms))
 
 
-def _crosses(side: str, price: Decimal | None, state: SymbolState) -> bool:
+def _crosses(side: OrderSide, price: Decimal | None, state: SymbolState) -> bool:
     if price is None:
         return True
-    return price >= best_price(state, "ASK") if side == "BUY" else price <= best_price(state, "BID")
+    return price >= best_price(state, "ASK") if side is OrderSide.BUY else price <= best_price(state, "BID")
 
 
-def _liquidity(side: str, price: Decimal | None, state: SymbolState) -> Decimal:
-    levels = state.asks if side == "BUY" else state.bids
-    sign = 1 if side == "BUY" else -1
+def _liquidity(side: OrderSide, price: Decimal | None, state: SymbolState) -> Decimal:
+    levels = state.asks if side is OrderSide.BUY else state.bids
+    sign = side.sign
     return sum((q for p, q in levels if price is None or (price - p) * sign >= 0), ZERO)
 
 
 def _traded_through(order: Order, state: SymbolState, at_touch: bool = False) -> bool:
     """A resting order fills when a trade prints beyond its price (or at it, `at_touch`) or the opposite
     best reaches it."""
-    if order.side == "BUY":
+    if order.side is OrderSide.BUY:
         printed = any(t.price < order.price or (at_touch and t.price == order.price) for t in state.trades)
         return printed or best_price(state, "ASK") <= order.price
     printed = any(t.price > order.price or (at_touch and t.price == order.price) for t in state.trades)

@@ -24,17 +24,19 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import parse_qsl
 
 from aiohttp import WSMsgType, web
 
+from botkit.domain import OrderSide, OrderType
 from botkit.margin import maintenance_margin, plain
 from botkit.sim.engine import Account, Engine, EngineEvent, Fill, Income, Order, OrderChanged, Rejection
 from botkit.sim.faults import REST_KINDS, FaultPlan, FaultPlanError, FaultRule, parse_plan
 from botkit.sim.market import SCENARIOS, Market
 
 D = Decimal
+T = TypeVar("T", OrderSide, OrderType)
 ZERO = Decimal(0)
 Params = dict[str, str]
 Handler = Callable[[web.Request, Params, Account | None], Awaitable[Any]]
@@ -732,8 +734,8 @@ class Emulator:
         order = self.engine.place_order(
             account,
             symbol=params.get("symbol"),
-            side=params.get("side", ""),
-            type=params.get("type", ""),
+            side=_from_wire(OrderSide, params.get("side", ""), -1117, "Invalid side."),
+            type=_from_wire(OrderType, params.get("type", ""), -1116, "Invalid orderType."),
             qty=_decimal(params, "quantity") or D(0),
             price=_decimal(params, "price", required=False),
             time_in_force=params.get("timeInForce"),
@@ -867,7 +869,7 @@ class Emulator:
             return {
                 "e": "ORDER_TRADE_UPDATE", "E": event.time_ms, "T": event.time_ms,
                 "o": {
-                    "s": order.symbol, "c": order.client_id, "S": order.side, "o": order.type,
+                    "s": order.symbol, "c": order.client_id, "S": _wire(order.side), "o": _wire(order.type),
                     "f": order.time_in_force, "q": plain(order.qty), "p": plain(order.price),
                     "ap": plain(order.average), "sp": "0",
                     "x": event.execution, "X": order.status, "i": order.id,
@@ -875,7 +877,8 @@ class Emulator:
                     "L": plain(fill.price if fill else ZERO), "n": plain(fill.commission if fill else ZERO),
                     "N": "USDT", "T": event.time_ms, "t": fill.id if fill else 0, "b": "0", "a": "0",
                     "m": bool(fill and fill.maker), "R": order.reduce_only, "wt": "CONTRACT_PRICE",
-                    "ot": order.type, "ps": "BOTH", "cp": False, "rp": plain(fill.realized_pnl if fill else ZERO),
+                    "ot": _wire(order.type), "ps": "BOTH", "cp": False,
+                    "rp": plain(fill.realized_pnl if fill else ZERO),
                 },
             }  # fmt: skip
         pos, config = account.position(event.symbol), account.config(event.symbol)
@@ -1057,6 +1060,19 @@ def _garbled(payload: dict[str, Any]) -> dict[str, Any]:
 # ------------------------------------------------------------------ the engine's state as Binance shows it
 
 
+def _wire(value: OrderSide | OrderType) -> str:
+    """A side or an order type as Binance writes it: BUY, STOP_MARKET, ..."""
+    return value.value.upper()
+
+
+def _from_wire(kind: type[T], value: str, code: int, message: str) -> T:
+    """Binance's BUY / LIMIT / ... as the domain's enum; anything else is Binance's refusal."""
+    try:
+        return kind(value.lower())  # type: ignore[call-arg]
+    except ValueError:
+        raise Rejection(code, message) from None
+
+
 def order_json(order: Order) -> dict[str, Any]:
     return {
         "orderId": order.id,
@@ -1070,15 +1086,15 @@ def order_json(order: Order) -> dict[str, Any]:
         "cumQty": plain(order.filled),
         "cumQuote": plain(order.cum_quote),
         "timeInForce": order.time_in_force,
-        "type": order.type,
+        "type": _wire(order.type),
         "reduceOnly": order.reduce_only,
         "closePosition": False,
-        "side": order.side,
+        "side": _wire(order.side),
         "positionSide": "BOTH",
         "stopPrice": "0",
         "workingType": "CONTRACT_PRICE",
         "priceProtect": False,
-        "origType": order.type,
+        "origType": _wire(order.type),
         "priceMatch": "NONE",
         "selfTradePreventionMode": "NONE",
         "goodTillDate": 0,
@@ -1092,7 +1108,7 @@ def fill_json(fill: Fill) -> dict[str, Any]:
         "symbol": fill.symbol,
         "id": fill.id,
         "orderId": fill.order_id,
-        "side": fill.side,
+        "side": _wire(fill.side),
         "price": plain(fill.price),
         "qty": plain(fill.qty),
         "realizedPnl": plain(fill.realized_pnl),
@@ -1101,7 +1117,7 @@ def fill_json(fill: Fill) -> dict[str, Any]:
         "commissionAsset": "USDT",
         "time": fill.time_ms,
         "positionSide": "BOTH",
-        "buyer": fill.side == "BUY",
+        "buyer": fill.side is OrderSide.BUY,
         "maker": fill.maker,
     }
 

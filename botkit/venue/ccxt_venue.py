@@ -31,7 +31,7 @@ from tenacity import AsyncRetrying, RetryCallState, wait_random_exponential
 
 from botkit.clock import Clock, SystemClock
 from botkit.config import BotConfig, ConfigError, VenueConfig
-from botkit.domain import Balance, Book, FundingPayment, MarkPrice, Order, OrderType, Position, Trade
+from botkit.domain import Balance, Book, FundingPayment, MarkPrice, Order, OrderSide, OrderType, Position, Trade
 from botkit.guards.gate import Approval
 from botkit.guards.rate import Banned, Lane, RateLimiter, preset_for
 from botkit.log import get_logger
@@ -370,8 +370,8 @@ class CcxtVenue:
                 raise OrderUnresolved("create_order", client_id, str(exc)) from exc
             raise VenueUnavailable(f"{call} failed until its deadline: {exc}") from exc
 
-    def spend(self, approval: Approval, client_id: str | None) -> tuple[str, str, str, Decimal, Decimal | None,
-                                                                         bool, str]:  # fmt: skip
+    def spend(self, approval: Approval, client_id: str | None) -> tuple[str, OrderSide, OrderType, Decimal,
+                                                                         Decimal | None, bool, str]:  # fmt: skip
         """(symbol, side, type, qty, price, reduce_only, client id) of a create: only from an approval of the
         risk gate, each spent once. Anything else is a programming error, raised before anything is sent."""
         if not isinstance(approval, Approval):

@@ -35,7 +35,6 @@ from botkit.domain import (
     FundingPayment,
     MarkPrice,
     Order,
-    OrderSide,
     OrderStatus,
     OrderType,
     Position,
@@ -263,7 +262,7 @@ class PaperVenue:
         symbol, side, type, qty, price, reduce_only, client_id = self.data.spend(approval, client_id)
         order = self._engine_call(
             f"create_order {symbol}", self.engine.place_order, self.account, symbol=self._id(symbol),
-            side=side.upper(), type=type.upper(), qty=qty, price=price, reduce_only=reduce_only, client_id=client_id,
+            side=side, type=type, qty=qty, price=price, reduce_only=reduce_only, client_id=client_id,
         )  # fmt: skip
         return self.engine_order(order)
 
@@ -290,9 +289,8 @@ class PaperVenue:
 
     def engine_order(self, order: sim.Order) -> Order:
         return Order(
-            symbol=self._unified.get(order.symbol, order.symbol), side=OrderSide(order.side.lower()),
-            type=OrderType(order.type.lower()),
-            qty=order.qty, price=order.price if order.type == "LIMIT" else None, client_id=order.client_id,
+            symbol=self._unified.get(order.symbol, order.symbol), side=order.side, type=order.type,
+            qty=order.qty, price=order.price if order.type is OrderType.LIMIT else None, client_id=order.client_id,
             id=str(order.id), status=STATUS.get(order.status, OrderStatus.FILLED), filled=order.filled,
             average=order.average if order.filled else None, reduce_only=order.reduce_only,
             timestamp_ms=order.time_ms,

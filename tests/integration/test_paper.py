@@ -7,6 +7,7 @@ import asyncio
 from decimal import Decimal as D
 
 from botkit.config import BotConfig
+from botkit.domain import OrderSide, OrderType
 from botkit.runtime.bot import Bot
 from botkit.runtime.strategy import Strategy
 from botkit.sim.server import running_emulator
@@ -70,7 +71,8 @@ async def test_paper_fills_funding_and_liquidation_agree_with_the_emulator(tmp_p
 
             # A market order walks the same visible levels.
             paper = await venue.create_order(approved(BTC, "buy", "market", D("0.5")), client_id="bkpaper1")
-            emulated = engine.place_order(shadow, symbol="BTCUSDT", side="BUY", type="MARKET", qty=D("0.5"))
+            emulated = engine.place_order(shadow, symbol="BTCUSDT", side=OrderSide.BUY, type=OrderType.MARKET,
+                                          qty=D("0.5"))  # fmt: skip
             assert paper.filled == emulated.filled == D("0.5")
             assert paper.average == emulated.average
             pos, twin = venue.account.position("BTCUSDT"), shadow.position("BTCUSDT")
@@ -82,7 +84,8 @@ async def test_paper_fills_funding_and_liquidation_agree_with_the_emulator(tmp_p
             bid = emu.market.symbols["BTCUSDT"].bids[0][0]
             price = bid - 20 * D("0.1")
             await venue.create_order(approved(BTC, "buy", "limit", D("0.01"), price), client_id="bkpaper2")
-            engine.place_order(shadow, symbol="BTCUSDT", side="BUY", type="LIMIT", qty=D("0.01"), price=price)
+            engine.place_order(shadow, symbol="BTCUSDT", side=OrderSide.BUY, type=OrderType.LIMIT, qty=D("0.01"),
+                               price=price)  # fmt: skip
             for _ in range(600):
                 await step(emu, venue)
                 if len(shadow.fills) == 2 or shadow.positions["BTCUSDT"].qty == 0:

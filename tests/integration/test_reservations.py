@@ -5,6 +5,7 @@ off, the same burst breaks the budget: the test can see the failure it guards ag
 import asyncio
 from decimal import Decimal as D
 
+from botkit.domain import OrderSide
 from botkit.guards.reserve import Reservations
 from botkit.runtime.bot import Bot
 from botkit.runtime.strategy import Strategy
@@ -44,7 +45,7 @@ async def burst_on_the_exchange(tmp_path) -> tuple[D, D, D]:
         bot.stop()
         summary = await asyncio.wait_for(run, 60)
         [account] = emu.engine.accounts.values()
-        fills = [(o.filled, o.cum_quote) for o in account.orders.values() if o.side == "BUY" and o.filled]
+        fills = [(o.filled, o.cum_quote) for o in account.orders.values() if o.side is OrderSide.BUY and o.filled]
     assert summary.crashed is None
     stop = strategy.stop_price
     qty = sum((q for q, _ in fills), D(0))

@@ -2,6 +2,7 @@
 
 from decimal import Decimal as D
 
+from botkit.domain import OrderSide, OrderType
 from botkit.margin import cum_from_rates
 from botkit.sim.market import SPECS, Market
 
@@ -118,7 +119,8 @@ def test_queue_assumption_decides_whether_a_trade_at_the_price_fills_a_resting_o
         account = engine.add_account("k", "s", D(10_000))
         state = market.symbols["BTCUSDT"]
         price = state.bids[0][0] - D("5")
-        engine.place_order(account, symbol="BTCUSDT", side="BUY", type="LIMIT", qty=D("0.01"), price=price)
+        engine.place_order(account, symbol="BTCUSDT", side=OrderSide.BUY, type=OrderType.LIMIT, qty=D("0.01"),
+                           price=price)  # fmt: skip
         state.trades = [Trade(1, price, D("1"), True, market.now_ms)]  # a print at the order's price, none through
         engine.match_resting("BTCUSDT")
         fills[queue] = [(f.price, f.maker) for f in account.fills]
