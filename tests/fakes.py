@@ -68,8 +68,11 @@ class FakeVenue:
         self.qty, self.entry, self.margin = D(0), D(0), D(0)  # signed position, its entry and isolated margin
         self.orders: dict[str, Order] = {}
         self.sent: list[tuple[str, Order]] = []
-        self.hold_orders = asyncio.Event()
+        self.hold_orders = asyncio.Event()  # cleared: a create waits before it reaches the exchange
         self.hold_orders.set()
+        self.answers = asyncio.Event()  # cleared: a create takes effect, but neither its answer nor its
+        self.answers.set()  # user-stream update comes back
+        self._held_updates: list[Order] = []
         self._spent: set[int] = set()
         self._streams: dict[str, asyncio.Queue[Any]] = {}
         self._ids = iter(range(1, 10**9))
@@ -131,8 +134,16 @@ class FakeVenue:
         if approval.type is OrderType.MARKET:
             self._fill(order, self.mark + SPREAD if approval.side is OrderSide.BUY else self.mark - SPREAD)
         else:
-            self._push("orders", [order])
+            self._update(order)
+        await self.answers.wait()
         return self.orders[cid]
+
+    def _update(self, order: Order) -> None:
+        if self.answers.is_set():
+            self._push("orders", [*self._held_updates, order])
+            self._held_updates.clear()
+        else:
+            self._held_updates.append(order)
 
     def _fill(self, order: Order, price: D) -> None:
         qty = order.qty
@@ -151,7 +162,7 @@ class FakeVenue:
                        OrderStatus.FILLED if qty else OrderStatus.EXPIRED, filled=qty, average=price if qty else None,
                        reduce_only=order.reduce_only)  # fmt: skip
         self.orders[order.client_id] = filled
-        self._push("orders", [filled])
+        self._update(filled)
 
     async def cancel_order(self, symbol: str, *, client_id: str | None = None, order_id: str | None = None) -> Order:
         await self._spend("cancel")
@@ -163,7 +174,7 @@ class FakeVenue:
                           OrderStatus.CANCELED, reduce_only=order.reduce_only)  # fmt: skip
             self.orders[order.client_id] = order
             self.sent.append(("cancel", order))
-            self._push("orders", [order])
+            self._update(order)
         return order
 
     async def fetch_order(self, symbol: str, *, client_id: str | None = None, order_id: str | None = None) -> Order:

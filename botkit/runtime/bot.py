@@ -12,9 +12,10 @@ The rooms, lowest first (each talks only downward; news travels up through one s
 Start-up: load markets and leverage tiers, set isolated margin and leverage per symbol, read the
 account, reconcile against the journal, then run in one TaskGroup: the feeds, the kill-switch timer,
 strategy dispatch, the account reader and the periodic reconciler. The end comes from `stop()`
-(SIGINT/SIGTERM, `--duration`), or from a task that crashed: either way new intents are refused, open
-orders are cancelled (`runtime.cancel_on_exit`), the strategy's `on_stop` runs, the journal is flushed
-and ccxt is closed, each step under a time limit, so the runtime never hangs.
+(SIGINT/SIGTERM, `--duration`), or from a task that crashed: either way new intents are refused, orders
+whose answer the stop cut off are looked up and journalled, open orders are cancelled
+(`runtime.cancel_on_exit`), the strategy's `on_stop` runs, the journal is flushed and ccxt is closed,
+each step under a time limit, so the runtime never hangs.
 """
 
 from __future__ import annotations
@@ -274,6 +275,9 @@ class Bot:
     async def _shutdown(self) -> None:
         self._stopping.set()
         self.router.stopping = True  # from here on only risk cuts may leave
+        with contextlib.suppress(TimeoutError):  # orders the stop cut off mid-request: learn what became of them
+            async with asyncio.timeout(STOP_STEP_S):
+                await self.router.settle_lost()
         if self.config.runtime.cancel_on_exit and self.market.rules:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(STOP_STEP_S):

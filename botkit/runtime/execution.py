@@ -70,6 +70,7 @@ class Router:
         self.stopping = False  # set once shutdown begins: only risk cuts may leave after that
         self.reduce_only_wait_s: float | None = REDUCE_ONLY_JOURNAL_WAIT_S
         self.list_wait_s = LIST_WAIT_S
+        self.lost: dict[str, str] = {}  # client id -> symbol: sent, but its task was cancelled before the answer
 
     # --------------------------------------------------------------------------------- orders
 
@@ -156,6 +157,9 @@ class Router:
         self.stats.sent += 1
         try:
             order = await self.venue.create_order(approval, client_id=client_id)
+        except asyncio.CancelledError:  # the bot is stopping mid-request: the order may have landed, and filled
+            self.lost[client_id] = symbol
+            raise
         except OrderUnresolved as exc:
             self.journal.write(events.OrderFailed(symbol=symbol, client_id=client_id, final=False, error=str(exc)))
             unknown = _placeholder(approval, client_id, OrderStatus.UNKNOWN)
@@ -274,6 +278,18 @@ class Router:
         missed = [o for o in self.tracker.open() if o.client_id not in done]
         results += await asyncio.gather(*(self.cancel(o) for o in missed))
         return sum(results), len(first) + len(missed)
+
+    async def settle_lost(self) -> None:
+        """Look up every order whose create was cancelled before its answer came back (the strategy's task
+        ended by the shutdown): each is journalled as the exchange has it, fills included, and is then
+        tracked, so the exit's cancel sweep sees it too."""
+        for client_id, symbol in list(self.lost.items()):
+            try:
+                await self.settle(symbol, client_id)
+            except VenueError as exc:
+                log.warning("router.lost_order_unsettled", client_id=client_id, error=str(exc))
+                continue  # a restart settles it from the journal's write-ahead row
+            del self.lost[client_id]
 
     async def settle(self, symbol: str, client_id: str) -> Order | None:
         """Look one order up; an order the exchange never saw is journalled as final, filled nothing."""

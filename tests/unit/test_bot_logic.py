@@ -17,6 +17,7 @@ from botkit.runtime import reconcile
 from botkit.runtime.bot import Bot
 from botkit.runtime.execution import Router
 from botkit.runtime.journal import read_events
+from botkit.runtime.orders import JournalHistory
 from botkit.runtime.strategy import Strategy, make_strategy
 from strategies.grid_maker import GridMaker
 from tests import fakes
@@ -221,3 +222,32 @@ async def test_a_crash_while_reads_have_spent_the_budget_still_gets_its_cuts_out
         assert venue.liquidations == 0 and venue.qty == 0, "the guard should have closed the position in time"
     else:
         assert venue.liquidations == 1
+
+
+class BuysOnce(Strategy):
+    """One market buy on the first quote."""
+
+    async def on_quote(self, ctx, quote) -> None:
+        if not self.__dict__.setdefault("bought", False):
+            self.bought = True
+            await ctx.buy(BTC, D("0.01"), stop=quote.mark * D("0.95"))
+
+
+@pytest.mark.parametrize("guarded", [True, False], ids=["guarded", "off"])
+async def test_an_order_the_stop_cut_off_mid_request_is_looked_up_and_journalled(tmp_path, monkeypatch, guarded):
+    """Found in a fresh-clone run: the bot stopped while a strategy's create was waiting for its answer; the
+    exchange filled it, and the journal never heard (its fills added up to 0.168, the exchange held 0)."""
+    if not guarded:
+        async def nothing(self) -> None:
+            return None
+
+        monkeypatch.setattr(Router, "settle_lost", nothing)
+    market = started(tmp_path, BuysOnce(Strategy.Params()))
+    market.venue.answers.clear()  # the exchange takes the order; its answer and its stream update hang
+    await market.until(lambda: market.venue.qty == D("0.01"), seconds=5)
+    summary = await market.stop()
+    journalled = JournalHistory(kinds(market.bot, "order.sending", "order", "order.failed")).positions()
+    if guarded:
+        assert journalled.get(BTC) == D("0.01") and summary.crashed is None
+    else:
+        assert journalled.get(BTC) is None  # the fill the exchange made is missing from the journal
