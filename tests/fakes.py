@@ -28,6 +28,7 @@ from botkit.domain import (
 from botkit.guards.gate import Approval
 from botkit.guards.rate import Lane, RateLimiter
 from botkit.margin import MarketRules, Tier, liquidation_price, move_position
+from botkit.venue.ccxt_venue import request_lane
 from botkit.venue.errors import Rejected
 from botkit.venue.ids import ClientIds
 from tests.support import BTC_TIERS
@@ -43,10 +44,9 @@ WEIGHTS = {"balance": 5, "positions": 5, "open_orders": 40, "margin": 5, "fundin
 
 
 def lane_of(call: str, reduce_only: bool = False) -> Lane:
-    """The rate limiter's lane of a call, as the ccxt venue picks it."""
-    if call == "cancel" or (call == "create" and reduce_only):
-        return Lane.CUT
-    return Lane.ORDER if call == "create" else Lane.READ
+    """The rate limiter's lane of a call: the ccxt venue's own choice for the request it would send."""
+    method = {"create": "POST", "cancel": "DELETE"}.get(call, "GET")
+    return request_lane(method, {"reduceOnly": "true"} if reduce_only else {}, 1 if call == "create" else 0)
 
 
 class FakeVenue:

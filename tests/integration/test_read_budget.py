@@ -71,10 +71,6 @@ async def test_the_default_settings_fit_binances_budget(emulator, tmp_path):
     assert plan.steady == {"account": 600, "reconcile": 304, "rules": 2}
 
 
-class Idle(Strategy):
-    pass
-
-
 def starved(emu, tmp_path) -> BotConfig:
     # a budget of 120 weight a minute: start-up's reads alone nearly spend it (and the exit's cancel sweep
     # would wait for it: off, the run ends at once)
@@ -84,7 +80,7 @@ def starved(emu, tmp_path) -> BotConfig:
 
 async def test_settings_that_would_spend_the_budget_are_refused_at_start(tmp_path):
     async with running_emulator(settings()) as emu:
-        bot = Bot(starved(emu, tmp_path), Idle(Idle.Params()))
+        bot = Bot(starved(emu, tmp_path), Strategy(Strategy.Params()))  # a strategy that does nothing
         summary = await asyncio.wait_for(bot.run(duration=5), 30)
     assert summary.crashed is not None and summary.crashed.startswith("start-up failed: routine reads would spend ")
     assert "but reads may spend 112" in summary.crashed
@@ -98,7 +94,7 @@ def stale(bot) -> str:
 async def test_with_the_refusal_off_the_budget_runs_dry_and_the_account_goes_stale(tmp_path, monkeypatch):
     monkeypatch.setattr(ReadPlan, "problem", lambda self: None)
     async with running_emulator(live_market()) as emu:
-        bot = Bot(starved(emu, tmp_path), Idle(Idle.Params()))
+        bot = Bot(starved(emu, tmp_path), Strategy(Strategy.Params()))  # a strategy that does nothing
         bot.router.list_wait_s = 0.5  # the halt's cancel sweep would wait for the budget: the run ends sooner
         task = asyncio.ensure_future(bot.run(duration=30))
         try:

@@ -123,12 +123,8 @@ async def test_the_liquidation_guard_keeps_one_cut_in_flight_however_many_marks_
     assert summary.crashed is None and venue.liquidation() is None
 
 
-class Idle(Strategy):
-    pass
-
-
 async def test_margin_settings_changed_while_flat_are_put_back_and_under_a_position_halt(tmp_path):
-    market = started(tmp_path, Idle(Strategy.Params()), runtime={"reconcile_seconds": 5})
+    market = started(tmp_path, Strategy(Strategy.Params()), runtime={"reconcile_seconds": 5})
     bot, venue = market.bot, market.venue
     await market.until(lambda: bot.ks.state is TradingState.ACTIVE and bot.market.books, seconds=5)
     set_by_bot = venue.leverage
@@ -176,12 +172,12 @@ async def test_an_order_asked_for_while_stopping_is_refused(tmp_path, monkeypatc
 async def test_a_manual_halt_outlives_a_restart(tmp_path, monkeypatch, guarded):
     if not guarded:  # the journal's latched trips are not read at start
         monkeypatch.setattr(reconcile, "latched_trips", lambda path: {})
-    first = started(tmp_path, Idle(Strategy.Params()))
+    first = started(tmp_path, Strategy(Strategy.Params()))
     await first.until(lambda: first.bot.market.books, seconds=5)
     send(control_path(first.bot.config.journal.path), "halt", "investigating")
     await first.until(lambda: first.bot.ks.state is TradingState.HALTED, seconds=5)
     await first.stop()
-    second = started(tmp_path, Idle(Strategy.Params()))
+    second = started(tmp_path, Strategy(Strategy.Params()))
     await second.until(lambda: second.bot.market.books, seconds=5)
     verdict = await second.bot.ctx.buy(BTC, D("0.01"), stop=second.venue.mark * D("0.95"))
     await second.stop()
