@@ -175,7 +175,11 @@ class PaperVenue:
             step=rules.step, min_qty=rules.min_qty or rules.step, max_qty=max_qty, market_max_qty=max_qty,
             min_notional=rules.min_notional, tiers=tiers, start_price=0.0, volatility=0.0, depth=ZERO,
         )  # fmt: skip
-        self.market.symbols[spec.symbol] = SymbolState(spec, tiers, rules.min_notional, 0.0)
+        state = self.market.symbols.get(spec.symbol)
+        if state is None:
+            self.market.symbols[spec.symbol] = SymbolState(spec, tiers, rules.min_notional, 0.0)
+        else:  # a rules refresh: the market observed so far (book, mark, funding) stays
+            state.spec, state.tiers, state.min_notional = spec, tiers, rules.min_notional
 
     async def ensure_isolated(self, symbol: str, leverage: int) -> None:
         market_id = self._id(symbol)
@@ -313,7 +317,7 @@ class PaperVenue:
             isolated = config.margin_type == "ISOLATED"
             positions.append(Position(
                 symbol=symbol, side=Side.LONG if pos.qty > 0 else Side.SHORT, qty=abs(pos.qty), entry=pos.entry,
-                mark=self.market.symbols[market_id].mark,
+                mark=self.market.symbols[market_id].mark or None,  # 0: no mark observed yet
                 liquidation=self.engine.liquidation_price(self.account, market_id),
                 margin_mode="isolated" if isolated else "cross",
                 isolated_wallet=pos.isolated_wallet if isolated else None, leverage=Decimal(config.leverage),

@@ -67,6 +67,10 @@ async def test_paper_fills_funding_and_liquidation_agree_with_the_emulator(tmp_p
             engine.set_margin_type(shadow, "BTCUSDT", "ISOLATED")
             engine.set_leverage(shadow, "BTCUSDT", LEVERAGE)
             await step(emu, venue, 12)  # books, and a mark frame (one a simulated second)
+            state = venue.market.symbols["BTCUSDT"]
+            observed = (state.mark, list(state.bids), state.funding_rate)
+            await venue.fetch_tiers([BTC])  # as the bot's rules refresh does: what was observed stays
+            assert venue.market.symbols["BTCUSDT"] is state and (state.mark, state.bids, state.funding_rate) == observed
             assert venue.engine.taker_fee == engine.taker_fee and venue.engine.maker_fee == engine.maker_fee
 
             # A market order walks the same visible levels.
