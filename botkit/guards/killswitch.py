@@ -331,11 +331,7 @@ class KillSwitch:
     def margin_settings(self, symbol: str, *, leverage: Any, mode: Any, expected_leverage: int, expected_mode: str):
         """What the exchange reports for a symbol against what the bot set: a difference means a person or
         another program changed it, and nothing the bot computed from its own settings holds any more."""
-        differs = []
-        if leverage is not None and int(leverage) != expected_leverage:
-            differs.append(f"leverage={leverage} expected={expected_leverage}")
-        if mode is not None and str(mode).lower() != expected_mode:
-            differs.append(f"margin_mode={mode} expected={expected_mode}")
+        differs = margin_differences(leverage, mode, expected_leverage, expected_mode)
         if differs:
             self._trip("margin_changed", TradingState.HALTED, "latched", f"symbol={symbol} " + " ".join(differs))
 
@@ -365,3 +361,14 @@ class KillSwitch:
             if trip.recovery != "expires":
                 self._clear(trip.trigger, f"resumed by {who}")
         self._wake.set()
+
+
+def margin_differences(leverage: Any, mode: Any, expected_leverage: int, expected_mode: str) -> list[str]:
+    """How the exchange's leverage and margin mode differ from what the bot set (a setting it did not
+    report is no difference)."""
+    differs = []
+    if leverage is not None and int(leverage) != expected_leverage:
+        differs.append(f"leverage={leverage} expected={expected_leverage}")
+    if mode is not None and str(mode).lower() != expected_mode:
+        differs.append(f"margin_mode={mode} expected={expected_mode}")
+    return differs

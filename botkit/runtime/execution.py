@@ -162,7 +162,7 @@ class Router:
             raise
         except OrderUnresolved as exc:
             self.journal.write(events.OrderFailed(symbol=symbol, client_id=client_id, final=False, error=str(exc)))
-            unknown = _placeholder(approval, client_id, OrderStatus.UNKNOWN)
+            unknown = _unknown(approval, client_id)
             self.order_update(unknown, "create")
             known = self.tracker.get(client_id)
             if known is not None and known.status.final:  # the user stream settled it before the create gave up
@@ -339,7 +339,7 @@ class Router:
             self.sink(Filled(fill))
 
 
-def _placeholder(approval: Approval, client_id: str, status: OrderStatus) -> Order:
-    """The order as far as the bot knows it when the venue gave no answer to read."""
-    return Order(approval.symbol, approval.side, approval.type, approval.qty, approval.price, client_id, None, status,
-                 filled=Decimal(0), reduce_only=approval.reduce_only)  # fmt: skip
+def _unknown(approval: Approval, client_id: str) -> Order:
+    """The order as far as the bot knows it when the venue gave no answer to read: its outcome UNKNOWN."""
+    return Order(approval.symbol, approval.side, approval.type, approval.qty, approval.price, client_id, None,
+                 OrderStatus.UNKNOWN, filled=Decimal(0), reduce_only=approval.reduce_only)  # fmt: skip

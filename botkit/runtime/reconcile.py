@@ -18,7 +18,7 @@ from typing import Any
 from botkit.clock import Clock
 from botkit.config import BotConfig
 from botkit.domain import OrderStatus
-from botkit.guards.killswitch import LATCHED, KillSwitch
+from botkit.guards.killswitch import LATCHED, KillSwitch, margin_differences
 from botkit.log import get_logger
 from botkit.margin import Tier, plain
 from botkit.runtime import events
@@ -111,7 +111,7 @@ class Reconciler:
         Changed under a position or an order: the kill switch halts until a person looks (latched)."""
         leverage, mode = await self.venue.fetch_margin_settings(symbol)
         expected = self.market.leverage[symbol]
-        if (leverage is None or int(leverage) == expected) and (mode is None or str(mode).lower() == "isolated"):
+        if not margin_differences(leverage, mode, expected, "isolated"):
             return
         router = self.router
         held = symbol in router.account.positions or router.tracker.open(symbol)
