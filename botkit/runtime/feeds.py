@@ -156,22 +156,11 @@ class Feeds:
     async def _run(self, stream: Stream) -> None:
         failures = 0
         while True:
-            receiving = asyncio.ensure_future(self.receive(stream))
             try:
                 if stream.name in self.down and stream.on_back is not None:
-                    # a user stream may be quiet for hours: reconnected and not failing for QUIET_UP_S, it is
-                    # back, and what it missed meanwhile is learnt over REST now, not at its next message
-                    sleeper = asyncio.ensure_future(self.clock.sleep(QUIET_UP_S))
-                    try:
-                        await asyncio.wait((receiving, sleeper), return_when=asyncio.FIRST_COMPLETED)
-                    finally:
-                        sleeper.cancel()
-                    if not receiving.done():
-                        await self._back_up(stream)
-                await receiving
-            except asyncio.CancelledError:
-                receiving.cancel()
-                raise
+                    await self._receive_or_come_back(stream)
+                else:
+                    await self.receive(stream)  # the common case: no task, no timer per frame
             except StreamFailed as failed:
                 exc = failed.__cause__
                 if self.clock.monotonic() - self._restarted_at < RESTART_GRACE_S:  # our own restart: subscribe
@@ -190,6 +179,20 @@ class Feeds:
             if stream.name in self.down:
                 await self._back_up(stream)
             failures = 0
+
+    async def _receive_or_come_back(self, stream: Stream) -> None:
+        """A user stream may be quiet for hours: reconnected and not failing for QUIET_UP_S, it is back, and
+        what it missed meanwhile is learnt over REST now, not at its next message."""
+        receiving = asyncio.ensure_future(self.receive(stream))
+        sleeper = asyncio.ensure_future(self.clock.sleep(QUIET_UP_S))
+        try:
+            await asyncio.wait((receiving, sleeper), return_when=asyncio.FIRST_COMPLETED)
+            if not receiving.done():
+                await self._back_up(stream)
+            await receiving
+        finally:
+            sleeper.cancel()
+            receiving.cancel()  # only if this was cancelled itself: otherwise it is done
 
     async def _back_up(self, stream: Stream) -> None:
         since = self.down.pop(stream.name)
