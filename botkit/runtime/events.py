@@ -244,9 +244,26 @@ class RuntimeFailed(JournalEvent):
 
 KINDS: dict[str, type[JournalEvent]] = {
     cls.KIND: cls
-    for cls in (SessionStarted, SessionStopped, Reconciled, IntentSeen, VerdictGiven, OrderSending, OrderReported,
-                OrderFailed, Filled, FundingPaid, SwitchChanged, RulesChanged, HaltAction, GuardCut, FeedChanged,
-                AccountSnapshot, StrategyFailed, RuntimeFailed)
+    for cls in (
+        SessionStarted,
+        SessionStopped,
+        Reconciled,
+        IntentSeen,
+        VerdictGiven,
+        OrderSending,
+        OrderReported,
+        OrderFailed,
+        Filled,
+        FundingPaid,
+        SwitchChanged,
+        RulesChanged,
+        HaltAction,
+        GuardCut,
+        FeedChanged,
+        AccountSnapshot,
+        StrategyFailed,
+        RuntimeFailed,
+    )
 }
 
 

@@ -4,6 +4,11 @@ Independent of HTTP, so the emulator's server and the paper venue can share it. 
 exchange's rules with Binance USDⓈ-M error codes and messages (raised as `Rejection`). Liquidation
 prices come from `botkit.margin`, so the emulator and botkit's own guards agree by construction.
 
+Conditional orders (stop and take-profit, market or limit, and trailing stops) live apart from the
+regular ones, as in Binance's Algo Order service: they hold no margin, trigger on the mark or the last
+price, and then place a regular order of their own (with the conditional order's client id) that fills
+like any other.
+
 Simplifications, on purpose: one-way mode only; fees are paid from the cross wallet; cross-margin
 positions are never liquidated; a liquidated isolated position loses its whole isolated margin.
 """
@@ -26,6 +31,11 @@ ZERO = D(0)
 CLIENT_ID_PATTERN = re.compile(r"^[.A-Z:/a-z0-9_-]{1,36}$")
 RECENT_CLIENT_IDS = 10_000  # client ids remembered after an order closes, for duplicate detection
 DEFAULT_LEVERAGE = 20
+ALGO_LIMIT = 200  # open conditional orders per account, across all symbols (Binance, since 2025-12-29)
+TRIGGER_PROTECT = D("0.05")  # the largest mark/last difference rate at which a price-protected order triggers
+STOP_TYPES = (OrderType.STOP_MARKET, OrderType.STOP)  # buy triggers at or above the trigger price, sell at or below
+PROFIT_TYPES = (OrderType.TAKE_PROFIT_MARKET, OrderType.TAKE_PROFIT)  # the other way round
+CONDITIONAL_TYPES = (*STOP_TYPES, *PROFIT_TYPES, OrderType.TRAILING_STOP_MARKET)
 
 
 class Rejection(Exception):
@@ -52,6 +62,7 @@ class Order:
     cum_quote: Decimal = ZERO
     status: str = "NEW"
     update_ms: int = 0
+    algo_id: int | None = None  # the conditional order that placed it, if one did
 
     @property
     def sign(self) -> int:
@@ -68,6 +79,40 @@ class Order:
     @property
     def average(self) -> Decimal:
         return self.cum_quote / self.filled if self.filled else ZERO
+
+
+@dataclass
+class AlgoOrder:
+    """A conditional order in the algo service: NEW until its trigger, then TRIGGERING, TRIGGERED (its
+    regular order placed) and FINISHED (that order done); or CANCELED, EXPIRED, REJECTED."""
+
+    id: int
+    client_id: str
+    symbol: str
+    side: OrderSide
+    type: OrderType
+    qty: Decimal  # 0 with close_position: the whole position at trigger time
+    trigger: Decimal  # 0 for a trailing stop until it activates
+    price: Decimal  # the limit price of STOP / TAKE_PROFIT, else 0
+    working_type: str  # MARK_PRICE or CONTRACT_PRICE
+    reduce_only: bool
+    close_position: bool
+    price_protect: bool
+    time_in_force: str
+    time_ms: int
+    activate: Decimal = ZERO  # trailing: the price that activates it (0: at once)
+    callback_rate: Decimal = ZERO  # trailing: percent
+    extreme: Decimal = ZERO  # trailing: the best price since activation
+    status: str = "NEW"
+    update_ms: int = 0
+    trigger_ms: int = 0
+    order_id: int | None = None  # the regular order it placed
+    reason: str = ""  # why it was rejected or cancelled by the exchange
+    hidden_until_ms: int = 0  # an injected fault: queries answer "unknown order" until then
+
+    @property
+    def is_open(self) -> bool:
+        return self.status in ("NEW", "TRIGGERING")
 
 
 @dataclass
@@ -121,6 +166,8 @@ class Account:
     client_ids: OrderedDict[str, int] = field(default_factory=OrderedDict)
     fills: list[Fill] = field(default_factory=list)
     incomes: list[Income] = field(default_factory=list)
+    algos: dict[int, AlgoOrder] = field(default_factory=dict)
+    algo_client_ids: OrderedDict[str, int] = field(default_factory=OrderedDict)
 
     @property
     def wallet_balance(self) -> Decimal:
@@ -135,6 +182,9 @@ class Account:
 
     def open_orders(self, symbol: str | None = None) -> list[Order]:
         return [o for o in self.working.values() if symbol in (None, o.symbol)]
+
+    def open_algos(self, symbol: str | None = None) -> list[AlgoOrder]:
+        return [a for a in self.algos.values() if a.is_open and symbol in (None, a.symbol)]
 
 
 @dataclass(frozen=True)
@@ -157,7 +207,15 @@ class AccountChanged:
     time_ms: int
 
 
-EngineEvent = OrderChanged | AccountChanged
+@dataclass(frozen=True)
+class AlgoChanged:
+    """A conditional order moved (placed, triggering, triggered, finished, cancelled, expired, rejected)."""
+
+    algo: AlgoOrder
+    time_ms: int
+
+
+EngineEvent = OrderChanged | AccountChanged | AlgoChanged
 Listener = Callable[[Account, EngineEvent], None]
 
 
@@ -185,7 +243,9 @@ class Engine:
         self.liquidations: list[dict[str, Any]] = []
         self.funding_events: list[dict[str, Any]] = []  # what each position paid or received
         self.funding_rates: list[dict[str, Any]] = []  # the rate history, as GET /fapi/v1/fundingRate shows it
-        self._ids = {"order": 100_000, "trade": 500_000, "tran": 900_000}
+        self._ids = {"order": 100_000, "trade": 500_000, "tran": 900_000, "algo": 1_000_000_000_000}
+        # Set by the emulator to inject faults: why the exchange refuses this trigger (None: it does not).
+        self.trigger_veto: Callable[[AlgoOrder], str | None] = lambda algo: None
 
     def _next(self, kind: str) -> int:
         self._ids[kind] += 1
@@ -280,12 +340,17 @@ class Engine:
         time_in_force: str | None = None,
         reduce_only: bool = False,
         client_id: str | None = None,
+        algo_id: int | None = None,
     ) -> Order:
         state = self.symbol(symbol)
         spec = state.spec
         assert symbol is not None
         if not isinstance(side, OrderSide):
             raise Rejection(-1117, "Invalid side.")
+        if type in CONDITIONAL_TYPES:
+            raise Rejection(
+                -4120, "Order type not supported for this endpoint. Please use the Algo Order API endpoints instead."
+            )
         if type not in (OrderType.LIMIT, OrderType.MARKET):
             raise Rejection(-1116, "Invalid orderType.")
         if qty <= ZERO:
@@ -357,6 +422,7 @@ class Engine:
             qty=qty,
             reduce_only=reduce_only,
             time_ms=self.now_ms,
+            algo_id=algo_id,
         )
         account.orders[order.id] = order
         account.working[order.id] = order
@@ -401,6 +467,7 @@ class Engine:
         order.update_ms = self.now_ms
         if not order.is_open:
             account.working.pop(order.id, None)
+            self._algo_done(account, order)
         fill = Fill(
             self._next("trade"), order.id, order.client_id, order.symbol, order.side, price, qty, fee, realized, maker,
             self.now_ms,
@@ -438,6 +505,7 @@ class Engine:
         order.update_ms = self.now_ms
         account.working.pop(order.id, None)
         self._emit_order(account, order, status, None)
+        self._algo_done(account, order)
 
     def find_order(self, account: Account, symbol: str | None, order_id: int | None, client_id: str | None) -> Order:
         self.symbol(symbol)
@@ -465,12 +533,228 @@ class Engine:
         for order in account.open_orders(symbol):
             self._finish(account, order, "CANCELED")
 
+    # -------------------------------------------------------------------------- conditional orders
+
+    def place_algo(
+        self,
+        account: Account,
+        *,
+        symbol: str | None,
+        side: OrderSide,
+        type: OrderType,
+        qty: Decimal | None,
+        trigger: Decimal | None,
+        price: Decimal | None = None,
+        working_type: str = "CONTRACT_PRICE",
+        reduce_only: bool = False,
+        close_position: bool = False,
+        price_protect: bool = False,
+        time_in_force: str | None = None,
+        client_id: str | None = None,
+        activate: Decimal | None = None,
+        callback_rate: Decimal | None = None,
+    ) -> AlgoOrder:
+        """A conditional order, checked as Binance's algo service checks it (no margin is held for it)."""
+        state = self.symbol(symbol)
+        spec = state.spec
+        assert symbol is not None
+        if not isinstance(side, OrderSide):
+            raise Rejection(-1117, "Invalid side.")
+        if type not in CONDITIONAL_TYPES:
+            raise Rejection(-1116, "Invalid orderType.")
+        if working_type not in ("MARK_PRICE", "CONTRACT_PRICE"):
+            raise Rejection(-1115, "Invalid workingType.")
+        trailing = type is OrderType.TRAILING_STOP_MARKET
+        if close_position:
+            if type not in (OrderType.STOP_MARKET, OrderType.TAKE_PROFIT_MARKET):
+                raise Rejection(-4136, "Target strategy invalid for orderType, closePosition true.")
+            if reduce_only:
+                raise Rejection(-1106, "Parameter 'reduceonly' sent when not required.")
+            if qty:
+                raise Rejection(-4137, "Quantity must be zero with closePosition equals true.")
+            if any(a.close_position and a.type is type and a.side is side for a in account.open_algos(symbol)):
+                raise Rejection(-4130, "An open stop or take profit order with GTE and closePosition in the "
+                                       "direction is existing.")  # fmt: skip
+            qty = ZERO
+        else:
+            if qty is None or qty <= ZERO:
+                raise Rejection(-4003, "Quantity less than or equal to zero.")
+            if qty % spec.step:
+                raise Rejection(-1111, "Precision is over the maximum defined for this asset.")
+            if qty < spec.min_qty:
+                raise Rejection(-1013, "Filter failure: LOT_SIZE")
+        if trailing:
+            rate = callback_rate if callback_rate is not None else ZERO
+            if not D("0.1") <= rate <= D("20"):
+                raise Rejection(-2007, "Invalid callBackRate.")
+            trigger = ZERO
+        elif trigger is None or trigger <= ZERO:
+            raise Rejection(-1102, "Mandatory parameter 'triggerprice' was not sent, was empty/null, or malformed.")
+        elif trigger % spec.tick:
+            raise Rejection(-4014, "Price not increased by tick size.")
+        if type in (OrderType.STOP, OrderType.TAKE_PROFIT):
+            if price is None or price <= ZERO:
+                raise Rejection(-1102, "Mandatory parameter 'price' was not sent, was empty/null, or malformed.")
+            if price % spec.tick:
+                raise Rejection(-4014, "Price not increased by tick size.")
+        else:
+            price = ZERO
+        time_in_force = time_in_force or "GTC"
+        if time_in_force not in ("GTC", "IOC", "FOK", "GTX", "GTD"):
+            raise Rejection(-1115, "Invalid timeInForce.")
+        if client_id is None:
+            client_id = f"emu-algo-{self._ids['algo'] + 1}"
+        if not CLIENT_ID_PATTERN.match(client_id):
+            raise Rejection(-4015, "Client order id is not valid.")
+        if client_id in account.algo_client_ids and account.algos[account.algo_client_ids[client_id]].is_open:
+            raise Rejection(-4116, "ClientOrderId is duplicated.")
+        if len(account.open_algos()) >= ALGO_LIMIT:
+            raise Rejection(-4045, "Reach max stop order limit.")
+        if close_position and not account.position(symbol).qty:
+            raise Rejection(-4509, "TIF GTE can only be used with open positions or open orders.")
+        algo = AlgoOrder(
+            id=self._next("algo"), client_id=client_id, symbol=symbol, side=side, type=type, qty=qty, trigger=trigger,
+            price=price, working_type=working_type, reduce_only=reduce_only, close_position=close_position,
+            price_protect=price_protect, time_in_force=time_in_force, time_ms=self.now_ms,
+        )  # fmt: skip
+        if trailing:
+            current = self._trigger_price(algo)
+            algo.activate = activate if activate is not None else ZERO
+            algo.callback_rate = rate
+            if algo.activate and (algo.activate - current) * side.sign < 0:  # sell: activation at or above the price
+                raise Rejection(-2021, "Order would immediately trigger.")
+        elif self._crossed(algo, self._trigger_price(algo)):
+            raise Rejection(-2021, "Order would immediately trigger.")
+        account.algos[algo.id] = algo
+        account.algo_client_ids[client_id] = algo.id
+        while len(account.algo_client_ids) > RECENT_CLIENT_IDS:
+            account.algo_client_ids.popitem(last=False)
+        self._emit(account, AlgoChanged(algo, self.now_ms))
+        return algo
+
+    def find_algo(self, account: Account, algo_id: int | None, client_id: str | None) -> AlgoOrder:
+        if algo_id is None and client_id is not None:
+            algo_id = account.algo_client_ids.get(client_id)
+        algo = account.algos.get(algo_id) if algo_id is not None else None
+        if algo is None or algo.hidden_until_ms > self.now_ms:
+            raise Rejection(-2013, "Order does not exist.")
+        return algo
+
+    def cancel_algo(self, account: Account, algo_id: int | None, client_id: str | None) -> AlgoOrder:
+        try:
+            algo = self.find_algo(account, algo_id, client_id)
+        except Rejection:
+            raise Rejection(-2011, "Unknown order sent.") from None
+        if algo.status == "TRIGGERING":
+            raise Rejection(-4117, "Stop order is in triggering process. Please try again later.")
+        if not algo.is_open:
+            raise Rejection(-2011, "Unknown order sent.")
+        self._algo_status(account, algo, "CANCELED")
+        return algo
+
+    def cancel_all_algos(self, account: Account, symbol: str | None) -> None:
+        self.symbol(symbol)
+        for algo in account.open_algos(symbol):
+            self._algo_status(account, algo, "CANCELED")
+
+    def visible_algos(self, account: Account) -> list[AlgoOrder]:
+        """The conditional orders queries can see (an injected fault hides some for a while)."""
+        return [a for a in account.algos.values() if a.hidden_until_ms <= self.now_ms]
+
+    def check_triggers(self, symbol: str | None = None) -> None:
+        """Trigger every conditional order whose price has reached its trigger."""
+        for account in self.accounts.values():
+            for algo in account.open_algos(symbol):
+                if algo.status != "NEW":
+                    continue
+                price = self._trigger_price(algo)
+                if algo.type is OrderType.TRAILING_STOP_MARKET and not self._trail(algo, price):
+                    continue
+                if algo.type is not OrderType.TRAILING_STOP_MARKET and not self._crossed(algo, price):
+                    continue
+                if algo.close_position and not account.position(algo.symbol).qty:
+                    self._algo_status(account, algo, "EXPIRED")  # GTE: the position it was for is gone
+                    continue
+                if algo.price_protect and self._protect_blocks(algo):
+                    continue  # mark and last too far apart: it waits
+                self._trigger(account, algo)
+
+    def _trigger_price(self, algo: AlgoOrder) -> Decimal:
+        state = self.market.symbols[algo.symbol]
+        return state.mark if algo.working_type == "MARK_PRICE" else self.market.last_price(algo.symbol)
+
+    @staticmethod
+    def _crossed(algo: AlgoOrder, price: Decimal) -> bool:
+        """Stop: a buy fires at or above its trigger, a sell at or below; take-profit the other way round."""
+        if algo.type in STOP_TYPES:
+            return price >= algo.trigger if algo.side is OrderSide.BUY else price <= algo.trigger
+        return price <= algo.trigger if algo.side is OrderSide.BUY else price >= algo.trigger
+
+    @staticmethod
+    def _trail(algo: AlgoOrder, price: Decimal) -> bool:
+        """A trailing stop: active once the price reaches its activation price; a sell then fires when the
+        price falls callbackRate % below the highest price since (a buy mirrored)."""
+        sign = algo.side.sign
+        if not algo.extreme:
+            if algo.activate and (price - algo.activate) * sign > 0:  # sell: not yet at or above activation
+                return False
+            algo.extreme = price
+        algo.extreme = max(algo.extreme, price) if sign < 0 else min(algo.extreme, price)
+        rate = algo.callback_rate / 100
+        algo.trigger = algo.extreme * (1 - rate) if sign < 0 else algo.extreme * (1 + rate)
+        return (price - algo.trigger) * sign >= 0
+
+    def _protect_blocks(self, algo: AlgoOrder) -> bool:
+        state = self.market.symbols[algo.symbol]
+        last = self.market.last_price(algo.symbol)
+        return bool(last) and abs(state.mark / last - 1) > TRIGGER_PROTECT
+
+    def _trigger(self, account: Account, algo: AlgoOrder) -> None:
+        algo.trigger_ms = self.now_ms
+        self._algo_status(account, algo, "TRIGGERING")
+        veto = self.trigger_veto(algo)
+        if veto is not None:
+            algo.reason = veto
+            self._algo_status(account, algo, "REJECTED")
+            return
+        pos = account.position(algo.symbol)
+        qty = abs(pos.qty) if algo.close_position else algo.qty
+        limit = algo.type in (OrderType.STOP, OrderType.TAKE_PROFIT)
+        try:
+            order = self.place_order(
+                account, symbol=algo.symbol, side=algo.side, type=OrderType.LIMIT if limit else OrderType.MARKET,
+                qty=qty, price=algo.price if limit else None, time_in_force=algo.time_in_force if limit else None,
+                reduce_only=algo.reduce_only or algo.close_position, client_id=algo.client_id, algo_id=algo.id,
+            )  # fmt: skip
+        except Rejection as exc:
+            algo.reason = exc.msg
+            self._algo_status(account, algo, "REJECTED" if exc.code != -2022 else "CANCELED")
+            return
+        algo.order_id = order.id
+        if algo.status == "TRIGGERING":  # its order is still working (a limit, or a market order not yet done)
+            self._algo_status(account, algo, "TRIGGERED")
+
+    def _algo_done(self, account: Account, order: Order) -> None:
+        """A conditional order's own order is done: the conditional order is FINISHED."""
+        algo = account.algos.get(order.algo_id) if order.algo_id is not None else None
+        if algo is not None and algo.status in ("TRIGGERING", "TRIGGERED"):
+            algo.order_id = order.id
+            if algo.status == "TRIGGERING":
+                self._algo_status(account, algo, "TRIGGERED")
+            self._algo_status(account, algo, "FINISHED")
+
+    def _algo_status(self, account: Account, algo: AlgoOrder, status: str) -> None:
+        algo.status, algo.update_ms = status, self.now_ms
+        self._emit(account, AlgoChanged(algo, self.now_ms))
+
     # ---------------------------------------------------------------------------- market progress
 
     def step(self) -> None:
-        """Advance the market one step, then fill resting orders, settle funding and liquidate."""
+        """Advance the market one step, then fill resting orders, trigger conditional orders, settle funding
+        and liquidate."""
         funding_due = self.market.step()
         self.match_resting()
+        self.check_triggers()
         if funding_due:
             self.settle_funding()
         self.check_liquidations()

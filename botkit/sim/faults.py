@@ -16,6 +16,9 @@ and time, as from a broken gateway).
 Market kinds (applied while the window is open): `mark_divergence` (`value` basis points added to the
 mark), `clock_skew` (`value` ms added to the server's clock), `tighten_brackets` (once, at the window's
 start), `min_notional` (`value` becomes the symbol's minimum notional, once).
+Conditional-order kinds (the target matches the order's client id): `stop_cancelled` (the exchange
+cancels an untriggered one on its own), `stop_forgotten` (queries and listings do not show it for
+`seconds`, though it still triggers), `trigger_rejected` (it is REJECTED when it triggers).
 """
 
 from __future__ import annotations
@@ -44,6 +47,9 @@ FaultKind = Literal[
     "clock_skew",
     "tighten_brackets",
     "min_notional",
+    "stop_cancelled",
+    "stop_forgotten",
+    "trigger_rejected",
 ]
 REST_KINDS = ("http_error", "rate_limit", "ban", "latency", "stall", "timeout_after_accept")
 

@@ -31,7 +31,18 @@ from aiohttp import WSMsgType, web
 
 from botkit.domain import OrderSide, OrderType
 from botkit.margin import maintenance_margin, plain
-from botkit.sim.engine import Account, Engine, EngineEvent, Fill, Income, Order, OrderChanged, Rejection
+from botkit.sim.engine import (
+    Account,
+    AlgoChanged,
+    AlgoOrder,
+    Engine,
+    EngineEvent,
+    Fill,
+    Income,
+    Order,
+    OrderChanged,
+    Rejection,
+)
 from botkit.sim.faults import REST_KINDS, FaultPlan, FaultPlanError, FaultRule, parse_plan
 from botkit.sim.market import SCENARIOS, Market
 
@@ -181,6 +192,11 @@ def _int(params: Params, name: str, default: int | None = None) -> int | None:
         raise Rejection(-1100, f"Illegal characters found in parameter '{name}'.") from None
 
 
+def _flag(params: Params, name: str) -> bool:
+    """A boolean parameter: Binance's docs spell it TRUE/FALSE in one place and true/false in another."""
+    return params.get(name, "false").lower() == "true"
+
+
 def _retry_after(seconds: float) -> dict[str, str]:
     return {"Retry-After": str(max(1, math.ceil(seconds)))}
 
@@ -241,6 +257,7 @@ class Emulator:
         self.api_key = settings.api_key or secrets.token_hex(32)
         self.api_secret = settings.api_secret or secrets.token_hex(32)
         self.engine.add_account(self.api_key, self.api_secret, settings.balance)
+        self.engine.trigger_veto = self._trigger_veto
         self.listen_keys: dict[str, Account] = {}
         self.sockets: set[_Socket] = set()
         self.engine.listeners.append(self._on_private_event)
@@ -328,6 +345,30 @@ class Emulator:
                     self.market.tighten_brackets(name)
                 elif rule.value is not None:
                     state.min_notional = rule.value
+        self._apply_stop_faults(elapsed)
+
+    def _apply_stop_faults(self, elapsed: float) -> None:
+        """The algo service misbehaving: a conditional order cancelled on its own (as reported of Binance's
+        demo venue), or forgotten for a while (queries answer "unknown order", yet it still triggers). A
+        rule's target matches the order's client id."""
+        if not (self.faults.active("stop_cancelled", elapsed) or self.faults.active("stop_forgotten", elapsed)):
+            return
+        for account in self.engine.accounts.values():
+            for algo in account.open_algos():
+                if algo.status != "NEW":
+                    continue
+                rule = self.faults.pick(("stop_cancelled", "stop_forgotten"), algo.client_id, "*", elapsed)
+                if rule is None:
+                    continue
+                if rule.kind == "stop_cancelled":
+                    algo.reason = "canceled by the system"
+                    self.engine.cancel_algo(account, algo.id, None)
+                elif algo.hidden_until_ms <= self.market.now_ms:
+                    algo.hidden_until_ms = self.market.now_ms + int(rule.seconds * 1000)
+
+    def _trigger_veto(self, algo: AlgoOrder) -> str | None:
+        rule = self.faults.pick(("trigger_rejected",), algo.client_id, "*", self.market.elapsed_s)
+        return None if rule is None else "Trigger rejected by the system (injected)"
 
     # ------------------------------------------------------------------------------ middleware
 
@@ -366,6 +407,12 @@ class Emulator:
             ("GET", "/fapi/v1/openOrders", self.h_open_orders, 1, "signed"),
             ("GET", "/fapi/v1/allOrders", self.h_all_orders, 5, "signed"),
             ("DELETE", "/fapi/v1/allOpenOrders", self.h_cancel_all, 1, "signed"),
+            ("POST", "/fapi/v1/algoOrder", self.h_create_algo, 0, "signed"),
+            ("GET", "/fapi/v1/algoOrder", self.h_query_algo, 1, "signed"),
+            ("DELETE", "/fapi/v1/algoOrder", self.h_cancel_algo, 1, "signed"),
+            ("DELETE", "/fapi/v1/algoOpenOrders", self.h_cancel_all_algos, 1, "signed"),
+            ("GET", "/fapi/v1/openAlgoOrders", self.h_open_algos, 1, "signed"),
+            ("GET", "/fapi/v1/allAlgoOrders", self.h_all_algos, 5, "signed"),
             ("GET", "/fapi/v1/userTrades", self.h_user_trades, 5, "signed"),
             ("GET", "/fapi/v1/income", self.h_income, 30, "signed"),
             ("GET", "/sapi/v1/account/apiRestrictions", self.h_api_restrictions, 1, "signed"),
@@ -425,9 +472,11 @@ class Emulator:
             weight = _depth_weight(_int(params, "limit", 500) or 500)
         elif request.path == "/fapi/v1/klines":
             weight = _kline_weight(_int(params, "limit", 500) or 500)
-        elif request.path in ("/fapi/v1/ticker/24hr", "/fapi/v1/openOrders") and "symbol" not in params:
+        elif request.path in ("/fapi/v1/ticker/24hr", "/fapi/v1/openOrders", "/fapi/v1/openAlgoOrders") and (
+            "symbol" not in params
+        ):
             weight = 40
-        is_order = request.path == "/fapi/v1/order" and request.method == "POST"
+        is_order = request.path in ("/fapi/v1/order", "/fapi/v1/algoOrder") and request.method == "POST"
         ip = request.remote or "?"
         status, retry_after, headers = self.limiter.check(ip, weight, is_order)
         if status is not None:
@@ -527,7 +576,6 @@ class Emulator:
                         {"filterType": "MARKET_LOT_SIZE", "minQty": plain(spec.min_qty),
                          "maxQty": plain(spec.market_max_qty), "stepSize": plain(spec.step)},
                         {"filterType": "MAX_NUM_ORDERS", "limit": 200},
-                        {"filterType": "MAX_NUM_ALGO_ORDERS", "limit": 10},
                         {"filterType": "MIN_NOTIONAL", "notional": plain(state.min_notional)},
                         {"filterType": "PERCENT_PRICE", "multiplierUp": plain(spec.percent_up),
                          "multiplierDown": plain(spec.percent_down), "multiplierDecimal": "4"},
@@ -739,7 +787,7 @@ class Emulator:
             qty=_decimal(params, "quantity") or D(0),
             price=_decimal(params, "price", required=False),
             time_in_force=params.get("timeInForce"),
-            reduce_only=params.get("reduceOnly", "false").lower() == "true",
+            reduce_only=_flag(params, "reduceOnly"),
             client_id=params.get("newClientOrderId"),
         )
         return order_json(order)
@@ -774,6 +822,69 @@ class Emulator:
         assert account is not None
         self.engine.cancel_all(account, params.get("symbol"))
         return {"code": 200, "msg": "The operation of cancel all open order is done."}
+
+    async def h_create_algo(self, request: web.Request, params: Params, account: Account | None) -> Any:
+        assert account is not None
+        if params.get("algoType") != "CONDITIONAL":
+            raise Rejection(-1102, "Mandatory parameter 'algoType' was not sent, was empty/null, or malformed.")
+        if params.get("positionSide", "BOTH") != "BOTH":
+            raise Rejection(-4061, "Order's position side does not match user's setting.")
+        algo = self.engine.place_algo(
+            account,
+            symbol=params.get("symbol"),
+            side=_from_wire(OrderSide, params.get("side", ""), -1117, "Invalid side."),
+            type=_from_wire(OrderType, params.get("type", ""), -1116, "Invalid orderType."),
+            qty=_decimal(params, "quantity", required=False),
+            trigger=_decimal(params, "triggerPrice", required=False),
+            price=_decimal(params, "price", required=False),
+            working_type=params.get("workingType", "CONTRACT_PRICE"),
+            reduce_only=_flag(params, "reduceOnly"),
+            close_position=_flag(params, "closePosition"),
+            price_protect=_flag(params, "priceProtect"),
+            time_in_force=params.get("timeInForce"),
+            client_id=params.get("clientAlgoId"),
+            activate=_decimal(params, "activatePrice", required=False)
+            or _decimal(params, "activationPrice", required=False),
+            callback_rate=_decimal(params, "callbackRate", required=False),
+        )
+        return algo_json(algo)
+
+    def _algo(self, account: Account, params: Params) -> AlgoOrder:
+        algo_id, client_id = _int(params, "algoId"), params.get("clientAlgoId")
+        if algo_id is None and client_id is None:
+            raise Rejection(-1102, "Either algoId or clientAlgoId must be sent.")
+        return self.engine.find_algo(account, algo_id, client_id)
+
+    async def h_query_algo(self, request: web.Request, params: Params, account: Account | None) -> Any:
+        assert account is not None
+        return algo_json(self._algo(account, params), account)
+
+    async def h_cancel_algo(self, request: web.Request, params: Params, account: Account | None) -> Any:
+        assert account is not None
+        algo_id, client_id = _int(params, "algoId"), params.get("clientAlgoId")
+        if algo_id is None and client_id is None:
+            raise Rejection(-1102, "Either algoId or clientAlgoId must be sent.")
+        algo = self.engine.cancel_algo(account, algo_id, client_id)
+        return {"algoId": algo.id, "clientAlgoId": algo.client_id, "code": "200", "msg": "success"}
+
+    async def h_cancel_all_algos(self, request: web.Request, params: Params, account: Account | None) -> Any:
+        assert account is not None
+        self.engine.cancel_all_algos(account, params.get("symbol"))
+        return {"code": 200, "msg": "The operation of cancel all open order is done."}
+
+    async def h_open_algos(self, request: web.Request, params: Params, account: Account | None) -> Any:
+        assert account is not None
+        symbol = params.get("symbol")
+        if symbol is not None:
+            self.engine.symbol(symbol)
+        shown = self.engine.visible_algos(account)
+        return [algo_json(a, account) for a in shown if a.is_open and symbol in (None, a.symbol)]
+
+    async def h_all_algos(self, request: web.Request, params: Params, account: Account | None) -> Any:
+        assert account is not None
+        self.engine.symbol(params.get("symbol"))
+        rows = [algo_json(a, account) for a in self.engine.visible_algos(account) if a.symbol == params["symbol"]]
+        return rows[-(_int(params, "limit", 500) or 500) :]
 
     async def h_user_trades(self, request: web.Request, params: Params, account: Account | None) -> Any:
         assert account is not None
@@ -864,6 +975,20 @@ class Emulator:
 
     def _user_frame(self, account: Account, event: EngineEvent) -> dict[str, Any]:
         """An engine event as Binance's user data stream sends it."""
+        if isinstance(event, AlgoChanged):
+            a = event.algo
+            return {
+                "e": "ALGO_UPDATE", "T": event.time_ms, "E": event.time_ms,
+                "o": {
+                    "caid": a.client_id, "aid": a.id, "at": "CONDITIONAL", "o": _wire(a.type), "s": a.symbol,
+                    "S": _wire(a.side), "ps": "BOTH", "f": a.time_in_force, "q": plain(a.qty), "X": a.status,
+                    "ai": str(a.order_id or ""), "ap": plain(_child_average(account, a)),
+                    "aq": plain(_child_filled(account, a)), "act": "MARKET" if a.order_id else "0",
+                    "tp": plain(a.trigger), "p": plain(a.price), "V": "EXPIRE_MAKER", "wt": a.working_type,
+                    "pm": "NONE", "cp": a.close_position, "pP": a.price_protect, "R": a.reduce_only,
+                    "tt": a.trigger_ms, "gtd": 0, "rm": a.reason,
+                },
+            }  # fmt: skip
         if isinstance(event, OrderChanged):
             order, fill = event.order, event.fill
             return {
@@ -966,6 +1091,8 @@ class Emulator:
                     "positions": [position_json(self.engine, account, s) for s in self.market.symbols],
                     "margin": {s: vars(c) for s, c in account.configs.items()},
                     "open_orders": [order_json(o) for o in account.open_orders()],
+                    "open_algo_orders": [algo_json(a, account) for a in account.open_algos()],
+                    "algo_orders": [algo_json(a, account) for a in account.algos.values()],
                     "orders": [order_json(o) for o in account.orders.values()],
                     "fills": [fill_json(f) for f in account.fills],
                     "income": [income_json(i) for i in account.incomes],
@@ -1101,6 +1228,61 @@ def order_json(order: Order) -> dict[str, Any]:
         "time": order.time_ms,
         "updateTime": order.update_ms or order.time_ms,
     }
+
+
+def algo_json(algo: AlgoOrder, account: Account | None = None) -> dict[str, Any]:
+    """A conditional order as the algo endpoints show it; with its `account`, as the queries show it (with
+    the fields of the regular order it placed), else as the create answers."""
+    row: dict[str, Any] = {
+        "algoId": algo.id,
+        "clientAlgoId": algo.client_id,
+        "algoType": "CONDITIONAL",
+        "orderType": _wire(algo.type),
+        "symbol": algo.symbol,
+        "side": _wire(algo.side),
+        "positionSide": "BOTH",
+        "timeInForce": algo.time_in_force,
+        "quantity": plain(algo.qty),
+        "algoStatus": algo.status,
+        "triggerPrice": plain(algo.trigger),
+        "price": plain(algo.price),
+        "icebergQuantity": None,
+        "selfTradePreventionMode": "EXPIRE_MAKER",
+        "workingType": algo.working_type,
+        "priceMatch": "NONE",
+        "closePosition": algo.close_position,
+        "priceProtect": algo.price_protect,
+        "reduceOnly": algo.reduce_only,
+        "activatePrice": plain(algo.activate) if algo.type is OrderType.TRAILING_STOP_MARKET else "",
+        "callbackRate": plain(algo.callback_rate) if algo.type is OrderType.TRAILING_STOP_MARKET else "",
+        "createTime": algo.time_ms,
+        "updateTime": algo.update_ms or algo.time_ms,
+        "triggerTime": algo.trigger_ms,
+        "goodTillDate": 0,
+    }
+    if account is not None:
+        average = _child_average(account, algo)
+        row |= {"actualOrderId": str(algo.order_id or ""), "actualPrice": plain(average) if average else "0.00000",
+                "tpTriggerPrice": "0.000",
+                "tpPrice": "0.000", "slTriggerPrice": "0.000", "slPrice": "0.000", "tpOrderType": ""}  # fmt: skip
+        if algo.order_id is not None:
+            row["actualType"] = "MARKET" if algo.price == ZERO else "LIMIT"
+            row["actualQty"] = plain(_child_filled(account, algo))
+    return row
+
+
+def _child(account: Account, algo: AlgoOrder) -> Order | None:
+    return account.orders.get(algo.order_id) if algo.order_id is not None else None
+
+
+def _child_average(account: Account, algo: AlgoOrder) -> Decimal:
+    child = _child(account, algo)
+    return child.average if child is not None else ZERO
+
+
+def _child_filled(account: Account, algo: AlgoOrder) -> Decimal:
+    child = _child(account, algo)
+    return child.filled if child is not None else ZERO
 
 
 def fill_json(fill: Fill) -> dict[str, Any]:
