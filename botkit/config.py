@@ -182,6 +182,24 @@ class RuntimeConfig(Section):
     stream_retry_cap_s: Decimal = Field(Decimal("10"), gt=0, le=600, description="longest wait between reconnects")
 
 
+class StopsConfig(Section):
+    """The protective stop the exchange holds for every open position (botkit.runtime.stops)."""
+
+    enabled: bool = Field(True, description="keep a reduce-only stop-market on the exchange for every position")
+    trigger: Literal["mark", "last"] = Field("mark", description="the price that triggers them: mark or last trade")
+    price_protect: bool = Field(False, description="the exchange holds a trigger while mark and last differ widely")
+    confirm_seconds: Decimal = Field(
+        Decimal("3"), gt=0, le=60, description="a position without a confirmed stop this long trips stop_missing"
+    )
+    close_seconds: Decimal = Field(
+        Decimal("10"), gt=0, le=600, description="still without one this much longer: close it with reduce-only orders"
+    )
+    check_seconds: Decimal = Field(
+        Decimal("5"), gt=0, le=600, description="the exchange's list of stops compared with the bot's"
+    )
+    keep_on_exit: bool = Field(True, description="leave them on the exchange when the bot stops (they outlive it)")
+
+
 class PaperConfig(Section):
     """Mode paper: the simulated account that botkit.sim fills against the observed market."""
 
@@ -221,6 +239,7 @@ class BotConfig(BaseSettings):
     limits: LimitsConfig = LimitsConfig()
     killswitch: KillSwitchConfig = KillSwitchConfig()
     runtime: RuntimeConfig = RuntimeConfig()
+    stops: StopsConfig = StopsConfig()
     paper: PaperConfig = PaperConfig()
     params: dict[str, Any] = Field(default_factory=dict, description="the strategy's parameters (its Params model)")
     journal: JournalConfig = JournalConfig()

@@ -97,6 +97,11 @@ class Reason(StrEnum):
     # after the gate: the venue's answer to an accepted order, in the same shape as the gate's "no"
     VENUE_REJECTED = "VENUE_REJECTED"  # the exchange refused it (its code and message in the finding)
     VENUE_UNAVAILABLE = "VENUE_UNAVAILABLE"  # it never landed: the exchange unreachable or banning us
+    # moving a protective stop (ctx.move_stop)
+    NO_POSITION = "NO_POSITION"  # nothing to protect on that symbol
+    STOP_WIDER = "STOP_WIDER"  # away from the price: more risk, refused unless asked for
+    STOP_PAST_MARK = "STOP_PAST_MARK"  # it would trigger at once (close the position instead)
+    STOP_PAST_LIQUIDATION = "STOP_PAST_LIQUIDATION"  # beyond the liquidation buffer
 
 
 _SIDES = frozenset(s.value for s in OrderSide)
@@ -122,6 +127,7 @@ class OrderIntent:
     leverage: int | None = None  # None: the configured leverage
     reduce_only: bool = False
     tag: str | None = None
+    take_profit: Decimal | None = None  # optional: a reduce-only take-profit the exchange holds with the stop
 
     def __post_init__(self) -> None:
         # "buy" / "market" become their enums; anything else stays as given for the gate to reject by name
@@ -138,6 +144,7 @@ class OrderStatus(StrEnum):
     EXPIRED = "expired"
     REJECTED = "rejected"
     UNKNOWN = "unknown"  # sent, but its fate is not known yet (reconciliation will find out)
+    TRIGGERED = "triggered"  # a conditional order that fired: its own regular order carries the fills
 
     @property
     def final(self) -> bool:
@@ -160,6 +167,26 @@ class Order:
     average: Decimal | None = None
     reduce_only: bool = False
     timestamp_ms: int | None = None
+    trigger: Decimal | None = None  # a conditional order's trigger price (None: a regular order)
+
+    @property
+    def conditional(self) -> bool:
+        return self.trigger is not None
+
+
+@dataclass(frozen=True, slots=True)
+class StopRequest:
+    """A protective conditional order for the exchange to hold: reduce-only, a market order once the
+    trigger price is reached (`kind` STOP_MARKET or TAKE_PROFIT_MARKET), on the mark or the last price."""
+
+    symbol: str
+    side: OrderSide
+    kind: OrderType
+    qty: Decimal
+    trigger: Decimal
+    client_id: str
+    on_mark: bool = True
+    price_protect: bool = False
 
 
 @dataclass(frozen=True, slots=True)

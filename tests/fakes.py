@@ -23,6 +23,7 @@ from botkit.domain import (
     OrderType,
     Position,
     Side,
+    StopRequest,
     Trade,
 )
 from botkit.guards.gate import Approval
@@ -40,7 +41,7 @@ SPREAD = D("0.1")
 
 # Request weights as Binance charges them, for a fake given a rate limiter.
 WEIGHTS = {"balance": 5, "positions": 5, "open_orders": 40, "margin": 5, "funding": 30, "clock": 1, "order": 1,
-           "book": 2, "mark": 1, "create": 1, "cancel": 1}  # fmt: skip
+           "book": 2, "mark": 1, "create": 1, "cancel": 1, "stops": 1, "stop": 0}  # fmt: skip
 
 
 def lane_of(call: str, reduce_only: bool = False) -> Lane:
@@ -73,6 +74,11 @@ class FakeVenue:
         self.answers = asyncio.Event()  # cleared: a create takes effect, but neither its answer nor its
         self.answers.set()  # user-stream update comes back
         self._held_updates: list[Order] = []
+        self.stops: dict[str, Order] = {}  # conditional orders, by client id
+        self.forgotten: set[str] = set()  # stops the exchange answers "unknown order" for (yet still holds)
+        self.hold_stops = asyncio.Event()  # cleared: a stop's placement waits before it reaches the exchange
+        self.hold_stops.set()
+        self.uncovered: list[str] = []  # moments a position had no stop on the exchange after a stop call
         self._spent: set[int] = set()
         self._streams: dict[str, asyncio.Queue[Any]] = {}
         self._ids = iter(range(1, 10**9))
@@ -83,6 +89,11 @@ class FakeVenue:
         """The market moves to `mark` (book one tick around it): a book and a mark frame, resting orders
         that the book crosses fill, and a liquidation if the mark reaches the position's price."""
         self.mark = mark
+        for stop in [s for s in self.stops.values() if s.status is OrderStatus.OPEN]:
+            assert stop.trigger is not None
+            profit = -1 if stop.type is OrderType.TAKE_PROFIT_MARKET else 1  # a sell take-profit fires at or above
+            if (mark - stop.trigger) * stop.side.sign * profit >= 0:  # a sell stop fires at or below its trigger
+                self._trigger(stop)
         liquidation = self.liquidation()
         if liquidation is not None and (mark - liquidation) * self.qty <= 0:  # the exchange takes the margin
             self.wallet -= self.margin
@@ -176,6 +187,77 @@ class FakeVenue:
             self.sent.append(("cancel", order))
             self._update(order)
         return order
+
+    # ------------------------------------------------------------------------- conditional orders
+
+    def _trigger(self, stop: Order) -> None:
+        self._set_stop(stop, OrderStatus.TRIGGERED)
+        child = Order(BTC, stop.side, OrderType.MARKET, stop.qty, None, stop.client_id, str(next(self._ids)),
+                      OrderStatus.OPEN, reduce_only=True)  # fmt: skip
+        self._fill(child, self.mark + SPREAD * stop.side.sign)  # at the book: a sell at the bid
+
+    def _set_stop(self, stop: Order, status: OrderStatus) -> Order:
+        changed = Order(stop.symbol, stop.side, stop.type, stop.qty, None, stop.client_id, stop.id, status,
+                        reduce_only=True, trigger=stop.trigger, timestamp_ms=stop.timestamp_ms)  # fmt: skip
+        self.stops[stop.client_id] = changed
+        self._update(changed)
+        return changed
+
+    def covered(self) -> bool:
+        """Whether the position (if any) has an open stop on its closing side."""
+        side = OrderSide.SELL if self.qty > 0 else OrderSide.BUY
+        return not self.qty or any(
+            s.status is OrderStatus.OPEN and s.side is side and s.type is OrderType.STOP_MARKET
+            for s in self.stops.values()
+        )
+
+    def _note_coverage(self, after: str) -> None:
+        if not self.covered():
+            self.uncovered.append(after)
+
+    def exchange_cancels(self, client_id: str) -> None:
+        """The exchange cancels a stop on its own."""
+        self._set_stop(self.stops[client_id], OrderStatus.CANCELED)
+
+    async def place_stop(self, stop: StopRequest) -> Order:
+        await self._spend("stop", reduce_only=True)
+        await self.hold_stops.wait()
+        if stop.client_id in self.stops and self.stops[stop.client_id].status is OrderStatus.OPEN:
+            raise Rejected(f"place_stop {stop.client_id}", -4116, "ClientOrderId is duplicated.")
+        if (self.mark - stop.trigger) * stop.side.sign * (1 if stop.kind is OrderType.STOP_MARKET else -1) >= 0:
+            raise Rejected(f"place_stop {stop.client_id}", -2021, "Order would immediately trigger.")
+        order = Order(stop.symbol, stop.side, stop.kind, stop.qty, None, stop.client_id, str(next(self._ids)),
+                      OrderStatus.OPEN, reduce_only=True, trigger=stop.trigger,
+                      timestamp_ms=int(self.clock.time() * 1000))  # fmt: skip
+        self.stops[stop.client_id] = order
+        self.sent.append(("stop", order))
+        self._update(order)
+        return order
+
+    async def cancel_stop(self, symbol: str, *, client_id: str) -> Order:
+        await self._spend("cancel")
+        stop = self.stops.get(client_id)
+        if stop is None or client_id in self.forgotten:
+            raise Rejected(f"cancel_stop {client_id}", -2011, "Unknown order sent.", kind="OrderNotFound")
+        if stop.status is OrderStatus.OPEN:
+            stop = self._set_stop(stop, OrderStatus.CANCELED)
+            self.sent.append(("cancel_stop", stop))
+            self._note_coverage(f"cancel_stop {client_id}")
+        return stop
+
+    async def fetch_stop(self, symbol: str, *, client_id: str) -> Order:
+        await self._spend("order")
+        stop = self.stops.get(client_id)
+        if stop is None or client_id in self.forgotten:
+            raise Rejected(f"fetch_stop {client_id}", -2013, "Order does not exist.", kind="OrderNotFound")
+        return stop
+
+    async def fetch_open_stops(self, symbol: str) -> list[Order]:
+        await self._spend("stops")
+        return [s for c, s in self.stops.items() if s.status is OrderStatus.OPEN and c not in self.forgotten]
+
+    def would_trigger(self, exc: Rejected) -> bool:
+        return exc.code == -2021
 
     async def fetch_order(self, symbol: str, *, client_id: str | None = None, order_id: str | None = None) -> Order:
         await self._spend("order")

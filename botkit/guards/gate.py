@@ -23,7 +23,7 @@ from __future__ import annotations
 import itertools
 from collections import deque
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from enum import StrEnum
 
@@ -462,8 +462,7 @@ def _committed(case: _Case) -> tuple[Decimal, Decimal]:
 
 
 def _with_qty(intent: OrderIntent, qty: Decimal) -> OrderIntent:
-    return OrderIntent(intent.symbol, intent.side, qty, intent.type, intent.price, intent.stop, intent.leverage,
-                       intent.reduce_only, intent.tag)  # fmt: skip
+    return replace(intent, qty=qty)
 
 
 def _shape(intent: OrderIntent) -> str | None:
@@ -474,7 +473,7 @@ def _shape(intent: OrderIntent) -> str | None:
         return f"side={intent.side!r} must be buy or sell"
     if intent.type not in (OrderType.MARKET, OrderType.LIMIT):
         return f"type={intent.type!r} must be market or limit"
-    for name in ("qty", "price", "stop"):
+    for name in ("qty", "price", "stop", "take_profit"):
         value = getattr(intent, name)
         if value is not None and (not isinstance(value, Decimal) or not value.is_finite() or value <= 0):
             return f"{name}={value!r} must be a positive Decimal"
@@ -482,6 +481,14 @@ def _shape(intent: OrderIntent) -> str | None:
             return f"{name}={value!r} is beyond any market"
     if (intent.type == OrderType.LIMIT) != (intent.price is not None):
         return "a limit order needs a price and a market order takes none"
+    if intent.take_profit is not None and (intent.stop is None or intent.reduce_only):
+        return "a take-profit goes with an opening order and its stop"
+    if (
+        intent.take_profit is not None
+        and intent.stop is not None
+        and ((intent.take_profit - intent.stop) * intent.side.sign <= 0)
+    ):
+        return f"take_profit={intent.take_profit} must be on the other side of the entry from stop={intent.stop}"
     lev = intent.leverage
     if lev is not None and (isinstance(lev, bool) or not isinstance(lev, int) or lev < 1):
         return f"leverage={lev!r} must be a whole number of at least 1"

@@ -5,6 +5,8 @@ Each trigger trips to a state, with the figures that tripped it, and has its own
   `auto_resume` is on; otherwise latched). Thresholds have hysteresis where a value hovers (divergence
   must fall below half its threshold to count as healthy).
 - `expires`: cleared when a known end passes (a venue ban).
+- `healed`: cleared as soon as the bot itself has put the condition right (a position's stop placed
+  again): there is nothing left for a person to decide.
 - `latched`: cleared only by `resume()` (a person: `botkit resume`), e.g. drawdown, a leverage changed
   behind the bot's back, a manual halt.
 The state is the most severe of the trips in force. Every trip, clearing and state change goes to
@@ -37,6 +39,8 @@ data arrives at all.
 |                 |          |          | or order the bot did not make                            |
 | journal         | HALTED   | latched  | `journal_failed(...)`: the journal cannot write (disk     |
 |                 |          |          | full, file deleted or replaced)                          |
+| stop_missing    | REDUCING | healed   | `stop_missing(...)`: a position without a confirmed stop  |
+|                 |          |          | on the exchange for `stops.confirm_seconds`               |
 
 Latched trips of the kinds above that need a person (`LATCHED`) outlive the process: they are in the
 journal, and `carry_over()` puts them back in force when the next session starts on it.
@@ -59,7 +63,7 @@ from botkit.log import get_logger
 
 log = get_logger("botkit.killswitch")
 SEVERITY = {TradingState.ACTIVE: 0, TradingState.REDUCING: 1, TradingState.HALTED: 2}
-Recovery = Literal["auto", "expires", "latched"]
+Recovery = Literal["auto", "expires", "healed", "latched"]
 # Triggers that only a person clears, and the state each holds: they survive a restart (see carry_over).
 LATCHED = {
     "drawdown": TradingState.HALTED, "daily_loss": TradingState.HALTED, "margin_changed": TradingState.HALTED,
@@ -349,6 +353,14 @@ class KillSwitch:
 
     def journal_failed(self, figures: str) -> None:
         self._trip("journal", TradingState.HALTED, "latched", figures)
+
+    def stop_missing(self, figures: str) -> None:
+        self._trip("stop_missing", TradingState.REDUCING, "healed", figures)
+
+    def stops_protected(self) -> None:
+        """Every position has its stop on the exchange again."""
+        if "stop_missing" in self.trips:
+            self._clear("stop_missing", "every position has its stop on the exchange")
 
     def carry_over(self, trigger: str, figures: str) -> None:
         """A latched trip an earlier session left in force (read from the journal at start)."""

@@ -89,12 +89,13 @@ PRESETS: dict[str, RatePreset] = {
         ),
         weights={
             ("fapiPrivate", "POST", "order"): 1,
+            ("fapiPrivate", "POST", "algoOrder"): 0,  # a conditional order: no IP weight, one order count
             ("fapiPrivateV2", "GET", "account"): 5,
             ("fapiPrivateV3", "GET", "account"): 5,
             ("fapiPrivateV2", "GET", "positionRisk"): 5,
             ("fapiPrivateV3", "GET", "positionRisk"): 5,
         },
-        order_paths=frozenset({("POST", "order"), ("POST", "batchOrders")}),
+        order_paths=frozenset({("POST", "order"), ("POST", "batchOrders"), ("POST", "algoOrder")}),
     ),
 }
 

@@ -6,16 +6,18 @@ The rooms, lowest first (each talks only downward; news travels up through one s
     execution                the order road: gate → reservation → journal write-ahead → venue → tracker
     safety, reconcile        the halt response and the liquidation guard; start-up, periodic and rules
                              reconciliation
+    stops                    the protective stop the exchange holds for every position
     dispatch                 news to the strategy's hooks
     bot (this)               wiring, start-up, the task group, shutdown
 
 Start-up: load markets and leverage tiers, set isolated margin and leverage per symbol, read the
-account, reconcile against the journal, then run in one TaskGroup: the feeds, the kill-switch timer,
-strategy dispatch, the account reader and the periodic reconciler. The end comes from `stop()`
-(SIGINT/SIGTERM, `--duration`), or from a task that crashed: either way new intents are refused, orders
-whose answer the stop cut off are looked up and journalled, open orders are cancelled
-(`runtime.cancel_on_exit`), the strategy's `on_stop` runs, the journal is flushed and ccxt is closed,
-each step under a time limit, so the runtime never hangs.
+account, reconcile against the journal and the exchange's stops, then run in one TaskGroup: the feeds,
+the kill-switch timer, strategy dispatch, the account reader, the periodic reconciler and the stop
+keeper. The end comes from `stop()` (SIGINT/SIGTERM, `--duration`), or from a task that crashed: either
+way new intents are refused, orders whose answer the stop cut off are looked up and journalled, open
+orders are cancelled (`runtime.cancel_on_exit`; the exchange-held stops stay, `stops.keep_on_exit`), the
+strategy's `on_stop` runs, the journal is flushed and ccxt is closed, each step under a time limit, so
+the runtime never hangs.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ from botkit.runtime.news import AccountRead, BarClosed, Filled, News, QuoteMoved
 from botkit.runtime.read_budget import plan_reads
 from botkit.runtime.reconcile import Reconciler
 from botkit.runtime.safety import Safety
+from botkit.runtime.stops import Stops
 from botkit.runtime.strategy import Context, Strategy
 from botkit.venue.errors import VenueError
 from botkit.venue.protocol import Venue, open_venue
@@ -82,11 +85,19 @@ class _StrategyPort:
     """What a strategy's Context reaches of the runtime (the Orders, Prices and Account protocols): the
     order road with the strategy's origin only, and read-only views."""
 
-    def __init__(self, router: Router, market: MarketState, account: AccountState, ks: KillSwitch) -> None:
-        self._router, self._market, self._account, self._ks = router, market, account, ks
+    def __init__(self, router: Router, stops: Stops, market: MarketState, account: AccountState,
+                 ks: KillSwitch) -> None:  # fmt: skip
+        self._router, self._stops, self._market, self._account, self._ks = router, stops, market, account, ks
 
     async def submit(self, intent: OrderIntent) -> Order | Verdict:
         return await self._router.submit(intent)
+
+    async def move_stop(self, symbol: str, price: Decimal, wider: bool) -> Order | Verdict:
+        return await self._stops.move(symbol, price, wider=wider)
+
+    def stop(self, symbol: str) -> Order | None:
+        guard = self._stops.guards.get(symbol)
+        return guard.stop if guard is not None else None
 
     async def cancel(self, order: Order) -> bool:
         return await self._router.cancel(order)
@@ -144,9 +155,12 @@ class Bot:
                                      router=self.router, symbols=self.symbols, spawn=self._spawn)  # fmt: skip
         self.safety = Safety(config, clock=clock, ks=ks, journal=journal, router=self.router, market=market,
                              account=self.account, spawn=self._spawn)  # fmt: skip
+        self.stops = Stops(config, clock=clock, venue=self.venue, journal=journal, ks=ks, market=market,
+                           account=self.account, symbols=self.symbols, sink=self._news,
+                           close=self.safety.close_unprotected)  # fmt: skip
         self.reader = AccountReader(config, clock=clock, venue=self.venue, ks=ks, journal=journal, market=market,
                                     account=self.account, symbols=self.symbols, sink=self._news)  # fmt: skip
-        port = _StrategyPort(self.router, self.market, self.account, self.ks)
+        port = _StrategyPort(self.router, self.stops, self.market, self.account, self.ks)
         self.ctx = Context(port, port, port, self.clock, get_logger(f"strategy.{type(strategy).__name__}"))
         self.dispatcher = Dispatcher(config, clock=clock, strategy=strategy, ctx=self.ctx, journal=journal, ks=ks,
                                      market=market, stats=self.stats)  # fmt: skip
@@ -155,7 +169,7 @@ class Bot:
             settings=config.runtime, timeframe=float(strategy.timeframe),
             silence_s=float(config.killswitch.stale_feed_seconds),
             on_quote=lambda symbol: self._news(QuoteMoved(symbol)), on_bar=lambda bar: self._news(BarClosed(bar)),
-            on_order=self.router.order_update, on_orders_back=self.reconciler.after_reconnect,
+            on_order=self._order_report, on_orders_back=self.reconciler.after_reconnect,
         )  # fmt: skip
         self.crashed: str | None = None
         self._stopping = asyncio.Event()
@@ -170,10 +184,24 @@ class Bot:
             self.safety.check_liquidation(news.symbol)
         elif isinstance(news, Filled):
             self.reader.soon()
+            order = news.fill.order
+            entry = self.router.entries.get(order.client_id)
+            if entry is not None:
+                self.stops.entered(order.symbol, order.side, *entry)
+            self.stops.position_changed(order.symbol)
         elif isinstance(news, AccountRead):
             self.safety.check_all()
+            for symbol in self.symbols:
+                self.stops.position_changed(symbol)
             return  # the strategy reads the account through its context
         self.dispatcher.put(news)
+
+    def _order_report(self, order: Order, source: str) -> None:
+        """A report from the user stream: the exchange-held stops have their own keeper."""
+        if order.conditional:
+            self.stops.report(order, source)
+        else:
+            self.router.order_update(order, source)
 
     def _journal_failed(self, error: str) -> None:
         """The journal cannot write: nothing new may start; cancels and risk cuts keep working."""
@@ -224,6 +252,7 @@ class Bot:
                 group.create_task(self.dispatcher.run(self.symbols, self.feeds.watched()), name="dispatch")
                 group.create_task(self.reader.loop(), name="account")
                 group.create_task(self.reconciler.loop(), name="reconcile")
+                group.create_task(self.stops.run(), name="stops")
                 group.create_task(self._until_stopped(duration), name="stopper")
         except* _Stop:
             pass  # the normal end: stop() or the duration
@@ -256,6 +285,7 @@ class Bot:
             await self._check_reads()
             self.ks.clock_offset(await self.venue.fetch_clock_offset())
             await self.reconciler.at_start()
+            await self.stops.at_start(self.reconciler.stop_triggers)
         except LookupError as exc:
             raise StartupError(str(exc)) from None
         except VenueError as exc:
@@ -283,6 +313,10 @@ class Bot:
                 async with asyncio.timeout(STOP_STEP_S):
                     cancelled, total = await self.router.cancel_own()
                     self.journal.write(events.HaltAction(action="cancel_on_exit", cancelled=cancelled, of=total))
+        if self.market.rules:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(STOP_STEP_S):
+                    await self.stops.at_exit()
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(5):
                 await self.dispatcher.hook("on_stop")

@@ -18,7 +18,17 @@ from botkit.log import get_logger
 from botkit.runtime import events
 from botkit.runtime.journal import Journal
 from botkit.runtime.market_state import MarketState
-from botkit.runtime.news import BarClosed, Denied, Filled, News, OrderChanged, QuoteMoved, StateChanged, Stats
+from botkit.runtime.news import (
+    BarClosed,
+    Denied,
+    Filled,
+    News,
+    OrderChanged,
+    QuoteMoved,
+    StateChanged,
+    Stats,
+    StopTriggered,
+)
 from botkit.runtime.strategy import Context, Strategy
 
 log = get_logger("botkit.dispatch")
@@ -61,6 +71,8 @@ class Dispatcher:
                     await self.hook("on_rejected", verdict)
                 case StateChanged(state, event):
                     await self.hook("on_state", state, event)
+                case StopTriggered(stop):
+                    await self.hook("on_stop_triggered", stop)
 
     async def _await_first_data(self, symbols: list[str], watched: list[str]) -> None:
         """Strategies start once every price has arrived; a stream that never delivers is then watched

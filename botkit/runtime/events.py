@@ -242,6 +242,34 @@ class RuntimeFailed(JournalEvent):
     traceback: str = ""
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StopSending(JournalEvent):
+    """A protective stop (or take-profit) about to be placed, with its client id (committed before it is
+    sent: the fills of the order it places when it triggers belong to this bot)."""
+
+    KIND = "stop.sending"
+    side: str
+    type: str
+    qty: Decimal
+    trigger: Decimal
+    why: str  # entry, resize, move, replace, restart
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StopChanged(JournalEvent):
+    """What became of a protective stop: placed, adopted, triggered, lost (cancelled or forgotten by the
+    exchange), cancelled by the bot, failed (with the error), or missing (a position left without one)."""
+
+    KIND = "stop"
+    action: str
+    status: str | None = None
+    side: str | None = None
+    type: str | None = None
+    qty: Decimal | None = None
+    trigger: Decimal | None = None
+    why: str = ""
+
+
 KINDS: dict[str, type[JournalEvent]] = {
     cls.KIND: cls
     for cls in (
@@ -263,6 +291,8 @@ KINDS: dict[str, type[JournalEvent]] = {
         AccountSnapshot,
         StrategyFailed,
         RuntimeFailed,
+        StopSending,
+        StopChanged,
     )
 }
 

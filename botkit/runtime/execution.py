@@ -16,6 +16,7 @@ fill once, moves the account, and puts the news into the sink.
 from __future__ import annotations
 
 import asyncio
+from collections import OrderedDict
 from dataclasses import replace
 from decimal import Decimal
 from typing import Any
@@ -40,6 +41,7 @@ log = get_logger("botkit.execution")
 _SEAL = object()  # handed to the safety room only (see botkit.runtime.safety)
 REDUCE_ONLY_JOURNAL_WAIT_S = 2.0  # the longest a reduce-only order waits for its write-ahead row
 LIST_WAIT_S = 5.0  # the longest a cancel sweep waits for the exchange's list of open orders
+ENTRIES_KEPT = 10_000  # opening orders whose stop is remembered: far more than can still be filling
 
 
 class RiskCut:
@@ -71,6 +73,8 @@ class Router:
         self.reduce_only_wait_s: float | None = REDUCE_ONLY_JOURNAL_WAIT_S
         self.list_wait_s = LIST_WAIT_S
         self.lost: dict[str, str] = {}  # client id -> symbol: sent, but its task was cancelled before the answer
+        # client id -> (stop, take-profit) of each opening order, for the exchange-held stop once it fills
+        self.entries: OrderedDict[str, tuple[Decimal | None, Decimal | None]] = OrderedDict()
 
     # --------------------------------------------------------------------------------- orders
 
@@ -155,6 +159,10 @@ class Router:
             self._verdict(intent, late, source, revised=True)
             return late
         self.stats.sent += 1
+        if not intent.reduce_only:  # known before any report of a fill can arrive
+            self.entries[client_id] = (intent.stop, intent.take_profit)
+            while len(self.entries) > ENTRIES_KEPT:
+                self.entries.popitem(last=False)
         try:
             order = await self.venue.create_order(approval, client_id=client_id)
         except asyncio.CancelledError:  # the bot is stopping mid-request: the order may have landed, and filled

@@ -55,7 +55,14 @@ class AccountRead:
     """Balance and positions were just re-read from the venue."""
 
 
-News = OrderChanged | Filled | QuoteMoved | BarClosed | Denied | StateChanged | AccountRead
+@dataclass(frozen=True, slots=True)
+class StopTriggered:
+    """A protective stop (or take-profit) the exchange held fired: the order it placed closes the position."""
+
+    stop: Order
+
+
+News = OrderChanged | Filled | QuoteMoved | BarClosed | Denied | StateChanged | AccountRead | StopTriggered
 Sink = Callable[[News], None]
 
 

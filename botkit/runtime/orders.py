@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 from decimal import Decimal
 
 from botkit.domain import Order, OrderSide, OrderStatus
-from botkit.runtime.events import OrderFailed, OrderReported, OrderSending, decode
+from botkit.runtime.events import OrderFailed, OrderReported, OrderSending, StopChanged, StopSending, decode
 from botkit.runtime.journal import Event
 from botkit.runtime.strategy import Fill
 
@@ -89,6 +89,7 @@ class Sent:
     side: str
     status: OrderStatus | None = None  # None: sent, never answered
     filled: Decimal = ZERO
+    stop: bool = False  # a protective stop: its fills are those of the order it placed when it triggered
 
     @property
     def settled(self) -> bool:
@@ -96,14 +97,22 @@ class Sent:
 
 
 class JournalHistory:
+    KINDS = ("order.sending", "order", "order.failed", "stop.sending", "stop")
+
     def __init__(self, rows: Iterable[Event]) -> None:
         self.sent: dict[str, Sent] = {}
+        self.stop_triggers: dict[str, Decimal] = {}  # the last stop price placed per symbol
         for row in rows:
-            if row.client_id is None or row.kind not in ("order.sending", "order", "order.failed"):
+            if row.client_id is None or row.kind not in self.KINDS:
                 continue
             event, cid = decode(row), row.client_id
             if isinstance(event, OrderSending):
                 self.sent[cid] = Sent(cid, event.symbol or "", event.side)
+            elif isinstance(event, StopSending):
+                self.sent[cid] = Sent(cid, event.symbol or "", event.side, stop=True)
+            elif isinstance(event, StopChanged):
+                if event.action in ("placed", "adopted") and event.type == "stop_market" and event.trigger:
+                    self.stop_triggers[event.symbol or ""] = event.trigger
             elif isinstance(event, OrderReported) and cid in self.sent:
                 self.learn(cid, OrderStatus(event.status), event.filled)
             elif isinstance(event, OrderFailed) and cid in self.sent and event.final:
@@ -116,7 +125,8 @@ class JournalHistory:
         sent.filled = max(sent.filled, filled)
 
     def unsettled(self) -> list[Sent]:
-        return [s for s in self.sent.values() if not s.settled]
+        """Regular orders sent and never settled (the stops are checked on their own, by the stop keeper)."""
+        return [s for s in self.sent.values() if not s.settled and not s.stop]
 
     def positions(self) -> dict[str, Decimal]:
         """Net position per symbol that this bot's own fills add up to (+ long, − short)."""

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import asyncio
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +67,7 @@ class Reconciler:
         self._funding_seen: set[str] = set()
         self._rules_due = 0.0  # monotonic time of the next re-read of market rules and brackets
         self._rules_task: asyncio.Task[None] | None = None
+        self.stop_triggers: dict[str, Decimal] = {}  # the stop each symbol was last protected at, from the journal
 
     async def load_rules(self) -> None:
         """Markets and brackets at start; the leverage each symbol starts with. Raises VenueError."""
@@ -196,7 +198,7 @@ class Reconciler:
         router, rt = self.router, self.config.runtime
         for trigger, figures in latched_trips(self.config.journal.path).items():  # they need a person, not a restart
             self.ks.carry_over(trigger, figures)
-        history = JournalHistory(read_events(self.config.journal.path, ("order.sending", "order", "order.failed")))
+        history = JournalHistory(read_events(self.config.journal.path, JournalHistory.KINDS))
         looked_up = []
         for sent in history.unsettled():
             order = await router.settle(sent.symbol, sent.client_id)
@@ -229,3 +231,4 @@ class Reconciler:
         self.journal.write(events.Reconciled(at="start", looked_up=looked_up, adopted=[o.client_id for o in own],
                                              unknown=unknown, action=action, positions=positions))  # fmt: skip
         log.info("reconcile.done", looked_up=len(looked_up), adopted=len(own), unknown=len(unknown), action=action)
+        self.stop_triggers = history.stop_triggers

@@ -2,6 +2,8 @@
 
 - The halt response: on HALTED, cancel this bot's open orders (retrying while the venue refuses, e.g.
   during a ban) and, with `on_halt = "cancel_and_flatten"`, close the positions with reduce-only orders.
+- Closing a position the exchange no longer protects (its stop already passed, or missing for too long:
+  see botkit.runtime.stops), with reduce-only market orders.
 - The liquidation guard: when a position's mark (the freshest from any source) comes within the buffer
   of its liquidation price, cut it in reduce-only slices. One decision per symbol is in flight at a time,
   so a burst of mark frames cannot stack up slices.
@@ -40,6 +42,7 @@ class Safety:
                                       float(ks_config.liq_slice_pause_seconds), clock)  # fmt: skip
         self._flatten = RiskCut("flatten", _SEAL)
         self._slice = RiskCut("liquidation_guard", _SEAL)
+        self._unprotected = RiskCut("stop", _SEAL)
         self._cutting: set[str] = set()  # symbols with a guard slice in flight
 
     def halted(self, event: SwitchEvent) -> None:
@@ -62,6 +65,16 @@ class Safety:
                 result = await self.router.submit(intent, self._flatten)
                 self.journal.write(events.HaltAction(action="flatten", symbol=position.symbol, qty=position.qty,
                                                      result=str(result)[:300]))  # fmt: skip
+
+    async def close_unprotected(self, symbol: str, why: str) -> None:
+        """Close a position the exchange holds no stop for, in whatever state the bot is in."""
+        position = self.account.positions.get(symbol)
+        if position is None:
+            return
+        intent = OrderIntent(symbol, OrderSide.closing(position.side), position.qty, reduce_only=True, tag="stop")
+        result = await self.router.submit(intent, self._unprotected)
+        self.journal.write(events.HaltAction(action="close_unprotected", symbol=symbol, qty=position.qty,
+                                             result=f"{why}: {str(result)[:300]}"))  # fmt: skip
 
     def check_liquidation(self, symbol: str) -> None:
         """Cut a slice if the position's mark is within the guard's buffer of its liquidation price."""

@@ -12,10 +12,15 @@ Context. It never holds an exchange client; every order it asks for goes through
             if isinstance(result, Verdict):   # the gate or the venue said no: reason codes, never an exception
                 ctx.log.info("denied", reasons=result.reasons)
 
+Every position is protected by a stop the exchange holds, placed when the entry fills at the entry's
+`stop=` (and a take-profit with `take_profit=`); `ctx.move_stop` moves it (a trailing stop), and it stays
+on the exchange when the bot stops.
+
 Hooks: on_start, on_quote (book top / mark changed), on_bar (a finished candle), on_fill, on_order (any
 order state change), on_rejected (a gate verdict against one of its intents), on_state (the trading state
-changed), on_stop. A hook that raises is logged and journalled; the runtime then skips the event or
-halts, per `runtime.on_strategy_error`. The guardrails run in their own tasks either way.
+changed), on_stop_triggered (a stop or take-profit the exchange held fired), on_stop. A hook that raises
+is logged and journalled; the runtime then skips the event or halts, per `runtime.on_strategy_error`. The
+guardrails run in their own tasks either way.
 """
 
 from __future__ import annotations
@@ -106,6 +111,7 @@ class Strategy:
     async def on_order(self, ctx: Context, order: Order) -> None: ...
     async def on_rejected(self, ctx: Context, verdict: Verdict) -> None: ...
     async def on_state(self, ctx: Context, state: TradingState, event: SwitchEvent) -> None: ...
+    async def on_stop_triggered(self, ctx: Context, stop: Order) -> None: ...
     async def on_stop(self, ctx: Context) -> None: ...
 
 
@@ -173,6 +179,8 @@ class Orders(Protocol):
     async def submit(self, intent: OrderIntent) -> Order | Verdict: ...
     async def cancel(self, order: Order) -> bool: ...
     def open_orders(self, symbol: str | None = None) -> list[Order]: ...
+    async def move_stop(self, symbol: str, price: Decimal, wider: bool) -> Order | Verdict: ...
+    def stop(self, symbol: str) -> Order | None: ...
 
 
 class Prices(Protocol):
@@ -201,19 +209,33 @@ class Context:
 
     async def buy(self, symbol: str, qty: Any = None, *, stop: Any, leverage: Any = None,
                   type: OrderType | str = OrderType.MARKET, price: Any = None, reduce_only: bool = False,
-                  tag: str | None = None) -> Order | Verdict:  # fmt: skip
-        return await self._order(OrderSide.BUY, symbol, qty, stop, leverage, type, price, reduce_only, tag)
+                  tag: str | None = None, take_profit: Any = None) -> Order | Verdict:  # fmt: skip
+        """Open or add to a long; once it fills, the exchange holds a stop at `stop` (and a take-profit)."""
+        return await self._order(OrderSide.BUY, symbol, qty, stop, leverage, type, price, reduce_only, tag,
+                                 take_profit)  # fmt: skip
 
     async def sell(self, symbol: str, qty: Any = None, *, stop: Any, leverage: Any = None,
                    type: OrderType | str = OrderType.MARKET, price: Any = None, reduce_only: bool = False,
-                   tag: str | None = None) -> Order | Verdict:  # fmt: skip
-        return await self._order(OrderSide.SELL, symbol, qty, stop, leverage, type, price, reduce_only, tag)
+                   tag: str | None = None, take_profit: Any = None) -> Order | Verdict:  # fmt: skip
+        """Open or add to a short; once it fills, the exchange holds a stop at `stop` (and a take-profit)."""
+        return await self._order(OrderSide.SELL, symbol, qty, stop, leverage, type, price, reduce_only, tag,
+                                 take_profit)  # fmt: skip
 
     async def _order(self, side: OrderSide, symbol: Any, qty: Any, stop: Any, leverage: Any, type: Any, price: Any,
-                     reduce_only: Any, tag: Any) -> Order | Verdict:  # fmt: skip
+                     reduce_only: Any, tag: Any, take_profit: Any) -> Order | Verdict:  # fmt: skip
         intent = OrderIntent(symbol, side, _decimal(qty), type, _decimal(price), _decimal(stop), leverage,
-                             reduce_only, tag)  # fmt: skip
+                             reduce_only, tag, _decimal(take_profit))  # fmt: skip
         return await self._orders.submit(intent)
+
+    async def move_stop(self, symbol: str, price: Any, *, wider: bool = False) -> Order | Verdict:
+        """Move the position's exchange-held stop to `price` (a trailing stop): toward less risk only,
+        unless `wider=True`, and never past the liquidation buffer or the mark. Returns the new stop, or a
+        rejecting Verdict; the new stop is on the exchange before the old one is cancelled."""
+        return await self._orders.move_stop(symbol, _decimal(price), bool(wider))
+
+    def stop(self, symbol: str) -> Order | None:
+        """The stop the exchange holds for the position (None when there is none)."""
+        return self._orders.stop(symbol)
 
     async def close(self, symbol: str, tag: str | None = None) -> Order | Verdict | None:
         """Close the whole position with a reduce-only market order; None when flat."""

@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any
 
@@ -680,8 +680,13 @@ class Engine:
                 self._trigger(account, algo)
 
     def _trigger_price(self, algo: AlgoOrder) -> Decimal:
+        """The mark (MARK_PRICE) or the last trade's price (CONTRACT_PRICE)."""
         state = self.market.symbols[algo.symbol]
-        return state.mark if algo.working_type == "MARK_PRICE" else self.market.last_price(algo.symbol)
+        if algo.working_type == "MARK_PRICE":
+            return state.mark
+        if state.trades:
+            return state.trades[-1].price
+        return state.candles[-1].close if state.candles else state.mark
 
     @staticmethod
     def _crossed(algo: AlgoOrder, price: Decimal) -> bool:
@@ -706,7 +711,7 @@ class Engine:
 
     def _protect_blocks(self, algo: AlgoOrder) -> bool:
         state = self.market.symbols[algo.symbol]
-        last = self.market.last_price(algo.symbol)
+        last = self._trigger_price(replace(algo, working_type="CONTRACT_PRICE"))
         return bool(last) and abs(state.mark / last - 1) > TRIGGER_PROTECT
 
     def _trigger(self, account: Account, algo: AlgoOrder) -> None:

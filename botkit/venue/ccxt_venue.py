@@ -31,7 +31,18 @@ from tenacity import AsyncRetrying, RetryCallState, wait_random_exponential
 
 from botkit.clock import Clock, SystemClock
 from botkit.config import BotConfig, ConfigError, VenueConfig
-from botkit.domain import Balance, Book, FundingPayment, MarkPrice, Order, OrderSide, OrderType, Position, Trade
+from botkit.domain import (
+    Balance,
+    Book,
+    FundingPayment,
+    MarkPrice,
+    Order,
+    OrderSide,
+    OrderType,
+    Position,
+    StopRequest,
+    Trade,
+)
 from botkit.guards.gate import Approval
 from botkit.guards.rate import Banned, Lane, RateLimiter, preset_for
 from botkit.log import get_logger
@@ -75,6 +86,7 @@ DUPLICATE_ID_CODES: dict[str, set[int | str]] = {"binanceusdm": {-4116}}
 SPENT_KEPT = 4096  # an approval is used at once: remembering the last few thousand catches any reuse
 BOOK_DEPTH = 5  # levels a side that the feeds keep and the gate's depth check reads
 NOT_FOUND_CODES: dict[str, set[int | str]] = {"binanceusdm": {-2011, -2013}}
+IMMEDIATE_TRIGGER_CODES: dict[str, set[int | str]] = {"binanceusdm": {-2021}}
 ALREADY_SET_CODES: dict[str, set[int | str]] = {"binanceusdm": {-4046}}
 # Refusals that mean the market's rules or brackets are not what the bot last read: minimum notional,
 # position cap at this leverage, leverage not valid, precision.
@@ -329,21 +341,35 @@ class CcxtVenue:
             params["reduceOnly"] = True
         amount = float(qty if size == 1 else qty / size)
         limit_price = float(price) if price is not None else None
-        call = f"create_order {client_id}"
+        return await self._create(
+            f"create_order {client_id}", client_id,
+            lambda: self.exchange.create_order(symbol, type, side, amount, limit_price, params),
+            lambda call: self._lookup(call, symbol, client_id),
+            lambda raw: parse.order(raw, client_id, self._contract_size),
+        )  # fmt: skip
+
+    async def _create(
+        self,
+        call: str,
+        client_id: str,
+        send: Callable[[], Awaitable[Any]],
+        lookup: Callable[[str], Awaitable[Order | None]],
+        read: Callable[[Any], Order],
+    ) -> Order:
+        """Send a create exactly once: a retry after an answer that was lost looks the client id up first,
+        and a duplicate-id refusal means an earlier attempt landed."""
         unknown = False  # an earlier attempt may have landed
 
         async def attempt() -> Order:
             nonlocal unknown
             if unknown:  # look before sending again
-                found = await self._lookup(call, symbol, client_id)
+                found = await lookup(call)
                 if found is not None:
                     log.info("order.adopted", client_id=client_id, status=found.status.value)
                     return self._track(found)
                 unknown = False
             try:
-                raw = await self._attempt(
-                    call, lambda: self.exchange.create_order(symbol, type, side, amount, limit_price, params), True
-                )
+                raw = await self._attempt(call, send, True)
             except Transient as exc:
                 unknown = exc.outcome is Outcome.UNKNOWN
                 raise
@@ -351,13 +377,13 @@ class CcxtVenue:
                 if not self._is(exc, "DuplicateOrderId", DUPLICATE_ID_CODES):
                     log.info("order.rejected", client_id=client_id, code=exc.code, reason=exc.reason)
                     raise
-                found = await self._lookup(call, symbol, client_id)  # an earlier attempt landed after all
+                found = await lookup(call)  # an earlier attempt landed after all
                 if found is None:
                     raise
                 log.info("order.adopted", client_id=client_id, status=found.status.value)
                 return self._track(found)
             try:
-                return self._track(parse.order(raw, client_id, self._contract_size))
+                return self._track(read(raw))
             except VenueDataError as exc:  # accepted, but the answer is unreadable: look it up, never resend blind
                 unknown = True
                 raise Transient(Outcome.UNKNOWN, call, exc) from exc
@@ -368,7 +394,7 @@ class CcxtVenue:
             if unknown or isinstance(exc, VenueDataError):  # it may have landed: the kill switch holds until settled
                 self.unresolved.add(client_id)
                 log.error("order.unresolved", client_id=client_id, error=str(exc))
-                raise OrderUnresolved("create_order", client_id, str(exc)) from exc
+                raise OrderUnresolved(call.split(" ")[0], client_id, str(exc)) from exc
             raise VenueUnavailable(f"{call} failed until its deadline: {exc}") from exc
 
     def spend(self, approval: Approval, client_id: str | None) -> tuple[str, OrderSide, OrderType, Decimal,
@@ -437,18 +463,85 @@ class CcxtVenue:
         rows = parse.rows(rows, "fetch_open_orders")
         return [self._track(parse.order(row, None, self._contract_size)) for row in rows]
 
-    async def _lookup(self, call: str, symbol: str, client_id: str | None, order_id: str | None = None) -> Order | None:
+    async def _lookup(self, call: str, symbol: str, client_id: str | None, order_id: str | None = None,
+                      conditional: bool = False) -> Order | None:  # fmt: skip
         """One look at an order after its create or cancel went unanswered: None if the exchange does
         not know it. Waits `unknown_settle_s` first so a request still in flight can land."""
         await self.clock.sleep(self.settings.unknown_settle_s)
-        params = {"clientOrderId": client_id} if client_id is not None else {}
+        params: dict[str, Any] = {"clientOrderId": client_id} if client_id is not None else {}
+        if conditional:
+            params["trigger"] = True
         try:
             raw = await self._attempt(f"{call} lookup", lambda: self.exchange.fetch_order(order_id, symbol, params))
         except Rejected as exc:
             if self.is_not_found(exc):
                 return None
             raise
+        return self._read(raw, client_id)
+
+    def _read(self, raw: Any, client_id: str | None = None) -> Order:
+        """A ccxt order as a domain Order: a conditional one from its exchange fields, any other as ccxt has it."""
+        if parse.is_conditional(raw):
+            return parse.conditional(raw, self._contract_size)
         return parse.order(raw, client_id, self._contract_size)
+
+    # -------------------------------------------------------------------- conditional orders
+
+    async def place_stop(self, stop: StopRequest) -> Order:
+        """Place a reduce-only conditional order for the exchange to hold, exactly once (as `create_order`).
+        Raises Rejected (a trigger that would fire at once: see `would_trigger`), VenueBanned,
+        OrderUnresolved or VenueUnavailable."""
+        client_id = self.ids.check(stop.client_id)
+        size = self._contract_size.get(stop.symbol, Decimal(1))
+        price_key = "stopPrice" if stop.kind is OrderType.STOP_MARKET else "takeProfitPrice"
+        if stop.kind not in (OrderType.STOP_MARKET, OrderType.TAKE_PROFIT_MARKET):
+            raise ValueError(f"place_stop places stop-market and take-profit-market orders, not {stop.kind}")
+        params: dict[str, Any] = {
+            price_key: float(stop.trigger), "reduceOnly": True, "clientOrderId": client_id,
+            "workingType": "MARK_PRICE" if stop.on_mark else "CONTRACT_PRICE", "priceProtect": stop.price_protect,
+        }  # fmt: skip
+        amount = float(stop.qty if size == 1 else stop.qty / size)
+        return await self._create(
+            f"place_stop {client_id}", client_id,
+            lambda: self.exchange.create_order(stop.symbol, "market", stop.side, amount, None, params),
+            lambda call: self._lookup(call, stop.symbol, client_id, conditional=True),
+            lambda raw: parse.conditional(raw, self._contract_size),
+        )  # fmt: skip
+
+    async def cancel_stop(self, symbol: str, *, client_id: str) -> Order:
+        """Cancel a conditional order; one already gone is a success once its final state is read."""
+        call = f"cancel_stop {client_id}"
+        params = {"clientOrderId": client_id, "trigger": True}
+
+        async def attempt() -> Order:
+            try:
+                await self._attempt(call, lambda: self.exchange.cancel_order(None, symbol, params), True)
+            except Rejected:
+                current = await self._lookup(call, symbol, client_id, conditional=True)  # already gone?
+                if current is not None and current.status.final:
+                    return current
+                raise
+            return await self.fetch_stop(symbol, client_id=client_id)  # the cancel's answer holds no status
+
+        try:
+            return await self._run(call, MUTATIONS, attempt)
+        except Transient as exc:  # a cancel is safe to repeat: the next sweep looks again
+            raise VenueUnavailable(f"{call} failed until its deadline: {exc.message}") from exc
+
+    async def fetch_stop(self, symbol: str, *, client_id: str) -> Order:
+        params = {"clientOrderId": client_id, "trigger": True}
+        raw = await self._retried(f"fetch_stop {client_id}", lambda: self.exchange.fetch_order(None, symbol, params))
+        return parse.conditional(raw, self._contract_size)
+
+    async def fetch_open_stops(self, symbol: str) -> list[Order]:
+        raw = await self._retried(
+            f"fetch_open_stops {symbol}", lambda: self.exchange.fetch_open_orders(symbol, None, None, {"trigger": True})
+        )
+        return [parse.conditional(row, self._contract_size) for row in parse.rows(raw, "fetch_open_stops")]
+
+    def would_trigger(self, exc: Rejected) -> bool:
+        """Whether a refusal says the conditional order's trigger is already passed (it would fire at once)."""
+        return self._is(exc, "OrderImmediatelyFillable", IMMEDIATE_TRIGGER_CODES)
 
     def is_not_found(self, exc: Rejected) -> bool:
         """Whether a refusal means the exchange does not know the order."""
@@ -556,8 +649,7 @@ class CcxtVenue:
         except Exception:
             self._renew_listen_key()
             raise
-        rows = parse.rows(raw, "order updates")
-        return [parse.order(row, None, self._contract_size) for row in rows]
+        return [self._read(row) for row in parse.rows(raw, "order updates")]
 
     def _renew_listen_key(self) -> None:
         """The user stream failed: its next connection asks for a listen key again. ccxt keeps one for 20

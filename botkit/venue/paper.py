@@ -39,6 +39,7 @@ from botkit.domain import (
     OrderType,
     Position,
     Side,
+    StopRequest,
     Trade,
 )
 from botkit.guards.gate import Approval
@@ -48,6 +49,7 @@ from botkit.sim import market as sim_market
 from botkit.sim.market import SymbolSpec, SymbolState
 from botkit.venue.ccxt_venue import CcxtVenue
 from botkit.venue.errors import Rejected, VenueDataError
+from botkit.venue.parse import ALGO_STATUSES
 
 ZERO = Decimal(0)
 PAPER_KEY = "paper"
@@ -247,6 +249,7 @@ class PaperVenue:
         if mark.next_funding_ms is not None and mark.funding_rate is not None:
             self._funding[mark.symbol] = (mark.next_funding_ms, mark.funding_rate)
             state.funding_rate = mark.funding_rate
+        self.engine.check_triggers(state.spec.symbol)
         self.engine.check_liquidations()
 
     async def watch_orders(self) -> list[Order]:
@@ -259,6 +262,8 @@ class PaperVenue:
     def _engine_event(self, account: sim.Account, event: sim.EngineEvent) -> None:
         if isinstance(event, sim.OrderChanged):
             self.updates.put_nowait(self.engine_order(event.order))
+        elif isinstance(event, sim.AlgoChanged):
+            self.updates.put_nowait(self.engine_stop(event.algo))
 
     # ------------------------------------------------------------------------------- orders
 
@@ -285,6 +290,42 @@ class PaperVenue:
     async def fetch_open_orders(self, symbol: str | None = None) -> list[Order]:
         market_id = self._id(symbol) if symbol is not None else None
         return [self.engine_order(o) for o in self.account.open_orders(market_id)]
+
+    # -------------------------------------------------------------------- conditional orders
+
+    async def place_stop(self, stop: StopRequest) -> Order:
+        client_id = self.data.ids.check(stop.client_id)
+        algo = self._engine_call(
+            f"place_stop {client_id}", self.engine.place_algo, self.account, symbol=self._id(stop.symbol),
+            side=stop.side, type=stop.kind, qty=stop.qty, trigger=stop.trigger,
+            working_type="MARK_PRICE" if stop.on_mark else "CONTRACT_PRICE", reduce_only=True,
+            price_protect=stop.price_protect, client_id=client_id,
+        )  # fmt: skip
+        return self.engine_stop(algo)
+
+    async def cancel_stop(self, symbol: str, *, client_id: str) -> Order:
+        algo = self._engine_call(f"fetch_stop {client_id}", self.engine.find_algo, self.account, None, client_id)
+        if algo.is_open:
+            self._engine_call(f"cancel_stop {client_id}", self.engine.cancel_algo, self.account, algo.id, None)
+        return self.engine_stop(algo)
+
+    async def fetch_stop(self, symbol: str, *, client_id: str) -> Order:
+        return self.engine_stop(
+            self._engine_call(f"fetch_stop {client_id}", self.engine.find_algo, self.account, None, client_id)
+        )
+
+    async def fetch_open_stops(self, symbol: str) -> list[Order]:
+        return [self.engine_stop(a) for a in self.account.open_algos(self._id(symbol))]
+
+    def would_trigger(self, exc: Rejected) -> bool:
+        return exc.code == -2021
+
+    def engine_stop(self, algo: sim.AlgoOrder) -> Order:
+        return Order(
+            symbol=self._unified.get(algo.symbol, algo.symbol), side=algo.side, type=algo.type, qty=algo.qty,
+            price=algo.price or None, client_id=algo.client_id, id=str(algo.id), status=ALGO_STATUSES[algo.status],
+            reduce_only=algo.reduce_only, timestamp_ms=algo.time_ms, trigger=algo.trigger,
+        )  # fmt: skip
 
     def _find(self, symbol: str, client_id: str | None, order_id: str | None) -> sim.Order:
         ref = int(order_id) if order_id is not None else None

@@ -129,6 +129,57 @@ def order(raw: Any, client_id: str | None, size: Mapping[str, Decimal]) -> Order
     )
 
 
+# A conditional order's status as Binance's algo service writes it (`algoStatus` over REST, `X` in ALGO_UPDATE).
+# ccxt's unified shape cannot be used: it reports TRIGGERED and FINISHED as "closed" with filled = amount,
+# though the conditional order itself never fills (the regular order it places does).
+ALGO_STATUSES = {
+    "NEW": OrderStatus.OPEN,
+    "TRIGGERING": OrderStatus.OPEN,
+    "TRIGGERED": OrderStatus.TRIGGERED,
+    "FINISHED": OrderStatus.TRIGGERED,
+    "CANCELED": OrderStatus.CANCELED,
+    "EXPIRED": OrderStatus.EXPIRED,
+    "REJECTED": OrderStatus.REJECTED,
+}
+
+
+def is_conditional(raw: Any) -> bool:
+    """Whether a ccxt order is a conditional order of Binance's algo service (REST or stream)."""
+    info = raw.get("info") if isinstance(raw, Mapping) else None
+    return isinstance(info, Mapping) and ("algoId" in info or "aid" in info)
+
+
+def conditional(raw: Any, size: Mapping[str, Decimal]) -> Order:
+    """A conditional order from its exchange fields (REST: algoId, algoStatus, ...; stream: aid, X, ...)."""
+    info = raw.get("info") if isinstance(raw, Mapping) else None
+    if not isinstance(info, Mapping):
+        raise VenueDataError(f"conditional order without its exchange fields: {raw!r:.200}")
+
+    def field(rest: str, stream: str) -> Any:
+        return info.get(rest, info.get(stream))
+
+    cid, status = field("clientAlgoId", "caid"), ALGO_STATUSES.get(str(field("algoStatus", "X")))
+    side, kind, symbol = str(field("side", "S")).lower(), str(field("orderType", "o")).lower(), raw.get("symbol")
+    if status is None or not cid or not symbol or side not in SIDES or kind not in TYPES:
+        problem = "missing or unknown status/clientAlgoId/symbol/side/type"
+        raise VenueDataError(f"conditional order {cid}: {problem} in {dict(info)!r:.300}")
+    try:
+        qty = to_decimal(field("quantity", "q") or 0, "quantity") * size.get(str(symbol), ONE)
+        trigger = to_decimal(field("triggerPrice", "tp") or 0, "triggerPrice")
+        price = optional(field("price", "p"), "price")
+    except ValueError as exc:
+        raise VenueDataError(f"conditional order {cid}: {exc}") from None
+    if qty < 0 or trigger < 0:
+        raise VenueDataError(f"conditional order {cid}: impossible figures (quantity {qty}, trigger {trigger})")
+    algo_id = field("algoId", "aid")
+    return Order(
+        symbol=str(symbol), side=OrderSide(side), type=OrderType(kind), qty=qty, price=price if price else None,
+        client_id=str(cid), id=str(algo_id) if algo_id is not None else None, status=status,
+        reduce_only=str(field("reduceOnly", "R")).lower() == "true", timestamp_ms=int_or_none(raw.get("timestamp")),
+        trigger=trigger,
+    )  # fmt: skip
+
+
 def position(raw: Any, size: Mapping[str, Decimal]) -> Position | None:
     """A ccxt position row; None when it holds nothing."""
     if not isinstance(raw, Mapping) or not raw.get("symbol"):

@@ -61,10 +61,16 @@ def exchange_orders(emu) -> list:
 
 
 def assert_journal_knows_every_order(emu, config) -> None:
-    on_exchange = [o.client_id for o in exchange_orders(emu)]
-    assert len(on_exchange) == len(set(on_exchange)), "a client id was used twice"
+    """Every order and stop on the exchange was journalled before it was sent (a triggered stop's own
+    order carries the stop's client id)."""
+    [account] = emu.engine.accounts.values()
+    on_exchange = [o.client_id for o in exchange_orders(emu) if o.algo_id is None]
+    stops = [a.client_id for a in account.algos.values()]
+    assert len(on_exchange + stops) == len(set(on_exchange + stops)), "a client id was used twice"
     sent = {e.client_id for e in events(config, "order.sending")}
+    stops_sent = {e.client_id for e in events(config, "stop.sending")}
     assert set(on_exchange) <= sent, f"orders unknown to the journal: {set(on_exchange) - sent}"
+    assert set(stops) <= stops_sent, f"stops unknown to the journal: {set(stops) - stops_sent}"
 
 
 async def wait_for(condition, seconds: float) -> None:

@@ -24,6 +24,7 @@ from tests import fakes
 from tests.fakes import BTC, FakeVenue
 
 STEP_S = 0.1  # virtual seconds between market updates
+NO_EXCHANGE_STOPS = {"enabled": False}  # the liquidation guard's tests: no stop closes the position first
 
 
 def config(tmp_path, **sections) -> BotConfig:
@@ -105,7 +106,8 @@ class Holds(Strategy):
 
 async def test_the_liquidation_guard_keeps_one_cut_in_flight_however_many_marks_arrive(tmp_path):
     guard = {"liq_guard_buffer": "0.03", "liq_slice": "0.5", "liq_slice_pause_seconds": "0.2"}
-    market = started(tmp_path, Holds(Strategy.Params()), killswitch=guard, risk={"risk_per_trade": "0.05"})
+    market = started(tmp_path, Holds(Strategy.Params()), killswitch=guard, risk={"risk_per_trade": "0.05"},
+                     stops=NO_EXCHANGE_STOPS)  # fmt: skip
     bot, venue = market.bot, market.venue
     await market.until(lambda: venue.qty == D("0.1"), seconds=5)
     liquidation = venue.liquidation()
@@ -201,7 +203,7 @@ async def test_a_crash_while_reads_have_spent_the_budget_still_gets_its_cuts_out
                           cut_reserve=CUT_RESERVE if guarded else 0.0)  # fmt: skip
     venue = FakeVenue(clock, limiter=limiter)
     guard = {"liq_guard_buffer": "0.03", "liq_slice": "0.5", "liq_slice_pause_seconds": "0.2"}
-    bot = Bot(config(tmp_path, killswitch=guard, risk={"risk_per_trade": "0.05"},
+    bot = Bot(config(tmp_path, killswitch=guard, risk={"risk_per_trade": "0.05"}, stops=NO_EXCHANGE_STOPS,
                      runtime={"account_seconds": "0.5", "reconcile_seconds": "1"}),
               Holds(Strategy.Params()), clock=clock, venue=venue)  # fmt: skip
     market = Market(bot, venue, clock)
