@@ -1,6 +1,8 @@
 """Trend following: go with a crossing of a fast and a slow moving average of bar closes, with a
 volatility stop (a multiple of the average true range) that trails in the trade's favour. Size is left
 to botkit: no quantity means the largest one the sizing rules and the risk budget allow for that stop.
+The stop itself is held by the exchange (botkit places it when the entry fills); the strategy only moves
+it, with `ctx.move_stop`, so the position stays protected if the bot dies.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from decimal import Decimal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from botkit.runtime.strategy import Bar, Context, OrderSide, Quote, Side, Strategy, Verdict
+from botkit.runtime.strategy import Bar, Context, Order, OrderSide, Side, Strategy, Verdict
 
 
 class SmaCross(Strategy):
@@ -33,7 +35,6 @@ class SmaCross(Strategy):
         super().__init__(params)
         self.closes: dict[str, deque[Decimal]] = {}
         self.ranges: dict[str, deque[Decimal]] = {}
-        self.stops: dict[str, Decimal] = {}  # per symbol, the stop of the open trade
 
     async def on_bar(self, ctx: Context, bar: Bar) -> None:
         p = self.params
@@ -52,10 +53,10 @@ class SmaCross(Strategy):
             await self.enter(ctx, bar.symbol, OrderSide.BUY, bar.close - p.atr_mult * atr, position)
         elif fast_before >= slow_before and fast_now < slow_now:  # crossed down
             await self.enter(ctx, bar.symbol, OrderSide.SELL, bar.close + p.atr_mult * atr, position)
-        elif position is not None and bar.symbol in self.stops:  # trail the stop
+        elif position is not None and (stop := ctx.stop(bar.symbol)) is not None and stop.trigger is not None:
             trail = bar.close - p.atr_mult * atr if position.side is Side.LONG else bar.close + p.atr_mult * atr
-            better = max if position.side is Side.LONG else min
-            self.stops[bar.symbol] = better(self.stops[bar.symbol], trail)
+            if (trail - stop.trigger) * (1 if position.side is Side.LONG else -1) > 0:  # only in the trade's favour
+                await ctx.move_stop(bar.symbol, trail)  # a refusal (reason codes) leaves the stop where it is
 
     async def enter(self, ctx: Context, symbol: str, side: OrderSide, stop: Decimal, position) -> None:
         if position is not None:
@@ -64,17 +65,10 @@ class SmaCross(Strategy):
             await ctx.close(symbol, tag="reverse")
         result = await (ctx.buy if side is OrderSide.BUY else ctx.sell)(symbol, stop=stop, tag="cross")
         if not isinstance(result, Verdict):  # else the gate or the venue said no (reason codes in the verdict)
-            self.stops[symbol] = stop
             ctx.log.info("entered", symbol=symbol, side=side, stop=str(stop))
 
-    async def on_quote(self, ctx: Context, quote: Quote) -> None:
-        stop, position = self.stops.get(quote.symbol), ctx.position(quote.symbol)
-        if stop is None or position is None or quote.mark is None:
-            return
-        hit = quote.mark <= stop if position.side is Side.LONG else quote.mark >= stop
-        if hit:
-            del self.stops[quote.symbol]
-            await ctx.close(quote.symbol, tag="stop")
+    async def on_stop_triggered(self, ctx: Context, stop: Order) -> None:
+        ctx.log.info("stopped out", symbol=stop.symbol, trigger=str(stop.trigger))
 
 
 def _mean(values) -> Decimal:

@@ -107,12 +107,14 @@ class Stops:
     # ----------------------------------------------------------------------------- news in
 
     def entered(self, symbol: str, side: OrderSide, stop: Decimal | None, take_profit: Decimal | None) -> None:
-        """An opening order (of `side`) filled: the position is protected at the stop its sizing used, on
-        the tick toward less risk (and a take-profit toward the price)."""
+        """An order that may open (of `side`) filled: if the position is now on its side (opened, added to
+        or flipped), it is protected at the stop the order's sizing used, on the tick toward less risk (and
+        a take-profit toward the price). An order that only reduced the position leaves its stop alone."""
         guard, rules = self.guards.get(symbol), self.market.rules.get(symbol)
-        if guard is None or rules is None or not self.enabled:
+        position = self.account.positions.get(symbol)
+        if guard is None or rules is None or position is None or position.side is not side.opens or not self.enabled:
             return
-        held = Side.LONG if side is OrderSide.BUY else Side.SHORT
+        held = position.side
         if stop is not None:
             guard.trigger = round_stop(held, stop, rules.tick)
         if take_profit is not None:

@@ -77,6 +77,7 @@ class Sample:
     leverage: dict[str, int]
     positions: dict[str, tuple[D, D]] = field(default_factory=dict)  # exchange symbol -> (signed qty, entry)
     resting: list[tuple[str, str, D, D]] = field(default_factory=list)  # (symbol, side, unfilled, price), opening
+    stops: list[tuple[str, str]] = field(default_factory=list)  # (symbol, side) of each open stop-market
 
 
 @dataclass
@@ -93,7 +94,14 @@ class Run:
         return [e for e in self.events if e.kind in kinds]
 
     def orders(self) -> list[dict[str, Any]]:
-        return [o for account in self.exchange["accounts"] for o in account["orders"]]
+        """The orders the bot placed itself (not those its stops placed when they triggered)."""
+        stops = {a["clientAlgoId"] for a in self.stops()}
+        return [
+            o for account in self.exchange["accounts"] for o in account["orders"] if o["clientOrderId"] not in stops
+        ]
+
+    def stops(self) -> list[dict[str, Any]]:
+        return [a for account in self.exchange["accounts"] for a in account["algo_orders"]]
 
 
 async def admin_state(url: str, http: aiohttp.ClientSession) -> dict[str, Any]:
@@ -116,8 +124,10 @@ def sample_of(state: dict[str, Any]) -> Sample:
     positions = {p["symbol"]: (D(p["positionAmt"]), D(p["entryPrice"])) for p in account.get("positions", [])}
     resting = [(o["symbol"], o["side"].lower(), D(o["origQty"]) - D(o["executedQty"]), D(o["price"]))
                for o in account.get("open_orders", []) if not o["reduceOnly"]]  # fmt: skip
+    stops = [(a["symbol"], a["side"].lower()) for a in account.get("open_algo_orders", [])
+             if a["orderType"] == "STOP_MARKET"]  # fmt: skip
     return Sample(time.time_ns() // 1_000_000, state["clock"]["elapsed_s"], state["market"], leverage, positions,
-                  resting)  # fmt: skip
+                  resting, stops)  # fmt: skip
 
 
 def merged(*layers: dict[str, Any]) -> dict[str, Any]:
@@ -193,7 +203,8 @@ def violations(run: Run) -> list[str]:
     """Every broken invariant of a run, one line each (empty: the run held)."""
     checks = (no_hang_or_crash, no_duplicate_orders, journal_knows_every_exchange_order,
               journal_adds_up_to_the_position, sizing_holds, committed_risk_holds, no_new_risk_unless_active,
-              trips_journalled, quiet_windows_held, no_bans_earned, no_liquidation)  # fmt: skip
+              trips_journalled, quiet_windows_held, no_bans_earned, no_liquidation,
+              positions_have_stops)  # fmt: skip
     return [problem for check in checks for problem in check(run)]
 
 
@@ -202,18 +213,22 @@ def no_hang_or_crash(run: Run) -> list[str]:
 
 
 def no_duplicate_orders(run: Run) -> list[str]:
-    ids = [o["clientOrderId"] for o in run.orders()]
+    ids = [o["clientOrderId"] for o in run.orders()] + [a["clientAlgoId"] for a in run.stops()]
     found = [f"duplicate: client id {c} used twice on the exchange" for c in {c for c in ids if ids.count(c) > 1}]
-    sent = len({e.client_id for e in run.kinds("order.sending")})
-    if len(ids) > sent:
-        found.append(f"duplicate orders: {len(ids)} orders on the exchange for {sent} orders sent")
+    for kind, on_exchange in (("order", run.orders()), ("stop", run.stops())):
+        sent = len({e.client_id for e in run.kinds(f"{kind}.sending")})
+        if len(on_exchange) > sent:
+            found.append(f"duplicate {kind}s: {len(on_exchange)} on the exchange for {sent} sent")
     return found
 
 
 def journal_knows_every_exchange_order(run: Run) -> list[str]:
     sent = {e.client_id for e in run.kinds("order.sending")}
-    return [f"unknown to the journal: exchange order {o['clientOrderId']}" for o in run.orders()
-            if o["clientOrderId"] not in sent]  # fmt: skip
+    stops = {e.client_id for e in run.kinds("stop.sending")}
+    orders = [f"unknown to the journal: exchange order {o['clientOrderId']}" for o in run.orders()
+              if o["clientOrderId"] not in sent]  # fmt: skip
+    return orders + [f"unknown to the journal: exchange stop {a['clientAlgoId']}" for a in run.stops()
+                     if a["clientAlgoId"] not in stops]  # fmt: skip
 
 
 def _exchange_symbol(symbol: str) -> str:
@@ -400,6 +415,28 @@ def journal_adds_up_to_the_position(run: Run) -> list[str]:
             if symbol and held != journalled:  # both signed: + long, − short
                 found.append(f"{symbol}: the journal's fills add up to {journalled}, the exchange holds {held}")
     return found
+
+
+def positions_have_stops(run: Run) -> list[str]:
+    """No position held without a stop-market on its closing side on the exchange for longer than the
+    bot's `stops.confirm_seconds` (wall time, seen in the samples; a sample apart of slack)."""
+    if not run.config.stops.enabled:
+        return []
+    allowed_ms = float(run.config.stops.confirm_seconds) * 1000 + 200
+    since: dict[str, int] = {}
+    worst: dict[str, int] = {}
+    for sample in run.samples:
+        for symbol, (qty, _) in sample.positions.items():
+            closing = "sell" if qty > 0 else "buy"
+            if qty and (symbol, closing) not in sample.stops:
+                start = since.setdefault(symbol, sample.wall_ms)
+                worst[symbol] = max(worst.get(symbol, 0), sample.wall_ms - start)
+            else:
+                since.pop(symbol, None)
+        for symbol in [s for s in since if not sample.positions.get(s, (D(0), D(0)))[0]]:
+            del since[symbol]
+    return [f"{symbol}: a position without a stop on the exchange for {ms / 1000:.2f}s (max {allowed_ms / 1000:g}s)"
+            for symbol, ms in worst.items() if ms > allowed_ms]  # fmt: skip
 
 
 def no_liquidation(run: Run) -> list[str]:

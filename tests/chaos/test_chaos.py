@@ -92,6 +92,7 @@ def rules_never_reread(bot: Bot) -> None:
 RESUMING = {"auto_resume": True, "resume_after_seconds": "0.5"}
 HOLDING = {  # a 20x position left to the guardrails; the guard may cut on every mark frame (20 a second here)
     "risk": {"max_leverage": 20},
+    "stops": {"enabled": False},  # the liquidation guard's to save: no exchange stop closes it first
     "killswitch": {"liq_guard_buffer": "0.025", "liq_slice": "0.5", "liq_slice_pause_seconds": "0.04",
                    "on_halt": "cancel_and_flatten"},
 }  # fmt: skip
