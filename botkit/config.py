@@ -376,6 +376,9 @@ def disabled_guardrails(config: BotConfig) -> list[str]:
         found.append(f"killswitch.daily_loss = {ks.daily_loss}: a daily loss limit of half the account or more")
     if ks.error_burst > 100:
         found.append(f"killswitch.error_burst = {ks.error_burst}: more than 100 venue errors before halting")
+    if not config.stops.enabled:
+        found.append("stops.enabled = false: positions have no stop on the exchange, nothing protects them when "
+                     "the bot is down")  # fmt: skip
     return found
 
 

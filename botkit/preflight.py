@@ -17,7 +17,7 @@ from decimal import Decimal
 from typing import Any, Literal
 
 from botkit.config import BotConfig, disabled_guardrails
-from botkit.domain import OrderIntent, OrderSide, TradingState
+from botkit.domain import OrderIntent, OrderSide, OrderType, TradingState
 from botkit.guards.gate import Gate, MarketView, Snapshot
 from botkit.margin import MarketRules, Tier, plain
 from botkit.runtime.read_budget import plan_reads
@@ -67,6 +67,8 @@ async def preflight(config: BotConfig, *, stop_distance: Decimal, emulator_url: 
             return findings
         await _clock(venue, config, add)
         equity = await _account(venue, config, paper, add)
+        if equity is not None:
+            await _stops(venue, config, add)
         tiers = await _tiers(venue, config, add)
         if tiers is None:
             return findings
@@ -127,6 +129,30 @@ async def _account(venue: Venue, config: BotConfig, paper: bool, add: Any) -> De
     if isinstance(venue, CcxtVenue):
         await _permissions(venue, add)
     return balance.total
+
+
+async def _stops(venue: Venue, config: BotConfig, add: Any) -> None:
+    """Open positions without a stop on the exchange (a bot that died before placing one, or a position made
+    by hand): a running bot places one from its journal at start, or closes the position."""
+    try:
+        positions = await venue.fetch_positions(config.symbols)
+        unprotected = []
+        for position in positions:
+            closing = OrderSide.closing(position.side)
+            stops = await venue.fetch_open_stops(position.symbol)
+            if not any(s.side is closing and s.type is OrderType.STOP_MARKET for s in stops):
+                unprotected.append(f"{position.symbol} {position.side.value} {plain(position.qty)}")
+    except VenueError as exc:
+        add(Finding("warn", "exchange stops", f"could not read the positions and their stops: {exc}"))
+        return
+    if unprotected:
+        add(
+            Finding(
+                "warn", "exchange stops", f"open positions without a stop on the exchange: {', '.join(unprotected)}"
+            )
+        )
+    else:
+        add(Finding("ok", "exchange stops", f"{len(positions)} open position(s), each with a stop on the exchange"))
 
 
 async def _permissions(venue: CcxtVenue, add: Any) -> None:
@@ -279,7 +305,7 @@ async def _reads(venue: Venue, config: BotConfig, add: Any) -> None:
 def guardrail_table(config: BotConfig) -> list[tuple[str, str]]:
     """The effective guardrail settings, one (setting, value) row each."""
     rows = []
-    for section in ("risk", "limits", "killswitch"):
+    for section in ("risk", "limits", "killswitch", "stops"):
         for name, value in getattr(config, section).model_dump(mode="json").items():
             rows.append((f"{section}.{name}", str(value)))
     rows += [

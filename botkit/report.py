@@ -1,6 +1,7 @@
 """`botkit report JOURNAL`: the post-incident view of a journal, walking the layers an incident is
 troubleshot in: data (feed gaps, bad frames) → pricing (mark, index, divergence) → margin (equity,
-liquidation distance) → execution (intents, verdicts, orders, fills) → post-trade (funding, PnL).
+liquidation distance) → execution (intents, verdicts, orders, fills) → protection (the exchange-held
+stops: each one's life, and how long any position went without one) → post-trade (funding, PnL).
 
 `build_report` turns the journal into plain data (what `--json` prints); `render_text` and
 `botkit.report_html.render_html` present it. Nothing here writes to the journal.
@@ -40,9 +41,13 @@ def build_report(path: Path) -> dict[str, Any]:
     refusals: list[dict[str, Any]] = []
     fills: list[dict[str, Any]] = []
     funding: list[dict[str, Any]] = []
+    stops: list[tuple[int, str | None, str | None, dict[str, Any]]] = []  # (time, symbol, client id, data)
     series: dict[str, Any] = {"time": [], "equity": [], "state": [], "symbols": defaultdict(lambda: defaultdict(list))}
     for e in read_events(path):
         at, d = e.wall_ms, e.data
+        if e.kind == "stop":
+            stops.append((at, e.symbol, e.client_id, d))
+            continue
         if e.kind == "session.started":
             sessions.append(
                 {
@@ -197,6 +202,7 @@ def build_report(path: Path) -> dict[str, Any]:
             "venue_refusals": refusals,
             "fills": fills,
         },
+        "protection": _protection(stops, series),
         "post_trade": _post_trade(series, sessions, funding, fills),
         "series": {
             "time": series["time"],
@@ -249,6 +255,48 @@ def _add_snapshot(series: dict[str, Any], at: int, d: dict[str, Any]) -> None:
         # Liquidation distance: how far the mark may move against the position before liquidation, |mark − liq| / mark.
         distance = abs(mark - liq) / mark if mark and liq else None
         row["liq_distance"].append(str(round(distance, 6)) if distance is not None else None)
+
+
+def _protection(stops: list[tuple[int, str | None, str | None, dict[str, Any]]], series: dict[str, Any]) -> dict:
+    """Each stretch a position went without a stop on the exchange (journalled `unprotected` → `protected`),
+    what became of the stops, and the stop in force at every snapshot (the price chart's stop line)."""
+    stretches: list[dict[str, Any]] = []
+    open_since: dict[str, int] = {}
+    in_force: dict[str, dict[str, str]] = defaultdict(dict)  # symbol -> client id -> trigger (stop-markets)
+    changes: dict[str, list[tuple[int, str | None]]] = defaultdict(list)  # symbol -> (time, trigger in force)
+    actions: Counter[str] = Counter()
+    for at, symbol, client_id, d in stops:
+        action, symbol = str(d.get("action")), symbol or ""
+        actions[action] += 1
+        if action == "unprotected":
+            open_since.setdefault(symbol, at)
+        elif action == "protected" and symbol in open_since:
+            since = open_since.pop(symbol)
+            stretches.append({"symbol": symbol, "from": iso(since), "seconds": (at - since) / 1000, "to": iso(at)})
+        if client_id and d.get("type") == "stop_market":
+            if action in ("placed", "adopted") and d.get("trigger") is not None:
+                in_force[symbol][client_id] = str(d["trigger"])
+            elif action in ("cancelled", "triggered", "lost", "left"):
+                in_force[symbol].pop(client_id, None)
+            latest = list(in_force[symbol].values())[-1] if in_force[symbol] else None
+            changes[symbol].append((at, latest))
+    for symbol, since in open_since.items():  # still without one when the journal ends
+        stretches.append({"symbol": symbol, "from": iso(since), "seconds": None, "to": None})
+    for symbol, row in series["symbols"].items():
+        timeline, current, i = changes.get(symbol, []), None, 0
+        row["stop"] = []
+        for t in series["time"]:
+            while i < len(timeline) and timeline[i][0] <= t:
+                current, i = timeline[i][1], i + 1
+            row["stop"].append(current)
+    per_symbol: dict[str, dict[str, Any]] = {}
+    for stretch in stretches:
+        totals = per_symbol.setdefault(stretch["symbol"], {"stretches": 0, "seconds": 0.0, "longest": 0.0})
+        totals["stretches"] += 1
+        if stretch["seconds"] is not None:
+            totals["seconds"] += stretch["seconds"]
+            totals["longest"] = max(totals["longest"], stretch["seconds"])
+    return {"unprotected": stretches, "per_symbol": per_symbol, "stop_actions": dict(actions)}
 
 
 def _pricing(series: dict[str, Any]) -> dict[str, Any]:
@@ -342,6 +390,20 @@ def render_text(report: dict[str, Any]) -> str:
     lines.append(f"  fills: {len(ex['fills'])}; refused or failed at the venue: {len(ex['venue_refusals'])}")
     for r in ex["venue_refusals"][:10]:
         lines.append(f"    {r['time']} {r['client_id']} {r['error']}")
+    protection = report["protection"]
+    lines += ["", "protection: the exchange-held stops"]
+    if protection["stop_actions"]:
+        lines.append("  " + ", ".join(f"{action} {n}" for action, n in sorted(protection["stop_actions"].items())))
+    for symbol, totals in protection["per_symbol"].items():
+        lines.append(
+            f"  {symbol}: without a stop on the exchange {totals['stretches']} time(s), {totals['seconds']:.3f} s in "
+            f"all, longest {totals['longest']:.3f} s"
+        )
+    for stretch in protection["unprotected"]:
+        if stretch["seconds"] is None:
+            lines.append(f"  {stretch['symbol']}: WITHOUT A STOP from {stretch['from']} to the journal's end")
+    if not protection["stop_actions"]:
+        lines.append("  no stop placed")
     post = report["post_trade"]
     lines += [
         "",

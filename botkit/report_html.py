@@ -11,7 +11,8 @@ from typing import Any
 from botkit.report import iso
 
 WIDTH, HEIGHT, PAD_L, PAD_R, PAD_T, PAD_B = 960, 220, 70, 20, 22, 26
-COLORS = {"mid": "#1f77b4", "mark": "#ff7f0e", "index": "#2ca02c", "equity": "#9467bd", "liq_distance": "#d62728"}
+COLORS = {"mid": "#1f77b4", "mark": "#ff7f0e", "index": "#2ca02c", "equity": "#9467bd", "liq_distance": "#d62728",
+          "stop": "#8c1c13"}  # fmt: skip
 MARKERS = {
     "killswitch.tripped": ("trip", "#d62728"),
     "killswitch.state": ("state", "#ff9900"),
@@ -74,9 +75,9 @@ def render_html(report: dict[str, Any]) -> str:
         parts.append(
             _chart(
                 f"price-{symbol}",
-                f"{symbol}: price (mid, mark; dots are fills)",
+                f"{symbol}: price (mid, mark, the exchange-held stop dashed; dots are fills)",
                 times,
-                {"mid": row.get("mid", []), "mark": row.get("mark", [])},
+                {"mid": row.get("mid", []), "mark": row.get("mark", []), "stop": row.get("stop", [])},
                 span,
                 markers,
                 fills,
@@ -177,6 +178,19 @@ def render_html(report: dict[str, Any]) -> str:
                 [[r["time"], r["client_id"], r["final"], r["error"]] for r in ex["venue_refusals"]],
             )
         )
+    protection = report["protection"]
+    actions = ", ".join(f"{a} {n}" for a, n in sorted(protection["stop_actions"].items())) or "no stop placed"
+    parts.append(f"<h2>Protection: the exchange-held stops</h2><p>{escape(actions)}.</p>")
+    parts.append(
+        _table(
+            ["symbol", "times without a stop", "seconds in all", "longest (s)"],
+            [
+                [s, t["stretches"], f"{t['seconds']:.3f}", f"{t['longest']:.3f}"]
+                for s, t in protection["per_symbol"].items()
+            ],
+        )
+        or "<p>No position went without a stop.</p>"
+    )
     post = report["post_trade"]
     parts.append(
         f"<h2>Post-trade</h2><p>Equity {post['equity_start']} &rarr; {post['equity_end']} "
@@ -254,7 +268,7 @@ def _chart(
     for name, pts in points.items():
         if len(pts) >= 2:
             path = " ".join(f"{x(t):.1f},{y(v):.1f}" for t, v in pts)
-            dash = " stroke-dasharray='5 3'" if name == "index" else ""
+            dash = " stroke-dasharray='5 3'" if name in ("index", "stop") else ""
             svg.append(
                 f"<polyline class='series' data-series='{name}' points='{path}' fill='none' "
                 f"stroke='{COLORS.get(name, '#333')}' stroke-width='1.5'{dash}/>"

@@ -1,6 +1,7 @@
 """What the bot's routine reads cost a minute, against what the exchange allows.
 
-The account reader, the reconciler and the rules refresh read on timers the config sets; the feeds poll
+The account reader, the reconciler, the rules refresh and the stop keeper's check of the exchange's stops
+read on timers the config sets; the feeds poll
 over REST while a stream is down. Each read is priced by the venue (its real route and the limiter's own
 cost table), so the figure is what the limiter will charge. Start-up and `botkit check` refuse settings
 whose steady reads alone would use up the weight that reads may spend: the budget then runs dry, reads
@@ -25,7 +26,7 @@ ACCOUNT_READS_PER_PERIOD = 2  # after fills the account is re-read early, at mos
 class ReadPlan:
     """Request weight a minute by source, and the weight a minute routine reads may spend."""
 
-    steady: dict[str, float]  # account, reconcile, rules: always running
+    steady: dict[str, float]  # account, reconcile, rules, stops: always running
     polling: float  # added while every stream is down and polled over REST
     capacity: float | None  # None: the exchange has no weight budget botkit knows of
 
@@ -40,8 +41,8 @@ class ReadPlan:
         parts = ", ".join(f"{name} {weight:.0f}" for name, weight in self.steady.items())
         return (
             f"routine reads would spend {self.steady_total:.0f} request weight a minute ({parts}) but reads may "
-            f"spend {self.capacity:.0f}: raise runtime.account_seconds or runtime.reconcile_seconds, or trade "
-            "fewer symbols"
+            f"spend {self.capacity:.0f}: raise runtime.account_seconds, runtime.reconcile_seconds or "
+            "stops.check_seconds, or trade fewer symbols"
         )
 
     def polling_warning(self) -> str | None:
@@ -71,10 +72,13 @@ async def plan_reads(config: BotConfig, venue: Venue, symbols: list[str]) -> Rea
     )
     rules = await weight(venue.load_markets, partial(venue.fetch_tiers, symbols))
     poll = await weight(*(partial(read, s) for s in symbols for read in (venue.fetch_book, venue.fetch_mark)))
+    stops = await weight(*(partial(venue.fetch_open_stops, s) for s in symbols))
     rules_every = max(float(rt.rules_seconds), float(rt.reconcile_seconds))  # rules are re-read by the reconciler
     steady = {
         "account": account * ACCOUNT_READS_PER_PERIOD * 60 / float(rt.account_seconds),
         "reconcile": reconcile * 60 / float(rt.reconcile_seconds),
         "rules": rules * 60 / rules_every,
     }
+    if config.stops.enabled:
+        steady["stops"] = stops * 60 / float(config.stops.check_seconds)
     return ReadPlan(steady, poll * 60 / float(rt.poll_seconds), venue.read_capacity())

@@ -125,6 +125,7 @@ class Stops:
         """A fill or an account read moved the position: the stop follows it."""
         guard = self.guards.get(symbol)
         if guard is not None and self.enabled:
+            self._covered(symbol)
             guard.wake.set()
 
     def report(self, order: Order, source: str) -> None:
@@ -163,6 +164,7 @@ class Stops:
             self._journal(order, "lost", why=f"{order.status.value} by the exchange ({source})")
             log.warning("stops.lost", symbol=order.symbol, client_id=order.client_id, status=order.status.value)
             setattr(guard, slot, None)
+            self._covered(order.symbol)
         guard.wake.set()
 
     # ------------------------------------------------------------------------- the keeper
@@ -203,6 +205,7 @@ class Stops:
             for client_id in sorted(guard.retired):
                 if await self._cancel(symbol, client_id, "replaced, or protecting nothing"):
                     guard.retired.discard(client_id)
+            self._covered(symbol)
 
     async def _match(self, symbol: str, guard: Guard, position: Position, slot: str, kind: OrderType,
                      trigger: Decimal | None) -> None:  # fmt: skip
@@ -298,25 +301,31 @@ class Stops:
         now = self.clock.monotonic()
         return {s: now - g.unprotected_since for s, g in self.guards.items() if g.unprotected_since is not None}
 
+    def _covered(self, symbol: str) -> bool:
+        """Whether the symbol's position (if any) has its stop on the exchange; starts or ends its unprotected
+        clock, each journalled (`botkit report` adds the stretches up per position)."""
+        guard, position, now = self.guards[symbol], self.account.positions.get(symbol), self.clock.monotonic()
+        if position is None or covers(guard.stop, position):
+            if guard.unprotected_since is not None:
+                self.journal.write(events.StopChanged(symbol=symbol, action="protected",
+                                                      why=f"after {now - guard.unprotected_since:.3f}s"))  # fmt: skip
+            guard.unprotected_since = None
+            return True
+        if guard.unprotected_since is None:
+            guard.unprotected_since = now
+            self.journal.write(events.StopChanged(symbol=symbol, action="unprotected", side=position.side,
+                                                  qty=position.qty, trigger=guard.trigger))  # fmt: skip
+            guard.wake.set()
+        return False
+
     def check_coverage(self) -> list[str]:
         """Start or stop each position's unprotected clock; trip or clear `stop_missing`. Returns the symbols
         unprotected past the closing bound."""
         now = self.clock.monotonic()
         overdue, missing = [], []
         for symbol, guard in self.guards.items():
-            position = self.account.positions.get(symbol)
-            if position is None or covers(guard.stop, position):
-                if guard.unprotected_since is not None:
-                    self.journal.write(
-                        events.StopChanged(
-                            symbol=symbol, action="protected", why=f"after {now - guard.unprotected_since:.3f}s"
-                        )
-                    )
-                guard.unprotected_since = None
+            if self._covered(symbol) or guard.unprotected_since is None:
                 continue
-            if guard.unprotected_since is None:
-                guard.unprotected_since = now
-                guard.wake.set()
             age = now - guard.unprotected_since
             if age > self.confirm_s:
                 missing.append(f"symbol={symbol} unprotected_for={age:.1f}s max={self.confirm_s:g}s")

@@ -6,7 +6,6 @@ exchange stops switched off, the same crash liquidates the position the dead bot
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import signal
 from decimal import Decimal as D
@@ -14,8 +13,8 @@ from decimal import Decimal as D
 import pytest
 
 from botkit.sim.server import EmulatorSettings, running_emulator
-from tests.integration.test_runtime_process import account_of, start_bot, write_config
 from tests.integration.test_runtime import wait_for
+from tests.integration.test_runtime_process import account_of, start_bot, write_config
 
 SLIPPAGE = D("0.002")  # the configured allowance for a fill beyond the stop (fraction of the price)
 RISK = D("0.01")  # of equity per trade
@@ -25,7 +24,9 @@ RISK = D("0.01")  # of equity per trade
 async def test_a_flash_crash_after_sigkill_is_stopped_by_the_exchange(tmp_path, guarded):
     async with running_emulator(EmulatorSettings(seed=11, speed=20.0, scenario="calm")) as emu:
         config = write_config(tmp_path, emu, strategy="tests.chaos.traders:Holder", params='stop_pct = "0.03"')
-        config.write_text(config.read_text() + f"""
+        config.write_text(
+            config.read_text()
+            + f"""
 [risk]
 risk_per_trade = "{RISK}"
 slippage = "{SLIPPAGE}"
@@ -33,12 +34,15 @@ max_leverage = 20
 
 [stops]
 enabled = {"true" if guarded else "false"}
-""")
+"""
+        )
         account = account_of(emu)
         equity = account.wallet_balance
         bot = await start_bot(tmp_path, config, 120, "bot")
         position = account.position("BTCUSDT")
-        await wait_for(lambda: position.qty and (account.open_algos() or not guarded) or bot.returncode is not None, 60)
+        await wait_for(
+            lambda: (position.qty and (account.open_algos() or not guarded)) or bot.returncode is not None, 60
+        )
         assert bot.returncode is None, (tmp_path / "bot.out").read_text()[-3000:]
         bot.kill()  # SIGKILL: nothing of the bot runs from here on
         assert await bot.wait() == -signal.SIGKILL

@@ -3,8 +3,10 @@ with one clear finding for a wrong key, a skewed clock, or a risk budget below t
 
 import asyncio
 import re
+from decimal import Decimal as D
 
 from botkit.cli import main
+from botkit.domain import OrderSide, OrderType
 from botkit.sim.server import EmulatorSettings, running_emulator
 from tests.integration.test_venue import put_faults
 
@@ -41,12 +43,22 @@ async def test_check_passes_on_a_sound_setup(tmp_path, capsys, monkeypatch):
         "API key",
         "leverage tiers",
         "sizing vs minimums",
-        "request weight routine reads 906 weight/min of 2234 reads may spend",
+        "request weight routine reads 918 weight/min of 2234 reads may spend",
+        "exchange stops 0 open position(s), each with a stop on the exchange",
         "ready",
     ):
         assert finding in out
     assert "withdrawals disabled" in out and "BLOCK" not in out
     assert "killswitch.stale_feed_seconds" in out  # the guardrail table
+
+
+async def test_check_names_an_open_position_without_a_stop_on_the_exchange(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")
+    async with running_emulator(EmulatorSettings()) as emu:
+        [account] = emu.engine.accounts.values()
+        emu.engine.place_order(account, symbol="BTCUSDT", side=OrderSide.BUY, type=OrderType.MARKET, qty=D("0.01"))
+        code, out = await check(write_config(tmp_path, emu), capsys)
+    assert code == 0 and "open positions without a stop on the exchange: BTC/USDT:USDT long 0.01" in out
 
 
 async def test_check_warns_loudly_when_the_key_can_withdraw(tmp_path, capsys, monkeypatch):
@@ -98,5 +110,5 @@ async def test_check_fails_on_refresh_settings_that_would_spend_the_request_weig
     async with running_emulator(EmulatorSettings()) as emu:
         code, out = await check(write_config(tmp_path, emu, extra=fast), capsys)
     assert code == 1
-    assert "BLOCK request weight routine reads would spend 6962 request weight a minute (account 2400, " in out
+    assert "BLOCK request weight routine reads would spend 6974 request weight a minute (account 2400, " in out
     assert "but reads may spend 2234" in out

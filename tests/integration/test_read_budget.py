@@ -49,7 +49,8 @@ def test_the_plan_adds_up_by_source_and_names_the_figures():
     assert plan.steady_total == 6962
     assert plan.problem() == (
         "routine reads would spend 6962 request weight a minute (account 2400, reconcile 4560, rules 2) but reads "
-        "may spend 2234: raise runtime.account_seconds or runtime.reconcile_seconds, or trade fewer symbols"
+        "may spend 2234: raise runtime.account_seconds, runtime.reconcile_seconds or stops.check_seconds, or trade "
+        "fewer symbols"
     )
     calm = ReadPlan({"account": 600, "reconcile": 304, "rules": 2}, polling=1500, capacity=2234.4)
     assert calm.problem() is None
@@ -67,8 +68,9 @@ async def test_the_default_settings_fit_binances_budget(emulator, tmp_path):
     assert plan.capacity == pytest.approx(2400 * 0.95 * 0.98)
     assert plan.problem() is None
     # account (balance 5 + positions 5) twice every 2 s; reconcile (orders 40 + margin 5 + time 1 + income 30)
-    # every 15 s; rules (exchangeInfo 1 + brackets 1) every 60 s
-    assert plan.steady == {"account": 600, "reconcile": 304, "rules": 2}
+    # every 15 s; rules (exchangeInfo 1 + brackets 1) every 60 s; the exchange's stops (open algo orders 1)
+    # every 5 s
+    assert plan.steady == {"account": 600, "reconcile": 304, "rules": 2, "stops": 12}
 
 
 def starved(emu, tmp_path) -> BotConfig:

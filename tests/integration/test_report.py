@@ -61,10 +61,15 @@ def test_the_report_explains_the_crash_layer_by_layer(crash_journal, capsys):
     post = report["post_trade"]
     assert D(post["pnl"]) < 0 and D(post["closest_liquidation_distance"]["BTC/USDT:USDT"]) < D("0.5")
     assert report["execution"]["intents"] >= 2 and len(report["execution"]["fills"]) >= 2
+    protection = report["protection"]  # the position's stop on the exchange, cancelled once the halt flattened it
+    assert protection["stop_actions"]["placed"] >= 1 and protection["stop_actions"]["cancelled"] >= 1
+    assert 0 <= protection["per_symbol"]["BTC/USDT:USDT"]["longest"] < 1  # unprotected only until it was placed
+    assert any(report["series"]["symbols"]["BTC/USDT:USDT"]["stop"])  # the chart's stop line
 
     assert main(["report", str(crash_journal)]) == 0
     text = capsys.readouterr().out
     assert "killswitch.tripped trigger=drawdown" in text and "PnL -" in text
+    assert "BTC/USDT:USDT: without a stop on the exchange" in text
     assert main(["report", str(crash_journal), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["timeline"] == json.loads(json.dumps(report["timeline"]))
 
@@ -126,6 +131,7 @@ def test_render_html_handles_an_empty_journal_report():
     empty = {"journal": "x", "sessions": [], "timeline": [], "data": {"feed_gaps": [], "bad_frames": {}},
              "pricing": {}, "execution": {"intents": 0, "accepted": 0, "rejected_total": 0, "rejected": {},
                                           "orders": [], "venue_refusals": [], "fills": []},
+             "protection": {"unprotected": [], "per_symbol": {}, "stop_actions": {}},
              "post_trade": {"equity_start": None, "equity_end": None, "pnl": None, "funding_paid": "0",
                             "funding_received": "0", "funding_payments": []},
              "series": {"time": [], "equity": [], "state": [], "symbols": {}}}  # fmt: skip

@@ -70,7 +70,8 @@ async def test_the_exchange_closes_the_position_at_its_stop_in_a_crash(tmp_path,
         assert [s.client_id for s in Long.triggered] == [stop.client_id]
         assert venue.wallet > D(10_000) - D("0.1") * D(50_000) * D("0.025")  # lost about 2 %, not the margin
         actions = [e.data["action"] for e in kinds(market.bot, "stop")]
-        assert actions[:2] == ["placed", "placed"] and "triggered" in actions and "cancelled" in actions
+        assert actions[:4] == ["unprotected", "placed", "placed", "protected"]  # the stop, then the take-profit
+        assert "triggered" in actions and "cancelled" in actions
     else:
         assert venue.liquidations == 1
 
@@ -136,7 +137,9 @@ async def test_a_stop_the_exchange_cancels_is_placed_again_within_confirm_second
     await market.step(seconds=3)
     await market.stop()
     assert took < 1 and "stop_missing" not in {e.data["trigger"] for e in kinds(market.bot, "killswitch")}
-    assert [e.data["action"] for e in kinds(market.bot, "stop")][:3] == ["placed", "lost", "placed"]
+    assert [e.data["action"] for e in kinds(market.bot, "stop")][:7] == [
+        "unprotected", "placed", "protected", "lost", "unprotected", "placed", "protected"
+    ]  # fmt: skip
 
 
 @pytest.mark.parametrize("guarded", [True, False], ids=["guarded", "off"])
