@@ -40,6 +40,7 @@ class AccountState:
         self.balance: Balance | None = None
         self.positions: dict[str, Position] = {}
         self.equity_start: Decimal | None = None
+        self.fills = 0  # fills applied so far: a read that a fill overtook is out of date
 
     @property
     def equity(self) -> Decimal | None:
@@ -53,6 +54,7 @@ class AccountState:
 
     def apply_fill(self, fill: Fill) -> None:
         """Move the local position by one fill until the next read."""
+        self.fills += 1
         held = self.positions.get(fill.symbol)
         before = signed(held)
         delta = fill.qty if fill.side == OrderSide.BUY else -fill.qty
@@ -102,11 +104,15 @@ class AccountReader:
             await self.clock.sleep(max(0.0, started + period / 2 - self.clock.monotonic()))
 
     async def read(self) -> None:
+        fills = self.account.fills
         try:
             balance = await self.venue.fetch_balance()
             positions = await self.venue.fetch_positions(self.symbols)
         except VenueError as exc:
             self.ks.error(f"account: {exc}")
+            return
+        if self.account.fills != fills:  # a fill landed while the read was in flight: its figures may predate it
+            self.soon()  # (a stale flat would make the stop keeper cancel a live position's stop)
             return
         self.account.read(balance, positions)
         for position in positions:

@@ -59,7 +59,7 @@ class Guard:
     profit: Order | None = None  # the take-profit on the exchange
     retired: set[str] = field(default_factory=set)  # replaced or given up: cancelled wherever seen open
     unprotected_since: float | None = None
-    misses: int = 0  # looks in a row that did not find the stop
+    misses: dict[str, int] = field(default_factory=dict)  # client id -> looks in a row that did not find it
     closing: bool = False
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     wake: asyncio.Event = field(default_factory=asyncio.Event)
@@ -192,18 +192,18 @@ class Stops:
         guard = self.guards[symbol]
         async with guard.lock:
             position = self.account.positions.get(symbol)
-            if position is None:
+            if position is None:  # flat: what protected it goes (retired first, so its cancel is not news)
                 for slot in ("stop", "profit"):
                     order = getattr(guard, slot)
                     if order is not None and not order.status.final:
-                        await self._cancel(symbol, order.client_id, "the position is flat")
+                        guard.retired.add(order.client_id)
                     setattr(guard, slot, None)
                 guard.take_profit = None
             else:
                 await self._match(symbol, guard, position, "stop", OrderType.STOP_MARKET, guard.trigger)
                 await self._match(symbol, guard, position, "profit", OrderType.TAKE_PROFIT_MARKET, guard.take_profit)
             for client_id in sorted(guard.retired):
-                if await self._cancel(symbol, client_id, "replaced, or protecting nothing"):
+                if await self._cancel(symbol, client_id, "replaced, or protecting nothing (flat)"):
                     guard.retired.discard(client_id)
             self._covered(symbol)
 
@@ -361,38 +361,45 @@ class Stops:
         are retired (cancelled by the keeper); one of its own that the list does not show is looked up
         again, and counts as gone only after `LOOKS_BEFORE_GONE` looks in a row miss it."""
         guard = self.guards[symbol]
-        try:
-            listed = {o.client_id: o for o in await self.venue.fetch_open_stops(symbol)}
-        except VenueError as exc:
-            self.ks.error(f"stops check: {exc}")
-            return
-        for order in listed.values():
-            self.report(order, "rest")
-        for slot in ("stop", "profit"):
-            current: Order | None = getattr(guard, slot)
-            if current is None or current.status.final or current.client_id in listed:
-                if slot == "stop":
-                    guard.misses = 0
-                continue
+        async with guard.lock:  # not while the keeper places or cancels
             try:
-                self.report(await self.venue.fetch_stop(symbol, client_id=current.client_id), "rest")
-            except Rejected as exc:
-                if not self.venue.is_not_found(exc):
-                    self.ks.error(f"stops check: {exc}")
-                    continue
-                guard.misses += 1
-                if guard.misses < LOOKS_BEFORE_GONE:
-                    continue
-                # Gone as far as the exchange will say: protect the position again, and retire the old id
-                # in case it comes back (it is then cancelled, never left as a second stop).
-                self._journal(replace(current, status=OrderStatus.UNKNOWN), "lost",
-                              why=f"not found in {guard.misses} looks")  # fmt: skip
-                guard.retired.add(current.client_id)
-                setattr(guard, slot, None)
-                guard.misses = 0
-                guard.wake.set()
+                listed = {o.client_id: o for o in await self.venue.fetch_open_stops(symbol)}
             except VenueError as exc:
                 self.ks.error(f"stops check: {exc}")
+                return
+            for order in listed.values():
+                self.report(order, "rest")
+            for slot in ("stop", "profit"):
+                current: Order | None = getattr(guard, slot)
+                if current is None or current.status.final or current.client_id in listed:
+                    continue
+                try:
+                    self.report(await self.venue.fetch_stop(symbol, client_id=current.client_id), "rest")
+                except Rejected as exc:
+                    if self.venue.is_not_found(exc):
+                        self._missed(guard, slot, current)
+                    else:
+                        self.ks.error(f"stops check: {exc}")
+                except VenueError as exc:
+                    self.ks.error(f"stops check: {exc}")
+                else:
+                    guard.misses.pop(current.client_id, None)
+            held = {o.client_id for o in (guard.stop, guard.profit) if o is not None}
+            guard.misses = {client_id: n for client_id, n in guard.misses.items() if client_id in held}
+
+    def _missed(self, guard: Guard, slot: str, current: Order) -> None:
+        """The exchange does not know a stop the bot placed: ambiguous (the algo service is known to forget
+        orders for a while), so it counts as gone only after `LOOKS_BEFORE_GONE` looks in a row. Then the
+        position is protected again, and the old id retired in case it comes back (it is then cancelled,
+        never left as a second stop)."""
+        looks = guard.misses[current.client_id] = guard.misses.get(current.client_id, 0) + 1
+        if looks < LOOKS_BEFORE_GONE:
+            return
+        self._journal(replace(current, status=OrderStatus.UNKNOWN), "lost", why=f"not found in {looks} looks")
+        guard.retired.add(current.client_id)
+        setattr(guard, slot, None)
+        self._covered(current.symbol)
+        guard.wake.set()
 
     # ------------------------------------------------------------------------ start and end
 

@@ -58,6 +58,7 @@ class Scenario:
     market: dict[str, Any] = field(default_factory=dict)  # EmulatorSettings changes
     config: dict[str, dict[str, Any]] = field(default_factory=dict)  # bot config sections
     seconds: float = 5.0  # wall seconds: 100 simulated ones
+    off_seconds: float = 3.0  # with the guardrail off, the break shows sooner: the run is that much shorter
     trips: tuple[str, ...] = ()  # triggers that must trip ...
     recovers: tuple[str, ...] = ()  # ... and those that must clear again
     quiet: tuple[Quiet, ...] = ()
@@ -166,7 +167,8 @@ async def run_scenario(scenario: Scenario, tmp_path: Path, *, guarded: bool = Tr
                     scenario.off_patch(bot)
                 summary = None
                 async with background(monitor(emu.url, samples)):
-                    seconds = max(scenario.seconds, FULL_SECONDS) if FULL else scenario.seconds
+                    seconds = scenario.seconds if guarded else min(scenario.seconds, scenario.off_seconds)
+                    seconds = max(seconds, FULL_SECONDS) if FULL else seconds
                     with contextlib.suppress(TimeoutError):  # a hang: summary stays None
                         summary = await asyncio.wait_for(bot.run(duration=seconds), seconds + HANG_S)
             async with aiohttp.ClientSession() as http:

@@ -12,6 +12,7 @@ from typing import Any
 
 from botkit.cli import main
 from botkit.runtime.journal import Journal
+from botkit.runtime.stops import Stops
 
 
 def buffered_journal() -> None:
@@ -42,7 +43,16 @@ def buffered_journal() -> None:
     Journal.record, Journal.durable = buffered, durable  # type: ignore[method-assign]
 
 
-PATCHES = {"buffered-journal": buffered_journal}
+def no_stop_reconciliation() -> None:
+    """The stops an earlier session left on the exchange are not looked at when the bot starts."""
+
+    async def skip(self: Stops, triggers: Any) -> None:
+        return None
+
+    Stops.at_start = skip  # type: ignore[method-assign]
+
+
+PATCHES = {"buffered-journal": buffered_journal, "no-stop-reconciliation": no_stop_reconciliation}
 
 if __name__ == "__main__":
     PATCHES[sys.argv[1]]()

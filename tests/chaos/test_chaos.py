@@ -213,6 +213,7 @@ SCENARIOS = (
         lambda: hold(stop_pct=D("0.03")),
         market={"scenario": "flash-crash"},
         disk_full=(22, 70),  # from just before the crash until after it; the backlog is written afterwards
+        off_seconds=5.0,  # past the full disk: switched off, the bot waits for it
         config=merged(HOLDING, {"killswitch": {"on_halt": "cancel"}}),
         trips=("journal",),
         off_patch=waits_for_the_disk,
@@ -224,6 +225,7 @@ SCENARIOS = (
         market={"scenario": "funding-squeeze", "funding_interval_s": 10.0},
         config=HOLDING,
         seconds=8.0,
+        off_seconds=8.0,  # the margin drains a funding payment at a time
         off_config=NO_LIQUIDATION_GUARD,
     ),
     Scenario(
@@ -232,6 +234,7 @@ SCENARIOS = (
         lambda: churn(stop_bps=D("40")),
         faults=({"kind": "tighten_brackets", "start": 30},),
         config={"risk": {"max_leverage": 75, "liq_buffer": "0.002"}},
+        off_seconds=5.0,  # the refusals on the old brackets come after 30 s (1.5 s) and pile up
         off_patch=rules_never_reread,
     ),
     Scenario(
@@ -239,6 +242,7 @@ SCENARIOS = (
         "market rules re-read (at once after a -4164 refusal)",
         lambda: churn(),
         faults=({"kind": "min_notional", "value": 20_000, "start": 30},),  # above every order the bot sends
+        off_seconds=5.0,
         off_patch=rules_never_reread,
     ),
     Scenario(

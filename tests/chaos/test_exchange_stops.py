@@ -6,12 +6,15 @@ exchange stops switched off, the same crash liquidates the position the dead bot
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import signal
 from decimal import Decimal as D
 
 import pytest
 
+from botkit.domain import OrderSide, OrderType
+from botkit.sim.engine import AlgoChanged, OrderChanged
 from botkit.sim.server import EmulatorSettings, running_emulator
 from tests.integration.test_runtime import wait_for
 from tests.integration.test_runtime_process import account_of, start_bot, write_config
@@ -60,3 +63,44 @@ enabled = {"true" if guarded else "false"}
         assert loss <= budget, f"lost {loss} with a budget of {budget} (entry {entry}, stop {stop.trigger})"
     else:
         assert len(emu.engine.liquidations) == 1 and loss > budget
+
+
+@pytest.mark.parametrize("guarded", [True, False], ids=["guarded", "off"])
+async def test_an_orphaned_stop_is_cancelled_after_a_sigkill_before_any_new_position(tmp_path, guarded):
+    """The bot is SIGKILLed holding a position and its stop; the position is then closed by hand, leaving the
+    stop behind. The restarted bot cancels that orphan before its strategy opens the next position (a
+    reduce-only stop left there would fire against it). Switched off (no start-up check of the stops: the
+    patched program skips it), the orphan is still open when the new position is."""
+    events: list[tuple[str, str]] = []  # (what, client id) in the order the exchange saw them
+
+    def watch(account, event) -> None:
+        if isinstance(event, AlgoChanged):
+            events.append((f"stop {event.algo.status}", event.algo.client_id))
+        elif isinstance(event, OrderChanged) and event.execution == "TRADE" and not event.order.reduce_only:
+            events.append(("entry filled", event.order.client_id))
+
+    async with running_emulator(EmulatorSettings(seed=11, speed=20.0, scenario="calm")) as emu:
+        emu.engine.listeners.append(watch)
+        config = write_config(tmp_path, emu, strategy="tests.chaos.traders:Holder", params='stop_pct = "0.03"')
+        # the hand's close differs from the journal: adopted, so the restarted bot trades again
+        config.write_text(config.read_text().replace("[runtime]", '[runtime]\nunknown_exposure = "adopt"'))
+        account = account_of(emu)
+        first = await start_bot(tmp_path, config, 120, "first")
+        await wait_for(lambda: account.open_algos() or first.returncode is not None, 60)
+        first.kill()
+        assert await first.wait() == -signal.SIGKILL
+        [orphan] = account.open_algos()
+        held = account.position("BTCUSDT").qty
+        emu.engine.place_order(account, symbol="BTCUSDT", side=OrderSide.SELL, type=OrderType.MARKET, qty=held,
+                               reduce_only=True)  # closed by hand while no bot runs  # fmt: skip
+        events.clear()
+        patched = ("-m", "tests.chaos.patched_botkit", "no-stop-reconciliation")
+        program = ("-m", "botkit.cli") if guarded else patched
+        second = await start_bot(tmp_path, config, 1.5, "second", program)
+        assert await asyncio.wait_for(second.wait(), 60) == 0, (tmp_path / "second.out").read_text()[-3000:]
+    entry = events.index(next(e for e in events if e[0] == "entry filled"))
+    cancelled = ("stop CANCELED", orphan.client_id)
+    if guarded:
+        assert cancelled in events[:entry], events
+    else:
+        assert cancelled not in events[:entry]

@@ -7,9 +7,10 @@ import asyncio
 from decimal import Decimal as D
 
 from botkit.config import BotConfig
-from botkit.domain import OrderSide, OrderType
+from botkit.domain import OrderSide, OrderStatus, OrderType, StopRequest
 from botkit.runtime.bot import Bot
 from botkit.runtime.strategy import Strategy
+from botkit.sim.faults import parse_plan
 from botkit.sim.server import running_emulator
 from botkit.venue.ccxt_venue import build_exchange
 from botkit.venue.paper import PaperVenue
@@ -150,6 +151,36 @@ class EverySecondBar(Strategy):
                 self.holding, self.orders[bar.start_ms] = None, (side, True)
 
 
+async def test_a_paper_stop_triggers_on_the_observed_mark_and_closes_the_position(tmp_path):
+    async with running_emulator(settings()) as emu:
+        config = paper_config(emu, tmp_path)
+        venue = PaperVenue(build_exchange(config, emulator_url=emu.url, streaming=True), config)
+        watching = asyncio.create_task(watch(venue))
+        try:
+            await venue.load_markets()
+            await venue.fetch_tiers([BTC])
+            await venue.ensure_isolated(BTC, LEVERAGE)
+            await step(emu, venue, 12)
+            await venue.create_order(approved(BTC, "buy", "market", D("0.1")), client_id="bkpaper1")
+            mark = venue.market.symbols["BTCUSDT"].mark
+            trigger = (mark * D("0.998")).quantize(D("0.1"))
+            stop = await venue.place_stop(StopRequest(BTC, OrderSide.SELL, OrderType.STOP_MARKET, D("0.1"), trigger,
+                                                      "bkpaperstop"))  # fmt: skip
+            assert stop.status is OrderStatus.OPEN and stop.trigger == trigger
+            assert [s.client_id for s in await venue.fetch_open_stops(BTC)] == ["bkpaperstop"]
+            emu.faults = parse_plan({"rules": [{"kind": "mark_divergence", "value": -50}]})  # the mark falls through
+            for _ in range(30):
+                await step(emu, venue)
+                if not venue.account.position("BTCUSDT").qty:
+                    break
+            assert venue.account.position("BTCUSDT").qty == 0
+            assert (await venue.fetch_stop(BTC, client_id="bkpaperstop")).status is OrderStatus.TRIGGERED
+            assert venue.account.fills[-1].client_id == "bkpaperstop"  # its own order closed the position
+        finally:
+            watching.cancel()
+            await venue.close()
+
+
 async def test_the_same_strategy_sends_the_same_orders_in_paper_mode_and_against_the_emulator(tmp_path):
     async with running_emulator(live_market(scenario="calm", speed=10.0)) as emu:
         (tmp_path / "demo").mkdir()
@@ -161,6 +192,7 @@ async def test_the_same_strategy_sends_the_same_orders_in_paper_mode_and_against
             Bot(demo_config, demo).run(duration=5), Bot(paper_config_, paper).run(duration=5)
         )
         sent_to_exchange = {o.client_id for o in exchange_orders(emu)}
+        stops_on_exchange = {a.client_id for account in emu.engine.accounts.values() for a in account.algos.values()}
     assert demo_summary.crashed is None and paper_summary.crashed is None
     common = sorted(set(demo.orders) & set(paper.orders))
     assert len(common) >= 6, (demo.orders, paper.orders)
@@ -170,4 +202,6 @@ async def test_the_same_strategy_sends_the_same_orders_in_paper_mode_and_against
     print(f"orders on {len(common)} common bars, {len(in_range[0])} in their range")
     paper_sent = {e.client_id for e in events(paper_config_, "order.sending")}
     assert paper_sent and not paper_sent & sent_to_exchange  # paper orders never reached the exchange
+    paper_stops = {e.client_id for e in events(paper_config_, "stop.sending")}
+    assert paper_stops and not paper_stops & stops_on_exchange  # paper stops are held by the paper engine
     assert len(events(paper_config_, "fill")) >= len(common)
