@@ -175,21 +175,12 @@ def _offline_control(journal: Path, command: str, reason: str) -> bool:
     who = operator()
     try:
         if command == "halt":
-            writer.write(
-                SwitchChanged(
-                    event="tripped",
-                    trigger="manual",
-                    state="HALTED",
-                    figures=f"reason={reason} (by {who}, no bot running)",
-                )
-            )
+            writer.write(SwitchChanged(event="tripped", trigger="manual", state="HALTED",
+                                       figures=f"reason={reason} (by {who}, no bot running)"))
         else:
             for trigger in outstanding:
-                writer.write(
-                    SwitchChanged(
-                        event="cleared", trigger=trigger, state="ACTIVE", figures=f"resumed by {who}, no bot running"
-                    )
-                )
+                writer.write(SwitchChanged(event="cleared", trigger=trigger, state="ACTIVE",
+                                           figures=f"resumed by {who}, no bot running"))
     finally:
         writer.close()
     if writer.failed is not None:

@@ -275,7 +275,7 @@ def unknown_env_settings(environ: Mapping[str, str]) -> list[str]:
     for name in sorted(environ):
         if not name.upper().startswith("BOTKIT_") or "__" not in name:
             continue
-        section, _, rest = name[len("BOTKIT_") :].lower().partition("__")
+        section, _, rest = name[len("BOTKIT_"):].lower().partition("__")
         field = sections.get(section)
         model = field.annotation if field is not None else None
         if field is None:
@@ -317,12 +317,8 @@ def load_config(path: Path | None = None, *, keys: bool = True) -> BotConfig:
         raise ConfigError([f"BOTKIT_{field.upper()}: not valid JSON for the setting {field!r}"]) from None
     missing = config.exchange.api_key is None or config.exchange.api_secret is None
     if keys and config.mode in ("testnet", "live") and missing:
-        raise ConfigError(
-            [
-                f"{where}: mode {config.mode!r} needs exchange.api_key and exchange.api_secret "
-                "(set BOTKIT_EXCHANGE__API_KEY / BOTKIT_EXCHANGE__API_SECRET or the *_file settings)"
-            ]
-        )
+        raise ConfigError([f"{where}: mode {config.mode!r} needs exchange.api_key and exchange.api_secret "
+                           "(set BOTKIT_EXCHANGE__API_KEY / BOTKIT_EXCHANGE__API_SECRET or the *_file settings)"])
     return config
 
 

@@ -149,14 +149,9 @@ def sizing_policies(risk: RiskConfig) -> dict[bool, SizingPolicy]:
     """The sizing policy for taker entries (False) and for resting maker entries (True)."""
     return {
         maker: SizingPolicy(
-            risk_per_trade=risk.risk_per_trade,
-            max_leverage=risk.max_leverage,
-            liq_buffer=risk.liq_buffer,
-            taker_fee=risk.taker_fee,
-            entry_fee=risk.maker_fee if maker else risk.taker_fee,
-            slippage=risk.slippage,
-            funding_rate=risk.funding_rate,
-            funding_intervals=risk.funding_intervals,
+            risk_per_trade=risk.risk_per_trade, max_leverage=risk.max_leverage, liq_buffer=risk.liq_buffer,
+            taker_fee=risk.taker_fee, entry_fee=risk.maker_fee if maker else risk.taker_fee,
+            slippage=risk.slippage, funding_rate=risk.funding_rate, funding_intervals=risk.funding_intervals,
             max_notional=risk.max_notional,
         )
         for maker in (False, True)

@@ -38,6 +38,7 @@ CUT_RESERVE = 0.02  # share of every budget only cancels and reduce-only orders 
 IDLE_WAIT_S = 60.0  # a waiter behind the head sleeps until the queue changes (this is only a backstop)
 
 
+
 class Banned(Exception):
     """The exchange banned this client: nothing may be sent before `until` (monotonic seconds). The venue
     turns it into its own VenueBanned."""
@@ -45,7 +46,6 @@ class Banned(Exception):
     def __init__(self, until: float, seconds_left: float) -> None:
         super().__init__(f"banned; nothing is sent for {seconds_left:.0f} s")
         self.until, self.seconds_left = until, seconds_left
-
 
 class Lane(IntEnum):
     """Who goes first when the budget is short (lower first)."""

@@ -135,11 +135,5 @@ class AccountReader:
                 "liquidation": held.liquidation if held else None,
             }
         balance = self.account.balance
-        self.journal.write(
-            events.AccountSnapshot(
-                state=self.ks.state,
-                equity=balance.total if balance else None,
-                available=balance.free if balance else None,
-                symbols=symbols,
-            )
-        )
+        self.journal.write(events.AccountSnapshot(state=self.ks.state, equity=balance.total if balance else None,
+                                                  available=balance.free if balance else None, symbols=symbols))

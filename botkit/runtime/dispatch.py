@@ -101,10 +101,7 @@ class Dispatcher:
         self.stats.strategy_errors += 1
         error = f"{type(exc).__name__}: {exc}"
         log.error("strategy.error", hook=hook, error=error, action=action)
-        self.journal.write(
-            events.StrategyFailed(
-                hook=hook, error=error, action=action, traceback="".join(traceback.format_exception(exc))
-            )
-        )
+        self.journal.write(events.StrategyFailed(hook=hook, error=error, action=action,
+                                                 traceback="".join(traceback.format_exception(exc))))
         if action == "halt":
             self.ks.strategy_failed(f"hook={hook} error={error}")

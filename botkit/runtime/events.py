@@ -272,28 +272,9 @@ class StopChanged(JournalEvent):
 
 KINDS: dict[str, type[JournalEvent]] = {
     cls.KIND: cls
-    for cls in (
-        SessionStarted,
-        SessionStopped,
-        Reconciled,
-        IntentSeen,
-        VerdictGiven,
-        OrderSending,
-        OrderReported,
-        OrderFailed,
-        Filled,
-        FundingPaid,
-        SwitchChanged,
-        RulesChanged,
-        HaltAction,
-        GuardCut,
-        FeedChanged,
-        AccountSnapshot,
-        StrategyFailed,
-        RuntimeFailed,
-        StopSending,
-        StopChanged,
-    )
+    for cls in (SessionStarted, SessionStopped, Reconciled, IntentSeen, VerdictGiven, OrderSending, OrderReported,
+                OrderFailed, Filled, FundingPaid, SwitchChanged, RulesChanged, HaltAction, GuardCut, FeedChanged,
+                AccountSnapshot, StrategyFailed, RuntimeFailed, StopSending, StopChanged)
 }
 
 

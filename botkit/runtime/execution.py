@@ -199,14 +199,9 @@ class Router:
 
     def _judged(self, intent: OrderIntent, verdict: Verdict, source: str, snap: Snapshot | None) -> None:
         self.stats.intents += 1
-        self.journal.write(
-            events.IntentSeen(
-                symbol=intent.symbol if isinstance(intent.symbol, str) else None,
-                source=source,
-                intent=intent,
-                figures=self._figures(intent.symbol, snap) if snap is not None else None,
-            )
-        )
+        self.journal.write(events.IntentSeen(symbol=intent.symbol if isinstance(intent.symbol, str) else None,
+                                             source=source, intent=intent,
+                                             figures=self._figures(intent.symbol, snap) if snap is not None else None))
         self._verdict(intent, verdict, source)
 
     def _verdict(self, intent: OrderIntent, verdict: Verdict, source: str, revised: bool = False) -> None:
@@ -215,18 +210,9 @@ class Router:
         else:
             self.stats.rejected.update(r.value for r in verdict.reasons)
         symbol = intent.symbol if isinstance(intent.symbol, str) else None
-        self.journal.write(
-            events.VerdictGiven(
-                symbol=symbol,
-                source=source,
-                decision=verdict.decision,
-                qty=verdict.qty,
-                price=verdict.price,
-                reasons=list(verdict.reasons),
-                findings=[str(f) for f in verdict.findings],
-                revised=revised,
-            )
-        )
+        self.journal.write(events.VerdictGiven(symbol=symbol, source=source, decision=verdict.decision,
+                                               qty=verdict.qty, price=verdict.price, reasons=list(verdict.reasons),
+                                               findings=[str(f) for f in verdict.findings], revised=revised))
         if not verdict.accepted:
             log.info("order.denied", symbol=symbol, source=source, verdict=str(verdict))
             if source == "strategy":

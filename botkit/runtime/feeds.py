@@ -231,24 +231,15 @@ class Feeds:
             now = self.clock.monotonic()
             if now - due > period:
                 continue  # the loop was busy: frames may be waiting unread
-            silent = [
-                name
-                for name in self.watched()
-                if name not in self.down and name in self.heard and now - self.heard[name] > self.silence_s
-            ]
+            silent = [name for name in self.watched()
+                      if name not in self.down and name in self.heard and now - self.heard[name] > self.silence_s]
             if silent and now - self._restarted_at >= self.silence_s:
                 self._restarted_at = now
                 self.restarts += 1
                 dropped = self.venue.restart_streams(f"{', '.join(silent)} silent for {self.silence_s:g}s")
                 log.warning("feed.silent", streams=silent, silent_s=self.silence_s, restarted=dropped)
-                self.journal.write(
-                    events.FeedChanged(
-                        stream=",".join(silent),
-                        status="silent",
-                        silent_s=self.silence_s,
-                        action="restarted the streams",
-                    )
-                )
+                self.journal.write(events.FeedChanged(stream=",".join(silent), status="silent",
+                                                      silent_s=self.silence_s, action="restarted the streams"))
 
     def _bad_frame(self, stream: Stream, exc: VenueDataError) -> None:
         self.bad_frames += 1

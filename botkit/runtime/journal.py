@@ -144,7 +144,9 @@ class Journal:
                json.dumps(to_json(data), separators=(",", ":"), default=repr))  # fmt: skip
         self._queue.put((row, None))
 
-    async def durable(self, kind: str, *, symbol: str | None = None, client_id: str | None = None, **data: Any) -> None:
+    async def durable(
+        self, kind: str, *, symbol: str | None = None, client_id: str | None = None, **data: Any
+    ) -> None:
         """Queue one event and wait until it is committed (without blocking the event loop); JournalError
         if it cannot be."""
         if self.failed is not None:

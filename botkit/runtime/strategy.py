@@ -242,9 +242,8 @@ class Context:
         position = self.position(symbol)
         if position is None:
             return None
-        intent = OrderIntent(
-            symbol, OrderSide.closing(position.side), position.qty, reduce_only=True, tag=tag or "close"
-        )
+        intent = OrderIntent(symbol, OrderSide.closing(position.side), position.qty, reduce_only=True,
+                             tag=tag or "close")
         return await self._orders.submit(intent)
 
     async def cancel(self, order: Order) -> bool:

@@ -72,7 +72,6 @@ class _Priced(Exception):
     """Raised in place of sending a request that is only being priced (an Exception, so that ccxt's own
     clean-up runs as for any failed request; `price` finds it under whatever wraps it)."""
 
-
 # How `mode = "testnet"` reaches each exchange's test venue through ccxt:
 #   binanceusdm: demo trading (demo-fapi.binance.com) with `enable_demo_trading(True)`; ccxt refuses
 #                Binance's old futures sandbox (testnet.binancefuture.com) for private calls.

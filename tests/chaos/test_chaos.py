@@ -269,9 +269,8 @@ SCENARIOS = (
         "resting-ladder",
         "resting orders count when a new one is sized",
         lambda: Ladder(Ladder.Params()),  # each rung capped by max_order_notional: a few fit in one budget
-        config={
-            "limits": {"max_order_notional": 1500, "max_position_notional": 200_000, "max_total_notional": 200_000}
-        },
+        config={"limits": {"max_order_notional": 1500, "max_position_notional": 200_000,
+                           "max_total_notional": 200_000}},
         seconds=4.0,  # two ladders
         off_patch=resting_orders_unseen,
     ),

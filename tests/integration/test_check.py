@@ -37,16 +37,9 @@ async def test_check_passes_on_a_sound_setup(tmp_path, capsys, monkeypatch):
     async with running_emulator(EmulatorSettings()) as emu:
         code, out = await check(write_config(tmp_path, emu), capsys)
     assert code == 0, out
-    for finding in (
-        "venue reachable",
-        "clock skew",
-        "API key",
-        "leverage tiers",
-        "sizing vs minimums",
-        "request weight routine reads 918 weight/min of 2234 reads may spend",
-        "exchange stops 0 open position(s), each with a stop on the exchange",
-        "ready",
-    ):
+    for finding in ("venue reachable", "clock skew", "API key", "leverage tiers", "sizing vs minimums",
+                    "request weight routine reads 918 weight/min of 2234 reads may spend",
+                    "exchange stops 0 open position(s), each with a stop on the exchange", "ready"):  # fmt: skip
         assert finding in out
     assert "withdrawals disabled" in out and "BLOCK" not in out
     assert "killswitch.stale_feed_seconds" in out  # the guardrail table

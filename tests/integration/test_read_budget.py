@@ -76,9 +76,8 @@ async def test_the_default_settings_fit_binances_budget(emulator, tmp_path):
 def starved(emu, tmp_path) -> BotConfig:
     # a budget of 120 weight a minute: start-up's reads alone nearly spend it (and the exit's cancel sweep
     # would wait for it: off, the run ends at once)
-    return bot_config(
-        emu, tmp_path, venue=FAST_VENUE | {"rate_limits": {"weight_1m": 120}}, runtime={"cancel_on_exit": False}
-    )
+    return bot_config(emu, tmp_path, venue=FAST_VENUE | {"rate_limits": {"weight_1m": 120}},
+                      runtime={"cancel_on_exit": False})
 
 
 async def test_settings_that_would_spend_the_budget_are_refused_at_start(tmp_path):

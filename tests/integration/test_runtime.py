@@ -22,13 +22,8 @@ from tests.integration.test_venue import put_faults
 
 # The tests' bots read their account every 0.5 s and reconcile every second, ten times as often as a real
 # bot, so their reads may spend ten times Binance's 2,400 weight a minute (start-up refuses less).
-FAST_VENUE = {
-    "retry_base_s": 0.05,
-    "retry_cap_s": 0.5,
-    "unknown_settle_s": 0.1,
-    "call_deadline_s": 10,
-    "rate_limits": {"weight_1m": 24_000},
-}
+FAST_VENUE = {"retry_base_s": 0.05, "retry_cap_s": 0.5, "unknown_settle_s": 0.1, "call_deadline_s": 10,
+              "rate_limits": {"weight_1m": 24_000}}
 
 
 def live_market(**changes) -> EmulatorSettings:

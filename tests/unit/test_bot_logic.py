@@ -236,7 +236,6 @@ async def test_an_order_the_stop_cut_off_mid_request_is_looked_up_and_journalled
     """Found in a fresh-clone run: the bot stopped while a strategy's create was waiting for its answer; the
     exchange filled it, and the journal never heard (its fills added up to 0.168, the exchange held 0)."""
     if not guarded:
-
         async def nothing(self) -> None:
             return None
 

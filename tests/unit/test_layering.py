@@ -68,7 +68,7 @@ def test_no_import_cycles():
     def visit(node: str, path: list[str], done: set[str]) -> None:
         for target in sorted(graph.get(node, ())):
             if target in path:
-                cycles.append(" -> ".join([*path[path.index(target) :], target]))
+                cycles.append(" -> ".join([*path[path.index(target):], target]))
             elif target not in done:
                 visit(target, [*path, target], done)
         done.add(node)
