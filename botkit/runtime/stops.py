@@ -433,8 +433,13 @@ class Stops:
                 await self.sync(symbol)
 
     async def at_exit(self) -> None:
-        """On the way out: the stops stay on the exchange (`stops.keep_on_exit`), and the journal and the log
-        say so; else they are cancelled."""
+        """On the way out: the exchange made to match the positions once more (a stop the shutdown cut off
+        mid-request is found, a flat symbol's stop cancelled), then the stops stay on the exchange
+        (`stops.keep_on_exit`), and the journal and the log say so; else they are cancelled."""
+        if self.enabled:
+            for symbol in self.symbols:
+                await self.check(symbol)
+                await self.sync(symbol)
         held = [g.stop for g in self.guards.values() if g.stop is not None and not g.stop.status.final]
         held += [g.profit for g in self.guards.values() if g.profit is not None and not g.profit.status.final]
         if not held:
