@@ -58,7 +58,6 @@ class Scenario:
     market: dict[str, Any] = field(default_factory=dict)  # EmulatorSettings changes
     config: dict[str, dict[str, Any]] = field(default_factory=dict)  # bot config sections
     seconds: float = 5.0  # wall seconds: 100 simulated ones
-    off_seconds: float = 3.0  # with the guardrail off, the break shows sooner: the run is that much shorter
     trips: tuple[str, ...] = ()  # triggers that must trip ...
     recovers: tuple[str, ...] = ()  # ... and those that must clear again
     quiet: tuple[Quiet, ...] = ()
@@ -167,8 +166,7 @@ async def run_scenario(scenario: Scenario, tmp_path: Path, *, guarded: bool = Tr
                     scenario.off_patch(bot)
                 summary = None
                 async with background(monitor(emu.url, samples)):
-                    seconds = scenario.seconds if guarded else min(scenario.seconds, scenario.off_seconds)
-                    seconds = max(seconds, FULL_SECONDS) if FULL else seconds
+                    seconds = max(scenario.seconds, FULL_SECONDS) if FULL else scenario.seconds
                     with contextlib.suppress(TimeoutError):  # a hang: summary stays None
                         summary = await asyncio.wait_for(bot.run(duration=seconds), seconds + HANG_S)
             async with aiohttp.ClientSession() as http:
@@ -206,7 +204,7 @@ def violations(run: Run) -> list[str]:
     checks = (no_hang_or_crash, no_duplicate_orders, journal_knows_every_exchange_order,
               journal_adds_up_to_the_position, sizing_holds, committed_risk_holds, no_new_risk_unless_active,
               trips_journalled, quiet_windows_held, no_bans_earned, no_liquidation,
-              positions_have_stops)  # fmt: skip
+              positions_have_stops, stops_match_positions)  # fmt: skip
     return [problem for check in checks for problem in check(run)]
 
 
@@ -439,6 +437,26 @@ def positions_have_stops(run: Run) -> list[str]:
             del since[symbol]
     return [f"{symbol}: a position without a stop on the exchange for {ms / 1000:.2f}s (max {allowed_ms / 1000:g}s)"
             for symbol, ms in worst.items() if ms > allowed_ms]  # fmt: skip
+
+
+def stops_match_positions(run: Run) -> list[str]:
+    """When the bot has stopped: one stop-market per position on the exchange (a second one left behind is a
+    duplicate), and none where the bot is flat (an orphan would fire against a later position)."""
+    if not run.config.stops.enabled:
+        return []
+    found = []
+    for account in run.exchange["accounts"]:
+        held = {row["symbol"]: D(row["positionAmt"]) for row in account["positions"]}
+        for symbol in {a["symbol"] for a in account["open_algo_orders"]}:
+            closing = "SELL" if held.get(symbol, D(0)) > 0 else "BUY"
+            stops = [a["clientAlgoId"] for a in account["open_algo_orders"]
+                     if a["symbol"] == symbol and a["orderType"] == "STOP_MARKET"]  # fmt: skip
+            if not held.get(symbol):
+                found += [f"{symbol}: stop {cid} left open with no position" for cid in stops]
+            elif len(stops) > 1 or any(a["side"] != closing for a in account["open_algo_orders"]
+                                       if a["symbol"] == symbol and a["orderType"] == "STOP_MARKET"):  # fmt: skip
+                found.append(f"{symbol}: {len(stops)} stops left for one position: {stops}")
+    return found
 
 
 def no_liquidation(run: Run) -> list[str]:
