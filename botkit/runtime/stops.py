@@ -33,8 +33,9 @@ from botkit.config import BotConfig
 from botkit.domain import Order, OrderIntent, OrderSide, OrderStatus, OrderType, Position, Reason, Side, StopRequest
 from botkit.guards.gate import Verdict, reject
 from botkit.guards.killswitch import KillSwitch
+from botkit.guards.stops import Coverage, covers, protected_side, round_stop
 from botkit.log import get_logger
-from botkit.margin import Violation, ceil_to_step, floor_to_step, plain
+from botkit.margin import Violation, plain
 from botkit.runtime import events
 from botkit.runtime.account import AccountState
 from botkit.runtime.journal import Journal, JournalError
@@ -58,31 +59,10 @@ class Guard:
     stop: Order | None = None  # the stop on the exchange, as last reported
     profit: Order | None = None  # the take-profit on the exchange
     retired: set[str] = field(default_factory=set)  # replaced or given up: cancelled wherever seen open
-    unprotected_since: float | None = None
     misses: dict[str, int] = field(default_factory=dict)  # client id -> looks in a row that did not find it
     closing: bool = False
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     wake: asyncio.Event = field(default_factory=asyncio.Event)
-
-
-def protected_side(position: Position) -> OrderSide:
-    """The side of the order that closes a position."""
-    return OrderSide.closing(position.side)
-
-
-def round_stop(side: Side, price: Decimal, tick: Decimal) -> Decimal:
-    """A stop price on the tick, toward less risk: a long's stop up, a short's down."""
-    return ceil_to_step(price, tick) if side is Side.LONG else floor_to_step(price, tick)
-
-
-def covers(order: Order | None, position: Position) -> bool:
-    """Whether a stop on the exchange closes the whole position when it fires."""
-    return (
-        order is not None
-        and order.status is OrderStatus.OPEN
-        and order.side is protected_side(position)
-        and order.qty >= position.qty
-    )
 
 
 class Stops:
@@ -96,8 +76,7 @@ class Stops:
         self.market, self.account, self.symbols, self.sink, self.close = market, account, symbols, sink, close
         self.guards: dict[str, Guard] = {s: Guard() for s in symbols}
         self.placing: set[str] = set()  # client ids sent and not answered yet
-        self.confirm_s = float(self.settings.confirm_seconds)
-        self.close_s = float(self.settings.close_seconds)
+        self.coverage = Coverage(float(self.settings.confirm_seconds), float(self.settings.close_seconds))
         self.check_s = float(self.settings.check_seconds)
 
     @property
@@ -296,42 +275,30 @@ class Stops:
 
     # ------------------------------------------------------------------------- coverage
 
-    def unprotected(self) -> dict[str, float]:
-        """Seconds each position has been without a confirmed stop, for the positions that are."""
-        now = self.clock.monotonic()
-        return {s: now - g.unprotected_since for s, g in self.guards.items() if g.unprotected_since is not None}
-
     def _covered(self, symbol: str) -> bool:
-        """Whether the symbol's position (if any) has its stop on the exchange; starts or ends its unprotected
-        clock, each journalled (`botkit report` adds the stretches up per position)."""
+        """Whether the symbol's position (if any) has its stop on the exchange; the start and the end of each
+        stretch without one are journalled (`botkit report` adds them up per position)."""
         guard, position, now = self.guards[symbol], self.account.positions.get(symbol), self.clock.monotonic()
-        if position is None or covers(guard.stop, position):
-            if guard.unprotected_since is not None:
-                self.journal.write(events.StopChanged(symbol=symbol, action="protected",
-                                                      why=f"after {now - guard.unprotected_since:.3f}s"))  # fmt: skip
-            guard.unprotected_since = None
-            return True
-        if guard.unprotected_since is None:
-            guard.unprotected_since = now
+        since = self.coverage.since.get(symbol)
+        change = self.coverage.update(symbol, position, guard.stop, now)
+        if change == "protected" and since is not None:
+            self.journal.write(events.StopChanged(symbol=symbol, action="protected", why=f"after {now - since:.3f}s"))
+        elif change == "unprotected" and position is not None:
             self.journal.write(events.StopChanged(symbol=symbol, action="unprotected", side=position.side,
                                                   qty=position.qty, trigger=guard.trigger))  # fmt: skip
             guard.wake.set()
-        return False
+        return symbol not in self.coverage.since
 
     def check_coverage(self) -> list[str]:
-        """Start or stop each position's unprotected clock; trip or clear `stop_missing`. Returns the symbols
-        unprotected past the closing bound."""
+        """Bring every position's unprotected clock up to date; trip or clear `stop_missing`, and try again
+        where a stop is missing. Returns the symbols unprotected past the closing bound."""
+        for symbol in self.guards:
+            self._covered(symbol)
         now = self.clock.monotonic()
-        overdue, missing = [], []
-        for symbol, guard in self.guards.items():
-            if self._covered(symbol) or guard.unprotected_since is None:
-                continue
-            age = now - guard.unprotected_since
-            if age > self.confirm_s:
-                missing.append(f"symbol={symbol} unprotected_for={age:.1f}s max={self.confirm_s:g}s")
-                guard.wake.set()  # try again
-            if age > self.confirm_s + self.close_s:
-                overdue.append(symbol)
+        missing, overdue = self.coverage.due(now)
+        for symbol, since in self.coverage.since.items():
+            if now - since > self.coverage.confirm_s:
+                self.guards[symbol].wake.set()  # missing: try again
         if missing:
             self.ks.stop_missing("; ".join(missing))
         else:
@@ -339,11 +306,12 @@ class Stops:
         return overdue
 
     async def _coverage(self) -> None:
-        tick = min(0.25, self.confirm_s / 4)
+        bound = self.coverage.confirm_s + self.coverage.close_s
+        tick = min(0.25, self.coverage.confirm_s / 4)
         while True:
             for symbol in self.check_coverage():
                 if not self.guards[symbol].closing:
-                    await self._close(symbol, f"no stop on the exchange for over {self.confirm_s + self.close_s:g}s")
+                    await self._close(symbol, f"no stop on the exchange for over {bound:g}s")
             await self.clock.sleep(tick)
 
     # -------------------------------------------------------------------- the exchange's view

@@ -4,14 +4,16 @@ exchange forgets it, cancelled when it protects nothing, and the position closed
 protected. Each guardrail is also run switched off, and then the same check must fail."""
 
 import asyncio
+import dataclasses
 from decimal import Decimal as D
 from typing import ClassVar
 
 import pytest
 
 from botkit.clock import ManualClock
-from botkit.domain import Order, OrderSide, OrderStatus, OrderType, Reason, TradingState
+from botkit.domain import Order, OrderSide, OrderStatus, OrderType, Position, Reason, Side, TradingState
 from botkit.guards.gate import Verdict
+from botkit.guards.stops import Coverage, round_stop
 from botkit.runtime.bot import Bot
 from botkit.runtime.stops import Stops
 from botkit.runtime.strategy import Strategy
@@ -269,3 +271,19 @@ async def test_a_restart_adopts_the_stop_it_left_and_places_no_second(tmp_path):
     await second.step(seconds=2)
     await second.stop()
     assert open_stops(venue) == [kept] and second.bot.stops.guards[BTC].stop == kept
+
+
+def test_the_coverage_rule_by_hand():
+    long = Position(BTC, Side.LONG, D("0.1"), D("50000"), None, None, "isolated", None, None, D(0))
+    stop = Order(BTC, OrderSide.SELL, OrderType.STOP_MARKET, D("0.1"), None, "s1", "1", OrderStatus.OPEN,
+                 trigger=D("49000"))  # fmt: skip
+    assert round_stop(Side.LONG, D("48999.93"), D("0.1")) == D("49000.0")  # up: nearer the price, less loss
+    assert round_stop(Side.SHORT, D("51000.07"), D("0.1")) == D("51000.0")
+    coverage = Coverage(confirm_s=3, close_s=10)
+    assert coverage.update(BTC, long, None, now=100.0) == "unprotected"
+    assert coverage.update(BTC, long, dataclasses.replace(stop, qty=D("0.05")), now=101.0) is None  # half: no
+    assert coverage.due(102.9) == ([], [])
+    assert coverage.due(103.5) == ([f"symbol={BTC} unprotected_for=3.5s max=3s"], [])
+    assert coverage.due(113.5)[1] == [BTC]  # 13.5 s > 3 + 10: to be closed
+    assert coverage.update(BTC, long, stop, now=114.0) == "protected" and coverage.since == {}
+    assert coverage.update(BTC, None, None, now=115.0) is None  # flat needs nothing
