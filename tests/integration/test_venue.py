@@ -113,7 +113,9 @@ async def test_200_orders_with_30_percent_lost_answers_leave_exactly_200_orders(
          "seconds": 2},
     )  # fmt: skip
     price = below_market(emulator)
-    async with venue_on(emulator, timeout_ms=250) as venue:
+    # 250 ms answers: a lost one times out quickly. 200 lookups at once can take longer than that on a busy
+    # machine, so each call may try more often than the default (the deadline stays 10 s).
+    async with venue_on(emulator, timeout_ms=250, max_attempts=30) as venue:
         await venue.ensure_isolated(BTC, 20)
 
         placed = await asyncio.gather(
