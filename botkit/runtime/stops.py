@@ -453,6 +453,8 @@ class Stops:
             return no(Reason.STOP_PAST_MARK, f"stop={plain(price)} mark={plain(mark)}: it would trigger at once")
         if guard.trigger is not None and (price - guard.trigger) * sign < 0 and not wider:
             return no(Reason.STOP_WIDER, f"stop={plain(price)} current={plain(guard.trigger)}: more risk (wider=True)")
+        # (stop − liquidation − sign·buffer)·sign ≥ 0: a long's stop at least liq_buffer·entry above the
+        # exchange's liquidation price, a short's that far below it (the sizing's rule, on the live position)
         buffer = self.config.risk.liq_buffer * position.entry
         if position.liquidation is None and wider:
             return no(Reason.STOP_PAST_LIQUIDATION, "the liquidation price is not known yet")

@@ -14,6 +14,7 @@ from botkit.clock import ManualClock
 from botkit.domain import Order, OrderSide, OrderStatus, OrderType, Position, Reason, Side, TradingState
 from botkit.guards.gate import Verdict
 from botkit.guards.stops import Coverage, round_stop
+from botkit.margin import ceil_to_step
 from botkit.runtime.bot import Bot
 from botkit.runtime.stops import Stops
 from botkit.runtime.strategy import Strategy
@@ -218,10 +219,16 @@ async def test_moving_a_stop_is_checked(tmp_path):
     liquidation = market.bot.account.positions[BTC].liquidation
     assert liquidation is not None
     past_liquidation = await ctx.move_stop(BTC, liquidation + 1, wider=True)
+    # the closest a long's stop may come to liquidation: liq + liq_buffer (0.5 %) × entry, up to the tick
+    entry = market.bot.account.positions[BTC].entry
+    closest = ceil_to_step(liquidation + D("0.005") * entry, D("0.1"))
+    one_tick_past = await ctx.move_stop(BTC, closest - D("0.1"), wider=True)
+    at_the_limit = await ctx.move_stop(BTC, closest, wider=True)
     moved = await ctx.move_stop(BTC, stop.trigger + D("100.04"))
     await market.stop()
     assert wider.reasons == (Reason.STOP_WIDER,) and past_mark.reasons == (Reason.STOP_PAST_MARK,)
-    assert past_liquidation.reasons == (Reason.STOP_PAST_LIQUIDATION,)
+    assert past_liquidation.reasons == one_tick_past.reasons == (Reason.STOP_PAST_LIQUIDATION,)
+    assert isinstance(at_the_limit, Order) and at_the_limit.trigger == closest
     assert isinstance(moved, Order) and moved.trigger == stop.trigger + D("100.1")  # up to the tick: less risk
     assert [s.client_id for s in open_stops(venue)] == [moved.client_id]
 
