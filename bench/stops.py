@@ -20,6 +20,7 @@ from pathlib import Path
 from _stats import p50_p99
 
 from botkit.config import BotConfig
+from botkit.guards.gate import Verdict
 from botkit.log import configure_logging
 from botkit.runtime.bot import Bot
 from botkit.runtime.strategy import Strategy
@@ -27,17 +28,18 @@ from botkit.sim.engine import Account, AlgoChanged, EngineEvent, OrderChanged
 from botkit.sim.server import EmulatorSettings, running_emulator
 
 SYMBOL = "BTC/USDT:USDT"
-ROOMY = {  # the guardrails stay on; their limits sit above what the benchmark does
+ROOMY = {  # the guardrails stay on; their limits sit above what the benchmark does (an entry every few ms)
+    "venue": {"rate_limits": {"weight_1m": 24_000, "orders_10s": 10**5, "orders_1m": 10**6}},  # as the emulator
     "limits": {"orders_per_10s": 10**5, "orders_per_minute": 10**6},
     "killswitch": {"max_cancels_per_minute": 10**6, "max_cancel_to_fill": 10**6},
 }
 
 
-async def until(condition, seconds: float = 10.0) -> None:
+async def until(condition, what: str, seconds: float = 10.0) -> None:
     deadline = time.monotonic() + seconds
     while not condition():
         if time.monotonic() > deadline:
-            raise SystemExit("the benchmark's bot stopped making progress")
+            raise SystemExit(f"the benchmark's bot stopped making progress: {what}")
         await asyncio.sleep(0.001)
 
 
@@ -51,20 +53,24 @@ async def fill_to_stop(entries: int, journal: Path) -> list[float]:
         elif isinstance(event, AlgoChanged) and event.algo.status == "NEW" and filled_at:
             samples.append(time.perf_counter() - filled_at.pop())
 
-    async with running_emulator(EmulatorSettings(speed=2.0, orders_per_10s=10**5, orders_per_minute=10**6)) as emu:
+    settings = EmulatorSettings(speed=2.0, weight_per_minute=24_000, orders_per_10s=10**5, orders_per_minute=10**6)
+    async with running_emulator(settings) as emu:
         emu.engine.listeners.append(watch)
         exchange = {"api_key": emu.api_key, "api_secret": emu.api_secret, "emulator_url": emu.url}
         config = BotConfig(mode="demo", symbols=[SYMBOL], exchange=exchange, journal={"path": journal}, **ROOMY)
         bot = Bot(config, Strategy(Strategy.Params()))
         run = asyncio.create_task(bot.run(duration=entries * 2 + 30))
-        await until(lambda: bot.market.marks.get(SYMBOL) is not None)
+        await until(lambda: bot.market.marks.get(SYMBOL) is not None, "no mark price")
         [account] = emu.engine.accounts.values()
         for n in range(entries):
             mark = bot.market.marks[SYMBOL].mark
-            await bot.ctx.buy(SYMBOL, Decimal("0.003"), stop=mark * Decimal("0.98"))
-            await until(lambda n=n: len(samples) > n)
+            entry = await bot.ctx.buy(SYMBOL, Decimal("0.003"), stop=mark * Decimal("0.98"))
+            if isinstance(entry, Verdict):
+                raise SystemExit(f"entry {n + 1} refused: {entry}")
+            await until(lambda n=n: len(samples) > n, f"entry {n + 1}: no stop")
             await bot.ctx.close(SYMBOL)
-            await until(lambda: not account.open_algos() and not account.position("BTCUSDT").qty)
+            await until(lambda: not account.open_algos() and not account.position("BTCUSDT").qty,
+                        f"entry {n + 1}: still open after the close: {account.open_algos()}")
         bot.stop("done")
         summary = await run
         if summary.crashed:

@@ -6,6 +6,7 @@ against a position a fill has changed; the next read replaces them with the exch
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -40,21 +41,25 @@ class AccountState:
         self.balance: Balance | None = None
         self.positions: dict[str, Position] = {}
         self.equity_start: Decimal | None = None
-        self.fills = 0  # fills applied so far: a read that a fill overtook is out of date
+        self.fills: Counter[str] = Counter()  # fills applied per symbol: a read that one overtook is out of date there
 
     @property
     def equity(self) -> Decimal | None:
         return self.balance.total if self.balance is not None else None
 
-    def read(self, balance: Balance, positions: list[Position]) -> None:
-        """The venue's figures replace ours."""
-        self.balance, self.positions = balance, {p.symbol: p for p in positions}
+    def read(self, balance: Balance, positions: list[Position], raced: set[str] | frozenset[str] = frozenset()) -> None:
+        """The venue's figures replace ours, except the positions of the `raced` symbols: a fill moved them
+        while the read was in flight, so the read's figures may predate it (a stale flat would make the stop
+        keeper cancel a live position's stop); the next read brings them."""
+        fresh = {p.symbol: p for p in positions if p.symbol not in raced}
+        fresh |= {symbol: self.positions[symbol] for symbol in raced if symbol in self.positions}
+        self.balance, self.positions = balance, fresh
         if self.equity_start is None:
             self.equity_start = balance.total
 
     def apply_fill(self, fill: Fill) -> None:
         """Move the local position by one fill until the next read."""
-        self.fills += 1
+        self.fills[fill.symbol] += 1
         held = self.positions.get(fill.symbol)
         before = signed(held)
         delta = fill.qty if fill.side == OrderSide.BUY else -fill.qty
@@ -104,17 +109,17 @@ class AccountReader:
             await self.clock.sleep(max(0.0, started + period / 2 - self.clock.monotonic()))
 
     async def read(self) -> None:
-        fills = self.account.fills
+        fills = self.account.fills.copy()
         try:
             balance = await self.venue.fetch_balance()
             positions = await self.venue.fetch_positions(self.symbols)
         except VenueError as exc:
             self.ks.error(f"account: {exc}")
             return
-        if self.account.fills != fills:  # a fill landed while the read was in flight: its figures may predate it
-            self.soon()  # (a stale flat would make the stop keeper cancel a live position's stop)
-            return
-        self.account.read(balance, positions)
+        raced = {symbol for symbol, n in self.account.fills.items() if n != fills[symbol]}
+        if raced:
+            self.soon()
+        self.account.read(balance, positions, raced)
         for position in positions:
             if position.mark is not None:
                 self.market.set_account_mark(position.symbol, position.mark)

@@ -11,13 +11,14 @@ from typing import ClassVar
 import pytest
 
 from botkit.clock import ManualClock
-from botkit.domain import Order, OrderSide, OrderStatus, OrderType, Position, Reason, Side, TradingState
+from botkit.domain import Balance, Order, OrderSide, OrderStatus, OrderType, Position, Reason, Side, TradingState
 from botkit.guards.gate import Verdict
 from botkit.guards.stops import Coverage, round_stop
 from botkit.margin import ceil_to_step
+from botkit.runtime.account import AccountState
 from botkit.runtime.bot import Bot
 from botkit.runtime.stops import Stops
-from botkit.runtime.strategy import Strategy
+from botkit.runtime.strategy import Fill, Strategy
 from tests.fakes import BTC, FakeVenue
 from tests.unit.test_bot_logic import Market, config, kinds
 
@@ -294,3 +295,15 @@ def test_the_coverage_rule_by_hand():
     assert coverage.due(113.5)[1] == [BTC]  # 13.5 s > 3 + 10: to be closed
     assert coverage.update(BTC, long, stop, now=114.0) == "protected" and coverage.since == {}
     assert coverage.update(BTC, None, None, now=115.0) is None  # flat needs nothing
+
+
+def test_a_read_that_a_fill_overtook_keeps_that_symbols_position():
+    """The read left before the entry filled and answers flat: the stop keeper must not see a flat."""
+    account = AccountState()
+    account.apply_fill(Fill(BTC, "buy", D("0.1"), D("50000"), Order(BTC, OrderSide.BUY, OrderType.MARKET, D("0.1"),
+                                                                   None, "e1", "1", OrderStatus.FILLED)))  # fmt: skip
+    balance = Balance("USDT", free=D(9500), used=D(500), total=D(10_000))
+    account.read(balance, [], raced={BTC})
+    assert account.positions[BTC].qty == D("0.1") and account.balance == balance
+    account.read(balance, [])  # a read that no fill overtook is the exchange's word
+    assert account.positions == {}
