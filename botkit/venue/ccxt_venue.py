@@ -341,22 +341,17 @@ class CcxtVenue:
         amount = float(qty if size == 1 else qty / size)
         limit_price = float(price) if price is not None else None
         return await self._create(
-            f"create_order {client_id}", client_id,
+            "create_order", client_id,
             lambda: self.exchange.create_order(symbol, type, side, amount, limit_price, params),
             lambda call: self._lookup(call, symbol, client_id),
             lambda raw: parse.order(raw, client_id, self._contract_size),
         )  # fmt: skip
 
-    async def _create(
-        self,
-        call: str,
-        client_id: str,
-        send: Callable[[], Awaitable[Any]],
-        lookup: Callable[[str], Awaitable[Order | None]],
-        read: Callable[[Any], Order],
-    ) -> Order:
+    async def _create(self, action: str, client_id: str, send: Callable[[], Awaitable[Any]],
+                      lookup: Callable[[str], Awaitable[Order | None]], read: Callable[[Any], Order]) -> Order:
         """Send a create exactly once: a retry after an answer that was lost looks the client id up first,
         and a duplicate-id refusal means an earlier attempt landed."""
+        call = f"{action} {client_id}"
         unknown = False  # an earlier attempt may have landed
 
         async def attempt() -> Order:
@@ -393,7 +388,7 @@ class CcxtVenue:
             if unknown or isinstance(exc, VenueDataError):  # it may have landed: the kill switch holds until settled
                 self.unresolved.add(client_id)
                 log.error("order.unresolved", client_id=client_id, error=str(exc))
-                raise OrderUnresolved(call.split(" ")[0], client_id, str(exc)) from exc
+                raise OrderUnresolved(action, client_id, str(exc)) from exc
             raise VenueUnavailable(f"{call} failed until its deadline: {exc}") from exc
 
     def spend(self, approval: Approval, client_id: str | None) -> tuple[str, OrderSide, OrderType, Decimal,
@@ -501,7 +496,7 @@ class CcxtVenue:
         }  # fmt: skip
         amount = float(stop.qty if size == 1 else stop.qty / size)
         return await self._create(
-            f"place_stop {client_id}", client_id,
+            "place_stop", client_id,
             lambda: self.exchange.create_order(stop.symbol, "market", stop.side, amount, None, params),
             lambda call: self._lookup(call, stop.symbol, client_id, conditional=True),
             lambda raw: parse.conditional(raw, self._contract_size),
