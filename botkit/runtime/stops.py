@@ -7,10 +7,11 @@ when the bot is dead, its disk full, its feed frozen or its network gone.
   position grows or shrinks, moved by `ctx.move_stop`, cancelled when the position is flat. A new stop
   is always placed before the old one is cancelled, so a move never leaves a moment without one (the two
   are reduce-only: whichever fires second finds nothing left to close).
-- Coverage is an invariant: a position without a confirmed stop for `stops.confirm_seconds` trips the
-  kill switch's `stop_missing` (REDUCING) while the stop is placed again; still without one
-  `stops.close_seconds` later, the position is closed with reduce-only orders. A stop refused because it
-  would trigger at once means the stop is already passed: the position is closed at once.
+- Coverage is an invariant (the rule is botkit.guards.stops): a position without a confirmed stop for
+  `stops.confirm_seconds` trips the kill switch's `stop_missing` (REDUCING) while the stop is placed
+  again; still without one `stops.close_seconds` later, the position is closed with reduce-only orders. A
+  stop refused because it would trigger at once means the stop is already passed: the position is closed
+  at once.
 - The exchange's list of stops is compared with the bot's every `stops.check_seconds`: a stop it no longer
   shows is looked up once more before it counts as gone (the algo service is known to "forget" orders for
   a while); a stop of this bot that protects nothing (an orphan, a replaced one, one that reappeared) is
