@@ -10,6 +10,7 @@ from pathlib import Path
 from bench._load import approved  # venue-level tests drive the venue below the gate
 from botkit.margin import Tier
 from botkit.runtime import journal as journal_module
+from botkit.runtime.stops import Stops
 
 __all__ = ["BTC_TIERS", "ROOT", "FillingDisk", "approved", "background", "disk_full_when"]
 
@@ -82,3 +83,18 @@ def disk_full_when(full: Callable[[], bool]) -> Iterator[None]:
         yield
     finally:
         journal_module._connect = connect
+
+
+def cancel_then_place(monkeypatch) -> None:
+    """The stop keeper switched to the usual way of moving a stop: cancel the old one, then place the new
+    one (a gap on every move)."""
+    keep = Stops._match
+
+    async def cancel_first(self, symbol, guard, position, slot, kind, trigger):
+        current = getattr(guard, slot)
+        if current is not None and current.trigger != trigger:
+            await self._cancel(symbol, current.client_id, "moved")
+            setattr(guard, slot, None)
+        await keep(self, symbol, guard, position, slot, kind, trigger)
+
+    monkeypatch.setattr(Stops, "_match", cancel_first)

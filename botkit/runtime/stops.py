@@ -39,6 +39,7 @@ from botkit.log import get_logger
 from botkit.margin import Violation, plain
 from botkit.runtime import events
 from botkit.runtime.account import AccountState
+from botkit.runtime.execution import REDUCE_ONLY_JOURNAL_WAIT_S
 from botkit.runtime.journal import Journal, JournalError
 from botkit.runtime.market_state import MarketState
 from botkit.runtime.news import Sink, StopTriggered
@@ -46,7 +47,6 @@ from botkit.venue.errors import Rejected, VenueError
 from botkit.venue.protocol import Venue
 
 log = get_logger("botkit.stops")
-JOURNAL_WAIT_S = 2.0  # a stop cuts risk: it never waits longer than this for its write-ahead row
 LOOKS_BEFORE_GONE = 2  # a stop missing from the exchange's list must be missing from this many looks
 Close = Callable[[str, str], Awaitable[Any]]
 
@@ -214,9 +214,10 @@ class Stops:
         sending = events.StopSending(symbol=symbol, client_id=client_id, side=side, type=kind, qty=qty,
                                      trigger=trigger, why=why)  # fmt: skip
         try:
-            await asyncio.wait_for(self.journal.write_durable(sending), JOURNAL_WAIT_S)
+            # a stop cuts risk: it waits for its write-ahead row no longer than a reduce-only order does
+            await asyncio.wait_for(self.journal.write_durable(sending), REDUCE_ONLY_JOURNAL_WAIT_S)
         except TimeoutError:
-            log.warning("journal.slow", client_id=client_id, waited_s=JOURNAL_WAIT_S)
+            log.warning("journal.slow", client_id=client_id, waited_s=REDUCE_ONLY_JOURNAL_WAIT_S)
         except JournalError as exc:  # a stop cuts risk: it is placed anyway
             self.ks.journal_failed(str(exc))
         self.placing.add(client_id)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
@@ -681,9 +681,11 @@ class Engine:
 
     def _trigger_price(self, algo: AlgoOrder) -> Decimal:
         """The mark (MARK_PRICE) or the last trade's price (CONTRACT_PRICE)."""
-        state = self.market.symbols[algo.symbol]
-        if algo.working_type == "MARK_PRICE":
-            return state.mark
+        return self.market.symbols[algo.symbol].mark if algo.working_type == "MARK_PRICE" else self._last(algo.symbol)
+
+    def _last(self, symbol: str) -> Decimal:
+        """The last trade's price: this step's, else the last candle's close, else the mark."""
+        state = self.market.symbols[symbol]
         if state.trades:
             return state.trades[-1].price
         return state.candles[-1].close if state.candles else state.mark
@@ -710,9 +712,8 @@ class Engine:
         return (price - algo.trigger) * sign >= 0
 
     def _protect_blocks(self, algo: AlgoOrder) -> bool:
-        state = self.market.symbols[algo.symbol]
-        last = self._trigger_price(replace(algo, working_type="CONTRACT_PRICE"))
-        return bool(last) and abs(state.mark / last - 1) > TRIGGER_PROTECT
+        last = self._last(algo.symbol)
+        return bool(last) and abs(self.market.symbols[algo.symbol].mark / last - 1) > TRIGGER_PROTECT
 
     def _trigger(self, account: Account, algo: AlgoOrder) -> None:
         algo.trigger_ms = self.now_ms

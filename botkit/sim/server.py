@@ -192,6 +192,14 @@ def _int(params: Params, name: str, default: int | None = None) -> int | None:
         raise Rejection(-1100, f"Illegal characters found in parameter '{name}'.") from None
 
 
+def _one_way_side_and_type(params: Params) -> tuple[OrderSide, OrderType]:
+    """A new order's side and type, for an account in one-way mode (the only mode the emulator has)."""
+    if params.get("positionSide", "BOTH") != "BOTH":
+        raise Rejection(-4061, "Order's position side does not match user's setting.")
+    side = _from_wire(OrderSide, params.get("side", ""), -1117, "Invalid side.")
+    return side, _from_wire(OrderType, params.get("type", ""), -1116, "Invalid orderType.")
+
+
 def _flag(params: Params, name: str) -> bool:
     """A boolean parameter: Binance's docs spell it TRUE/FALSE in one place and true/false in another."""
     return params.get(name, "false").lower() == "true"
@@ -777,13 +785,12 @@ class Emulator:
 
     async def h_create_order(self, request: web.Request, params: Params, account: Account | None) -> Any:
         assert account is not None
-        if params.get("positionSide", "BOTH") != "BOTH":
-            raise Rejection(-4061, "Order's position side does not match user's setting.")
+        side, type = _one_way_side_and_type(params)
         order = self.engine.place_order(
             account,
             symbol=params.get("symbol"),
-            side=_from_wire(OrderSide, params.get("side", ""), -1117, "Invalid side."),
-            type=_from_wire(OrderType, params.get("type", ""), -1116, "Invalid orderType."),
+            side=side,
+            type=type,
             qty=_decimal(params, "quantity") or D(0),
             price=_decimal(params, "price", required=False),
             time_in_force=params.get("timeInForce"),
@@ -827,13 +834,12 @@ class Emulator:
         assert account is not None
         if params.get("algoType") != "CONDITIONAL":
             raise Rejection(-1102, "Mandatory parameter 'algoType' was not sent, was empty/null, or malformed.")
-        if params.get("positionSide", "BOTH") != "BOTH":
-            raise Rejection(-4061, "Order's position side does not match user's setting.")
+        side, type = _one_way_side_and_type(params)
         algo = self.engine.place_algo(
             account,
             symbol=params.get("symbol"),
-            side=_from_wire(OrderSide, params.get("side", ""), -1117, "Invalid side."),
-            type=_from_wire(OrderType, params.get("type", ""), -1116, "Invalid orderType."),
+            side=side,
+            type=type,
             qty=_decimal(params, "quantity", required=False),
             trigger=_decimal(params, "triggerPrice", required=False),
             price=_decimal(params, "price", required=False),

@@ -12,11 +12,11 @@ import pytest
 
 from botkit.domain import Order, OrderSide
 from botkit.runtime.bot import Bot
-from botkit.runtime.stops import Stops
 from botkit.runtime.strategy import Strategy
 from botkit.sim.engine import Account, AlgoChanged, EngineEvent, OrderChanged
 from botkit.sim.server import running_emulator
 from tests.integration.test_runtime import bot_config, live_market, wait_for
+from tests.support import cancel_then_place
 
 BTC = "BTC/USDT:USDT"
 
@@ -39,17 +39,8 @@ class Trails(Strategy):
 @pytest.mark.parametrize("guarded", [True, False], ids=["guarded", "off"])
 async def test_trailing_100_times_in_a_fast_market_never_leaves_the_position_without_a_stop(tmp_path, monkeypatch,
                                                                                             guarded):  # fmt: skip
-    if not guarded:  # cancel the old stop, then place the new one (the usual way: a gap on every move)
-        keep = Stops._match
-
-        async def cancel_first(self, symbol, guard, position, slot, kind, trigger):
-            current = getattr(guard, slot)
-            if current is not None and current.trigger != trigger:
-                await self._cancel(symbol, current.client_id, "moved")
-                setattr(guard, slot, None)
-            await keep(self, symbol, guard, position, slot, kind, trigger)
-
-        monkeypatch.setattr(Stops, "_match", cancel_first)
+    if not guarded:
+        cancel_then_place(monkeypatch)
     Trails.moves = []
     gaps: list[str] = []
     armed: list[bool] = []  # from the first stop on (the entry fills before its stop can exist)

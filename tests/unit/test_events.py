@@ -33,26 +33,10 @@ def test_every_kind_round_trips(tmp_path):
         events.AccountSnapshot(state="ACTIVE", equity=D("10000"), symbols={"BTC/USDT:USDT": {"mark": "1"}}),
         events.StrategyFailed(hook="on_quote", error="E", action="skip"),
         events.RuntimeFailed(where="runtime", error="E"),
-        events.StopSending(
-            symbol="BTC/USDT:USDT",
-            client_id="bk-3",
-            side="sell",
-            type="stop_market",
-            qty=D("0.003"),
-            trigger=D("49000.0"),
-            why="entry",
-        ),
-        events.StopChanged(
-            symbol="BTC/USDT:USDT",
-            client_id="bk-3",
-            action="placed",
-            status="open",
-            side="sell",
-            type="stop_market",
-            qty=D("0.003"),
-            trigger=D("49000.0"),
-            why="entry",
-        ),
+        events.StopSending(symbol="BTC/USDT:USDT", client_id="bk-3", side="sell", type="stop_market",
+                           qty=D("0.003"), trigger=D("49000.0"), why="entry"),
+        events.StopChanged(symbol="BTC/USDT:USDT", client_id="bk-3", action="placed", status="open", side="sell",
+                           type="stop_market", qty=D("0.003"), trigger=D("49000.0"), why="entry"),
     ]
     assert {type(e) for e in written} == set(events.KINDS.values())  # every kind is here
     for event in written:

@@ -20,6 +20,7 @@ from botkit.runtime.bot import Bot
 from botkit.runtime.stops import Stops
 from botkit.runtime.strategy import Fill, Strategy
 from tests.fakes import BTC, FakeVenue
+from tests.support import cancel_then_place
 from tests.unit.test_bot_logic import Market, config, kinds
 
 NO_GUARD = {"liq_guard_buffer": "0"}  # the liquidation guard stays out of it: the stop alone protects
@@ -99,16 +100,7 @@ async def test_trailing_a_stop_100_times_never_leaves_the_position_without_one(t
     """Every cancel of a stop is checked against the exchange's stops at that moment. Placing the new stop
     before cancelling the old one keeps one there throughout; cancel-then-place leaves a gap each move."""
     if not guarded:
-        keep = Stops._match
-
-        async def cancel_first(self, symbol, guard, position, slot, kind, trigger):
-            current = getattr(guard, slot)
-            if current is not None and current.trigger != trigger:
-                await self._cancel(symbol, current.client_id, "moved")
-                setattr(guard, slot, None)
-            await keep(self, symbol, guard, position, slot, kind, trigger)
-
-        monkeypatch.setattr(Stops, "_match", cancel_first)
+        cancel_then_place(monkeypatch)
     Trails.moves = []
     market = start(tmp_path, Trails(Strategy.Params()))
     venue = market.venue
