@@ -261,7 +261,9 @@ class Engine:
         return account
 
     def symbol(self, symbol: str | None) -> SymbolState:
-        if not symbol or symbol not in self.market.symbols:
+        if not symbol:
+            raise Rejection(-1102, "Mandatory parameter 'symbol' was not sent, was empty/null, or malformed.")
+        if symbol not in self.market.symbols:
             raise Rejection(-1121, "Invalid symbol.")
         return self.market.symbols[symbol]
 
@@ -688,7 +690,7 @@ class Engine:
         state = self.market.symbols[symbol]
         if state.trades:
             return state.trades[-1].price
-        return state.candles[-1].close if state.candles else state.mark
+        return state.last or state.mark
 
     @staticmethod
     def _crossed(algo: AlgoOrder, price: Decimal) -> bool:

@@ -7,7 +7,8 @@ same seed gives the same market bit for bit, however fast the emulator is paced 
 - index: geometric random walk with calm/volatile regimes, rare jumps, and the scenario's drift/crash;
 - book: 20 levels a side around a mid that carries a small mean-reverting premium over the index;
 - mark: index + an exponentially smoothed basis (mid − index), plus any divergence a fault injects;
-- funding: Binance's rule on the averaged premium, F = P + clamp(0.01 % − P, ±0.05 %), capped.
+- funding: Binance's rule on the averaged premium (history.funding_rate);
+- history: a month of minute bars and funding rates before the start (history.py), recorded on from it.
 """
 
 from __future__ import annotations
@@ -19,10 +20,11 @@ from dataclasses import dataclass, field, replace
 from decimal import Decimal
 
 from botkit.margin import Tier, cum_from_rates, floor_to_step
+from botkit.sim.history import LiveBar, SymbolHistory, funding_rate
 
 D = Decimal
-INTEREST = D("0.0001")  # Binance's fixed interest component per 8 h
 BOOK_LEVELS = 20
+RECENT_TRADES = 10_000  # live trades kept for the trade history endpoints
 
 
 def _tiers(rows: list[tuple[int, int, str, int]]) -> tuple[Tier, ...]:
@@ -159,18 +161,6 @@ class Trade:
 
 
 @dataclass
-class Candle:
-    open_ms: int
-    open: Decimal
-    high: Decimal
-    low: Decimal
-    close: Decimal
-    volume: Decimal = D(0)
-    quote_volume: Decimal = D(0)
-    trades: int = 0
-
-
-@dataclass
 class DepthUpdate:
     first_id: int  # U
     last_id: int  # u
@@ -199,8 +189,9 @@ class SymbolState:
     update_id: int = 1_000_000
     trade_id: int = 0
     trades: list[Trade] = field(default_factory=list)  # this step's trades
+    recent: deque[Trade] = field(default_factory=lambda: deque(maxlen=RECENT_TRADES))
     depth_update: DepthUpdate | None = None
-    candles: deque[Candle] = field(default_factory=lambda: deque(maxlen=1500))
+    last: Decimal = D(0)  # the last trade's price (the mid's, on the tick, before any trade)
     day_open: Decimal = D(0)
     day_high: Decimal = D(0)
     day_low: Decimal = D(0)
@@ -223,6 +214,7 @@ class Market:
         step_ms: int = 100,
         funding_interval_s: float = 8 * 3600,
         specs: tuple[SymbolSpec, ...] = SPECS,
+        history_days: int = 30,
     ) -> None:
         if isinstance(scenario, str):
             if scenario not in SCENARIOS:
@@ -234,13 +226,21 @@ class Market:
         self.start_ms, self.step_ms = start_ms, step_ms
         self.funding_interval_ms = int(funding_interval_s * 1000)
         self.steps = 0
+        self.skipped_ms = 0  # simulated time jumped over without steps (see skip)
         self.symbols: dict[str, SymbolState] = {}
+        self.history: dict[str, SymbolHistory] = {}
         self._rng: dict[str, random.Random] = {}
         crash = self._crash_drift()
         for spec in specs:
             self._rng[spec.symbol] = random.Random(f"{seed}:{spec.symbol}")
             state = SymbolState(spec, spec.tiers, spec.min_notional, math.log(spec.start_price))
             self.symbols[spec.symbol] = state
+            state.index = floor_to_step(D(repr(math.exp(state.log_price))), D("0.00000001"))
+            self.history[spec.symbol] = history = SymbolHistory(
+                seed, spec.symbol, start_ms, history_days, state.index, spec.tick, spec.step, spec.depth,
+                self.funding_interval_ms, spec.funding_cap,
+            )  # fmt: skip
+            state.trade_id = history.generated_trades  # live trade ids follow the generated history's
             self._refresh(state, self._rng[spec.symbol], crash, first=True)
         self.next_funding_ms = self._next_funding_after(self.start_ms)
 
@@ -248,7 +248,7 @@ class Market:
 
     @property
     def now_ms(self) -> int:
-        return self.start_ms + self.steps * self.step_ms
+        return self.start_ms + self.steps * self.step_ms + self.skipped_ms
 
     @property
     def elapsed_s(self) -> float:
@@ -321,9 +321,7 @@ class Market:
         premium = float((st.mark - index) / index)
         st.premium_avg = premium if first else 0.999 * st.premium_avg + 0.001 * premium
         averaged = D(repr(st.premium_avg)).quantize(D("0.00000001"))
-        rate = averaged + min(max(INTEREST - averaged, D("-0.0005")), D("0.0005"))
-        cap = spec.funding_cap
-        st.funding_rate = cap if s.funding_pinned else min(max(rate, -cap), cap).quantize(D("0.00000001"))
+        st.funding_rate = spec.funding_cap if s.funding_pinned else funding_rate(averaged, spec.funding_cap)
 
         old = {("b", p): q for p, q in st.bids} | {("a", p): q for p, q in st.asks}
         scale = float(spec.depth) * depth_mult
@@ -347,6 +345,7 @@ class Market:
             qty = max(spec.step, floor_to_step(D(repr(rng.expovariate(4.0) * scale / 4)), spec.step))
             st.trade_id += 1
             st.trades.append(Trade(st.trade_id, price, qty, buyer_maker, self.now_ms))
+        st.recent.extend(st.trades)
         self._record(st)
 
     @staticmethod
@@ -358,20 +357,29 @@ class Market:
         qty = scale * (1 + 0.5 * level) * (0.5 + rng.random())
         return max(spec.step, floor_to_step(D(repr(qty)), spec.step))
 
+    def skip(self, ms: int) -> None:
+        """Jump the clock ahead without steps (the market stands still; history fills the minutes)."""
+        self.skipped_ms += ms
+
     def _record(self, st: SymbolState) -> None:
         price = st.trades[-1].price if st.trades else floor_to_step(st.mid, st.spec.tick)
+        st.last = price
+        premium = ((st.mid - st.index) / st.index).quantize(D("0.00000001"))
+        history = self.history[st.spec.symbol]
         minute = self.now_ms // 60_000 * 60_000
-        if not st.candles or st.candles[-1].open_ms != minute:
-            st.candles.append(Candle(minute, price, price, price, price))
-        candle = st.candles[-1]
-        candle.high, candle.low, candle.close = max(candle.high, price), min(candle.low, price), price
+        bar = history.live
+        if bar is None or bar.open_ms != minute:
+            bar = LiveBar(minute, [price] * 4, [st.mark] * 4, [st.index] * 4, [premium] * 4)
+            history.roll(bar)
+        else:
+            bar.update(price, st.mark, st.index, premium)
         if not st.day_open:
             st.day_open = st.day_high = st.day_low = price
         st.day_high, st.day_low = max(st.day_high, price), min(st.day_low, price)
         for trade in st.trades:
-            candle.volume += trade.qty
-            candle.quote_volume += trade.qty * trade.price
-            candle.trades += 1
+            bar.volume += trade.qty
+            bar.quote_volume += trade.qty * trade.price
+            bar.trades += 1
             st.day_volume += trade.qty
             st.day_quote_volume += trade.qty * trade.price
             st.day_count += 1
@@ -385,4 +393,4 @@ class Market:
                 st.tiers = tuple(replace(t, max_leverage=max(1, t.max_leverage // 2)) for t in st.tiers)
 
     def last_price(self, symbol: str) -> Decimal:
-        return self.symbols[symbol].candles[-1].close
+        return self.symbols[symbol].last

@@ -15,12 +15,13 @@ import asyncio
 import contextlib
 import hashlib
 import hmac
+import itertools
 import json
 import math
 import secrets
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
@@ -44,7 +45,10 @@ from botkit.sim.engine import (
     Rejection,
 )
 from botkit.sim.faults import REST_KINDS, FaultPlan, FaultPlanError, FaultRule, parse_plan
-from botkit.sim.market import SCENARIOS, Market
+from botkit.sim.history import INTERVALS_MS
+from botkit.sim.history import Trade as HistoryTrade
+from botkit.sim.history import decimal as from_units
+from botkit.sim.market import SCENARIOS, Market, SymbolState, Trade
 
 D = Decimal
 T = TypeVar("T", OrderSide, OrderType)
@@ -200,6 +204,68 @@ def _one_way_side_and_type(params: Params) -> tuple[OrderSide, OrderType]:
     return side, _from_wire(OrderType, params.get("type", ""), -1116, "Invalid orderType.")
 
 
+def _limit(params: Params, default: int, maximum: int) -> int:
+    """A history endpoint's `limit`: its default when absent, at most its maximum."""
+    limit = _int(params, "limit", default) or default
+    if limit < 1:
+        raise Rejection(-1130, "Invalid data sent for a parameter.")
+    return min(limit, maximum)
+
+
+def _page(rows: list[dict[str, Any]], time_key: str, params: Params, *, default: int, maximum: int,
+          recent_ms: int | None = None, now_ms: int = 0) -> list[dict[str, Any]]:  # fmt: skip
+    """Binance's paging of a history (rows oldest first): with startTime, the first `limit` rows from it (to
+    endTime); with endTime alone, the last `limit` up to it; with neither, the last `limit`, or, for
+    endpoints that default to a recent span (`recent_ms`), the first `limit` of that span."""
+    limit = _limit(params, default, maximum)
+    start, end = _int(params, "startTime"), _int(params, "endTime")
+    if start is None and end is None and recent_ms is not None:
+        start = now_ms - recent_ms
+    chosen = [r for r in rows if (start is None or r[time_key] >= start) and (end is None or r[time_key] <= end)]
+    return chosen[:limit] if start is not None else chosen[-limit:]
+
+
+WEEK_MS = 7 * 86_400_000
+
+
+def _id_or_time_page(rows: list[dict[str, Any]], id_key: str, from_id: int | None, time_key: str,
+                     params: Params) -> list[dict[str, Any]]:  # fmt: skip
+    """userTrades and allOrders: the first `limit` rows from an id on, or a time page (at most 7 days)."""
+    start, end = _int(params, "startTime"), _int(params, "endTime")
+    if from_id is not None:
+        if id_key == "id" and (start is not None or end is not None):
+            raise Rejection(-1128, "Combination of optional parameters invalid.")
+        return [r for r in rows if r[id_key] >= from_id][: _limit(params, 500, 1000)]
+    if start is not None and end is not None and not 0 <= end - start <= WEEK_MS:
+        raise Rejection(-1127, "More than 7 days between startTime and endTime.")
+    return _page(rows, time_key, params, default=500, maximum=1000)
+
+
+def _places(step: Decimal) -> int:
+    """The decimals a price or quantity on this step is printed with (Binance pads to them)."""
+    return max(0, -int(step.normalize().as_tuple().exponent))
+
+
+def _fixed(value: Decimal, places: int) -> str:
+    return f"{value:.{places}f}"
+
+
+def _units(value: int, places: int) -> str:
+    """A history value in 1e-8 units, printed with `places` decimals."""
+    return _fixed(D(value).scaleb(-8), places)
+
+
+KLINE_KINDS = {"/fapi/v1/klines": "trade", "/fapi/v1/continuousKlines": "continuous",
+               "/fapi/v1/markPriceKlines": "mark", "/fapi/v1/indexPriceKlines": "index",
+               "/fapi/v1/premiumIndexKlines": "premium"}  # fmt: skip
+INTERVALS = (*INTERVALS_MS, "1M")
+
+
+def _trade(t: HistoryTrade) -> Trade:
+    """A generated trade as the market's own."""
+    return Trade(t.id, from_units(t.price), from_units(t.qty), t.buyer_maker, t.time_ms)
+
+
 def _flag(params: Params, name: str) -> bool:
     """A boolean parameter: Binance's docs spell it TRUE/FALSE in one place and true/false in another."""
     return params.get(name, "false").lower() == "true"
@@ -307,32 +373,42 @@ class Emulator:
         next_at = time.monotonic()
         while True:
             next_at += interval
-            self.advance_steps(1)
+            self._step(broadcast=True)
             await asyncio.sleep(max(0.0, next_at - time.monotonic()))
 
     # ------------------------------------------------------------------------------ the clock
 
+    def _step(self, broadcast: bool) -> None:
+        self._apply_market_faults()
+        self.engine.step()
+        if broadcast:
+            self._broadcast_market()
+
     def advance_steps(self, steps: int, broadcast: bool = True) -> None:
         for _ in range(steps):
-            self._apply_market_faults()
-            self.engine.step()
-            if broadcast:
-                self._broadcast_market()
+            self._step(broadcast)
 
     def advance_seconds(self, seconds: float) -> None:
-        """Run the market forward; at most 3000 steps at full fidelity, beyond that time jumps ahead."""
+        """Run the market forward: the last 3000 steps at full fidelity; before them the clock jumps, the
+        market standing still, funding settling at each funding time it passes, at that time."""
         steps = int(seconds * 1000 / self.market.step_ms)
         full = min(steps, 3000)
         if steps > full:
-            self.market.start_ms += (steps - full) * self.market.step_ms
-            while self.market.now_ms >= self.market.next_funding_ms:  # settle each funding time jumped over
-                self.market.next_funding_ms += self.market.funding_interval_ms
+            market = self.market
+            target = market.now_ms + (steps - full) * market.step_ms
+            while market.next_funding_ms <= target:
+                market.skip(market.next_funding_ms - market.now_ms)
+                market.next_funding_ms += market.funding_interval_ms
                 self.engine.settle_funding()
+            market.skip(target - market.now_ms)
         self.advance_steps(full, broadcast=False)
 
     def server_time_ms(self) -> int:
+        """The exchange's clock: the wall clock, plus the time a clock jump skipped, plus any injected skew.
+        Event, order and income times are the market's clock, which keeps with it when the market runs at
+        speed 1 (steps driven faster, as tests do, run the market ahead of it)."""
         skew = sum((int(r.value or 0) for r in self.faults.active("clock_skew", self.market.elapsed_s)), 0)
-        return int(time.time() * 1000) + skew
+        return int(time.time() * 1000) + self.market.skipped_ms + skew
 
     def _apply_market_faults(self) -> None:
         elapsed = self.market.elapsed_s
@@ -395,8 +471,9 @@ class Emulator:
             ("GET", "/fapi/v1/premiumIndex", self.h_premium_index, 1, ""),
             ("GET", "/fapi/v1/fundingInfo", self.h_funding_info, 1, ""),
             ("GET", "/fapi/v1/fundingRate", self.h_funding_rate_history, 1, ""),
-            ("GET", "/fapi/v1/klines", self.h_klines, 0, ""),
+            *(("GET", path, self.h_klines, 0, "") for path in KLINE_KINDS),
             ("GET", "/fapi/v1/trades", self.h_trades, 5, ""),
+            ("GET", "/fapi/v1/historicalTrades", self.h_historical_trades, 20, "key"),
             ("GET", "/fapi/v1/aggTrades", self.h_agg_trades, 20, ""),
             ("GET", "/fapi/v3/account", self.h_account, 5, "signed"),
             ("GET", "/fapi/v2/account", self.h_account, 5, "signed"),
@@ -478,7 +555,7 @@ class Emulator:
         params = dict(parse_qsl(raw_query, keep_blank_values=True)) | dict(parse_qsl(raw_body, keep_blank_values=True))
         if request.path == "/fapi/v1/depth":
             weight = _depth_weight(_int(params, "limit", 500) or 500)
-        elif request.path == "/fapi/v1/klines":
+        elif request.path in KLINE_KINDS:
             weight = _kline_weight(_int(params, "limit", 500) or 500)
         elif request.path in ("/fapi/v1/ticker/24hr", "/fapi/v1/openOrders", "/fapi/v1/openAlgoOrders") and (
             "symbol" not in params
@@ -690,30 +767,88 @@ class Emulator:
         ]  # fmt: skip
 
     async def h_funding_rate_history(self, request: web.Request, params: Params, account: Account | None) -> Any:
-        symbols = self._symbols(params)
-        rows = [e for e in self.engine.funding_rates if e["symbol"] in symbols]
-        return rows[-(_int(params, "limit", 100) or 100) :]
+        rows: list[dict[str, Any]] = []
+        for symbol in self._symbols(params):
+            rows += [{"symbol": symbol, "fundingTime": t, "fundingRate": _fixed(rate, 8), "markPrice": _fixed(mark, 8)}
+                     for t, rate, mark in self.market.history[symbol].funding()]  # fmt: skip
+            rows += [r for r in self.engine.funding_rates if r["symbol"] == symbol]
+        rows.sort(key=lambda r: r["fundingTime"])
+        return _page(rows, "fundingTime", params, default=100, maximum=1000)
 
     async def h_klines(self, request: web.Request, params: Params, account: Account | None) -> Any:
-        state = self.engine.symbol(params.get("symbol"))
-        if params.get("interval") != "1m":
-            raise Rejection(-1120, "Invalid interval (the emulator serves 1m candles).")
-        limit = min(_int(params, "limit", 500) or 500, 1500)
-        return [
-            [c.open_ms, plain(c.open), plain(c.high), plain(c.low), plain(c.close), plain(c.volume), c.open_ms + 59_999,
-             plain(c.quote_volume), c.trades, "0", "0", "0"]
-            for c in list(state.candles)[-limit:]
-        ]  # fmt: skip
+        """Trade, mark, index and premium-index candles of every interval Binance serves."""
+        kind = KLINE_KINDS[request.path]
+        name = params.get("pair") if kind in ("index", "continuous") else params.get("symbol")
+        if not name and kind in ("index", "continuous"):
+            raise Rejection(-1102, "Mandatory parameter 'pair' was not sent, was empty/null, or malformed.")
+        state = self.engine.symbol(name)
+        if kind == "continuous" and params.get("contractType") != "PERPETUAL":
+            raise Rejection(-1102, "Mandatory parameter 'contractType' was not sent, was empty/null, or malformed.")
+        interval = params.get("interval")
+        if not interval:
+            raise Rejection(-1102, "Mandatory parameter 'interval' was not sent, was empty/null, or malformed.")
+        if interval not in INTERVALS:
+            raise Rejection(-1120, "Invalid interval.")
+        limit = _limit(params, 500, 1500)
+        candles = self.market.history[state.spec.symbol].candles(
+            interval, "trade" if kind == "continuous" else kind, _int(params, "startTime"), _int(params, "endTime"),
+            limit,
+        )  # fmt: skip
+        spec = state.spec
+        if kind in ("trade", "continuous"):
+            price, qty = _places(spec.tick), _places(spec.step)
+            return [[c.open_ms, _units(c.open, price), _units(c.high, price), _units(c.low, price),
+                     _units(c.close, price), _units(c.volume, qty), c.close_ms, _units(c.quote_volume, 8), c.trades,
+                     _units(c.volume // 2, qty), _units(c.quote_volume // 2, 8), "0"] for c in candles]  # fmt: skip
+        return [[c.open_ms, _units(c.open, 8), _units(c.high, 8), _units(c.low, 8), _units(c.close, 8), "0",
+                 c.close_ms, "0", c.minutes, "0", "0", "0"] for c in candles]  # fmt: skip
 
     async def h_trades(self, request: web.Request, params: Params, account: Account | None) -> Any:
+        """Recent trades: the newest `limit` of the market's last 10,000."""
         state = self.engine.symbol(params.get("symbol"))
-        return [{"id": t.id, "price": plain(t.price), "qty": plain(t.qty), "quoteQty": plain(t.price * t.qty),
-                 "time": t.time_ms, "isBuyerMaker": t.buyer_maker} for t in state.trades]  # fmt: skip
+        rows = list(state.recent)[-_limit(params, 500, 1000) :]
+        return [self._trade_json(state, t) for t in rows]
+
+    async def h_historical_trades(self, request: web.Request, params: Params, account: Account | None) -> Any:
+        state = self.engine.symbol(params.get("symbol"))
+        limit, from_id = _limit(params, 500, 1000), _int(params, "fromId")
+        if from_id is None:
+            return [self._trade_json(state, t) for t in list(state.recent)[-limit:]]
+        return [self._trade_json(state, t) for t in itertools.islice(self._trades_from(state, from_id), limit)]
+
+    @staticmethod
+    def _trade_json(state: SymbolState, t: Trade) -> dict[str, Any]:
+        price, qty = _places(state.spec.tick), _places(state.spec.step)
+        return {"id": t.id, "price": _fixed(t.price, price), "qty": _fixed(t.qty, qty),
+                "quoteQty": _fixed(t.price * t.qty, 8), "time": t.time_ms, "isBuyerMaker": t.buyer_maker}  # fmt: skip
+
+    def _trades_from(self, state: SymbolState, first_id: int) -> Iterator[Trade]:
+        """Trades from id `first_id` on: the generated history's, then the live market's it still holds."""
+        yield from map(_trade, self.market.history[state.spec.symbol].trades_from_id(first_id))
+        yield from (t for t in state.recent if t.id >= first_id)
 
     async def h_agg_trades(self, request: web.Request, params: Params, account: Account | None) -> Any:
+        """Aggregate trades by `fromId`, by time (at most an hour), or the newest; oldest first."""
         state = self.engine.symbol(params.get("symbol"))
-        return [{"a": t.id, "p": plain(t.price), "q": plain(t.qty), "f": t.id, "l": t.id, "T": t.time_ms,
-                 "m": t.buyer_maker} for t in state.trades]  # fmt: skip
+        limit, from_id = _limit(params, 500, 1000), _int(params, "fromId")
+        start, end = _int(params, "startTime"), _int(params, "endTime")
+        if start is not None and end is not None and not 0 <= end - start <= 3_600_000:
+            raise Rejection(-1127, "More than 1 hours between startTime and endTime.")
+        if from_id is not None:
+            rows = list(itertools.islice(
+                (t for t in self._trades_from(state, from_id)
+                 if (start is None or t.time_ms >= start) and (end is None or t.time_ms <= end)), limit))  # fmt: skip
+        elif start is not None or end is not None:
+            lo = start if start is not None else end - 3_600_000  # type: ignore[operator]
+            hi = end if end is not None else lo + 3_600_000
+            generated = [_trade(t) for t in self.market.history[state.spec.symbol].trades(lo, hi + 1)]
+            live = [t for t in state.recent if lo <= t.time_ms <= hi]
+            rows = (generated + live)[:limit] if start is not None else (generated + live)[-limit:]
+        else:
+            rows = list(state.recent)[-limit:]
+        tick, step = _places(state.spec.tick), _places(state.spec.step)
+        return [{"a": t.id, "p": _fixed(t.price, tick), "q": _fixed(t.qty, step), "f": t.id, "l": t.id,
+                 "T": t.time_ms, "m": t.buyer_maker} for t in rows]  # fmt: skip
 
     # ------------------------------------------------------------------------------- account
 
@@ -821,9 +956,11 @@ class Emulator:
         return [order_json(o) for o in account.open_orders(symbol)]
 
     async def h_all_orders(self, request: web.Request, params: Params, account: Account | None) -> Any:
+        """A symbol's orders: from `orderId` on, else by time (at most 7 days apart), else the newest."""
         assert account is not None
         self.engine.symbol(params.get("symbol"))
-        return [order_json(o) for o in account.orders.values() if o.symbol == params["symbol"]]
+        rows = [order_json(o) for o in account.orders.values() if o.symbol == params["symbol"]]
+        return _id_or_time_page(rows, "orderId", _int(params, "orderId"), "time", params)
 
     async def h_cancel_all(self, request: web.Request, params: Params, account: Account | None) -> Any:
         assert account is not None
@@ -893,16 +1030,18 @@ class Emulator:
         return rows[-(_int(params, "limit", 500) or 500) :]
 
     async def h_user_trades(self, request: web.Request, params: Params, account: Account | None) -> Any:
+        """A symbol's fills: from `fromId` on, else by time (at most 7 days apart), else the newest."""
         assert account is not None
         self.engine.symbol(params.get("symbol"))
         rows = [fill_json(f) for f in account.fills if f.symbol == params["symbol"]]
-        return rows[-(_int(params, "limit", 500) or 500) :]
+        return _id_or_time_page(rows, "id", _int(params, "fromId"), "time", params)
 
     async def h_income(self, request: web.Request, params: Params, account: Account | None) -> Any:
+        """Income rows by time, oldest first; with neither startTime nor endTime, the last 7 days'."""
         assert account is not None
         kind, symbol = params.get("incomeType"), params.get("symbol")
         rows = [income_json(i) for i in account.incomes if kind in (None, i.income_type) and symbol in (None, i.symbol)]
-        return rows[-(_int(params, "limit", 100) or 100) :]
+        return _page(rows, "time", params, default=100, maximum=1000, recent_ms=WEEK_MS, now_ms=self.market.now_ms)
 
     async def h_api_restrictions(self, request: web.Request, params: Params, account: Account | None) -> Any:
         return {"ipRestrict": False, "createTime": self.market.start_ms, "enableReading": True,
