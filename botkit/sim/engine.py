@@ -23,7 +23,7 @@ from decimal import Decimal
 from typing import Any
 
 from botkit.domain import OrderSide, OrderType
-from botkit.margin import liquidation_price, move_position, notional_cap_for_leverage, plain
+from botkit.margin import liquidation_price, maintenance_margin, move_position, notional_cap_for_leverage, plain
 from botkit.sim.market import Market, SymbolState
 
 D = Decimal
@@ -31,6 +31,7 @@ ZERO = D(0)
 CLIENT_ID_PATTERN = re.compile(r"^[.A-Z:/a-z0-9_-]{1,36}$")
 RECENT_CLIENT_IDS = 10_000  # client ids remembered after an order closes, for duplicate detection
 DEFAULT_LEVERAGE = 20
+MAX_OPEN_ORDERS = 200  # open regular orders per symbol (the MAX_NUM_ORDERS filter)
 ALGO_LIMIT = 200  # open conditional orders per account, across all symbols (Binance, since 2025-12-29)
 TRIGGER_PROTECT = D("0.05")  # the largest mark/last difference rate at which a price-protected order triggers
 STOP_TYPES = (OrderType.STOP_MARKET, OrderType.STOP)  # buy triggers at or above the trigger price, sell at or below
@@ -152,6 +153,7 @@ class Income:
     income_type: str  # FUNDING_FEE / REALIZED_PNL / COMMISSION / INSURANCE_CLEAR
     amount: Decimal
     time_ms: int
+    trade_id: int | None = None  # the fill a COMMISSION or REALIZED_PNL row belongs to
 
 
 @dataclass
@@ -322,15 +324,35 @@ class Engine:
         return total - self.open_order_margin(account)
 
     def liquidation_price(self, account: Account, symbol: str) -> Decimal | None:
+        """Binance's formula for either margin type: an isolated position's wallet is its isolated margin; a
+        cross position's is the cross wallet less the other cross positions' maintenance margin plus their
+        unrealized PnL (WB − TMM1 + UPNL1)."""
         pos = account.position(symbol)
-        if not pos.qty or account.config(symbol).margin_type != "ISOLATED":
+        if not pos.qty:
             return None
+        wallet = pos.isolated_wallet
+        if account.config(symbol).margin_type != "ISOLATED":
+            wallet = account.wallet
+            for other, p in account.positions.items():
+                if other != symbol and p.qty and account.config(other).margin_type != "ISOLATED":
+                    state = self.market.symbols[other]
+                    wallet += self.unrealized(account, other) - maintenance_margin(p.qty * state.mark, state.tiers)
         side = "long" if pos.qty > 0 else "short"
-        return liquidation_price(side, abs(pos.qty), pos.entry, pos.isolated_wallet, self.market.symbols[symbol].tiers)
+        return liquidation_price(side, abs(pos.qty), pos.entry, wallet, self.market.symbols[symbol].tiers)
 
     # ------------------------------------------------------------------------------------- orders
 
-    def place_order(
+    def place_order(self, account: Account, **order: Any) -> Order:
+        """A new order, checked as Binance checks it, then placed and matched."""
+        placed = self._place(account, **order)
+        assert placed is not None
+        return placed
+
+    def check_order(self, account: Account, **order: Any) -> None:
+        """Check a new order as place_order would, placing nothing (Binance's test order)."""
+        self._place(account, test=True, **order)
+
+    def _place(
         self,
         account: Account,
         *,
@@ -343,7 +365,8 @@ class Engine:
         reduce_only: bool = False,
         client_id: str | None = None,
         algo_id: int | None = None,
-    ) -> Order:
+        test: bool = False,
+    ) -> Order | None:
         state = self.symbol(symbol)
         spec = state.spec
         assert symbol is not None
@@ -382,8 +405,10 @@ class Engine:
             client_id = f"emu-{self._ids['order'] + 1}"
         if not CLIENT_ID_PATTERN.match(client_id):
             raise Rejection(-4015, "Client order id is not valid.")
-        if client_id in account.client_ids:
-            raise Rejection(-4116, "ClientOrderId is duplicated.")
+        if client_id in account.client_ids and account.orders[account.client_ids[client_id]].is_open:
+            raise Rejection(-4116, "ClientOrderId is duplicated.")  # only among open orders, as on Binance
+        if len(account.open_orders(symbol)) >= MAX_OPEN_ORDERS:
+            raise Rejection(-2025, "Reach max open order limit.")
 
         pos = account.position(symbol)
         sign = side.sign
@@ -413,6 +438,14 @@ class Engine:
                 "Due to the order could not be executed as maker, the Post Only order will be rejected. "
                 "The order will not be recorded in the order history",
             )
+        if type is OrderType.LIMIT and time_in_force == "FOK" and _liquidity(side, price, state) < qty:
+            raise Rejection(
+                -5021,
+                "Due to the order could not be filled immediately, the FOK order has been rejected. "
+                "The order will not be recorded in the order history",
+            )
+        if test:
+            return None
         order = Order(
             id=self._next("order"),
             client_id=client_id,
@@ -432,9 +465,6 @@ class Engine:
         while len(account.client_ids) > RECENT_CLIENT_IDS:
             account.client_ids.popitem(last=False)
         self._emit_order(account, order, "NEW", None)
-        if type is OrderType.LIMIT and time_in_force == "FOK" and _liquidity(side, price, state) < qty:
-            self._finish(account, order, "EXPIRED")
-            return order
         self._take(account, order, state)
         if order.remaining and (type is OrderType.MARKET or time_in_force in ("IOC", "FOK")):
             self._finish(account, order, "EXPIRED")
@@ -475,9 +505,11 @@ class Engine:
             self.now_ms,
         )  # fmt: skip
         account.fills.append(fill)
-        account.incomes.append(Income(self._next("tran"), order.symbol, "COMMISSION", -fee, self.now_ms))
+        account.incomes.append(Income(self._next("tran"), order.symbol, "COMMISSION", -fee, self.now_ms, fill.id))
         if realized:
-            account.incomes.append(Income(self._next("tran"), order.symbol, "REALIZED_PNL", realized, self.now_ms))
+            account.incomes.append(
+                Income(self._next("tran"), order.symbol, "REALIZED_PNL", realized, self.now_ms, fill.id)
+            )
         self._emit_order(account, order, "TRADE", fill)
         self._emit_account(account, "ORDER", order.symbol)
 
@@ -529,6 +561,69 @@ class Engine:
             raise Rejection(-2011, "Unknown order sent.")
         self._finish(account, order, "CANCELED")
         return order
+
+    def modify_order(self, account: Account, symbol: str | None, order_id: int | None, client_id: str | None, *,
+                     side: OrderSide, qty: Decimal, price: Decimal) -> Order:  # fmt: skip
+        """Binance's order amendment: a resting LIMIT order gets a new price and quantity in place (same id).
+        An amendment that breaks a filter is refused and the order stays; one that leaves the quantity at or
+        below what has filled, or makes a post-only order cross, cancels it."""
+        state = self.symbol(symbol)
+        spec = state.spec
+        order = self.find_order(account, symbol, order_id, client_id)
+        if not order.is_open:
+            raise Rejection(-2013, "Order does not exist.")
+        if order.type is not OrderType.LIMIT:
+            raise Rejection(-5025, "Only limit order is supported.")
+        if side is not order.side:
+            raise Rejection(-4218, "Order side does not match.")  # not verified against Binance
+        if qty <= ZERO:
+            raise Rejection(-4003, "Quantity less than or equal to zero.")
+        if qty % spec.step:
+            raise Rejection(-1111, "Precision is over the maximum defined for this asset.")
+        if price <= ZERO or price % spec.tick:
+            raise Rejection(-4014, "Price not increased by tick size.")
+        if side is OrderSide.BUY and price > state.mark * spec.percent_up:
+            raise Rejection(-4016, f"Limit price can't be higher than {plain(state.mark * spec.percent_up)}.")
+        if side is OrderSide.SELL and price < state.mark * spec.percent_down:
+            raise Rejection(-4024, f"Limit price can't be lower than {plain(state.mark * spec.percent_down)}.")
+        if price == order.price and qty == order.qty:
+            raise Rejection(-5027, "No need to modify the order.")
+        if qty <= order.filled or (order.time_in_force == "GTX" and _crosses(side, price, state)):
+            self._finish(account, order, "CANCELED")
+            return order
+        order.price, order.qty, order.update_ms = price, qty, self.now_ms
+        self._emit_order(account, order, "AMENDMENT", None)
+        self._take(account, order, state)
+        return order
+
+    def modify_isolated_margin(self, account: Account, symbol: str | None, amount: Decimal, kind: int) -> None:
+        """Add (kind 1) or remove (kind 2) margin of an isolated position; removing leaves at least the initial
+        margin of the position at the mark."""
+        state = self.symbol(symbol)
+        assert symbol is not None
+        pos, config = account.position(symbol), account.config(symbol)
+        if kind not in (1, 2):
+            raise Rejection(-1130, "Invalid data sent for a parameter.")
+        if amount <= ZERO:
+            raise Rejection(-4055, "Amount must be positive.")
+        if not pos.qty:
+            raise Rejection(-4054, "Cannot add position margin: position is 0.")
+        if config.margin_type != "ISOLATED":
+            raise Rejection(-4053, "Auto add margin only support for isolated position.")  # Binance's nearest code
+        if kind == 1:
+            if amount > self.available(account):
+                raise Rejection(-4050, "Cross balance insufficient.")
+            account.wallet -= amount
+            pos.isolated_wallet += amount
+        else:
+            # removable = isolated wallet + unrealized PnL − initial margin at the mark (|qty| × mark / leverage)
+            initial = abs(pos.qty) * state.mark / config.leverage
+            removable = pos.isolated_wallet + self.unrealized(account, symbol) - initial
+            if amount > min(removable, pos.isolated_wallet):
+                raise Rejection(-4051, "Isolated balance insufficient.")
+            pos.isolated_wallet -= amount
+            account.wallet += amount
+        self._emit_account(account, "MARGIN_TRANSFER", symbol)
 
     def cancel_all(self, account: Account, symbol: str | None) -> None:
         self.symbol(symbol)
@@ -602,7 +697,7 @@ class Engine:
         else:
             price = ZERO
         time_in_force = time_in_force or "GTC"
-        if time_in_force not in ("GTC", "IOC", "FOK", "GTX", "GTD"):
+        if time_in_force not in ("GTC", "IOC", "FOK", "GTX"):
             raise Rejection(-1115, "Invalid timeInForce.")
         if client_id is None:
             client_id = f"emu-algo-{self._ids['algo'] + 1}"
@@ -793,7 +888,8 @@ class Engine:
                 if not pos.qty or symbol not in due:
                     continue
                 state = self.market.symbols[symbol]
-                amount = -pos.qty * state.mark * state.funding_rate
+                # funding = −position × mark × rate, on 8 decimals as Binance pays it
+                amount = (-pos.qty * state.mark * state.funding_rate).quantize(D("0.00000001"))
                 if account.config(symbol).margin_type == "ISOLATED":
                     pos.isolated_wallet += amount
                 else:
@@ -809,6 +905,8 @@ class Engine:
     def check_liquidations(self) -> None:
         for account in self.accounts.values():
             for symbol, pos in account.positions.items():
+                if account.config(symbol).margin_type != "ISOLATED":
+                    continue  # cross positions are never liquidated here (a simplification)
                 liq = self.liquidation_price(account, symbol)
                 mark = self.market.symbols[symbol].mark
                 if liq is None or (pos.qty > 0 and mark > liq) or (pos.qty < 0 and mark < liq):

@@ -24,14 +24,14 @@ from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal, InvalidOperation
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl
 
 from aiohttp import WSMsgType, web
 
 from botkit.domain import OrderSide, OrderType
-from botkit.margin import maintenance_margin, plain
+from botkit.margin import maintenance_margin, notional_cap_for_leverage, plain
 from botkit.sim.engine import (
     Account,
     AlgoChanged,
@@ -94,16 +94,17 @@ class _Usage:
 
 
 class RateLimiter:
-    """Binance's IP limits: request weight per minute and order counts per 10 s and per minute.
+    """Binance's limits: request weight per minute per IP, and new orders per 10 s and per minute per account.
 
-    Over a limit: HTTP 429 with Retry-After until the window ends. A request during that cool-down
+    Over the weight limit: HTTP 429 with Retry-After until the window ends. A request during that cool-down
     (after a short grace for requests already in flight) earns an HTTP 418 ban, `ban_seconds` long and
-    doubling with each repeat.
+    doubling with each repeat. Over an order limit: HTTP 429 (-1015) for new orders only.
     """
 
     def __init__(self, settings: EmulatorSettings, now: Callable[[], float] = time.monotonic) -> None:
         self.settings, self.now = settings, now
-        self.usage: dict[str, _Usage] = {}
+        self.usage: dict[str, _Usage] = {}  # by IP: request weight, cool-downs and bans
+        self.accounts: dict[str, _Usage] = {}  # by API key: order counts
         self.answered: Counter[int] = Counter()  # 429 and 418 answers given, rate-limit and injected
 
     def cool_down(self, ip: str, seconds: float) -> None:
@@ -119,8 +120,8 @@ class RateLimiter:
         u.banned_until = max(u.banned_until, self.now() + seconds)
         self.answered[418] += 1
 
-    def check(self, ip: str, weight: int, is_order: bool) -> tuple[int | None, float, dict[str, str]]:
-        """(status or None, retry-after seconds, usage headers) for one request."""
+    def check(self, ip: str, weight: int) -> tuple[int | None, float, dict[str, str]]:
+        """(status or None, retry-after seconds, usage headers) for one request's IP weight."""
         now = self.now()
         u = self.usage.setdefault(ip, _Usage())
         if u.banned_until > now:
@@ -136,20 +137,33 @@ class RateLimiter:
             u.window, u.weight = minute, 0
         u.weight += weight
         headers = {"X-MBX-USED-WEIGHT-1M": str(u.weight)}
-        over_until = (minute + 1) * 60 if u.weight > self.settings.weight_per_minute else 0.0
-        if is_order:
-            for length, limit in ((10, self.settings.orders_per_10s), (60, self.settings.orders_per_minute)):
-                index = int(now // length)
-                seen, count = u.order_windows.get(length, (index, 0))
-                count = count + 1 if seen == index else 1
-                u.order_windows[length] = (index, count)
-                headers[f"X-MBX-ORDER-COUNT-{'10S' if length == 10 else '1M'}"] = str(count)
-                if count > limit:
-                    over_until = max(over_until, (index + 1) * length)
-        if over_until:
-            u.cooldown_until, u.limited_at = over_until, now
-            return 429, over_until - now, headers
+        if u.weight > self.settings.weight_per_minute:
+            u.cooldown_until, u.limited_at = (minute + 1) * 60, now
+            return 429, u.cooldown_until - now, headers
         return None, 0.0, headers
+
+    def count_orders(self, account: str, counts: tuple[int, int]) -> tuple[str | None, float, dict[str, str]]:
+        """New orders count against the account, not the IP: (the limit broken or None, retry-after seconds,
+        order-count headers). Over a limit the order is refused with 429 until its window ends; other
+        requests go on, and no ban follows."""
+        now = self.now()
+        u = self.accounts.setdefault(account, _Usage())
+        headers, broken, retry = {}, None, 0.0
+        limits = self.settings.orders_per_10s, self.settings.orders_per_minute
+        for length, limit, name, count in zip((10, 60), limits, ("TEN_SECONDS", "ONE_MINUTE"), counts, strict=True):
+            index = int(now // length)
+            seen, used = u.order_windows.get(length, (index, 0))
+            used = used if seen == index else 0
+            headers[f"X-MBX-ORDER-COUNT-{'10S' if length == 10 else '1M'}"] = str(used + count)
+            if used + count > limit:
+                broken, retry = f"{limit} orders per {name}", max(retry, (index + 1) * length - now)
+                headers[f"X-MBX-ORDER-COUNT-{'10S' if length == 10 else '1M'}"] = str(used)
+            u.order_windows[length] = (index, used)
+        if broken is None:
+            for length, count in zip((10, 60), counts, strict=True):
+                index, used = u.order_windows[length]
+                u.order_windows[length] = (index, used + count)
+        return broken, retry, headers
 
 
 # ----------------------------------------------------------------------------------------- helpers
@@ -261,6 +275,22 @@ KLINE_KINDS = {"/fapi/v1/klines": "trade", "/fapi/v1/continuousKlines": "continu
 INTERVALS = (*INTERVALS_MS, "1M")
 
 
+def _batch(params: Params, name: str, most: int) -> list[Params]:
+    """The orders of a batch request: a JSON list of at most `most` objects of string parameters."""
+    raw = params.get(name)
+    if not raw:
+        raise Rejection(-1102, f"Mandatory parameter '{name}' was not sent, was empty/null, or malformed.")
+    try:
+        items = json.loads(raw)
+    except ValueError:
+        raise Rejection(-1130, "Invalid data sent for a parameter.") from None
+    if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+        raise Rejection(-1130, "Invalid data sent for a parameter.")
+    if len(items) > most:
+        raise Rejection(-1130, f"Invalid data sent for a parameter: at most {most} orders.")
+    return [{k: v if isinstance(v, str) else json.dumps(v) for k, v in i.items()} for i in items]
+
+
 def _trade(t: HistoryTrade) -> Trade:
     """A generated trade as the market's own."""
     return Trade(t.id, from_units(t.price), from_units(t.qty), t.buyer_maker, t.time_ms)
@@ -275,12 +305,28 @@ def _retry_after(seconds: float) -> dict[str, str]:
     return {"Retry-After": str(max(1, math.ceil(seconds)))}
 
 
-def _depth_weight(limit: int) -> int:
-    return 2 if limit <= 50 else 5 if limit <= 100 else 10 if limit <= 500 else 20
+# New orders a request counts (per 10 s, per minute); every other request counts none.
+ORDER_COUNTS = {("POST", "/fapi/v1/order"): (1, 1), ("PUT", "/fapi/v1/order"): (1, 1),
+                ("POST", "/fapi/v1/algoOrder"): (1, 1), ("POST", "/fapi/v1/batchOrders"): (5, 1),
+                ("PUT", "/fapi/v1/batchOrders"): (5, 1)}  # fmt: skip
+# Request weights that depend on the parameters: (with a symbol, without one).
+SYMBOL_WEIGHTS = {"/fapi/v1/ticker/24hr": (1, 40), "/fapi/v1/openOrders": (1, 40), "/fapi/v1/openAlgoOrders": (1, 40),
+                  "/fapi/v1/premiumIndex": (1, 10), "/fapi/v1/ticker/bookTicker": (2, 5),
+                  "/fapi/v1/ticker/price": (1, 2), "/fapi/v2/ticker/price": (1, 2),
+                  "/fapi/v1/forceOrders": (20, 50)}  # fmt: skip
 
 
-def _kline_weight(limit: int) -> int:
-    return 1 if limit < 100 else 2 if limit < 500 else 5 if limit <= 1000 else 10
+def _weight(path: str, params: Params, weight: int) -> int:
+    """A request's IP weight, as Binance's table gives it."""
+    if path == "/fapi/v1/depth":
+        limit = _int(params, "limit", 500) or 500
+        return 2 if limit <= 50 else 5 if limit <= 100 else 10 if limit <= 500 else 20
+    if path in KLINE_KINDS:
+        limit = _int(params, "limit", 500) or 500
+        return 1 if limit < 100 else 2 if limit < 500 else 5 if limit <= 1000 else 10
+    if path in SYMBOL_WEIGHTS:
+        return SYMBOL_WEIGHTS[path][0 if "symbol" in params else 1]
+    return weight
 
 
 # ------------------------------------------------------------------------------------- WebSockets
@@ -340,6 +386,7 @@ class Emulator:
         self._clock_task: asyncio.Task[None] | None = None
         self.url = ""
         self.busy_seconds = 0.0  # time spent inside request handling, for benchmarks
+        self.countdowns: dict[tuple[str, str], int] = {}  # (API key, symbol) -> when countdownCancelAll fires
         self.app = self._build_app()
 
     # ------------------------------------------------------------------------------ lifecycle
@@ -468,6 +515,8 @@ class Emulator:
             ("GET", "/fapi/v1/ticker/24hr", self.h_ticker, 1, ""),
             ("GET", "/fapi/v1/ticker/bookTicker", self.h_book_ticker, 2, ""),
             ("GET", "/fapi/v1/ticker/price", self.h_price, 1, ""),
+            ("GET", "/fapi/v2/ticker/price", self.h_price, 1, ""),
+            ("GET", "/fapi/v1/openInterest", self.h_open_interest, 1, ""),
             ("GET", "/fapi/v1/premiumIndex", self.h_premium_index, 1, ""),
             ("GET", "/fapi/v1/fundingInfo", self.h_funding_info, 1, ""),
             ("GET", "/fapi/v1/fundingRate", self.h_funding_rate_history, 1, ""),
@@ -478,6 +527,7 @@ class Emulator:
             ("GET", "/fapi/v3/account", self.h_account, 5, "signed"),
             ("GET", "/fapi/v2/account", self.h_account, 5, "signed"),
             ("GET", "/fapi/v2/balance", self.h_balance, 5, "signed"),
+            ("GET", "/fapi/v3/balance", self.h_balance, 5, "signed"),
             ("GET", "/fapi/v3/positionRisk", self.h_position_risk, 5, "signed"),
             ("GET", "/fapi/v2/positionRisk", self.h_position_risk_v2, 5, "signed"),
             ("GET", "/fapi/v1/leverageBracket", self.h_leverage_bracket, 1, "signed"),
@@ -486,7 +536,19 @@ class Emulator:
             ("GET", "/fapi/v1/symbolConfig", self.h_symbol_config, 5, "signed"),
             ("GET", "/fapi/v1/positionSide/dual", self.h_position_mode, 30, "signed"),
             ("GET", "/fapi/v1/commissionRate", self.h_commission, 20, "signed"),
-            ("POST", "/fapi/v1/order", self.h_create_order, 1, "signed"),
+            ("POST", "/fapi/v1/order", self.h_create_order, 0, "signed"),
+            ("PUT", "/fapi/v1/order", self.h_modify_order, 0, "signed"),
+            ("POST", "/fapi/v1/order/test", self.h_test_order, 0, "signed"),
+            ("POST", "/fapi/v1/batchOrders", self.h_batch_create, 5, "signed"),
+            ("PUT", "/fapi/v1/batchOrders", self.h_batch_modify, 5, "signed"),
+            ("DELETE", "/fapi/v1/batchOrders", self.h_batch_cancel, 1, "signed"),
+            ("POST", "/fapi/v1/countdownCancelAll", self.h_countdown_cancel_all, 10, "signed"),
+            ("GET", "/fapi/v1/openOrder", self.h_open_order, 1, "signed"),
+            ("GET", "/fapi/v1/forceOrders", self.h_force_orders, 20, "signed"),
+            ("POST", "/fapi/v1/positionMargin", self.h_position_margin, 1, "signed"),
+            ("GET", "/fapi/v1/multiAssetsMargin", self.h_multi_assets, 30, "signed"),
+            ("POST", "/fapi/v1/multiAssetsMargin", self.h_set_multi_assets, 1, "signed"),
+            ("POST", "/fapi/v1/positionSide/dual", self.h_set_position_mode, 1, "signed"),
             ("GET", "/fapi/v1/order", self.h_query_order, 1, "signed"),
             ("DELETE", "/fapi/v1/order", self.h_cancel_order, 1, "signed"),
             ("GET", "/fapi/v1/openOrders", self.h_open_orders, 1, "signed"),
@@ -553,17 +615,9 @@ class Emulator:
         raw_query = request.rel_url.raw_query_string
         raw_body = (await request.text()) if request.can_read_body else ""
         params = dict(parse_qsl(raw_query, keep_blank_values=True)) | dict(parse_qsl(raw_body, keep_blank_values=True))
-        if request.path == "/fapi/v1/depth":
-            weight = _depth_weight(_int(params, "limit", 500) or 500)
-        elif request.path in KLINE_KINDS:
-            weight = _kline_weight(_int(params, "limit", 500) or 500)
-        elif request.path in ("/fapi/v1/ticker/24hr", "/fapi/v1/openOrders", "/fapi/v1/openAlgoOrders") and (
-            "symbol" not in params
-        ):
-            weight = 40
-        is_order = request.path in ("/fapi/v1/order", "/fapi/v1/algoOrder") and request.method == "POST"
+        weight = _weight(request.path, params, weight)
         ip = request.remote or "?"
-        status, retry_after, headers = self.limiter.check(ip, weight, is_order)
+        status, retry_after, headers = self.limiter.check(ip, weight)
         if status is not None:
             self.limiter.answered[status] += 1
         if status == 418:
@@ -590,8 +644,20 @@ class Emulator:
                 return _error(-1003, "Way too many requests; IP banned (injected).", 418, _retry_after(rule.seconds))
             elif rule.kind == "timeout_after_accept":
                 accept_then_vanish = rule
-        account = self._authenticate(request, auth, raw_query, raw_body, params) if auth else None
-        result = await handler(request, params, account)
+        try:
+            account = self._authenticate(request, auth, raw_query, raw_body, params) if auth else None
+            counts = ORDER_COUNTS.get((request.method, request.path))
+            if counts is not None and account is not None:
+                broken, retry, order_headers = self.limiter.count_orders(account.api_key, counts)
+                headers |= order_headers
+                if broken is not None:
+                    self.limiter.answered[429] += 1
+                    return _error(-1015, f"Too many new orders; current limit is {broken}.", 429,
+                                  headers | _retry_after(retry))  # fmt: skip
+            self._expire_countdowns()
+            result = await handler(request, params, account)
+        except Rejection as exc:  # refusals carry the usage headers too
+            return _error(exc.code, exc.msg, exc.status, headers)
         if accept_then_vanish is not None:
             await self._hold(accept_then_vanish.seconds)
         return _json(result, headers=headers)
@@ -603,7 +669,10 @@ class Emulator:
 
     def _authenticate(self, request: web.Request, auth: str, raw_query: str, raw_body: str, params: Params) -> Account:
         """The account behind the API key; for "signed" routes also the timestamp and HMAC signature."""
-        account = self.engine.accounts.get(request.headers.get("X-MBX-APIKEY", ""))
+        key = request.headers.get("X-MBX-APIKEY", "")
+        if not key:
+            raise Rejection(-2014, "API-key format invalid.", 401)
+        account = self.engine.accounts.get(key)
         if account is None:
             raise Rejection(-2015, "Invalid API-key, IP, or permissions for action.", 401)
         if auth == "key":
@@ -667,7 +736,7 @@ class Emulator:
                     ],
                     "orderTypes": ["LIMIT", "MARKET", "STOP", "STOP_MARKET", "TAKE_PROFIT", "TAKE_PROFIT_MARKET",
                                    "TRAILING_STOP_MARKET"],
-                    "timeInForce": ["GTC", "IOC", "FOK", "GTX", "GTD"],
+                    "timeInForce": ["GTC", "IOC", "FOK", "GTX"],
                 }
             )  # fmt: skip
         s = self.settings
@@ -748,8 +817,8 @@ class Emulator:
     def _premium(self, symbol: str) -> dict[str, Any]:
         st = self.market.symbols[symbol]
         return {
-            "symbol": symbol, "markPrice": plain(st.mark), "indexPrice": plain(st.index),
-            "estimatedSettlePrice": plain(st.index), "lastFundingRate": plain(st.funding_rate),
+            "symbol": symbol, "markPrice": _fixed(st.mark, 8), "indexPrice": _fixed(st.index, 8),
+            "estimatedSettlePrice": _fixed(st.index, 8), "lastFundingRate": _fixed(st.funding_rate, 8),
             "interestRate": "0.00010000", "nextFundingTime": self.market.next_funding_ms, "time": self.market.now_ms,
         }  # fmt: skip
 
@@ -771,7 +840,8 @@ class Emulator:
         for symbol in self._symbols(params):
             rows += [{"symbol": symbol, "fundingTime": t, "fundingRate": _fixed(rate, 8), "markPrice": _fixed(mark, 8)}
                      for t, rate, mark in self.market.history[symbol].funding()]  # fmt: skip
-            rows += [r for r in self.engine.funding_rates if r["symbol"] == symbol]
+            rows += [r | {"fundingRate": _fixed(D(r["fundingRate"]), 8), "markPrice": _fixed(D(r["markPrice"]), 8)}
+                     for r in self.engine.funding_rates if r["symbol"] == symbol]  # fmt: skip
         rows.sort(key=lambda r: r["fundingTime"])
         return _page(rows, "fundingTime", params, default=100, maximum=1000)
 
@@ -853,8 +923,18 @@ class Emulator:
     # ------------------------------------------------------------------------------- account
 
     async def h_account(self, request: web.Request, params: Params, account: Account | None) -> Any:
+        """v3: assets and the open positions; v2 also the account's flags and every symbol's position row."""
         assert account is not None
-        return account_json(self.engine, account)
+        row = account_json(self.engine, account)
+        if request.path.startswith("/fapi/v2/"):
+            row = {"feeTier": 0, "feeBurn": False, "canTrade": True, "canDeposit": True, "canWithdraw": True,
+                   "updateTime": 0, "multiAssetsMargin": False, "tradeGroupId": -1} | row  # fmt: skip
+            fields = ("symbol", "initialMargin", "maintMargin", "positionInitialMargin", "openOrderInitialMargin",
+                      "leverage", "isolated", "entryPrice", "breakEvenPrice", "maxNotional", "positionSide",
+                      "positionAmt", "notional", "isolatedWallet", "updateTime", "bidNotional", "askNotional")
+            row["positions"] = [{k: r[k] for k in fields} | {"unrealizedProfit": r["unRealizedProfit"]}
+                                for r in (self._position_v2(account, s) for s in self.market.symbols)]  # fmt: skip
+        return row
 
     async def h_balance(self, request: web.Request, params: Params, account: Account | None) -> Any:
         assert account is not None
@@ -865,19 +945,24 @@ class Emulator:
                  "marginAvailable": True, "updateTime": asset["updateTime"]}]  # fmt: skip
 
     async def h_position_risk(self, request: web.Request, params: Params, account: Account | None) -> Any:
+        """v3: only the symbols with a position or open orders."""
         assert account is not None
-        return [position_json(self.engine, account, s) for s in self._symbols(params)]
+        return [position_json(self.engine, account, s) for s in self._symbols(params)
+                if account.position(s).qty or account.open_orders(s)]  # fmt: skip
+
+    def _position_v2(self, account: Account, symbol: str) -> dict[str, Any]:
+        row = position_json(self.engine, account, symbol)
+        config = account.config(symbol)
+        cap = plain(notional_cap_for_leverage(config.leverage, self.market.symbols[symbol].tiers))
+        row |= {"leverage": str(config.leverage), "marginType": "isolated" if config.margin_type == "ISOLATED"
+                else "cross", "isAutoAddMargin": "false", "isolated": config.margin_type == "ISOLATED",
+                "maxNotionalValue": cap, "maxNotional": cap}  # fmt: skip
+        return row
 
     async def h_position_risk_v2(self, request: web.Request, params: Params, account: Account | None) -> Any:
+        """v2: every symbol asked for, flat or not."""
         assert account is not None
-        rows = []
-        for s in self._symbols(params):
-            row = position_json(self.engine, account, s)
-            config = account.config(s)
-            row |= {"leverage": str(config.leverage), "marginType": "isolated" if config.margin_type == "ISOLATED"
-                    else "cross", "isAutoAddMargin": "false", "isolated": config.margin_type == "ISOLATED"}  # fmt: skip
-            rows.append(row)
-        return rows
+        return [self._position_v2(account, s) for s in self._symbols(params)]
 
     async def h_leverage_bracket(self, request: web.Request, params: Params, account: Account | None) -> Any:
         rows = [
@@ -918,21 +1003,152 @@ class Emulator:
 
     # -------------------------------------------------------------------------------- orders
 
+    def _new_order(self, params: Params) -> dict[str, Any]:
+        """A new order's fields from its parameters, checked as Binance checks them on the wire."""
+        side, type = _one_way_side_and_type(params)
+        if type is OrderType.LIMIT and not params.get("timeInForce"):
+            raise Rejection(-1102, "Mandatory parameter 'timeInForce' was not sent, was empty/null, or malformed.")
+        return {"symbol": params.get("symbol"), "side": side, "type": type,
+                "qty": _decimal(params, "quantity") or D(0), "price": _decimal(params, "price", required=False),
+                "time_in_force": params.get("timeInForce"), "reduce_only": _flag(params, "reduceOnly"),
+                "client_id": params.get("newClientOrderId")}  # fmt: skip
+
     async def h_create_order(self, request: web.Request, params: Params, account: Account | None) -> Any:
         assert account is not None
-        side, type = _one_way_side_and_type(params)
-        order = self.engine.place_order(
-            account,
-            symbol=params.get("symbol"),
-            side=side,
-            type=type,
-            qty=_decimal(params, "quantity") or D(0),
-            price=_decimal(params, "price", required=False),
-            time_in_force=params.get("timeInForce"),
-            reduce_only=_flag(params, "reduceOnly"),
-            client_id=params.get("newClientOrderId"),
-        )
+        answer = params.get("newOrderRespType", "ACK")
+        if answer not in ("ACK", "RESULT"):
+            raise Rejection(-1136, "Invalid newOrderRespType.")
+        order = self.engine.place_order(account, **self._new_order(params))
+        return order_json(order) if answer == "RESULT" else order_json(order, as_accepted=True)
+
+    async def h_test_order(self, request: web.Request, params: Params, account: Account | None) -> Any:
+        assert account is not None
+        self.engine.check_order(account, **self._new_order(params))
+        return {}
+
+    async def h_modify_order(self, request: web.Request, params: Params, account: Account | None) -> Any:
+        assert account is not None
+        side = _from_wire(OrderSide, params.get("side", ""), -1117, "Invalid side.")
+        qty, price = _decimal(params, "quantity") or D(0), _decimal(params, "price") or D(0)
+        order = self.engine.modify_order(account, params.get("symbol"), *self._order_ref(params), side=side, qty=qty,
+                                         price=price)  # fmt: skip
         return order_json(order)
+
+    async def h_batch_create(self, request: web.Request, params: Params, account: Account | None) -> Any:
+        assert account is not None
+        answers = []
+        for item in _batch(params, "batchOrders", 5):
+            try:
+                answers.append(await self.h_create_order(request, item | {"newOrderRespType": "RESULT"}, account))
+            except Rejection as exc:
+                answers.append({"code": exc.code, "msg": exc.msg})
+        return answers
+
+    async def h_batch_modify(self, request: web.Request, params: Params, account: Account | None) -> Any:
+        assert account is not None
+        answers = []
+        for item in _batch(params, "batchOrders", 5):
+            try:
+                answers.append(await self.h_modify_order(request, item, account))
+            except Rejection as exc:
+                answers.append({"code": exc.code, "msg": exc.msg})
+        return answers
+
+    async def h_batch_cancel(self, request: web.Request, params: Params, account: Account | None) -> Any:
+        assert account is not None
+        ids, client_ids = params.get("orderIdList"), params.get("origClientOrderIdList")
+        refs: list[dict[str, str]] = []
+        for raw, name in ((ids, "orderId"), (client_ids, "origClientOrderId")):
+            if raw:
+                try:
+                    values = json.loads(raw)
+                except ValueError:
+                    raise Rejection(-1130, "Invalid data sent for a parameter.") from None
+                if not isinstance(values, list) or len(values) > 10:
+                    raise Rejection(-1130, "Invalid data sent for a parameter.")
+                refs += [{"symbol": params.get("symbol", ""), name: str(v)} for v in values]
+        if not refs:
+            raise Rejection(-1102, "Mandatory parameter 'orderIdList' was not sent, was empty/null, or malformed.")
+        answers = []
+        for ref in refs:
+            try:
+                answers.append(await self.h_cancel_order(request, ref, account))
+            except Rejection as exc:
+                answers.append({"code": exc.code, "msg": exc.msg})
+        return answers
+
+    async def h_countdown_cancel_all(self, request: web.Request, params: Params, account: Account | None) -> Any:
+        """A dead man's switch: cancel the symbol's open orders unless called again within `countdownTime` ms
+        (0 switches it off)."""
+        assert account is not None
+        symbol = params.get("symbol")
+        self.engine.symbol(symbol)
+        countdown = _int(params, "countdownTime")
+        if countdown is None:
+            raise Rejection(-1102, "Mandatory parameter 'countdownTime' was not sent, was empty/null, or malformed.")
+        key = (account.api_key, str(symbol))
+        if countdown == 0:
+            self.countdowns.pop(key, None)
+        else:
+            self.countdowns[key] = self.server_time_ms() + countdown
+        return {"symbol": symbol, "countdownTime": str(countdown)}
+
+    def _expire_countdowns(self) -> None:
+        if not self.countdowns:
+            return
+        now = self.server_time_ms()
+        for (key, symbol), deadline in list(self.countdowns.items()):
+            if deadline <= now:
+                del self.countdowns[(key, symbol)]
+                self.engine.cancel_all(self.engine.accounts[key], symbol)
+
+    async def h_open_order(self, request: web.Request, params: Params, account: Account | None) -> Any:
+        assert account is not None
+        order = self.engine.find_order(account, params.get("symbol"), *self._order_ref(params))
+        if not order.is_open:
+            raise Rejection(-2013, "Order does not exist.")
+        return order_json(order)
+
+    async def h_force_orders(self, request: web.Request, params: Params, account: Account | None) -> Any:
+        """The account's liquidation orders (autoCloseType LIQUIDATION; the emulator has no ADL)."""
+        assert account is not None
+        symbol = params.get("symbol")
+        if symbol is not None:
+            self.engine.symbol(symbol)
+        if params.get("autoCloseType", "LIQUIDATION") != "LIQUIDATION":
+            return []
+        rows = [order_json(o) for o in account.orders.values()
+                if o.type is OrderType.LIQUIDATION and symbol in (None, o.symbol)]  # fmt: skip
+        return _page(rows, "time", params, default=50, maximum=100, recent_ms=WEEK_MS, now_ms=self.market.now_ms)
+
+    async def h_position_margin(self, request: web.Request, params: Params, account: Account | None) -> Any:
+        assert account is not None
+        amount = _decimal(params, "amount") or D(0)
+        kind = _int(params, "type")
+        if kind is None:
+            raise Rejection(-1102, "Mandatory parameter 'type' was not sent, was empty/null, or malformed.")
+        self.engine.modify_isolated_margin(account, params.get("symbol"), amount, kind)
+        return {"amount": float(amount), "code": 200, "msg": "Successfully modify position margin.", "type": kind}
+
+    async def h_multi_assets(self, request: web.Request, params: Params, account: Account | None) -> Any:
+        return {"multiAssetsMargin": False}
+
+    async def h_set_multi_assets(self, request: web.Request, params: Params, account: Account | None) -> Any:
+        if _flag(params, "multiAssetsMargin"):
+            raise Rejection(-1020, "This operation is not supported: the emulator has single-asset mode only.")
+        raise Rejection(-4171, "Adjusted asset mode is currently set and does not need to be adjusted repeatedly")
+
+    async def h_set_position_mode(self, request: web.Request, params: Params, account: Account | None) -> Any:
+        if _flag(params, "dualSidePosition"):
+            raise Rejection(-1020, "This operation is not supported: the emulator has one-way mode only.")
+        raise Rejection(-4059, "No need to change position side.")
+
+    async def h_open_interest(self, request: web.Request, params: Params, account: Account | None) -> Any:
+        """Open interest: a base from the book's depth plus every account's open positions."""
+        state = self.engine.symbol(params.get("symbol"))
+        held = sum((abs(a.position(state.spec.symbol).qty) for a in self.engine.accounts.values()), ZERO)
+        return {"symbol": state.spec.symbol, "openInterest": _fixed(state.spec.depth * 5000 + held,
+                _places(state.spec.step)), "time": self.market.now_ms}  # fmt: skip
 
     def _order_ref(self, params: dict[str, str]) -> tuple[int | None, str | None]:
         order_id, client_id = _int(params, "orderId"), params.get("origClientOrderId")
@@ -1345,7 +1561,12 @@ def _from_wire(kind: type[T], value: str, code: int, message: str) -> T:
         raise Rejection(code, message) from None
 
 
-def order_json(order: Order) -> dict[str, Any]:
+def order_json(order: Order, as_accepted: bool = False) -> dict[str, Any]:
+    """An order as the order endpoints show it; `as_accepted`: as Binance's ACK answer shows a new order, before
+    any of it has filled (its fills follow on the user data stream)."""
+    if as_accepted:
+        return order_json(order) | {"status": "NEW", "avgPrice": "0.00", "executedQty": "0", "cumQty": "0",
+                                    "cumQuote": "0", "updateTime": order.time_ms}  # fmt: skip
     return {
         "orderId": order.id,
         "symbol": order.symbol,
@@ -1453,12 +1674,12 @@ def income_json(income: Income) -> dict[str, Any]:
     return {
         "symbol": income.symbol,
         "incomeType": income.income_type,
-        "income": plain(income.amount),
+        "income": _fixed(income.amount, 8),
         "asset": "USDT",
-        "info": "",
+        "info": income.income_type,
         "time": income.time_ms,
         "tranId": income.tran_id,
-        "tradeId": "",
+        "tradeId": str(income.trade_id) if income.trade_id is not None else "",
     }
 
 
@@ -1475,7 +1696,8 @@ def position_json(engine: Engine, account: Account, symbol: str) -> dict[str, An
         "positionSide": "BOTH",
         "positionAmt": plain(pos.qty),
         "entryPrice": plain(pos.entry) if pos.qty else "0.0",
-        "breakEvenPrice": plain(pos.entry) if pos.qty else "0.0",
+        "breakEvenPrice": plain(_break_even(pos.qty, pos.entry, engine.taker_fee, state.spec.tick))
+        if pos.qty else "0.0",
         "markPrice": plain(state.mark),
         "unRealizedProfit": plain(upnl),
         "liquidationPrice": plain(liq) if liq is not None else "0",
@@ -1492,6 +1714,14 @@ def position_json(engine: Engine, account: Account, symbol: str) -> dict[str, An
         "askNotional": "0",
         "updateTime": pos.update_ms or engine.now_ms,
     }
+
+
+def _break_even(qty: Decimal, entry: Decimal, fee: Decimal, tick: Decimal) -> Decimal:
+    """The price at which closing with a taker fee returns what opening with one cost, on the tick (away
+    from the entry): long E·(1 + f)/(1 − f), short E·(1 − f)/(1 + f)."""
+    price = entry * (1 + fee) / (1 - fee) if qty > 0 else entry * (1 - fee) / (1 + fee)
+    steps = (price / tick).to_integral_value(rounding=ROUND_CEILING if qty > 0 else ROUND_FLOOR)
+    return steps * tick
 
 
 def account_json(engine: Engine, account: Account) -> dict[str, Any]:

@@ -96,10 +96,11 @@ async def test_funding_changes_isolated_margin_by_notional_times_rate(exchange, 
     after = D(
         next(r for r in await exchange.fapiPrivateV3GetPositionRisk() if r["symbol"] == "BTCUSDT")["isolatedWallet"]
     )
-    assert after - before == -D("0.2") * mark * rate  # a long pays a positive rate
+    paid = (-D("0.2") * mark * rate).quantize(D("0.00000001"))  # a long pays a positive rate, on 8 decimals
+    assert after - before == paid
     assert rate != 0
     history = await exchange.fetch_funding_history(BTC)
-    assert [D(h["info"]["income"]) for h in history] == [-D("0.2") * mark * rate]
+    assert [D(h["info"]["income"]) for h in history] == [paid]
     rates = await exchange.fetch_funding_rate_history(BTC)  # the newest 100: history, then this settlement
     assert D(rates[-1]["info"]["fundingRate"]) == rate and len(rates) == 100
 
