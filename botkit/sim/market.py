@@ -5,7 +5,8 @@ book, trades, mark, funding) is a function of the seed, the scenario and the ste
 same seed gives the same market bit for bit, however fast the emulator is paced in real time.
 
 - index: geometric random walk with calm/volatile regimes, rare jumps, and the scenario's drift/crash;
-- book: 20 levels a side around a mid that carries a small mean-reverting premium over the index;
+- book: 20 levels a side around a mid that carries a small mean-reverting premium over the index, and
+  480 more beyond them, one a tick, each with a quantity fixed by its price (see `levels`);
 - mark: index + an exponentially smoothed basis (mid − index), plus any divergence a fault injects;
 - funding: Binance's rule on the averaged premium (history.funding_rate);
 - history: a month of minute bars and funding rates before the start (history.py), recorded on from it.
@@ -23,7 +24,8 @@ from botkit.margin import Tier, cum_from_rates, floor_to_step
 from botkit.sim.history import LiveBar, SymbolHistory, funding_rate
 
 D = Decimal
-BOOK_LEVELS = 20
+BOOK_LEVELS = 20  # levels a side that move every step
+OUTER_LEVELS = 480  # beyond them, one level a tick at a fixed quantity per price: 500 levels a side in all
 RECENT_TRADES = 10_000  # live trades kept for the trade history endpoints
 
 
@@ -161,15 +163,6 @@ class Trade:
 
 
 @dataclass
-class DepthUpdate:
-    first_id: int  # U
-    last_id: int  # u
-    prev_last_id: int  # pu
-    bids: list[tuple[Decimal, Decimal]]
-    asks: list[tuple[Decimal, Decimal]]
-
-
-@dataclass
 class SymbolState:
     """Everything the exchange shows about one symbol at the current step."""
 
@@ -190,7 +183,6 @@ class SymbolState:
     trade_id: int = 0
     trades: list[Trade] = field(default_factory=list)  # this step's trades
     recent: deque[Trade] = field(default_factory=lambda: deque(maxlen=RECENT_TRADES))
-    depth_update: DepthUpdate | None = None
     last: Decimal = D(0)  # the last trade's price (the mid's, on the tick, before any trade)
     day_open: Decimal = D(0)
     day_high: Decimal = D(0)
@@ -323,21 +315,10 @@ class Market:
         averaged = D(repr(st.premium_avg)).quantize(D("0.00000001"))
         st.funding_rate = spec.funding_cap if s.funding_pinned else funding_rate(averaged, spec.funding_cap)
 
-        old = {("b", p): q for p, q in st.bids} | {("a", p): q for p, q in st.asks}
         scale = float(spec.depth) * depth_mult
         st.bids = [(best_bid - tick * self._gap(i), self._qty(spec, rng, i, scale)) for i in range(BOOK_LEVELS)]
         st.asks = [(best_ask + tick * self._gap(i), self._qty(spec, rng, i, scale)) for i in range(BOOK_LEVELS)]
-        new = {("b", p): q for p, q in st.bids} | {("a", p): q for p, q in st.asks}
-        changes = {k: new.get(k, D(0)) for k in old.keys() | new.keys() if old.get(k) != new.get(k)}
-        prev = st.update_id
-        st.update_id += max(1, len(changes))
-        st.depth_update = DepthUpdate(
-            first_id=prev + 1,
-            last_id=st.update_id,
-            prev_last_id=prev,
-            bids=sorted(((p, q) for (side, p), q in changes.items() if side == "b"), reverse=True),
-            asks=sorted((p, q) for (side, p), q in changes.items() if side == "a"),
-        )
+        st.update_id += 1  # one book update a step (depth streams diff the book between their own updates)
         st.trades = []
         for _ in range(0 if first else rng.randint(0, 3)):
             buyer_maker = rng.random() < 0.5
@@ -394,3 +375,70 @@ class Market:
 
     def last_price(self, symbol: str) -> Decimal:
         return self.symbols[symbol].last
+
+
+# ----------------------------------------------------------------------------------- the deep book
+
+
+def outer_qty(spec: SymbolSpec, price: Decimal) -> Decimal:
+    """The resting quantity at a price beyond the moving levels: between 2 and 6 times the top's depth,
+    fixed by the price alone (a multiplicative hash), so the deep book stays put while the top moves."""
+    ticks = int(price / spec.tick)
+    return max(spec.step, floor_to_step(spec.depth * (2 + D(ticks * 2654435761 % 1000) / 250), spec.step))
+
+
+def levels(st: SymbolState, side: str, limit: int) -> list[tuple[Decimal, Decimal]]:
+    """The best `limit` levels of one side ("bids" or "asks"): the moving ones, then the fixed ones a tick
+    apart beyond the last of them."""
+    inner = st.bids if side == "bids" else st.asks
+    rows = inner[:limit]
+    if limit > len(inner) and inner:
+        step = -st.spec.tick if side == "bids" else st.spec.tick
+        edge = inner[-1][0]
+        for k in range(1, min(limit - len(inner), OUTER_LEVELS) + 1):
+            price = edge + step * k
+            if price <= 0:
+                break
+            rows.append((price, outer_qty(st.spec, price)))
+    return rows
+
+
+@dataclass(frozen=True)
+class BookSide:
+    """One side of the book as a depth stream last sent it: the moving levels and where the fixed ones start."""
+
+    inner: dict[Decimal, Decimal]
+    edge: Decimal  # the last moving level's price
+
+
+def book_side(st: SymbolState, side: str) -> BookSide:
+    inner = st.bids if side == "bids" else st.asks
+    return BookSide(dict(inner), inner[-1][0] if inner else D(0))
+
+
+def book_changes(spec: SymbolSpec, side: str, old: BookSide, new: BookSide) -> list[tuple[Decimal, Decimal]]:
+    """Every level of one side whose quantity differs between two states of the whole 500-level book (a
+    quantity of 0: the level is gone), best first. Only the moving levels and the ends of the fixed range
+    can differ, so this costs O(moving levels + how far the edge moved)."""
+    tick = spec.tick
+    sign = -1 if side == "bids" else 1  # the fixed levels lie beyond the edge in this direction
+
+    def fixed_range(edge: Decimal) -> tuple[int, int]:
+        e = int(edge / tick)
+        return (e - OUTER_LEVELS, e - 1) if sign < 0 else (e + 1, e + OUTER_LEVELS)
+
+    def qty(book: BookSide, price: Decimal) -> Decimal:
+        if price in book.inner:
+            return book.inner[price]
+        lo, hi = fixed_range(book.edge)
+        return outer_qty(spec, price) if lo <= int(price / tick) <= hi and price > 0 else D(0)
+
+    candidates = set(old.inner) | set(new.inner)
+    (lo1, hi1), (lo2, hi2) = fixed_range(old.edge), fixed_range(new.edge)
+    if abs(lo1 - lo2) >= OUTER_LEVELS:
+        ticks = [*range(lo1, hi1 + 1), *range(lo2, hi2 + 1)]
+    else:
+        ticks = [*range(min(lo1, lo2), max(lo1, lo2)), *range(min(hi1, hi2) + 1, max(hi1, hi2) + 1)]
+    candidates.update(t * tick for t in ticks)
+    changed = [(p, q) for p in candidates if p > 0 and (q := qty(new, p)) != qty(old, p)]
+    return sorted(changed, reverse=sign < 0)

@@ -18,6 +18,7 @@ import hmac
 import itertools
 import json
 import math
+import re
 import secrets
 import time
 from collections import Counter
@@ -45,10 +46,10 @@ from botkit.sim.engine import (
     Rejection,
 )
 from botkit.sim.faults import REST_KINDS, FaultPlan, FaultPlanError, FaultRule, parse_plan
-from botkit.sim.history import INTERVALS_MS
+from botkit.sim.history import INTERVALS_MS, bucket_start
 from botkit.sim.history import Trade as HistoryTrade
 from botkit.sim.history import decimal as from_units
-from botkit.sim.market import SCENARIOS, Market, SymbolState, Trade
+from botkit.sim.market import SCENARIOS, BookSide, Market, SymbolState, Trade, book_changes, book_side, levels
 
 D = Decimal
 T = TypeVar("T", OrderSide, OrderType)
@@ -334,17 +335,22 @@ def _weight(path: str, params: Params, weight: int) -> int:
 
 @dataclass(eq=False)
 class _Socket:
-    """One client connection; frames go through a queue so they leave in the order they were made."""
+    """One client connection; frames go through a queue so they leave in the order they were made. Raw
+    connections get each event as it is; combined ones (/stream) wrap it as {"stream": name, "data": event}."""
 
     ws: web.WebSocketResponse
     path: str
-    streams: set[str] = field(default_factory=set)
-    account: Account | None = None
+    combined: bool
+    streams: set[str] = field(default_factory=set)  # market streams and listen keys subscribed
     outbox: asyncio.Queue[str] = field(default_factory=asyncio.Queue)
 
     def send(self, payload: dict[str, Any]) -> None:
         if not self.ws.closed:
             self.outbox.put_nowait(json.dumps(payload))
+
+    def publish(self, stream: str, payload: dict[str, Any] | list[dict[str, Any]]) -> None:
+        if not self.ws.closed:
+            self.outbox.put_nowait(json.dumps({"stream": stream, "data": payload} if self.combined else payload))
 
     async def write_forever(self) -> None:
         while True:
@@ -353,6 +359,29 @@ class _Socket:
                 await self.ws.close()
                 return
             await self.ws.send_str(frame)
+
+
+# Market stream names, as Binance spells them: <symbol>@<kind>, or !<kind> for every symbol.
+_DEPTH = r"depth(?:5|10|20)?(?:@100ms|@250ms|@500ms)?"
+_KLINE = "kline_(?:" + "|".join(INTERVALS) + ")"
+SYMBOL_STREAM = re.compile(
+    rf"^[a-z0-9]+@(?:aggTrade|trade|markPrice(?:@1s)?|bookTicker|miniTicker|ticker|forceOrder|{_DEPTH}|{_KLINE})$"
+)
+ALL_STREAM = re.compile(r"^!(?:markPrice@arr(?:@1s)?|miniTicker@arr|ticker@arr|bookTicker|forceOrder@arr)$")
+LISTEN_KEY_MS = 60 * 60_000  # a listen key lives this long after its last keepalive
+
+
+def _period_ms(kind: str) -> int:
+    """How often a stream sends, in ms of market time (0: with every step that has something to send)."""
+    if kind.startswith("depth"):
+        return int(kind.rsplit("@", 1)[1].removesuffix("ms")) if "@" in kind else 250
+    if kind.startswith("markPrice"):
+        return 1000 if kind.endswith("@1s") else 3000
+    if kind.startswith("kline_"):
+        return 250
+    if kind in ("miniTicker", "ticker", "miniTicker@arr", "ticker@arr"):
+        return 1000
+    return 0
 
 
 # ---------------------------------------------------------------------------------------- emulator
@@ -378,7 +407,9 @@ class Emulator:
         self.api_secret = settings.api_secret or secrets.token_hex(32)
         self.engine.add_account(self.api_key, self.api_secret, settings.balance)
         self.engine.trigger_veto = self._trigger_veto
-        self.listen_keys: dict[str, Account] = {}
+        self.listen_keys: dict[str, tuple[Account, int]] = {}  # key -> (account, expiry on the server clock)
+        self.depth_marks: dict[tuple[str, str], tuple[BookSide, BookSide, int]] = {}  # what each depth stream sent
+        self._liquidations_sent = 0  # liquidations the forceOrder streams have sent
         self.sockets: set[_Socket] = set()
         self.engine.listeners.append(self._on_private_event)
         self.closing = asyncio.Event()
@@ -570,15 +601,8 @@ class Emulator:
         self._routes = {(m, p): (h, w, a) for m, p, h, w, a in routes}
         for method, path, *_ in routes:
             r.add_route(method, path, self._dispatch)
-        ws_paths = (
-            "/ws",
-            "/ws/{rest:.*}",
-            "/public/ws",
-            "/public/ws/{n}",
-            "/market/ws",
-            "/market/ws/{n}",
-            "/private/ws",
-        )
+        ws_paths = ("/ws", "/ws/{names:.*}", "/stream", "/{area:public|market|private}/ws",
+                    "/{area:public|market|private}/ws/{names:.*}", "/{area:public|market|private}/stream")  # fmt: skip
         for path in ws_paths:
             r.add_get(path, self._websocket)
         r.add_get("/_emu/state", self.admin_state)
@@ -1266,35 +1290,53 @@ class Emulator:
                 "enableMargin": False, "enableSpotAndMarginTrading": False}  # fmt: skip
 
     async def h_listen_key(self, request: web.Request, params: Params, account: Account | None) -> Any:
+        """The account's listen key (the one it has, if valid), good for 60 minutes from now."""
         assert account is not None
-        for key, owner in self.listen_keys.items():
-            if owner is account:
-                return {"listenKey": key}
-        key = secrets.token_urlsafe(48)[:64]
-        self.listen_keys[key] = account
+        key = next((k for k, (owner, _) in self.listen_keys.items() if owner is account), None)
+        key = key or secrets.token_urlsafe(48)[:64]
+        self.listen_keys[key] = (account, self.server_time_ms() + LISTEN_KEY_MS)
         return {"listenKey": key}
 
     async def h_listen_key_keepalive(self, request: web.Request, params: Params, account: Account | None) -> Any:
-        if account not in self.listen_keys.values():
+        key = next((k for k, (owner, _) in self.listen_keys.items() if owner is account), None)
+        if key is None:
             raise Rejection(-1125, "This listenKey does not exist.")
-        return {}
+        self.listen_keys[key] = (self.listen_keys[key][0], self.server_time_ms() + LISTEN_KEY_MS)
+        return {"listenKey": key}
 
     async def h_listen_key_close(self, request: web.Request, params: Params, account: Account | None) -> Any:
-        self.listen_keys = {k: a for k, a in self.listen_keys.items() if a is not account}
+        self.listen_keys = {k: v for k, v in self.listen_keys.items() if v[0] is not account}
         return {}
+
+    def _expire_listen_keys(self) -> None:
+        """A listen key not kept alive for 60 minutes ends: its streams get listenKeyExpired and then nothing."""
+        now = self.server_time_ms()
+        for key, (_, expiry) in list(self.listen_keys.items()):
+            if expiry <= now:
+                del self.listen_keys[key]
+                for sock in self.sockets:
+                    if key in sock.streams:
+                        sock.publish(key, {"e": "listenKeyExpired", "E": now, "listenKey": key})
+                        sock.streams.discard(key)
 
     # ---------------------------------------------------------------------------- WebSockets
 
     async def _websocket(self, request: web.Request) -> web.StreamResponse:
+        """Raw (/ws, /ws/<name>[/<name>...]) and combined (/stream?streams=a/b) connections, on the plain,
+        /public, /market and /private paths; a name is a market stream or a listen key (also
+        /private/ws?listenKey=...). More can be added with SUBSCRIBE."""
+        combined = request.path.endswith("/stream")
+        names = request.match_info.get("names", "") or request.query.get("streams", "")
+        wanted = [n for n in names.split("/") if n]
+        if request.query.get("listenKey"):
+            wanted.append(request.query["listenKey"])
+        if request.match_info.get("area") == "private" and not any(n in self.listen_keys for n in wanted):
+            return _error(-1125, "This listenKey does not exist.", 400)
         ws = web.WebSocketResponse(heartbeat=None)
-        account = None
-        if request.path.startswith("/private/") or request.path.startswith("/ws/"):
-            key = request.query.get("listenKey") or request.path.rsplit("/", 1)[-1]
-            account = self.listen_keys.get(key)
-            if account is None and request.path.startswith("/private/"):
-                return _error(-1125, "This listenKey does not exist.", 400)
         await ws.prepare(request)
-        sock = _Socket(ws, request.path, account=account)
+        sock = _Socket(ws, request.path, combined)
+        for name in wanted:
+            self._subscribe(sock, name)
         self.sockets.add(sock)
         writer = asyncio.create_task(sock.write_forever())
         try:
@@ -1308,37 +1350,83 @@ class Emulator:
             writer.cancel()
         return ws
 
-    @staticmethod
-    def _answer_frame(sock: _Socket, data: str) -> None:
-        """SUBSCRIBE / UNSUBSCRIBE / LIST_SUBSCRIPTIONS, answered like Binance's stream server."""
+    def _subscribe(self, sock: _Socket, name: str) -> bool:
+        """Add a market stream or a listen key to a connection; False if it is neither."""
+        if name in self.listen_keys:
+            sock.streams.add(name)
+            return True
+        if not (SYMBOL_STREAM.match(name) or ALL_STREAM.match(name)):
+            return False
+        sock.streams.add(name)
+        symbol, _, kind = name.partition("@")
+        state = self.market.symbols.get(symbol.upper())
+        if kind.startswith("depth") and state is not None:  # its first event tells every change from now on
+            self.depth_marks.setdefault(
+                (state.spec.symbol, name), (book_side(state, "bids"), book_side(state, "asks"), state.update_id)
+            )
+        return True
+
+    def _answer_frame(self, sock: _Socket, data: str) -> None:
+        """SUBSCRIBE, UNSUBSCRIBE, LIST_SUBSCRIPTIONS, SET_PROPERTY and GET_PROPERTY, with Binance's errors."""
         try:
             frame = json.loads(data)
-            method, params, ident = frame.get("method"), frame.get("params") or [], frame.get("id")
-        except (ValueError, AttributeError):
-            sock.send({"error": {"code": 3, "msg": "Invalid JSON"}})
+        except ValueError as exc:
+            sock.send({"error": {"code": 3, "msg": f"Invalid JSON: {exc}"}, "id": None})
             return
-        if method == "SUBSCRIBE":
-            sock.streams.update(str(p) for p in params)
-            sock.send({"result": None, "id": ident})
-        elif method == "UNSUBSCRIBE":
-            sock.streams.difference_update(str(p) for p in params)
+        if not isinstance(frame, dict):
+            sock.send({"error": {"code": 3, "msg": "Invalid JSON: expected an object"}, "id": None})
+            return
+        ident, method, params = frame.get("id"), frame.get("method"), frame.get("params")
+        if not isinstance(ident, int) or isinstance(ident, bool) or ident < 0:
+            sock.send({"error": {"code": 2, "msg": "Invalid request: request ID must be an unsigned integer"},
+                       "id": None})  # fmt: skip
+            return
+        if method is None:
+            sock.send({"error": {"code": 2, "msg": "Invalid request: missing field `method`"}, "id": ident})
+            return
+        if method in ("SUBSCRIBE", "UNSUBSCRIBE"):
+            if not isinstance(params, list) or not all(isinstance(p, str) for p in params):
+                sock.send({"error": {"code": 2, "msg": "Invalid request: invalid stream"}, "id": ident})
+                return
+            if method == "UNSUBSCRIBE":
+                sock.streams.difference_update(params)
+            elif not all([self._subscribe(sock, p) for p in params]):
+                sock.send({"error": {"code": 2, "msg": "Invalid request: invalid stream"}, "id": ident})
+                return
             sock.send({"result": None, "id": ident})
         elif method == "LIST_SUBSCRIPTIONS":
             sock.send({"result": sorted(sock.streams), "id": ident})
+        elif method in ("SET_PROPERTY", "GET_PROPERTY"):
+            if not isinstance(params, list) or not params or params[0] != "combined":
+                sock.send({"error": {"code": 0, "msg": "Unknown property"}, "id": ident})
+            elif method == "GET_PROPERTY":
+                sock.send({"result": sock.combined, "id": ident})
+            elif len(params) != 2 or not isinstance(params[1], bool):
+                sock.send({"error": {"code": 1, "msg": "Invalid value type: expected Boolean"}, "id": ident})
+            else:
+                sock.combined = params[1]
+                sock.send({"result": None, "id": ident})
         else:
-            sock.send({"error": {"code": 2, "msg": f"Invalid request: unknown method {method!r}"}, "id": ident})
+            sock.send({"error": {"code": 2, "msg": f"Invalid request: unknown variant `{method}`, expected one of "
+                                 "`SUBSCRIBE`, `UNSUBSCRIBE`, `LIST_SUBSCRIPTIONS`, `SET_PROPERTY`, `GET_PROPERTY`"},
+                       "id": ident})  # fmt: skip
 
     def _on_private_event(self, account: Account, event: EngineEvent) -> None:
-        frame = self._user_frame(account, event)
+        keys = [k for k, (owner, _) in self.listen_keys.items() if owner is account]
+        if not keys:
+            return
+        frames = self._user_frames(account, event)
         for sock in self.sockets:
-            if sock.account is account:
-                sock.send(frame)
+            for key in keys:
+                if key in sock.streams:
+                    for frame in frames:
+                        sock.publish(key, frame)
 
-    def _user_frame(self, account: Account, event: EngineEvent) -> dict[str, Any]:
-        """An engine event as Binance's user data stream sends it."""
+    def _user_frames(self, account: Account, event: EngineEvent) -> list[dict[str, Any]]:
+        """An engine event as Binance's user data stream sends it (a fill also as a TRADE_LITE event)."""
         if isinstance(event, AlgoChanged):
             a = event.algo
-            return {
+            return [{
                 "e": "ALGO_UPDATE", "T": event.time_ms, "E": event.time_ms,
                 "o": {
                     "caid": a.client_id, "aid": a.id, "at": "CONDITIONAL", "o": _wire(a.type), "s": a.symbol,
@@ -1349,10 +1437,10 @@ class Emulator:
                     "pm": "NONE", "cp": a.close_position, "pP": a.price_protect, "R": a.reduce_only,
                     "tt": a.trigger_ms, "gtd": 0, "rm": a.reason,
                 },
-            }  # fmt: skip
+            }]  # fmt: skip
         if isinstance(event, OrderChanged):
             order, fill = event.order, event.fill
-            return {
+            frames = [{
                 "e": "ORDER_TRADE_UPDATE", "E": event.time_ms, "T": event.time_ms,
                 "o": {
                     "s": order.symbol, "c": order.client_id, "S": _wire(order.side), "o": _wire(order.type),
@@ -1361,83 +1449,163 @@ class Emulator:
                     "x": event.execution, "X": order.status, "i": order.id,
                     "l": plain(fill.qty if fill else ZERO), "z": plain(order.filled),
                     "L": plain(fill.price if fill else ZERO), "n": plain(fill.commission if fill else ZERO),
-                    "N": "USDT", "T": event.time_ms, "t": fill.id if fill else 0, "b": "0", "a": "0",
+                    "N": "USDT", "T": event.time_ms, "t": fill.id if fill else 0,
+                    "b": plain(self._order_notional(account, order.symbol, OrderSide.BUY)),
+                    "a": plain(self._order_notional(account, order.symbol, OrderSide.SELL)),
                     "m": bool(fill and fill.maker), "R": order.reduce_only, "wt": "CONTRACT_PRICE",
                     "ot": _wire(order.type), "ps": "BOTH", "cp": False,
-                    "rp": plain(fill.realized_pnl if fill else ZERO),
+                    "rp": plain(fill.realized_pnl if fill else ZERO), "pP": False, "si": 0, "ss": 0,
+                    "V": "NONE", "pm": "NONE", "gtd": 0, "er": "0",
                 },
-            }  # fmt: skip
+            }]  # fmt: skip
+            if fill is not None:
+                frames.append({
+                    "e": "TRADE_LITE", "E": event.time_ms, "T": event.time_ms, "s": order.symbol,
+                    "q": plain(order.qty), "p": plain(order.price), "m": fill.maker, "c": order.client_id,
+                    "S": _wire(order.side), "L": plain(fill.price), "l": plain(fill.qty), "t": fill.id, "i": order.id,
+                })  # fmt: skip
+            return frames
         pos, config = account.position(event.symbol), account.config(event.symbol)
-        return {
+        return [{
             "e": "ACCOUNT_UPDATE", "E": event.time_ms, "T": event.time_ms,
             "a": {
                 "m": event.reason,
                 "B": [{"a": "USDT", "wb": plain(account.wallet_balance), "cw": plain(account.wallet), "bc": "0"}],
                 "P": [
-                    {"s": event.symbol, "pa": plain(pos.qty), "ep": plain(pos.entry), "bep": plain(pos.entry),
+                    {"s": event.symbol, "pa": plain(pos.qty), "ep": plain(pos.entry),
+                     "bep": plain(_break_even(pos.qty, pos.entry, self.engine.taker_fee,
+                                              self.market.symbols[event.symbol].spec.tick)) if pos.qty else "0",
                      "cr": "0", "up": plain(self.engine.unrealized(account, event.symbol)),
                      "mt": "isolated" if config.margin_type == "ISOLATED" else "cross",
                      "iw": plain(pos.isolated_wallet), "ps": "BOTH"}
                 ],
             },
-        }  # fmt: skip
+        }]  # fmt: skip
+
+    @staticmethod
+    def _order_notional(account: Account, symbol: str, side: OrderSide) -> Decimal:
+        return sum((o.remaining * o.price for o in account.open_orders(symbol) if o.side is side), ZERO)
 
     def _broadcast_market(self) -> None:
+        """Send each market stream's events for this step to every connection subscribed to it."""
         if not self.sockets:
             return
-        market = self.market
-        elapsed = market.elapsed_s
-        every_second = market.steps % max(1, 1000 // market.step_ms) == 0
-        stalled = market.feed_stalled()
+        elapsed = self.market.elapsed_s
+        stalled = self.market.feed_stalled()
+        made: dict[str, list[Any]] = {}  # each stream's events this step, made once for every subscriber
         for sock in list(self.sockets):
-            if sock.account is not None:
+            market_streams = [s for s in sock.streams if s not in self.listen_keys]
+            if not market_streams:
                 continue
-            rule = self.faults.pick(("ws_disconnect",), sock.path, "*", elapsed)
-            if rule is not None:
+            if self.faults.pick(("ws_disconnect",), sock.path, "*", elapsed) is not None:
                 sock.outbox.put_nowait(CLOSE_FRAME)
                 continue
-            for stream in sock.streams:
+            for stream in market_streams:
                 if stalled or self.faults.pick(("freeze_feed",), stream, "*", elapsed):
                     continue
+                if stream not in made:
+                    made[stream] = self._stream_events(stream)
                 corrupt = self.faults.pick(("corrupt_frame",), stream, "*", elapsed)
-                for payload in self._stream_events(stream, every_second):
-                    sock.send(_garbled(payload) if corrupt else payload)
+                for payload in made[stream]:
+                    sock.publish(stream, _garbled(payload) if corrupt and isinstance(payload, dict) else payload)
+        self._liquidations_sent = len(self.engine.liquidations)
 
-    def _stream_events(self, stream: str, every_second: bool) -> list[dict[str, Any]]:
+    def _due(self, period_ms: int) -> bool:
+        """Whether a stream sending every `period_ms` of market time sends at this step."""
+        now = self.market.now_ms
+        return period_ms == 0 or now // period_ms != (now - self.market.step_ms) // period_ms
+
+    def _stream_events(self, stream: str) -> list[Any]:
+        """The events one market stream sends at this step (an all-symbol stream's event is a list)."""
+        if stream.startswith("!"):
+            kind = stream[1:].removesuffix("@arr").removesuffix("@arr@1s")
+            period = _period_ms(stream[1:].replace("@arr", ""))
+            if not self._due(period):
+                return []
+            rows = [e for symbol in self.market.symbols for e in self._symbol_events(symbol, kind, stream)]
+            return rows if kind in ("bookTicker", "forceOrder") else [rows] if rows else []
         name, _, kind = stream.partition("@")
         state = self.market.symbols.get(name.upper())
-        if state is None:
+        if state is None or not self._due(_period_ms(kind)):
             return []
-        now, s = self.market.now_ms, state.spec.symbol
+        return self._symbol_events(state.spec.symbol, kind, stream)
+
+    def _symbol_events(self, s: str, kind: str, stream: str) -> list[dict[str, Any]]:
+        state, now = self.market.symbols[s], self.market.now_ms
+        tick, step = _places(state.spec.tick), _places(state.spec.step)
         if kind.startswith("depth"):
-            u = state.depth_update
-            if u is None:
-                return []
-            return [{"e": "depthUpdate", "E": now, "T": now, "s": s, "U": u.first_id, "u": u.last_id,
-                     "pu": u.prev_last_id, "b": [[plain(p), plain(q)] for p, q in u.bids],
-                     "a": [[plain(p), plain(q)] for p, q in u.asks]}]  # fmt: skip
+            return self._depth_event(state, kind, stream)
         if kind == "bookTicker":
             bt = self._book_ticker(s)
             return [{"e": "bookTicker", "u": state.update_id, "s": s, "b": bt["bidPrice"], "B": bt["bidQty"],
                      "a": bt["askPrice"], "A": bt["askQty"], "T": now, "E": now}]  # fmt: skip
         if kind == "trade":
-            return [{"e": "trade", "E": now, "T": t.time_ms, "s": s, "t": t.id, "p": plain(t.price), "q": plain(t.qty),
-                     "X": "MARKET", "m": t.buyer_maker} for t in state.trades]  # fmt: skip
+            return [{"e": "trade", "E": now, "T": t.time_ms, "s": s, "t": t.id, "p": _fixed(t.price, tick),
+                     "q": _fixed(t.qty, step), "X": "MARKET", "m": t.buyer_maker} for t in state.trades]  # fmt: skip
         if kind == "aggTrade":
-            return [{"e": "aggTrade", "E": now, "s": s, "a": t.id, "p": plain(t.price), "q": plain(t.qty), "f": t.id,
-                     "l": t.id, "T": t.time_ms, "m": t.buyer_maker} for t in state.trades]  # fmt: skip
-        if not every_second:
-            return []
+            return [{"e": "aggTrade", "E": now, "s": s, "a": t.id, "p": _fixed(t.price, tick), "q": _fixed(t.qty, step),
+                     "f": t.id, "l": t.id, "T": t.time_ms, "m": t.buyer_maker} for t in state.trades]  # fmt: skip
         if kind.startswith("markPrice"):
             p = self._premium(s)
             return [{"e": "markPriceUpdate", "E": now, "s": s, "p": p["markPrice"], "i": p["indexPrice"],
                      "P": p["estimatedSettlePrice"], "r": p["lastFundingRate"], "T": p["nextFundingTime"]}]  # fmt: skip
         if kind in ("miniTicker", "ticker"):
             t = self._ticker(s)
-            return [{"e": "24hrMiniTicker" if kind == "miniTicker" else "24hrTicker", "E": now, "s": s,
+            event = {"e": "24hrMiniTicker" if kind == "miniTicker" else "24hrTicker", "E": now, "s": s,
                      "c": t["lastPrice"], "o": t["openPrice"], "h": t["highPrice"], "l": t["lowPrice"],
-                     "v": t["volume"], "q": t["quoteVolume"]}]  # fmt: skip
+                     "v": t["volume"], "q": t["quoteVolume"]}  # fmt: skip
+            if kind == "ticker":
+                event |= {"p": t["priceChange"], "P": t["priceChangePercent"], "w": t["weightedAvgPrice"],
+                          "Q": t["lastQty"], "O": t["openTime"], "C": t["closeTime"], "F": t["firstId"],
+                          "L": t["lastId"], "n": t["count"]}  # fmt: skip
+            return [event]
+        if kind.startswith("kline_"):
+            return self._kline_events(state, kind.removeprefix("kline_"))
+        if kind == "forceOrder":
+            return [{"e": "forceOrder", "E": now, "o": {
+                "s": s, "S": "SELL" if liq["side"] == "long" else "BUY", "o": "LIMIT", "f": "IOC", "q": liq["qty"],
+                "p": liq["mark"], "ap": liq["mark"], "X": "FILLED", "l": liq["qty"], "z": liq["qty"], "T": liq["time"]}}
+                for liq in self.engine.liquidations[self._liquidations_sent:] if liq["symbol"] == s]  # fmt: skip
         return []
+
+    def _depth_event(self, state: SymbolState, kind: str, stream: str) -> list[dict[str, Any]]:
+        """Partial depth (depth5/10/20): the top levels each time. Diff depth: every level that changed since
+        this stream's last event, chained by pu = the last event's u."""
+        s, now = state.spec.symbol, self.market.now_ms
+        levels_wanted = kind.split("@")[0].removeprefix("depth")
+        bids, asks = book_side(state, "bids"), book_side(state, "asks")
+        mark = self.depth_marks.get((s, stream))
+        self.depth_marks[(s, stream)] = (bids, asks, state.update_id)
+        if mark is None or mark[2] == state.update_id:
+            return []  # its first look at the book, or nothing has changed since its last event
+        old_bids, old_asks, last_u = mark
+        if levels_wanted:
+            n = int(levels_wanted)
+            changed_bids, changed_asks = levels(state, "bids", n), levels(state, "asks", n)
+        else:
+            spec = state.spec
+            changed_bids = book_changes(spec, "bids", old_bids, bids)
+            changed_asks = book_changes(spec, "asks", old_asks, asks)
+        tick, step = _places(state.spec.tick), _places(state.spec.step)
+        return [{"e": "depthUpdate", "E": now, "T": now, "s": s, "U": last_u + 1, "u": state.update_id, "pu": last_u,
+                 "b": [[_fixed(p, tick), _fixed(q, step)] for p, q in changed_bids],
+                 "a": [[_fixed(p, tick), _fixed(q, step)] for p, q in changed_asks]}]  # fmt: skip
+
+    def _kline_events(self, state: SymbolState, interval: str) -> list[dict[str, Any]]:
+        """The candle in progress; when a new one has begun, the one just closed first (x: true)."""
+        s, now = state.spec.symbol, self.market.now_ms
+        history = self.market.history[s]
+        opened = bucket_start(interval, now)
+        closed_one = bucket_start(interval, now - self.market.step_ms) != opened
+        rows = history.candles(interval, "trade", None, now, 2)
+        rows = rows[-2:] if closed_one else rows[-1:]
+        tick, step = _places(state.spec.tick), _places(state.spec.step)
+        return [{"e": "kline", "E": now, "s": s, "k": {
+            "t": c.open_ms, "T": c.close_ms, "s": s, "i": interval, "f": 0, "L": 0, "o": _units(c.open, tick),
+            "c": _units(c.close, tick), "h": _units(c.high, tick), "l": _units(c.low, tick),
+            "v": _units(c.volume, step), "n": c.trades, "x": c.open_ms < opened, "q": _units(c.quote_volume, 8),
+            "V": "0", "Q": "0", "B": "0"}}
+            for c in rows]  # fmt: skip
 
     # --------------------------------------------------------------------------------- admin
 

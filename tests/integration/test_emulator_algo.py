@@ -112,7 +112,7 @@ async def test_trigger_places_a_regular_order_and_the_stream_reports_both(emulat
                 seen.extend(await pro.watch_orders())
 
         watching = asyncio.create_task(watch())
-        while not any(sock.account is not None for sock in emulator.sockets):  # the user stream is connected
+        while not any(set(emulator.listen_keys) & sock.streams for sock in emulator.sockets):  # user stream is up
             await asyncio.sleep(0.01)
         emulator.market.symbols["BTCUSDT"].mark = mark * D("0.998")  # the mark falls through the trigger
         emulator.engine.check_triggers("BTCUSDT")

@@ -2,9 +2,11 @@
 
 from decimal import Decimal as D
 
+import pytest
+
 from botkit.domain import OrderSide, OrderType
 from botkit.margin import cum_from_rates
-from botkit.sim.market import SPECS, Market
+from botkit.sim.market import SPECS, Market, book_changes, book_side, levels
 
 
 def _trace(market: Market, steps: int) -> list[tuple]:
@@ -28,17 +30,28 @@ def test_brackets_have_cum_consistent_with_the_recurrence():
         assert all(a.cap == b.floor for a, b in zip(spec.tiers, spec.tiers[1:], strict=False))
 
 
-def test_book_is_ordered_and_depth_updates_chain():
-    market = Market(seed=1)
+@pytest.mark.parametrize(("scenario", "window"), [("calm", 1), ("calm", 3), ("flash-crash", 5)])
+def test_depth_changes_rebuild_the_whole_500_level_book(scenario, window):
+    """A client that applies every diff to a 500-level snapshot holds the exchange's book, level for level,
+    with one step or several between diffs, and through a crash that moves the book further than its depth."""
+    market = Market(seed=1, scenario=scenario)
     state = market.symbols["BTCUSDT"]
-    last = state.update_id
-    for _ in range(50):
+    local = {side: dict(levels(state, side, 500)) for side in ("bids", "asks")}
+    marks = {side: book_side(state, side) for side in ("bids", "asks")}
+    for i in range(450 if scenario == "flash-crash" else 120):
         market.step()
-        update = state.depth_update
-        assert update.prev_last_id == last and update.first_id == last + 1 and update.last_id == state.update_id
-        last = update.last_id
-        assert [p for p, _ in state.bids] == sorted((p for p, _ in state.bids), reverse=True)
-        assert [p for p, _ in state.asks] == sorted(p for p, _ in state.asks)
+        if i % window:
+            continue
+        for side in ("bids", "asks"):
+            new = book_side(state, side)
+            for price, qty in book_changes(state.spec, side, marks[side], new):
+                if qty:
+                    local[side][price] = qty
+                else:
+                    local[side].pop(price, None)
+            marks[side] = new
+            book = levels(state, side, 500)
+            assert sorted(local[side].items(), reverse=side == "bids") == book and len(book) == 500
         assert state.bids[0][0] < state.asks[0][0]
 
 
@@ -94,18 +107,33 @@ def test_emulator_rate_limiter_grace_then_ban():
 
     now = [120.0]
     limiter = RateLimiter(EmulatorSettings(weight_per_minute=10, ban_seconds=5, ban_grace_s=1.0), now=lambda: now[0])
-    assert [limiter.check("ip", 5, False)[0] for _ in range(2)] == [None, None]
-    status, retry_after, _ = limiter.check("ip", 5, False)
+    assert [limiter.check("ip", 5)[0] for _ in range(2)] == [None, None]
+    status, retry_after, _ = limiter.check("ip", 5)
     assert status == 429 and retry_after == 60.0  # until the minute window ends
     now[0] += 0.5
-    assert limiter.check("ip", 1, False)[0] == 429  # in flight when the 429 went out: no ban yet
+    assert limiter.check("ip", 1)[0] == 429  # in flight when the 429 went out: no ban yet
     now[0] += 1.0
-    status, retry_after, _ = limiter.check("ip", 1, False)
+    status, retry_after, _ = limiter.check("ip", 1)
     assert status == 418 and retry_after == 5.0  # kept sending in the cool-down
     now[0] += 5.0
-    assert limiter.check("ip", 1, False)[0] == 418  # the cool-down still runs to the window's end
+    assert limiter.check("ip", 1)[0] == 418  # the cool-down still runs to the window's end
     now[0] = 180.0 + 5.0 * 2 + 1  # next window, second ban (10 s) over
-    assert limiter.check("ip", 1, False)[0] is None
+    assert limiter.check("ip", 1)[0] is None
+
+
+def test_order_counts_are_the_accounts_and_never_ban():
+    from botkit.sim.server import EmulatorSettings, RateLimiter
+
+    now = [100.0]
+    limiter = RateLimiter(EmulatorSettings(orders_per_10s=3, orders_per_minute=100), now=lambda: now[0])
+    assert [limiter.count_orders("key-a", (1, 1))[0] for _ in range(3)] == [None, None, None]
+    broken, retry_after, headers = limiter.count_orders("key-a", (1, 1))
+    assert broken == "3 orders per TEN_SECONDS" and retry_after == 10.0 and headers["X-MBX-ORDER-COUNT-10S"] == "3"
+    assert limiter.count_orders("key-b", (1, 1))[0] is None  # another account on the same IP
+    assert limiter.count_orders("key-a", (1, 1))[0] is not None  # refused again, never banned
+    assert limiter.check("ip", 1)[0] is None  # and the IP's other requests go on
+    now[0] = 110.0
+    assert limiter.count_orders("key-a", (1, 1))[0] is None  # a new 10 s window
 
 
 def test_queue_assumption_decides_whether_a_trade_at_the_price_fills_a_resting_order():
