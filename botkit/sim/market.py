@@ -403,23 +403,40 @@ def levels(st: SymbolState, side: str, limit: int) -> list[tuple[Decimal, Decima
     return rows
 
 
-@dataclass(frozen=True)
+@dataclass
 class BookSide:
-    """One side of the book as a depth stream last sent it: the moving levels and where the fixed ones start."""
+    """One side of the book as a depth stream last sent it, and what has moved since: every price whose
+    moving level changed at some step, and the lowest and highest edge (a diff must name a level that came
+    and went between two sends: a client's snapshot may have been taken in between)."""
 
     inner: dict[Decimal, Decimal]
-    edge: Decimal  # the last moving level's price
+    edge: Decimal  # the last moving level's price: the fixed levels start beyond it
+    seen: dict[Decimal, Decimal] = field(default_factory=dict)  # the moving levels at the last step watched
+    touched: set[Decimal] = field(default_factory=set)
+    low_edge: Decimal = D(0)
+    high_edge: Decimal = D(0)
+
+    def watch(self, st: SymbolState, side: str) -> None:
+        """Note what changed at this step (called every step between two sends)."""
+        inner = dict(st.bids if side == "bids" else st.asks)
+        self.touched.update(p for p in inner.keys() | self.seen.keys() if inner.get(p) != self.seen.get(p))
+        self.seen = inner
+        if inner:
+            edge = min(inner) if side == "bids" else max(inner)
+            self.low_edge, self.high_edge = min(self.low_edge, edge), max(self.high_edge, edge)
 
 
 def book_side(st: SymbolState, side: str) -> BookSide:
-    inner = st.bids if side == "bids" else st.asks
-    return BookSide(dict(inner), inner[-1][0] if inner else D(0))
+    inner = dict(st.bids if side == "bids" else st.asks)
+    edge = (min(inner) if side == "bids" else max(inner)) if inner else D(0)
+    return BookSide(inner, edge, seen=inner, low_edge=edge, high_edge=edge)
 
 
 def book_changes(spec: SymbolSpec, side: str, old: BookSide, new: BookSide) -> list[tuple[Decimal, Decimal]]:
-    """Every level of one side whose quantity differs between two states of the whole 500-level book (a
-    quantity of 0: the level is gone), best first. Only the moving levels and the ends of the fixed range
-    can differ, so this costs O(moving levels + how far the edge moved)."""
+    """Every level of one side that changed since `old` was sent, with its quantity now (0: the level is
+    gone), best first: those that differ, and those that moved in between (`old.touched`, and the fixed
+    levels the edge passed). Only the moving levels and the ends of the fixed range can change, so this
+    costs O(moving levels + how far the edge moved)."""
     tick = spec.tick
     sign = -1 if side == "bids" else 1  # the fixed levels lie beyond the edge in this direction
 
@@ -433,12 +450,9 @@ def book_changes(spec: SymbolSpec, side: str, old: BookSide, new: BookSide) -> l
         lo, hi = fixed_range(book.edge)
         return outer_qty(spec, price) if lo <= int(price / tick) <= hi and price > 0 else D(0)
 
-    candidates = set(old.inner) | set(new.inner)
-    (lo1, hi1), (lo2, hi2) = fixed_range(old.edge), fixed_range(new.edge)
-    if abs(lo1 - lo2) >= OUTER_LEVELS:
-        ticks = [*range(lo1, hi1 + 1), *range(lo2, hi2 + 1)]
-    else:
-        ticks = [*range(min(lo1, lo2), max(lo1, lo2)), *range(min(hi1, hi2) + 1, max(hi1, hi2) + 1)]
-    candidates.update(t * tick for t in ticks)
-    changed = [(p, q) for p in candidates if p > 0 and (q := qty(new, p)) != qty(old, p)]
+    (lo1, hi1), (lo2, hi2) = fixed_range(min(old.low_edge, new.edge)), fixed_range(max(old.high_edge, new.edge))
+    ticks = range(lo1, hi2 + 1) if lo2 - lo1 >= OUTER_LEVELS else [*range(lo1, lo2), *range(hi1 + 1, hi2 + 1)]
+    moved = old.touched | {t * tick for t in ticks}
+    changed = [(p, q) for p in set(old.inner) | set(new.inner) | moved
+               if p > 0 and ((q := qty(new, p)) != qty(old, p) or p in moved)]  # fmt: skip
     return sorted(changed, reverse=sign < 0)

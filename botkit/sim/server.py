@@ -794,12 +794,13 @@ class Emulator:
         limit = _int(params, "limit", 500) or 500
         if limit not in (5, 10, 20, 50, 100, 500, 1000):
             raise Rejection(-1130, "Invalid data sent for a parameter.")
+        tick, step = _places(state.spec.tick), _places(state.spec.step)
         return {
             "lastUpdateId": state.update_id,
             "E": self.market.now_ms,
             "T": self.market.now_ms,
-            "bids": [[plain(p), plain(q)] for p, q in state.bids[:limit]],
-            "asks": [[plain(p), plain(q)] for p, q in state.asks[:limit]],
+            "bids": [[_fixed(p, tick), _fixed(q, step)] for p, q in levels(state, "bids", limit)],
+            "asks": [[_fixed(p, tick), _fixed(q, step)] for p, q in levels(state, "asks", limit)],
         }
 
     def _ticker(self, symbol: str) -> dict[str, Any]:
@@ -1360,10 +1361,10 @@ class Emulator:
         sock.streams.add(name)
         symbol, _, kind = name.partition("@")
         state = self.market.symbols.get(symbol.upper())
-        if kind.startswith("depth") and state is not None:  # its first event tells every change from now on
-            self.depth_marks.setdefault(
-                (state.spec.symbol, name), (book_side(state, "bids"), book_side(state, "asks"), state.update_id)
-            )
+        if kind.startswith("depth") and state is not None and not any(name in o.streams for o in self.sockets):
+            # no one else follows this stream: its chain starts here, its first event telling every change
+            self.depth_marks[(state.spec.symbol, name)] = (book_side(state, "bids"), book_side(state, "asks"),
+                                                           state.update_id)  # fmt: skip
         return True
 
     def _answer_frame(self, sock: _Socket, data: str) -> None:
@@ -1493,6 +1494,12 @@ class Emulator:
         elapsed = self.market.elapsed_s
         stalled = self.market.feed_stalled()
         made: dict[str, list[Any]] = {}  # each stream's events this step, made once for every subscriber
+        followed = {stream for sock in self.sockets for stream in sock.streams}
+        for (symbol, stream), (bids, asks, _) in self.depth_marks.items():
+            if stream in followed and ("@depth@" in stream or stream.endswith("@depth")):  # diffs note each step
+                state = self.market.symbols[symbol]
+                bids.watch(state, "bids")
+                asks.watch(state, "asks")
         for sock in list(self.sockets):
             market_streams = [s for s in sock.streams if s not in self.listen_keys]
             if not market_streams:

@@ -32,15 +32,20 @@ def test_brackets_have_cum_consistent_with_the_recurrence():
 
 @pytest.mark.parametrize(("scenario", "window"), [("calm", 1), ("calm", 3), ("flash-crash", 5)])
 def test_depth_changes_rebuild_the_whole_500_level_book(scenario, window):
-    """A client that applies every diff to a 500-level snapshot holds the exchange's book, level for level,
-    with one step or several between diffs, and through a crash that moves the book further than its depth."""
+    """A client that takes a 500-level snapshot at any step of a diff's window and applies the diff holds
+    the exchange's book, level for level: with one step or several in a window, through a crash that moves
+    the book further than its depth, and when a level came and went inside the window."""
     market = Market(seed=1, scenario=scenario)
     state = market.symbols["BTCUSDT"]
-    local = {side: dict(levels(state, side, 500)) for side in ("bids", "asks")}
     marks = {side: book_side(state, side) for side in ("bids", "asks")}
-    for i in range(450 if scenario == "flash-crash" else 120):
+    local: dict[str, dict] = {}
+    for i in range(450 if scenario == "flash-crash" else 150):
         market.step()
-        if i % window:
+        for side in ("bids", "asks"):
+            marks[side].watch(state, side)
+        if i % window == window // 2:  # the client's REST snapshot, taken inside the window
+            local = {side: dict(levels(state, side, 500)) for side in ("bids", "asks")}
+        if i % window != window - 1:
             continue
         for side in ("bids", "asks"):
             new = book_side(state, side)
