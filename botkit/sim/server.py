@@ -49,7 +49,17 @@ from botkit.sim.faults import REST_KINDS, FaultPlan, FaultPlanError, FaultRule, 
 from botkit.sim.history import INTERVALS_MS, bucket_start
 from botkit.sim.history import Trade as HistoryTrade
 from botkit.sim.history import decimal as from_units
-from botkit.sim.market import SCENARIOS, BookSide, Market, SymbolState, Trade, book_changes, book_side, levels
+from botkit.sim.market import (
+    SCENARIOS,
+    BookSide,
+    Market,
+    SymbolSpec,
+    SymbolState,
+    Trade,
+    book_changes,
+    book_side,
+    levels,
+)
 
 D = Decimal
 T = TypeVar("T", OrderSide, OrderType)
@@ -459,6 +469,7 @@ class Emulator:
     def _step(self, broadcast: bool) -> None:
         self._apply_market_faults()
         self.engine.step()
+        self._run_timers()
         if broadcast:
             self._broadcast_market()
 
@@ -678,7 +689,7 @@ class Emulator:
                     self.limiter.answered[429] += 1
                     return _error(-1015, f"Too many new orders; current limit is {broken}.", 429,
                                   headers | _retry_after(retry))  # fmt: skip
-            self._expire_countdowns()
+            self._run_timers()
             result = await handler(request, params, account)
         except Rejection as exc:  # refusals carry the usage headers too
             return _error(exc.code, exc.msg, exc.status, headers)
@@ -722,6 +733,9 @@ class Emulator:
         if not hmac.compare_digest(expected, signature.lower()):
             raise Rejection(-1022, "Signature for this request is not valid.")
         return account
+
+    def _order_json(self, order: Order, as_accepted: bool = False) -> dict[str, Any]:
+        return order_json(order, self.market.symbols[order.symbol].spec, as_accepted)
 
     # --------------------------------------------------------------------------- public market
 
@@ -1044,7 +1058,7 @@ class Emulator:
         if answer not in ("ACK", "RESULT"):
             raise Rejection(-1136, "Invalid newOrderRespType.")
         order = self.engine.place_order(account, **self._new_order(params))
-        return order_json(order) if answer == "RESULT" else order_json(order, as_accepted=True)
+        return self._order_json(order) if answer == "RESULT" else self._order_json(order, as_accepted=True)
 
     async def h_test_order(self, request: web.Request, params: Params, account: Account | None) -> Any:
         assert account is not None
@@ -1057,7 +1071,7 @@ class Emulator:
         qty, price = _decimal(params, "quantity") or D(0), _decimal(params, "price") or D(0)
         order = self.engine.modify_order(account, params.get("symbol"), *self._order_ref(params), side=side, qty=qty,
                                          price=price)  # fmt: skip
-        return order_json(order)
+        return self._order_json(order)
 
     async def h_batch_create(self, request: web.Request, params: Params, account: Account | None) -> Any:
         assert account is not None
@@ -1118,7 +1132,10 @@ class Emulator:
             self.countdowns[key] = self.server_time_ms() + countdown
         return {"symbol": symbol, "countdownTime": str(countdown)}
 
-    def _expire_countdowns(self) -> None:
+    def _run_timers(self) -> None:
+        """What falls due on the server's clock: countdownCancelAll deadlines and listen keys (checked at each
+        market step and each request)."""
+        self._expire_listen_keys()
         if not self.countdowns:
             return
         now = self.server_time_ms()
@@ -1132,7 +1149,7 @@ class Emulator:
         order = self.engine.find_order(account, params.get("symbol"), *self._order_ref(params))
         if not order.is_open:
             raise Rejection(-2013, "Order does not exist.")
-        return order_json(order)
+        return self._order_json(order)
 
     async def h_force_orders(self, request: web.Request, params: Params, account: Account | None) -> Any:
         """The account's liquidation orders (autoCloseType LIQUIDATION; the emulator has no ADL)."""
@@ -1142,7 +1159,7 @@ class Emulator:
             self.engine.symbol(symbol)
         if params.get("autoCloseType", "LIQUIDATION") != "LIQUIDATION":
             return []
-        rows = [order_json(o) for o in account.orders.values()
+        rows = [self._order_json(o) for o in account.orders.values()
                 if o.type is OrderType.LIQUIDATION and symbol in (None, o.symbol)]  # fmt: skip
         return _page(rows, "time", params, default=50, maximum=100, recent_ms=WEEK_MS, now_ms=self.market.now_ms)
 
@@ -1183,24 +1200,24 @@ class Emulator:
 
     async def h_query_order(self, request: web.Request, params: Params, account: Account | None) -> Any:
         assert account is not None
-        return order_json(self.engine.find_order(account, params.get("symbol"), *self._order_ref(params)))
+        return self._order_json(self.engine.find_order(account, params.get("symbol"), *self._order_ref(params)))
 
     async def h_cancel_order(self, request: web.Request, params: Params, account: Account | None) -> Any:
         assert account is not None
-        return order_json(self.engine.cancel_order(account, params.get("symbol"), *self._order_ref(params)))
+        return self._order_json(self.engine.cancel_order(account, params.get("symbol"), *self._order_ref(params)))
 
     async def h_open_orders(self, request: web.Request, params: Params, account: Account | None) -> Any:
         assert account is not None
         symbol = params.get("symbol")
         if symbol is not None:
             self.engine.symbol(symbol)
-        return [order_json(o) for o in account.open_orders(symbol)]
+        return [self._order_json(o) for o in account.open_orders(symbol)]
 
     async def h_all_orders(self, request: web.Request, params: Params, account: Account | None) -> Any:
         """A symbol's orders: from `orderId` on, else by time (at most 7 days apart), else the newest."""
         assert account is not None
         self.engine.symbol(params.get("symbol"))
-        rows = [order_json(o) for o in account.orders.values() if o.symbol == params["symbol"]]
+        rows = [self._order_json(o) for o in account.orders.values() if o.symbol == params["symbol"]]
         return _id_or_time_page(rows, "orderId", _int(params, "orderId"), "time", params)
 
     async def h_cancel_all(self, request: web.Request, params: Params, account: Account | None) -> Any:
@@ -1358,10 +1375,11 @@ class Emulator:
             return True
         if not (SYMBOL_STREAM.match(name) or ALL_STREAM.match(name)):
             return False
+        followed = any(name in other.streams for other in self.sockets if other is not sock)
         sock.streams.add(name)
         symbol, _, kind = name.partition("@")
         state = self.market.symbols.get(symbol.upper())
-        if kind.startswith("depth") and state is not None and not any(name in o.streams for o in self.sockets):
+        if kind.startswith("depth") and state is not None and not followed:
             # no one else follows this stream: its chain starts here, its first event telling every change
             self.depth_marks[(state.spec.symbol, name)] = (book_side(state, "bids"), book_side(state, "asks"),
                                                            state.update_id)  # fmt: skip
@@ -1626,10 +1644,10 @@ class Emulator:
                     "account": account_json(self.engine, account),
                     "positions": [position_json(self.engine, account, s) for s in self.market.symbols],
                     "margin": {s: vars(c) for s, c in account.configs.items()},
-                    "open_orders": [order_json(o) for o in account.open_orders()],
+                    "open_orders": [self._order_json(o) for o in account.open_orders()],
                     "open_algo_orders": [algo_json(a, account) for a in account.open_algos()],
                     "algo_orders": [algo_json(a, account) for a in account.algos.values()],
-                    "orders": [order_json(o) for o in account.orders.values()],
+                    "orders": [self._order_json(o) for o in account.orders.values()],
                     "fills": [fill_json(f) for f in account.fills],
                     "income": [income_json(i) for i in account.incomes],
                 }
@@ -1736,23 +1754,22 @@ def _from_wire(kind: type[T], value: str, code: int, message: str) -> T:
         raise Rejection(code, message) from None
 
 
-def order_json(order: Order, as_accepted: bool = False) -> dict[str, Any]:
-    """An order as the order endpoints show it; `as_accepted`: as Binance's ACK answer shows a new order, before
-    any of it has filled (its fills follow on the user data stream)."""
-    if as_accepted:
-        return order_json(order) | {"status": "NEW", "avgPrice": "0.00", "executedQty": "0", "cumQty": "0",
-                                    "cumQuote": "0", "updateTime": order.time_ms}  # fmt: skip
-    return {
+def order_json(order: Order, spec: SymbolSpec, as_accepted: bool = False) -> dict[str, Any]:
+    """An order as the order endpoints show it, prices and quantities printed to the symbol's precision;
+    `as_accepted`: as Binance's ACK answer shows a new order, before any of it has filled (its fills follow
+    on the user data stream)."""
+    price, qty = _places(spec.tick), _places(spec.step)
+    row = {
         "orderId": order.id,
         "symbol": order.symbol,
         "status": order.status,
         "clientOrderId": order.client_id,
-        "price": plain(order.price),
-        "avgPrice": plain(order.average),
-        "origQty": plain(order.qty),
-        "executedQty": plain(order.filled),
-        "cumQty": plain(order.filled),
-        "cumQuote": plain(order.cum_quote),
+        "price": _fixed(order.price, price),
+        "avgPrice": _fixed(order.average, price),
+        "origQty": _fixed(order.qty, qty),
+        "executedQty": _fixed(order.filled, qty),
+        "cumQty": _fixed(order.filled, qty),
+        "cumQuote": _fixed(order.cum_quote, 8),
         "timeInForce": order.time_in_force,
         "type": _wire(order.type),
         "reduceOnly": order.reduce_only,
@@ -1769,6 +1786,11 @@ def order_json(order: Order, as_accepted: bool = False) -> dict[str, Any]:
         "time": order.time_ms,
         "updateTime": order.update_ms or order.time_ms,
     }
+    if as_accepted:
+        zero = _fixed(ZERO, qty)
+        row |= {"status": "NEW", "avgPrice": _fixed(ZERO, price), "executedQty": zero, "cumQty": zero,
+                "cumQuote": _fixed(ZERO, 8), "updateTime": order.time_ms}  # fmt: skip
+    return row
 
 
 def algo_json(algo: AlgoOrder, account: Account | None = None) -> dict[str, Any]:
