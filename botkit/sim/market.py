@@ -6,7 +6,7 @@ same seed gives the same market bit for bit, however fast the emulator is paced 
 
 - index: geometric random walk with calm/volatile regimes, rare jumps, and the scenario's drift/crash;
 - book: 20 levels a side around a mid that carries a small mean-reverting premium over the index, and
-  480 more beyond them, one a tick, each with a quantity fixed by its price (see `levels`);
+  480 more beyond them, one every 10 ticks, each with a quantity fixed by its price (see `levels`);
 - mark: index + an exponentially smoothed basis (mid − index), plus any divergence a fault injects;
 - funding: Binance's rule on the averaged premium (history.funding_rate);
 - history: a month of minute bars and funding rates before the start (history.py), recorded on from it.
@@ -14,6 +14,7 @@ same seed gives the same market bit for bit, however fast the emulator is paced 
 
 from __future__ import annotations
 
+import itertools
 import math
 import random
 from collections import deque
@@ -25,7 +26,9 @@ from botkit.sim.history import LiveBar, SymbolHistory, funding_rate
 
 D = Decimal
 BOOK_LEVELS = 20  # levels a side that move every step
-OUTER_LEVELS = 480  # beyond them, one level a tick at a fixed quantity per price: 500 levels a side in all
+OUTER_LEVELS = 480  # beyond them, levels at a fixed quantity per price: 500 levels a side in all
+OUTER_GAP = 10  # ticks between two of those fixed levels
+ZERO = D(0)
 RECENT_TRADES = 10_000  # live trades kept for the trade history endpoints
 
 
@@ -380,26 +383,34 @@ class Market:
 # ----------------------------------------------------------------------------------- the deep book
 
 
-def outer_qty(spec: SymbolSpec, price: Decimal) -> Decimal:
-    """The resting quantity at a price beyond the moving levels: between 2 and 6 times the top's depth,
-    fixed by the price alone (a multiplicative hash), so the deep book stays put while the top moves."""
-    ticks = int(price / spec.tick)
-    return max(spec.step, floor_to_step(spec.depth * (2 + D(ticks * 2654435761 % 1000) / 250), spec.step))
+def _outer_qty(spec: SymbolSpec, slot: int) -> Decimal:
+    """2 to 6 times the top's depth, on the step, fixed by the slot (a multiplicative hash)."""
+    steps = int(spec.depth / spec.step) * (500 + slot * 2654435761 % 1000) // 250
+    return spec.step * max(1, steps)
+
+
+def outer_slots(spec: SymbolSpec, side: str, edge: Decimal) -> tuple[int, int]:
+    """The fixed levels beyond a side's last moving level at `edge`, as a range of slots (slot n is the
+    price n × OUTER_GAP ticks): the OUTER_LEVELS slots strictly beyond the edge."""
+    width = spec.tick * OUTER_GAP
+    if side == "bids":
+        top = math.ceil(edge / width) - 1
+        return max(1, top - OUTER_LEVELS + 1), top
+    bottom = math.floor(edge / width) + 1
+    return bottom, bottom + OUTER_LEVELS - 1
 
 
 def levels(st: SymbolState, side: str, limit: int) -> list[tuple[Decimal, Decimal]]:
-    """The best `limit` levels of one side ("bids" or "asks"): the moving ones, then the fixed ones a tick
-    apart beyond the last of them."""
+    """The best `limit` levels of one side ("bids" or "asks"): the moving ones, then the fixed ones beyond
+    the last of them, one every OUTER_GAP ticks, each with a quantity fixed by its price (2 to 6 times the
+    top's depth, from a multiplicative hash), so the deep book stays put while the top moves."""
     inner = st.bids if side == "bids" else st.asks
     rows = inner[:limit]
     if limit > len(inner) and inner:
-        step = -st.spec.tick if side == "bids" else st.spec.tick
-        edge = inner[-1][0]
-        for k in range(1, min(limit - len(inner), OUTER_LEVELS) + 1):
-            price = edge + step * k
-            if price <= 0:
-                break
-            rows.append((price, outer_qty(st.spec, price)))
+        spec, width = st.spec, st.spec.tick * OUTER_GAP
+        lo, hi = outer_slots(spec, side, inner[-1][0])
+        slots = range(hi, lo - 1, -1) if side == "bids" else range(lo, hi + 1)
+        rows += [(n * width, _outer_qty(spec, n)) for n in itertools.islice(slots, limit - len(inner))]
     return rows
 
 
@@ -437,22 +448,22 @@ def book_changes(spec: SymbolSpec, side: str, old: BookSide, new: BookSide) -> l
     gone), best first: those that differ, and those that moved in between (`old.touched`, and the fixed
     levels the edge passed). Only the moving levels and the ends of the fixed range can change, so this
     costs O(moving levels + how far the edge moved)."""
-    tick = spec.tick
-    sign = -1 if side == "bids" else 1  # the fixed levels lie beyond the edge in this direction
+    width = spec.tick * OUTER_GAP
+    old_slots, new_slots = outer_slots(spec, side, old.edge), outer_slots(spec, side, new.edge)
+    (lo1, hi1), (lo2, hi2) = (outer_slots(spec, side, e) for e in (min(old.low_edge, new.edge),
+                                                                   max(old.high_edge, new.edge)))  # fmt: skip
+    passed = range(lo1, hi2 + 1) if lo2 - lo1 >= OUTER_LEVELS else [*range(lo1, lo2), *range(hi1 + 1, hi2 + 1)]
+    moved = old.touched | {n * width for n in passed}
 
-    def fixed_range(edge: Decimal) -> tuple[int, int]:
-        e = int(edge / tick)
-        return (e - OUTER_LEVELS, e - 1) if sign < 0 else (e + 1, e + OUTER_LEVELS)
-
-    def qty(book: BookSide, price: Decimal) -> Decimal:
+    def qty(book: BookSide, slots: tuple[int, int], price: Decimal) -> Decimal:
         if price in book.inner:
             return book.inner[price]
-        lo, hi = fixed_range(book.edge)
-        return outer_qty(spec, price) if lo <= int(price / tick) <= hi and price > 0 else D(0)
+        n, off_grid = divmod(price, width)
+        return _outer_qty(spec, int(n)) if not off_grid and slots[0] <= n <= slots[1] else ZERO
 
-    (lo1, hi1), (lo2, hi2) = fixed_range(min(old.low_edge, new.edge)), fixed_range(max(old.high_edge, new.edge))
-    ticks = range(lo1, hi2 + 1) if lo2 - lo1 >= OUTER_LEVELS else [*range(lo1, lo2), *range(hi1 + 1, hi2 + 1)]
-    moved = old.touched | {t * tick for t in ticks}
-    changed = [(p, q) for p in set(old.inner) | set(new.inner) | moved
-               if p > 0 and ((q := qty(new, p)) != qty(old, p) or p in moved)]  # fmt: skip
-    return sorted(changed, reverse=sign < 0)
+    changed = []
+    for p in set(old.inner) | set(new.inner) | moved:
+        q = qty(new, new_slots, p)
+        if p in moved or q != qty(old, old_slots, p):
+            changed.append((p, q))
+    return sorted(changed, reverse=side == "bids")

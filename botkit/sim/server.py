@@ -88,6 +88,7 @@ class EmulatorSettings:
     rate_limit_speed: float = 1.0  # rate-limit windows, cool-downs and bans run this many times faster
     run_clock: bool = True  # False: the market moves only through the admin API (deterministic tests)
     withdrawals_enabled: bool = False  # what GET /sapi/v1/account/apiRestrictions reports for the API key
+    history_days: int = 30  # market history before the start, generated from the seed on demand
 
 
 # ------------------------------------------------------------------------------------- rate limits
@@ -368,7 +369,10 @@ class _Socket:
             if frame is CLOSE_FRAME:
                 await self.ws.close()
                 return
-            await self.ws.send_str(frame)
+            try:
+                await self.ws.send_str(frame)
+            except ConnectionError:  # the client went away between two frames: no one is left to write to
+                return
 
 
 # Market stream names, as Binance spells them: <symbol>@<kind>, or !<kind> for every symbol.
@@ -409,6 +413,7 @@ class Emulator:
             start_ms=start_ms,
             step_ms=settings.step_ms,
             funding_interval_s=settings.funding_interval_s,
+            history_days=settings.history_days,
         )
         self.engine = Engine(self.market)
         self.faults = faults or FaultPlan()
@@ -428,6 +433,7 @@ class Emulator:
         self.url = ""
         self.busy_seconds = 0.0  # time spent inside request handling, for benchmarks
         self.countdowns: dict[tuple[str, str], int] = {}  # (API key, symbol) -> when countdownCancelAll fires
+        self.margin_changes: dict[str, list[dict[str, Any]]] = {}  # API key -> positionMargin changes
         self.app = self._build_app()
 
     # ------------------------------------------------------------------------------ lifecycle
@@ -588,6 +594,13 @@ class Emulator:
             ("GET", "/fapi/v1/openOrder", self.h_open_order, 1, "signed"),
             ("GET", "/fapi/v1/forceOrders", self.h_force_orders, 20, "signed"),
             ("POST", "/fapi/v1/positionMargin", self.h_position_margin, 1, "signed"),
+            ("GET", "/fapi/v1/positionMargin/history", self.h_margin_history, 1, "signed"),
+            ("GET", "/fapi/v1/accountConfig", self.h_account_config, 5, "signed"),
+            ("GET", "/fapi/v1/rateLimit/order", self.h_order_rate_limits, 1, "signed"),
+            ("GET", "/fapi/v1/adlQuantile", self.h_adl_quantile, 5, "signed"),
+            ("GET", "/fapi/v1/feeBurn", self.h_fee_burn, 30, "signed"),
+            ("POST", "/fapi/v1/feeBurn", self.h_set_fee_burn, 1, "signed"),
+            ("GET", "/fapi/v1/apiTradingStatus", self.h_trading_status, 1, "signed"),
             ("GET", "/fapi/v1/multiAssetsMargin", self.h_multi_assets, 30, "signed"),
             ("POST", "/fapi/v1/multiAssetsMargin", self.h_set_multi_assets, 1, "signed"),
             ("POST", "/fapi/v1/positionSide/dual", self.h_set_position_mode, 1, "signed"),
@@ -1170,7 +1183,48 @@ class Emulator:
         if kind is None:
             raise Rejection(-1102, "Mandatory parameter 'type' was not sent, was empty/null, or malformed.")
         self.engine.modify_isolated_margin(account, params.get("symbol"), amount, kind)
+        self.margin_changes.setdefault(account.api_key, []).append(
+            {"symbol": params.get("symbol"), "type": kind, "deltaType": "TRADE", "amount": plain(amount),
+             "asset": "USDT", "time": self.market.now_ms, "positionSide": "BOTH"}
+        )  # fmt: skip
         return {"amount": float(amount), "code": 200, "msg": "Successfully modify position margin.", "type": kind}
+
+    async def h_margin_history(self, request: web.Request, params: Params, account: Account | None) -> Any:
+        assert account is not None
+        self.engine.symbol(params.get("symbol"))
+        rows = [r for r in self.margin_changes.get(account.api_key, []) if r["symbol"] == params["symbol"]]
+        if params.get("type"):
+            rows = [r for r in rows if str(r["type"]) == params["type"]]
+        return _page(rows, "time", params, default=500, maximum=500, recent_ms=30 * 86_400_000,
+                     now_ms=self.market.now_ms)  # fmt: skip
+
+    async def h_account_config(self, request: web.Request, params: Params, account: Account | None) -> Any:
+        return {"feeTier": 0, "canTrade": True, "canDeposit": True, "canWithdraw": True, "dualSidePosition": False,
+                "updateTime": 0, "multiAssetsMargin": False, "tradeGroupId": -1}  # fmt: skip
+
+    async def h_order_rate_limits(self, request: web.Request, params: Params, account: Account | None) -> Any:
+        s = self.settings
+        return [
+            {"rateLimitType": "ORDERS", "interval": "SECOND", "intervalNum": 10, "limit": s.orders_per_10s},
+            {"rateLimitType": "ORDERS", "interval": "MINUTE", "intervalNum": 1, "limit": s.orders_per_minute},
+        ]
+
+    async def h_adl_quantile(self, request: web.Request, params: Params, account: Account | None) -> Any:
+        """Every position's auto-deleveraging queue: the emulator has no ADL, so always the front (0)."""
+        assert account is not None
+        return [{"symbol": s, "adlQuantile": {"LONG": 0, "SHORT": 0, "BOTH": 0}}
+                for s in self._symbols(params) if account.position(s).qty]  # fmt: skip
+
+    async def h_fee_burn(self, request: web.Request, params: Params, account: Account | None) -> Any:
+        return {"feeBurn": False}
+
+    async def h_set_fee_burn(self, request: web.Request, params: Params, account: Account | None) -> Any:
+        if _flag(params, "feeBurn"):
+            raise Rejection(-1020, "This operation is not supported: the emulator pays fees in USDT only.")
+        return {"code": 200, "msg": "success"}
+
+    async def h_trading_status(self, request: web.Request, params: Params, account: Account | None) -> Any:
+        return {"indicators": {}, "updateTime": self.market.now_ms}
 
     async def h_multi_assets(self, request: web.Request, params: Params, account: Account | None) -> Any:
         return {"multiAssetsMargin": False}
@@ -1512,12 +1566,7 @@ class Emulator:
         elapsed = self.market.elapsed_s
         stalled = self.market.feed_stalled()
         made: dict[str, list[Any]] = {}  # each stream's events this step, made once for every subscriber
-        followed = {stream for sock in self.sockets for stream in sock.streams}
-        for (symbol, stream), (bids, asks, _) in self.depth_marks.items():
-            if stream in followed and ("@depth@" in stream or stream.endswith("@depth")):  # diffs note each step
-                state = self.market.symbols[symbol]
-                bids.watch(state, "bids")
-                asks.watch(state, "asks")
+        sent_depth: set[tuple[str, str]] = set()  # the depth streams that sent at this step
         for sock in list(self.sockets):
             market_streams = [s for s in sock.streams if s not in self.listen_keys]
             if not market_streams:
@@ -1529,36 +1578,44 @@ class Emulator:
                 if stalled or self.faults.pick(("freeze_feed",), stream, "*", elapsed):
                     continue
                 if stream not in made:
-                    made[stream] = self._stream_events(stream)
+                    made[stream] = self._stream_events(stream, sent_depth)
                 corrupt = self.faults.pick(("corrupt_frame",), stream, "*", elapsed)
                 for payload in made[stream]:
                     sock.publish(stream, _garbled(payload) if corrupt and isinstance(payload, dict) else payload)
         self._liquidations_sent = len(self.engine.liquidations)
+        followed = {stream for sock in self.sockets for stream in sock.streams}
+        for (symbol, stream), (bids, asks, _) in self.depth_marks.items():
+            if stream in followed and (symbol, stream) not in sent_depth and ("@depth@" in stream or
+                                                                           stream.endswith("@depth")):  # fmt: skip
+                state = self.market.symbols[symbol]  # a diff stream that did not send notes what moved
+                bids.watch(state, "bids")
+                asks.watch(state, "asks")
 
     def _due(self, period_ms: int) -> bool:
         """Whether a stream sending every `period_ms` of market time sends at this step."""
         now = self.market.now_ms
         return period_ms == 0 or now // period_ms != (now - self.market.step_ms) // period_ms
 
-    def _stream_events(self, stream: str) -> list[Any]:
+    def _stream_events(self, stream: str, sent_depth: set[tuple[str, str]]) -> list[Any]:
         """The events one market stream sends at this step (an all-symbol stream's event is a list)."""
         if stream.startswith("!"):
             kind = stream[1:].removesuffix("@arr").removesuffix("@arr@1s")
             period = _period_ms(stream[1:].replace("@arr", ""))
             if not self._due(period):
                 return []
-            rows = [e for symbol in self.market.symbols for e in self._symbol_events(symbol, kind, stream)]
+            rows = [e for symbol in self.market.symbols for e in self._symbol_events(symbol, kind, stream, sent_depth)]
             return rows if kind in ("bookTicker", "forceOrder") else [rows] if rows else []
         name, _, kind = stream.partition("@")
         state = self.market.symbols.get(name.upper())
         if state is None or not self._due(_period_ms(kind)):
             return []
-        return self._symbol_events(state.spec.symbol, kind, stream)
+        return self._symbol_events(state.spec.symbol, kind, stream, sent_depth)
 
-    def _symbol_events(self, s: str, kind: str, stream: str) -> list[dict[str, Any]]:
+    def _symbol_events(self, s: str, kind: str, stream: str, sent_depth: set[tuple[str, str]]) -> list[dict[str, Any]]:
         state, now = self.market.symbols[s], self.market.now_ms
         tick, step = _places(state.spec.tick), _places(state.spec.step)
         if kind.startswith("depth"):
+            sent_depth.add((s, stream))
             return self._depth_event(state, kind, stream)
         if kind == "bookTicker":
             bt = self._book_ticker(s)
