@@ -23,7 +23,6 @@ import itertools
 import math
 import random
 from array import array
-from bisect import bisect_left, bisect_right
 from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import ROUND_FLOOR, Decimal
@@ -43,8 +42,10 @@ COLUMNS = (
 )  # fmt: skip
 OPEN, HIGH, LOW, CLOSE, VOLUME, QUOTE_VOLUME, TRADES = range(7)
 MARK_CLOSE, INDEX_OPEN, PREMIUM_CLOSE = (COLUMNS.index(name) for name in ("mark_close", "index_open", "premium_close"))
-PRICE_KINDS = {kind: (first, first + 1, first + 2, first + 3) for kind, first in (("trade", 0), ("mark", 7),
-               ("index", 11), ("premium", 15))}  # column of the open, high, low and close of each price  # fmt: skip
+PRICE_KINDS = {  # the columns of each price's open, high, low and close
+    kind: tuple(COLUMNS.index(prefix + part) for part in ("open", "high", "low", "close"))
+    for kind, prefix in (("trade", ""), ("mark", "mark_"), ("index", "index_"), ("premium", "premium_"))
+}
 Row = tuple[int, ...]
 
 
@@ -353,10 +354,3 @@ def bucket_end(interval: str, start: int) -> int:
         nxt = dt.datetime(day.year + day.month // 12, day.month % 12 + 1, 1, tzinfo=dt.UTC)
         return int(nxt.timestamp() * 1000)
     return start + INTERVALS_MS[interval] * MINUTE_MS
-
-
-def bisect_times(times: list[int], start: int | None, end: int | None) -> tuple[int, int]:
-    """The slice of sorted `times` within [start, end] (either bound optional)."""
-    lo = 0 if start is None else bisect_left(times, start)
-    hi = len(times) if end is None else bisect_right(times, end)
-    return lo, hi

@@ -1450,7 +1450,7 @@ class Emulator:
             sock.send({"error": {"code": 3, "msg": "Invalid JSON: expected an object"}, "id": None})
             return
         ident, method, params = frame.get("id"), frame.get("method"), frame.get("params")
-        if not isinstance(ident, int) or isinstance(ident, bool) or ident < 0:
+        if ident is not None and (not isinstance(ident, int) or isinstance(ident, bool) or ident < 0):
             sock.send({"error": {"code": 2, "msg": "Invalid request: request ID must be an unsigned integer"},
                        "id": None})  # fmt: skip
             return

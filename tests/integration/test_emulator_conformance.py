@@ -171,7 +171,8 @@ async def test_endpoints_mainstream_clients_call():
 
 
 async def test_python_binance_pages_history_and_filters_hold():
-    async with running_emulator(settings(funding_interval_s=8 * 3600)) as emu, python_binance(emu) as client:
+    five_days = settings(funding_interval_s=8 * 3600, history_days=5)
+    async with running_emulator(five_days) as emu, python_binance(emu) as client:
         history = emu.market.history[SYMBOL]
         rows = await client.futures_historical_klines(SYMBOL, "5m", history.first_ms, history.start_minute_ms - 1)
         assert [r[0] for r in rows] == list(range(history.first_ms, history.start_minute_ms, 5 * MINUTE_MS))
