@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import hmac
 import itertools
@@ -267,6 +268,7 @@ def _id_or_time_page(rows: list[dict[str, Any]], id_key: str, from_id: int | Non
     return _page(rows, time_key, params, default=500, maximum=1000)
 
 
+@functools.lru_cache(maxsize=64)
 def _places(step: Decimal) -> int:
     """The decimals a price or quantity on this step is printed with (Binance pads to them)."""
     return max(0, -int(step.normalize().as_tuple().exponent))
@@ -1382,6 +1384,8 @@ class Emulator:
 
     def _expire_listen_keys(self) -> None:
         """A listen key not kept alive for 60 minutes ends: its streams get listenKeyExpired and then nothing."""
+        if not self.listen_keys:
+            return
         now = self.server_time_ms()
         for key, (_, expiry) in list(self.listen_keys.items()):
             if expiry <= now:
