@@ -201,18 +201,59 @@ class SymbolHistory:
                 b = bucket_start(interval, b - 1)
             opens.reverse()
         o, h, low, c = PRICE_KINDS[kind]
+        if interval == "1m" and opens:  # a candle a minute: read the columns straight through
+            return [Candle(t, t + MINUTE_MS - 1, *row) for t, row in self._minutes(opens[0], opens[-1] + MINUTE_MS,
+                                                                                  (o, h, low, c))]  # fmt: skip
         out = []
         for b in opens:
             close_ms = bucket_end(interval, b)
-            rows = [row for _, row in self.bars(b, close_ms)]
-            if not rows:
+            parts = [(bars.columns, i, j) for bars, _, i, j in self._segments(b, close_ms)]
+            live = self.live.row() if self.live is not None and b <= self.live.open_ms < close_ms else None
+            if live is not None:  # the minute in progress, as a one-row segment
+                parts.append(([array("q", [v]) for v in live], 0, 1))
+            if not parts:
                 continue
+            first_cols, i0, _ = parts[0]
+            last_cols, _, j1 = parts[-1]
             out.append(Candle(
-                b, close_ms - 1, rows[0][o], max(r[h] for r in rows), min(r[low] for r in rows), rows[-1][c],
-                sum(r[VOLUME] for r in rows), sum(r[QUOTE_VOLUME] for r in rows), sum(r[TRADES] for r in rows),
-                len(rows),
+                b, close_ms - 1, first_cols[o][i0], max(max(cols[h][i:j]) for cols, i, j in parts),
+                min(min(cols[low][i:j]) for cols, i, j in parts), last_cols[c][j1 - 1],
+                sum(sum(cols[VOLUME][i:j]) for cols, i, j in parts),
+                sum(sum(cols[QUOTE_VOLUME][i:j]) for cols, i, j in parts),
+                sum(sum(cols[TRADES][i:j]) for cols, i, j in parts), sum(j - i for _, i, j in parts),
             ))  # fmt: skip
         return out
+
+    def _minutes(self, from_ms: int, to_ms: int, prices: tuple[int, ...]) -> Iterator[tuple[int, tuple[int, ...]]]:
+        """(open time, (open, high, low, close, volume, quote volume, trades, 1)) of each minute in
+        [from_ms, to_ms), prices of the kind whose columns are `prices`, the live minute included."""
+        for bars, block_start, i, j in self._segments(from_ms, to_ms):
+            cols = [bars.columns[k][i:j] for k in (*prices, VOLUME, QUOTE_VOLUME, TRADES)]
+            for n, row in enumerate(zip(*cols, strict=True), start=i):
+                yield block_start + n * MINUTE_MS, (*row, 1)
+        if self.live is not None and from_ms <= self.live.open_ms < to_ms:
+            live = self.live.row()
+            yield self.live.open_ms, (*(live[k] for k in (*prices, VOLUME, QUOTE_VOLUME, TRADES)), 1)
+
+    def _segments(self, from_ms: int, to_ms: int) -> list[tuple[Bars, int, int, int]]:
+        """The finished minutes opening in [from_ms, to_ms) as slices (block, the block's first minute, first
+        index, end index) of the blocks that hold them, in time order: generated days, then the recorded
+        minutes."""
+        t = max(from_ms, self.first_ms)
+        t += -t % MINUTE_MS
+        end = min(to_ms, self.end_ms)
+        parts = []
+        while t < min(end, self.start_minute_ms):
+            k = (self.start_minute_ms - t - 1) // (DAY_MINUTES * MINUTE_MS)  # the day block that holds t
+            block_start = self.start_minute_ms - (k + 1) * DAY_MINUTES * MINUTE_MS
+            stop = min(end, self.start_minute_ms - k * DAY_MINUTES * MINUTE_MS)
+            parts.append((self._day(k), block_start, (t - block_start) // MINUTE_MS,
+                          (stop - 1 - block_start) // MINUTE_MS + 1))  # fmt: skip
+            t = stop
+        if t < end:
+            first, last = (t - self.start_minute_ms) // MINUTE_MS, (end - 1 - self.start_minute_ms) // MINUTE_MS
+            parts.append((self.recorded, self.start_minute_ms, first, last + 1))
+        return parts
 
     def _day(self, k: int) -> Bars:
         while len(self._days) <= k:

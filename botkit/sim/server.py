@@ -279,8 +279,11 @@ def _fixed(value: Decimal, places: int) -> str:
 
 
 def _units(value: int, places: int) -> str:
-    """A history value in 1e-8 units, printed with `places` decimals."""
-    return _fixed(D(value).scaleb(-8), places)
+    """A history value in 1e-8 units, printed with `places` decimals (cut, not rounded: history prices and
+    quantities sit on their tick and step)."""
+    whole, fraction = divmod(abs(value), 100_000_000)
+    text = f"{whole}.{fraction:08d}"[: len(str(whole)) + 1 + places] if places else str(whole)
+    return "-" + text if value < 0 else text
 
 
 KLINE_KINDS = {"/fapi/v1/klines": "trade", "/fapi/v1/continuousKlines": "continuous",

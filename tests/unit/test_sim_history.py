@@ -34,11 +34,13 @@ def test_funding_rate_by_hand(premium, rate):
 
 
 def test_history_is_the_seeds_and_runs_into_the_live_market():
-    a, b = Market(seed=3, start_ms=START), Market(seed=3, start_ms=START)
+    month = Market(seed=3, start_ms=START).history["BTCUSDT"]
+    assert month.first_ms % 86_400_000 == 0 and (START - month.first_ms) >= 30 * 86_400_000  # the default
+    a, b = Market(seed=3, start_ms=START, history_days=4), Market(seed=3, start_ms=START, history_days=4)
     ha, hb = a.history["BTCUSDT"], b.history["BTCUSDT"]
     assert ha.bar(ha.first_ms) == hb.bar(hb.first_ms)  # however far back it was first asked for
+    assert ha.bar(ha.first_ms) == month.bar(ha.first_ms)  # and however long the history
     assert Market(seed=4, start_ms=START).history["BTCUSDT"].bar(ha.first_ms) != ha.bar(ha.first_ms)
-    assert ha.first_ms % 86_400_000 == 0 and (START - ha.first_ms) >= 30 * 86_400_000
     rows = [row for _, row in ha.bars(ha.first_ms, ha.start_minute_ms)]
     assert len(rows) == (ha.start_minute_ms - ha.first_ms) // MINUTE_MS
     index_opens = [row[INDEX_OPEN] for row in rows]
