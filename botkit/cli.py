@@ -681,8 +681,12 @@ def _printable(text: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the CLI and turn every user-caused error into one line and exit code 2."""
     err = Console(stderr=True, highlight=False, soft_wrap=True)
+    args = sys.argv[1:] if argv is None else argv
+    if any("\x00" in arg for arg in args):  # no file or value has one; click's path checks would raise on it
+        err.print("botkit: error: an argument contains a NUL byte", markup=False)
+        return EXIT_USAGE
     try:
-        code = cli.main(args=argv, prog_name="botkit", standalone_mode=False)
+        code = cli.main(args=args, prog_name="botkit", standalone_mode=False)
     except click.exceptions.NoArgsIsHelpError as exc:
         click.echo(exc.ctx.get_help() if exc.ctx else "", err=True)
         return EXIT_USAGE

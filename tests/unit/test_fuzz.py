@@ -309,6 +309,13 @@ def test_any_command_line_ends_in_an_exit_code_never_a_traceback(capsys, argv):
     assert code in (0, 1, 2) and "Traceback" not in out + err
 
 
+@pytest.mark.parametrize("argv", [["check-config", "\x00"], ["report", "a\x00b"], ["size", "--entry", "\x00"]])
+def test_a_nul_byte_in_an_argument_is_one_line_not_a_traceback(capsys, argv):
+    """Found by the fuzzer above: click's path check raised ValueError on a NUL byte."""
+    assert main(argv) == 2
+    assert capsys.readouterr().err.strip() == "botkit: error: an argument contains a NUL byte"
+
+
 @FUZZ
 @given(entry=numbers, stop=numbers, equity=numbers, leverage=st.integers(-5, 200) | st.text(max_size=4))
 def test_the_size_command_with_absurd_numbers_answers_or_refuses_in_one_line(capsys, entry, stop, equity, leverage):
