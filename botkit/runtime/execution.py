@@ -133,9 +133,11 @@ class Router:
                                       qty=approval.qty, price=approval.price, reduce_only=intent.reduce_only,
                                       tag=intent.tag, source=source)  # fmt: skip
         try:
-            committed = self.journal.write_durable(sending)
             # a reduce-only order never waits long on the disk: cutting risk must not hang on a stalled write
-            await asyncio.wait_for(committed, self.reduce_only_wait_s if intent.reduce_only else None)
+            # (asyncio.timeout, not wait_for: on Python 3.11 wait_for loses a cancellation that arrives as the
+            # write completes, and the task it was meant to end runs on)
+            async with asyncio.timeout(self.reduce_only_wait_s if intent.reduce_only else None):
+                await self.journal.write_durable(sending)
         except TimeoutError:
             log.warning("journal.slow", client_id=client_id, waited_s=self.reduce_only_wait_s)
         except JournalError as exc:

@@ -214,8 +214,10 @@ class Stops:
         sending = events.StopSending(symbol=symbol, client_id=client_id, side=side, type=kind, qty=qty,
                                      trigger=trigger, why=why)  # fmt: skip
         try:
-            # a stop cuts risk: it waits for its write-ahead row no longer than a reduce-only order does
-            await asyncio.wait_for(self.journal.write_durable(sending), REDUCE_ONLY_JOURNAL_WAIT_S)
+            # a stop cuts risk: it waits for its write-ahead row no longer than a reduce-only order does (not
+            # wait_for: on Python 3.11 it loses a cancellation that arrives as the write completes)
+            async with asyncio.timeout(REDUCE_ONLY_JOURNAL_WAIT_S):
+                await self.journal.write_durable(sending)
         except TimeoutError:
             log.warning("journal.slow", client_id=client_id, waited_s=REDUCE_ONLY_JOURNAL_WAIT_S)
         except JournalError as exc:  # a stop cuts risk: it is placed anyway

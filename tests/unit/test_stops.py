@@ -6,6 +6,7 @@ protected. Each guardrail is also run switched off, and then the same check must
 import asyncio
 import dataclasses
 from decimal import Decimal as D
+from types import SimpleNamespace
 from typing import ClassVar
 
 import pytest
@@ -299,3 +300,33 @@ def test_a_read_that_a_fill_overtook_keeps_that_symbols_position():
     assert account.positions[BTC].qty == D("0.1") and account.balance == balance
     account.read(balance, [])  # a read that no fill overtook is the exchange's word
     assert account.positions == {}
+
+
+async def test_a_cancel_that_meets_the_stops_journal_write_ends_the_keeper(tmp_path):
+    """The keeper's wait for its write-ahead row must not swallow a cancellation that lands in the loop
+    iteration where the write completes: asyncio.wait_for on Python 3.11 does, and the bot's shutdown then
+    waited for good on a keeper that went on to place its stop (found hanging a test ~1 run in 12)."""
+    committed = asyncio.get_running_loop().create_future()
+    placed: list = []
+
+    class Journal:
+        async def write_durable(self, event) -> None:
+            await committed
+
+    class Venue:
+        ids = SimpleNamespace(next=lambda: "bk-1")
+
+        async def place_stop(self, request) -> None:
+            placed.append(request)
+            raise RuntimeError("the keeper placed its stop after it was cancelled")
+
+    stops = Stops(config(tmp_path), clock=ManualClock(), venue=Venue(), journal=Journal(), ks=None, market=None,
+                  account=None, symbols=[BTC], sink=None, close=None)  # fmt: skip
+    keeper = asyncio.create_task(stops._place(BTC, OrderType.STOP_MARKET, OrderSide.SELL, D(1), D(100), "test"))
+    for _ in range(3):
+        await asyncio.sleep(0)  # the keeper now waits on the write
+    committed.set_result(None)
+    keeper.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await keeper
+    assert placed == []
