@@ -394,10 +394,7 @@ class Engine:
             time_in_force = time_in_force or "GTC"
             if time_in_force not in ("GTC", "IOC", "FOK", "GTX"):
                 raise Rejection(-1115, "Invalid timeInForce.")
-            if side is OrderSide.BUY and price > state.mark * spec.percent_up:
-                raise Rejection(-4016, f"Limit price can't be higher than {plain(state.mark * spec.percent_up)}.")
-            if side is OrderSide.SELL and price < state.mark * spec.percent_down:
-                raise Rejection(-4024, f"Limit price can't be lower than {plain(state.mark * spec.percent_down)}.")
+            _check_percent_price(state, side, price)
         else:
             time_in_force = "GTC"
             price = None
@@ -582,10 +579,7 @@ class Engine:
             raise Rejection(-1111, "Precision is over the maximum defined for this asset.")
         if price <= ZERO or price % spec.tick:
             raise Rejection(-4014, "Price not increased by tick size.")
-        if side is OrderSide.BUY and price > state.mark * spec.percent_up:
-            raise Rejection(-4016, f"Limit price can't be higher than {plain(state.mark * spec.percent_up)}.")
-        if side is OrderSide.SELL and price < state.mark * spec.percent_down:
-            raise Rejection(-4024, f"Limit price can't be lower than {plain(state.mark * spec.percent_down)}.")
+        _check_percent_price(state, side, price)
         if price == order.price and qty == order.qty:
             raise Rejection(-5027, "No need to modify the order.")
         if qty <= order.filled or (order.time_in_force == "GTX" and _crosses(side, price, state)):
@@ -781,7 +775,8 @@ class Engine:
         return self.market.symbols[algo.symbol].mark if algo.working_type == "MARK_PRICE" else self._last(algo.symbol)
 
     def _last(self, symbol: str) -> Decimal:
-        """The last trade's price: this step's, else the last candle's close, else the mark."""
+        """The last trade's price: this step's, else the one the market last recorded, else the mark (paper
+        mode's observed market records none)."""
         state = self.market.symbols[symbol]
         if state.trades:
             return state.trades[-1].price
@@ -952,6 +947,15 @@ class Engine:
 
     def _emit_account(self, account: Account, reason: str, symbol: str) -> None:
         self._emit(account, AccountChanged(reason, symbol, self.now_ms))
+
+
+def _check_percent_price(state: SymbolState, side: OrderSide, price: Decimal) -> None:
+    """The PERCENT_PRICE filter: a limit buy at most percent_up of the mark, a sell at least percent_down."""
+    spec = state.spec
+    if side is OrderSide.BUY and price > state.mark * spec.percent_up:
+        raise Rejection(-4016, f"Limit price can't be higher than {plain(state.mark * spec.percent_up)}.")
+    if side is OrderSide.SELL and price < state.mark * spec.percent_down:
+        raise Rejection(-4024, f"Limit price can't be lower than {plain(state.mark * spec.percent_down)}.")
 
 
 def _crosses(side: OrderSide, price: Decimal | None, state: SymbolState) -> bool:

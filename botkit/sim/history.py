@@ -23,7 +23,7 @@ import itertools
 import math
 import random
 from array import array
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from decimal import ROUND_FLOOR, Decimal
 
@@ -46,6 +46,7 @@ PRICE_KINDS = {  # the columns of each price's open, high, low and close
     kind: tuple(COLUMNS.index(prefix + part) for part in ("open", "high", "low", "close"))
     for kind, prefix in (("trade", ""), ("mark", "mark_"), ("index", "index_"), ("premium", "premium_"))
 }
+ALL_COLUMNS = tuple(range(len(COLUMNS)))
 Row = tuple[int, ...]
 
 
@@ -73,6 +74,10 @@ class Bars:
 
     def row(self, i: int) -> Row:
         return tuple(column[i] for column in self.columns)
+
+    def extend(self, other: Bars) -> None:
+        for column, more in zip(self.columns, other.columns, strict=True):
+            column.extend(more)
 
 
 @dataclass(frozen=True)
@@ -135,7 +140,7 @@ class SymbolHistory:
         self, seed: int, symbol: str, start_ms: int, days: int, start_index: Decimal, tick: Decimal, step: Decimal,
         depth: Decimal, funding_interval_ms: int, funding_cap: Decimal,
     ) -> None:  # fmt: skip
-        self.seed, self.symbol, self.days = seed, symbol, days
+        self.seed, self.symbol = seed, symbol
         self.start_minute_ms = start_ms // MINUTE_MS * MINUTE_MS
         day_ms = DAY_MINUTES * MINUTE_MS
         self.first_ms = (self.start_minute_ms - days * day_ms) // day_ms * day_ms  # from a UTC midnight
@@ -164,17 +169,15 @@ class SymbolHistory:
         day = self._day(back // DAY_MINUTES)
         return day.row(DAY_MINUTES - 1 - back % DAY_MINUTES)
 
-    def bars(self, from_ms: int, to_ms: int) -> Iterator[tuple[int, Row]]:
-        """(open time, row) of every minute opening in [from_ms, to_ms), the live one included."""
-        t = max(from_ms, self.first_ms)
-        t += -t % MINUTE_MS
-        while t < min(to_ms, self.end_ms):
-            row = self.bar(t)
-            assert row is not None
-            yield t, row
-            t += MINUTE_MS
+    def bars(self, from_ms: int, to_ms: int, columns: Sequence[int] = ALL_COLUMNS) -> Iterator[tuple[int, Row]]:
+        """(open time, those `columns` of its row) of every minute opening in [from_ms, to_ms), the live one
+        included, read from the blocks' column slices."""
+        for bars, block_start, i, j in self._segments(from_ms, to_ms):
+            for n, row in enumerate(zip(*(bars.columns[k][i:j] for k in columns), strict=True), start=i):
+                yield block_start + n * MINUTE_MS, row
         if self.live is not None and from_ms <= self.live.open_ms < to_ms:
-            yield self.live.open_ms, self.live.row()
+            live = self.live.row()
+            yield self.live.open_ms, tuple(live[k] for k in columns)
 
     @property
     def latest_ms(self) -> int:
@@ -202,8 +205,8 @@ class SymbolHistory:
             opens.reverse()
         o, h, low, c = PRICE_KINDS[kind]
         if interval == "1m" and opens:  # a candle a minute: read the columns straight through
-            return [Candle(t, t + MINUTE_MS - 1, *row) for t, row in self._minutes(opens[0], opens[-1] + MINUTE_MS,
-                                                                                  (o, h, low, c))]  # fmt: skip
+            rows = self.bars(opens[0], opens[-1] + MINUTE_MS, (o, h, low, c, VOLUME, QUOTE_VOLUME, TRADES))
+            return [Candle(t, t + MINUTE_MS - 1, r[0], r[1], r[2], r[3], r[4], r[5], r[6], 1) for t, r in rows]
         out = []
         for b in opens:
             close_ms = bucket_end(interval, b)
@@ -223,17 +226,6 @@ class SymbolHistory:
                 sum(sum(cols[TRADES][i:j]) for cols, i, j in parts), sum(j - i for _, i, j in parts),
             ))  # fmt: skip
         return out
-
-    def _minutes(self, from_ms: int, to_ms: int, prices: tuple[int, ...]) -> Iterator[tuple[int, tuple[int, ...]]]:
-        """(open time, (open, high, low, close, volume, quote volume, trades, 1)) of each minute in
-        [from_ms, to_ms), prices of the kind whose columns are `prices`, the live minute included."""
-        for bars, block_start, i, j in self._segments(from_ms, to_ms):
-            cols = [bars.columns[k][i:j] for k in (*prices, VOLUME, QUOTE_VOLUME, TRADES)]
-            for n, row in enumerate(zip(*cols, strict=True), start=i):
-                yield block_start + n * MINUTE_MS, (*row, 1)
-        if self.live is not None and from_ms <= self.live.open_ms < to_ms:
-            live = self.live.row()
-            yield self.live.open_ms, (*(live[k] for k in (*prices, VOLUME, QUOTE_VOLUME, TRADES)), 1)
 
     def _segments(self, from_ms: int, to_ms: int) -> list[tuple[Bars, int, int, int]]:
         """The finished minutes opening in [from_ms, to_ms) as slices (block, the block's first minute, first
@@ -265,9 +257,7 @@ class SymbolHistory:
     def fill(self, minutes: int, price: Decimal) -> None:
         """Minutes the clock jumped over: generated, starting and ending at `price` (a random-walk bridge)."""
         if minutes > 0:
-            gap = self._generate(f"gap:{self.end_ms}", units(price), minutes, start=units(price))
-            for i in range(minutes):
-                self.recorded.append(gap.row(i))
+            self.recorded.extend(self._generate(f"gap:{self.end_ms}", units(price), minutes, start=units(price)))
 
     def roll(self, bar: LiveBar) -> None:
         """A new live minute: keep the one that ended, and fill the minutes a clock jump left between them."""
@@ -352,7 +342,7 @@ class SymbolHistory:
             interval = self.funding_interval_ms
             t = (self.first_ms + interval - 1) // interval * interval + interval
             while t <= self.start_minute_ms:
-                premiums = [row[PREMIUM_CLOSE] for _, row in self.bars(t - interval, t)]
+                premiums = [premium for _, (premium,) in self.bars(t - interval, t, (PREMIUM_CLOSE,))]
                 average = decimal(sum(premiums) // len(premiums))
                 mark = self.bar(t - MINUTE_MS)
                 assert mark is not None

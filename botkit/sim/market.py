@@ -230,9 +230,8 @@ class Market:
             self._rng[spec.symbol] = random.Random(f"{seed}:{spec.symbol}")
             state = SymbolState(spec, spec.tiers, spec.min_notional, math.log(spec.start_price))
             self.symbols[spec.symbol] = state
-            state.index = floor_to_step(D(repr(math.exp(state.log_price))), D("0.00000001"))
             self.history[spec.symbol] = history = SymbolHistory(
-                seed, spec.symbol, start_ms, history_days, state.index, spec.tick, spec.step, spec.depth,
+                seed, spec.symbol, start_ms, history_days, _index(state.log_price), spec.tick, spec.step, spec.depth,
                 self.funding_interval_ms, spec.funding_cap,
             )  # fmt: skip
             state.trade_id = history.generated_trades  # live trade ids follow the generated history's
@@ -302,7 +301,7 @@ class Market:
             st.log_price += ret
             st.premium = 0.98 * st.premium + rng.gauss(0.0, 0.00003)
         tick = spec.tick
-        index = floor_to_step(D(repr(math.exp(st.log_price))), D("0.00000001"))
+        index = _index(st.log_price)
         st.index = index
         mid = floor_to_step(index * (1 + D(repr(st.premium))), tick)
         spread_ticks = 1 + (rng.random() < (0.5 if st.volatile else 0.1)) * rng.randint(1, 4)
@@ -380,6 +379,11 @@ class Market:
         return self.symbols[symbol].last
 
 
+def _index(log_price: float) -> Decimal:
+    """The index price of a point of the walk, on 8 decimals."""
+    return floor_to_step(D(repr(math.exp(log_price))), D("0.00000001"))
+
+
 # ----------------------------------------------------------------------------------- the deep book
 
 
@@ -429,17 +433,17 @@ class BookSide:
 
     def watch(self, st: SymbolState, side: str) -> None:
         """Note what changed at this step (called every step between two sends)."""
-        inner = dict(st.bids if side == "bids" else st.asks)
-        self.touched.update(p for p in inner.keys() | self.seen.keys() if inner.get(p) != self.seen.get(p))
-        self.seen = inner
-        if inner:
-            edge = min(inner) if side == "bids" else max(inner)
-            self.low_edge, self.high_edge = min(self.low_edge, edge), max(self.high_edge, edge)
+        now = book_side(st, side)
+        self.touched.update(p for p in now.inner.keys() | self.seen.keys() if now.inner.get(p) != self.seen.get(p))
+        self.seen = now.inner
+        if now.inner:  # an empty side has no edge
+            self.low_edge, self.high_edge = min(self.low_edge, now.edge), max(self.high_edge, now.edge)
 
 
 def book_side(st: SymbolState, side: str) -> BookSide:
-    inner = dict(st.bids if side == "bids" else st.asks)
-    edge = (min(inner) if side == "bids" else max(inner)) if inner else D(0)
+    """One side's moving levels now; its edge is the last (worst) of them, where the fixed levels begin."""
+    levels_now = st.bids if side == "bids" else st.asks
+    inner, edge = dict(levels_now), levels_now[-1][0] if levels_now else ZERO
     return BookSide(inner, edge, seen=inner, low_edge=edge, high_edge=edge)
 
 

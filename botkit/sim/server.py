@@ -26,14 +26,14 @@ from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal, InvalidOperation
+from decimal import Decimal, InvalidOperation
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl
 
 from aiohttp import WSMsgType, web
 
 from botkit.domain import OrderSide, OrderType
-from botkit.margin import maintenance_margin, notional_cap_for_leverage, plain
+from botkit.margin import ceil_to_step, floor_to_step, maintenance_margin, notional_cap_for_leverage, plain
 from botkit.sim.engine import (
     Account,
     AlgoChanged,
@@ -167,10 +167,10 @@ class RateLimiter:
             index = int(now // length)
             seen, used = u.order_windows.get(length, (index, 0))
             used = used if seen == index else 0
-            headers[f"X-MBX-ORDER-COUNT-{'10S' if length == 10 else '1M'}"] = str(used + count)
-            if used + count > limit:
+            over = used + count > limit
+            if over:
                 broken, retry = f"{limit} orders per {name}", max(retry, (index + 1) * length - now)
-                headers[f"X-MBX-ORDER-COUNT-{'10S' if length == 10 else '1M'}"] = str(used)
+            headers[f"X-MBX-ORDER-COUNT-{'10S' if length == 10 else '1M'}"] = str(used if over else used + count)
             u.order_windows[length] = (index, used)
         if broken is None:
             for length, count in zip((10, 60), counts, strict=True):
@@ -255,17 +255,15 @@ def _page(rows: list[dict[str, Any]], time_key: str, params: Params, *, default:
 WEEK_MS = 7 * 86_400_000
 
 
-def _id_or_time_page(rows: list[dict[str, Any]], id_key: str, from_id: int | None, time_key: str,
+def _id_or_time_page(rows: list[dict[str, Any]], id_key: str, from_id: int | None,
                      params: Params) -> list[dict[str, Any]]:  # fmt: skip
     """userTrades and allOrders: the first `limit` rows from an id on, or a time page (at most 7 days)."""
     start, end = _int(params, "startTime"), _int(params, "endTime")
     if from_id is not None:
-        if id_key == "id" and (start is not None or end is not None):
-            raise Rejection(-1128, "Combination of optional parameters invalid.")
         return [r for r in rows if r[id_key] >= from_id][: _limit(params, 500, 1000)]
     if start is not None and end is not None and not 0 <= end - start <= WEEK_MS:
         raise Rejection(-1127, "More than 7 days between startTime and endTime.")
-    return _page(rows, time_key, params, default=500, maximum=1000)
+    return _page(rows, "time", params, default=500, maximum=1000)
 
 
 @functools.lru_cache(maxsize=64)
@@ -937,11 +935,13 @@ class Emulator:
         return [self._trade_json(state, t) for t in rows]
 
     async def h_historical_trades(self, request: web.Request, params: Params, account: Account | None) -> Any:
-        state = self.engine.symbol(params.get("symbol"))
-        limit, from_id = _limit(params, 500, 1000), _int(params, "fromId")
+        """Trades from `fromId` on; without it, the recent ones."""
+        from_id = _int(params, "fromId")
         if from_id is None:
-            return [self._trade_json(state, t) for t in list(state.recent)[-limit:]]
-        return [self._trade_json(state, t) for t in itertools.islice(self._trades_from(state, from_id), limit)]
+            return await self.h_trades(request, params, account)
+        state = self.engine.symbol(params.get("symbol"))
+        trades = itertools.islice(self._trades_from(state, from_id), _limit(params, 500, 1000))
+        return [self._trade_json(state, t) for t in trades]
 
     @staticmethod
     def _trade_json(state: SymbolState, t: Trade) -> dict[str, Any]:
@@ -1091,28 +1091,25 @@ class Emulator:
                                          price=price)  # fmt: skip
         return self._order_json(order)
 
-    async def h_batch_create(self, request: web.Request, params: Params, account: Account | None) -> Any:
-        assert account is not None
-        answers = []
-        for item in _batch(params, "batchOrders", 5):
+    @staticmethod
+    async def _each(handler: Handler, request: web.Request, items: list[Params], account: Account | None) -> Any:
+        """A batch: each item through the single-order handler, its answer or its refusal in its place."""
+        answers: list[Any] = []
+        for item in items:
             try:
-                answers.append(await self.h_create_order(request, item | {"newOrderRespType": "RESULT"}, account))
+                answers.append(await handler(request, item, account))
             except Rejection as exc:
                 answers.append({"code": exc.code, "msg": exc.msg})
         return answers
+
+    async def h_batch_create(self, request: web.Request, params: Params, account: Account | None) -> Any:
+        items = [item | {"newOrderRespType": "RESULT"} for item in _batch(params, "batchOrders", 5)]
+        return await self._each(self.h_create_order, request, items, account)
 
     async def h_batch_modify(self, request: web.Request, params: Params, account: Account | None) -> Any:
-        assert account is not None
-        answers = []
-        for item in _batch(params, "batchOrders", 5):
-            try:
-                answers.append(await self.h_modify_order(request, item, account))
-            except Rejection as exc:
-                answers.append({"code": exc.code, "msg": exc.msg})
-        return answers
+        return await self._each(self.h_modify_order, request, _batch(params, "batchOrders", 5), account)
 
     async def h_batch_cancel(self, request: web.Request, params: Params, account: Account | None) -> Any:
-        assert account is not None
         ids, client_ids = params.get("orderIdList"), params.get("origClientOrderIdList")
         refs: list[dict[str, str]] = []
         for raw, name in ((ids, "orderId"), (client_ids, "origClientOrderId")):
@@ -1126,13 +1123,7 @@ class Emulator:
                 refs += [{"symbol": params.get("symbol", ""), name: str(v)} for v in values]
         if not refs:
             raise Rejection(-1102, "Mandatory parameter 'orderIdList' was not sent, was empty/null, or malformed.")
-        answers = []
-        for ref in refs:
-            try:
-                answers.append(await self.h_cancel_order(request, ref, account))
-            except Rejection as exc:
-                answers.append({"code": exc.code, "msg": exc.msg})
-        return answers
+        return await self._each(self.h_cancel_order, request, refs, account)
 
     async def h_countdown_cancel_all(self, request: web.Request, params: Params, account: Account | None) -> Any:
         """A dead man's switch: cancel the symbol's open orders unless called again within `countdownTime` ms
@@ -1277,7 +1268,7 @@ class Emulator:
         assert account is not None
         self.engine.symbol(params.get("symbol"))
         rows = [self._order_json(o) for o in account.orders.values() if o.symbol == params["symbol"]]
-        return _id_or_time_page(rows, "orderId", _int(params, "orderId"), "time", params)
+        return _id_or_time_page(rows, "orderId", _int(params, "orderId"), params)
 
     async def h_cancel_all(self, request: web.Request, params: Params, account: Account | None) -> Any:
         assert account is not None
@@ -1350,8 +1341,11 @@ class Emulator:
         """A symbol's fills: from `fromId` on, else by time (at most 7 days apart), else the newest."""
         assert account is not None
         self.engine.symbol(params.get("symbol"))
+        from_id = _int(params, "fromId")
+        if from_id is not None and ("startTime" in params or "endTime" in params):
+            raise Rejection(-1128, "Combination of optional parameters invalid.")
         rows = [fill_json(f) for f in account.fills if f.symbol == params["symbol"]]
-        return _id_or_time_page(rows, "id", _int(params, "fromId"), "time", params)
+        return _id_or_time_page(rows, "id", from_id, params)
 
     async def h_income(self, request: web.Request, params: Params, account: Account | None) -> Any:
         """Income rows by time, oldest first; with neither startTime nor endTime, the last 7 days'."""
@@ -1369,17 +1363,21 @@ class Emulator:
     async def h_listen_key(self, request: web.Request, params: Params, account: Account | None) -> Any:
         """The account's listen key (the one it has, if valid), good for 60 minutes from now."""
         assert account is not None
-        key = next((k for k, (owner, _) in self.listen_keys.items() if owner is account), None)
-        key = key or secrets.token_urlsafe(48)[:64]
+        key = self._listen_key_of(account) or secrets.token_urlsafe(48)[:64]
         self.listen_keys[key] = (account, self.server_time_ms() + LISTEN_KEY_MS)
         return {"listenKey": key}
 
     async def h_listen_key_keepalive(self, request: web.Request, params: Params, account: Account | None) -> Any:
-        key = next((k for k, (owner, _) in self.listen_keys.items() if owner is account), None)
+        assert account is not None
+        key = self._listen_key_of(account)
         if key is None:
             raise Rejection(-1125, "This listenKey does not exist.")
-        self.listen_keys[key] = (self.listen_keys[key][0], self.server_time_ms() + LISTEN_KEY_MS)
+        self.listen_keys[key] = (account, self.server_time_ms() + LISTEN_KEY_MS)
         return {"listenKey": key}
+
+    def _listen_key_of(self, account: Account) -> str | None:
+        """The account's live listen key (Binance keeps one per account)."""
+        return next((key for key, (owner, _) in self.listen_keys.items() if owner is account), None)
 
     async def h_listen_key_close(self, request: web.Request, params: Params, account: Account | None) -> Any:
         self.listen_keys = {k: v for k, v in self.listen_keys.items() if v[0] is not account}
@@ -1492,15 +1490,14 @@ class Emulator:
                        "id": ident})  # fmt: skip
 
     def _on_private_event(self, account: Account, event: EngineEvent) -> None:
-        keys = [k for k, (owner, _) in self.listen_keys.items() if owner is account]
-        if not keys:
+        key = self._listen_key_of(account)
+        if key is None:
             return
         frames = self._user_frames(account, event)
         for sock in self.sockets:
-            for key in keys:
-                if key in sock.streams:
-                    for frame in frames:
-                        sock.publish(key, frame)
+            if key in sock.streams:
+                for frame in frames:
+                    sock.publish(key, frame)
 
     def _user_frames(self, account: Account, event: EngineEvent) -> list[dict[str, Any]]:
         """An engine event as Binance's user data stream sends it (a fill also as a TRADE_LITE event)."""
@@ -1980,9 +1977,9 @@ def position_json(engine: Engine, account: Account, symbol: str) -> dict[str, An
 def _break_even(qty: Decimal, entry: Decimal, fee: Decimal, tick: Decimal) -> Decimal:
     """The price at which closing with a taker fee returns what opening with one cost, on the tick (away
     from the entry): long E·(1 + f)/(1 − f), short E·(1 − f)/(1 + f)."""
-    price = entry * (1 + fee) / (1 - fee) if qty > 0 else entry * (1 - fee) / (1 + fee)
-    steps = (price / tick).to_integral_value(rounding=ROUND_CEILING if qty > 0 else ROUND_FLOOR)
-    return steps * tick
+    if qty > 0:
+        return ceil_to_step(entry * (1 + fee) / (1 - fee), tick)
+    return floor_to_step(entry * (1 - fee) / (1 + fee), tick)
 
 
 def account_json(engine: Engine, account: Account) -> dict[str, Any]:
