@@ -142,6 +142,23 @@ def build_exchange(config: BotConfig, *, emulator_url: str | None = None, stream
     return exchange
 
 
+def spend_approval(spent: OrderedDict[int, None], ids: ClientIds, approval: Approval, client_id: str | None
+                   ) -> tuple[str, OrderSide, OrderType, Decimal, Decimal | None, bool, str]:  # fmt: skip
+    """(symbol, side, type, qty, price, reduce_only, client id) of a create: only from an approval of the
+    risk gate, each spent once (`spent` remembers the serials used). Anything else is a programming error,
+    raised before anything is sent."""
+    if not isinstance(approval, Approval):
+        raise TypeError(f"create_order takes the risk gate's Approval, not {type(approval).__name__}")
+    if approval.serial in spent:
+        raise ValueError(f"approval {approval.serial} was already used to send an order")
+    spent[approval.serial] = None
+    while len(spent) > SPENT_KEPT:
+        spent.popitem(last=False)
+    a = approval
+    client_id = ids.check(client_id) if client_id is not None else ids.next()
+    return a.symbol, a.side, a.type, a.qty, a.price, a.reduce_only, client_id
+
+
 class CcxtVenue:
     """One exchange through ccxt, guarded: rate limits with lanes, backoff, idempotent client ids, answers
     validated into domain types, and orders only from the gate's approvals (see the module's docstring)."""
@@ -393,18 +410,7 @@ class CcxtVenue:
 
     def spend(self, approval: Approval, client_id: str | None) -> tuple[str, OrderSide, OrderType, Decimal,
                                                                          Decimal | None, bool, str]:  # fmt: skip
-        """(symbol, side, type, qty, price, reduce_only, client id) of a create: only from an approval of the
-        risk gate, each spent once. Anything else is a programming error, raised before anything is sent."""
-        if not isinstance(approval, Approval):
-            raise TypeError(f"create_order takes the risk gate's Approval, not {type(approval).__name__}")
-        if approval.serial in self._spent:
-            raise ValueError(f"approval {approval.serial} was already used to send an order")
-        self._spent[approval.serial] = None
-        while len(self._spent) > SPENT_KEPT:
-            self._spent.popitem(last=False)
-        a = approval
-        client_id = self.ids.check(client_id) if client_id is not None else self.ids.next()
-        return a.symbol, a.side, a.type, a.qty, a.price, a.reduce_only, client_id
+        return spend_approval(self._spent, self.ids, approval, client_id)
 
     async def cancel_order(self, symbol: str, *, client_id: str | None = None, order_id: str | None = None) -> Order:
         """Cancel one order; an order already gone is a success once its final state is fetched."""

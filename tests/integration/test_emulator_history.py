@@ -8,6 +8,8 @@ import aiohttp
 import ccxt.async_support as ccxt_async
 import pytest
 
+from botkit.data.download import download
+from botkit.data.store import read_table
 from botkit.sim.history import MINUTE_MS
 from botkit.sim.server import running_emulator
 from tests.integration.conftest import BTC, START_MS, connected, settings
@@ -15,38 +17,47 @@ from tests.integration.conftest import BTC, START_MS, connected, settings
 EIGHT_HOURS = 8 * 3600
 
 
-async def _page_candles(ex, price: str | None, since: int) -> list[list]:
-    """What a downloader does: a page at a time from `since` (ccxt asks for 1,000) until a page is empty."""
-    rows: list[list] = []
-    params = {"price": price} if price else {}
-    while page := await ex.fetch_ohlcv(BTC, "1m", since, 1500, params):
-        rows += page
-        since = page[-1][0] + MINUTE_MS
-    return rows
+class Interrupted(Exception):
+    """Stands for the process being killed half-way through a download."""
 
 
-async def test_a_downloader_gets_a_month_of_candles_and_funding_row_for_row():
+async def test_botkit_data_download_gets_a_month_row_for_row_and_resumes_after_an_interruption(tmp_path):
+    """`botkit data download`'s downloader pages 30 days of 1-minute trade and mark candles and the funding
+    rates; killed half-way, a second run picks up where the first stopped; the files equal the history."""
     async with running_emulator(settings(funding_interval_s=EIGHT_HOURS)) as emu, connected(ccxt_async, emu) as ex:
         emu.advance_steps(1200)  # two live minutes after the generated month
         history = emu.market.history["BTCUSDT"]
         first, latest = history.first_ms, history.latest_ms
         assert (START_MS - first) / 86_400_000 >= 30
-        expected_minutes = (latest - first) // MINUTE_MS + 1
-        for price, kind in ((None, "trade"), ("mark", "mark")):
-            rows = await _page_candles(ex, price, first)
-            times = [r[0] for r in rows]
-            assert times == list(range(first, latest + 1, MINUTE_MS))  # none twice, none missing
-            assert len(rows) == expected_minutes
-            expected = history.candles("1m", kind, first, None, expected_minutes)
-            assert [[r[1], r[4]] for r in rows] == [[float(c.open) / 1e8, float(c.close) / 1e8] for c in expected]
-        funding, since = [], first
-        while page := await ex.fetch_funding_rate_history(BTC, since, 1000):
-            funding += page
-            since = page[-1]["timestamp"] + 1
-        times = [f["timestamp"] for f in funding]
-        assert times == sorted(set(times)) and all(t % (EIGHT_HOURS * 1000) == 0 for t in times)
+        kinds = ("ohlcv", "mark", "funding")
+
+        def kill_half_way(kind: str, pages: int) -> None:
+            if kind == "mark" and pages == 15:  # the trade candles are done, the mark candles half-way
+                raise Interrupted
+
+        with pytest.raises(Interrupted):
+            await download(ex, BTC, first, latest + MINUTE_MS, tmp_path, kinds=kinds, on_page=kill_half_way)
+        parts = sorted((tmp_path / ".parts" / "mark-1m").glob("*.parquet"))
+        assert len(parts) == 15
+        kept = sum(read_table(part, "mark").num_rows for part in parts)
+        fetched = {f.kind: f for f in await download(ex, BTC, first, latest + MINUTE_MS, tmp_path, kinds=kinds)}
+        assert fetched["ohlcv"].pages == 0  # done before the interruption
+        assert fetched["mark"].resumed_from == first + kept * MINUTE_MS
+        assert not (tmp_path / ".parts").exists()
+        minutes = (latest - first) // MINUTE_MS + 1
+        for kind, name in (("trade", "ohlcv"), ("mark", "mark")):
+            table = read_table(tmp_path / f"{name}-1m.parquet", name)
+            assert fetched[name].rows == table.num_rows == minutes and not fetched[name].gaps
+            assert fetched[name].duplicates == 0
+            assert table.column("timestamp_ms").to_pylist() == list(range(first, latest + 1, MINUTE_MS))
+            expected = history.candles("1m", kind, first, None, minutes)
+            for column, field in (("open", "open"), ("high", "high"), ("low", "low"), ("close", "close")):
+                assert table.column(column).to_pylist() == [getattr(c, field) / 1e8 for c in expected], column
+        funding = read_table(tmp_path / "funding.parquet", "funding")
+        times = funding.column("timestamp_ms").to_pylist()
+        assert all(t % (EIGHT_HOURS * 1000) == 0 for t in times)
         assert len(times) == len(history.funding()) >= 89  # 30 days of 8-hour settlements
-        assert [D(f["info"]["fundingRate"]) for f in funding] == [rate for _, rate, _ in history.funding()]
+        assert [D(repr(r)) for r in funding.column("funding_rate").to_pylist()] == [r for _, r, _ in history.funding()]
 
 
 async def test_kline_paging_intervals_and_kinds(exchange, emulator):

@@ -1,0 +1,1 @@
+"""Market history for backtests: the files (store) and the downloader (download)."""
