@@ -670,6 +670,223 @@ def report_command(journal: Path, as_json: bool, html_file: Path | None) -> None
             click.echo(f"\nwrote {html_file}")
 
 
+# ------------------------------------------------------------------------------- history and backtests
+
+
+def _moment_ms(value: str | None, option: str) -> int | None:
+    """A UTC date or date-time (2021-11-17, 2021-11-17T06:00) as epoch milliseconds."""
+    if value is None:
+        return None
+    from datetime import UTC, datetime
+
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise UserError(f"{option} {value!r}: expected a UTC date like 2021-11-17 or 2021-11-17T06:00") from None
+    return int((moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp() * 1000)
+
+
+@cli.group("data")
+def data_group() -> None:
+    """Market history for backtests."""
+
+
+@data_group.command("download")
+@click.option("--symbol", required=True, help="Unified symbol, e.g. XRP/USDT:USDT.")
+@click.option("--from", "start", required=True, help="First day (UTC), e.g. 2021-11-01.")
+@click.option("--to", "end", required=True, help="End (UTC, not included), e.g. 2021-12-01.")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path, file_okay=False), default=Path("history"),
+              show_default=True, help="History folder; the symbol's files go to <out>/<market id>/.")  # fmt: skip
+@click.option("--interval", default="1m", show_default=True, help="Candle interval.")
+@click.option("--kinds", default="ohlcv,mark,index,funding", show_default=True,
+              help="What to fetch: ohlcv (trade price), mark, index, funding.")  # fmt: skip
+@click.option("--format", "fmt", type=click.Choice(["parquet", "feather"]), default="parquet", show_default=True)
+@click.option("--exchange", "exchange_id", default="binanceusdm", show_default=True, help="ccxt exchange id.")
+@click.option("--emulator", "emulator_url", help="Fetch from a botkit emulator at this URL instead.")
+def data_download(symbol: str, start: str, end: str, out_dir: Path, interval: str, kinds: str, fmt: str,
+                  exchange_id: str, emulator_url: str | None) -> None:  # fmt: skip
+    """Fetch candles (trade, mark, index price) and funding rates through ccxt; resumes where it stopped."""
+    import ccxt.async_support as ccxt_async
+
+    from botkit.backtest.runner import market_id
+    from botkit.data.download import download
+    from botkit.data.store import DataError
+    from botkit.venue.ccxt_venue import point_ccxt_at
+
+    start_ms, end_ms = _moment_ms(start, "--from"), _moment_ms(end, "--to")
+    assert start_ms is not None and end_ms is not None
+    exchange_class = getattr(ccxt_async, exchange_id, None)
+    if not isinstance(exchange_class, type):
+        raise UserError(f"--exchange {exchange_id!r}: not an exchange ccxt knows")
+    folder = out_dir / market_id(symbol)
+
+    def page(kind: str, pages: int) -> None:
+        click.echo(f"  {kind}: page {pages}", err=True)
+
+    async def fetch() -> list[Any]:
+        exchange = exchange_class({"enableRateLimit": True, "options": {"defaultType": "swap"}})
+        if emulator_url is not None:
+            point_ccxt_at(exchange, emulator_url)
+        try:
+            await exchange.load_markets()
+            if symbol not in exchange.markets:
+                raise UserError(f"--symbol {symbol}: {exchange_id} does not list it")
+            return await download(exchange, symbol, start_ms, end_ms, folder, interval=interval,
+                                  kinds=tuple(k.strip() for k in kinds.split(",") if k.strip()), fmt=fmt,
+                                  on_page=page)  # fmt: skip
+        finally:
+            await exchange.close()
+
+    try:
+        fetched = asyncio.run(fetch())
+    except DataError as exc:
+        raise UserError(str(exc)) from None
+    except Exception as exc:  # the exchange unreachable, say: one line; what was fetched stays for a resume
+        raise UserError(f"download stopped ({type(exc).__name__}: {str(exc)[:200]}); run it again to resume") from None
+    for f in fetched:
+        resumed = f" (resumed at {f.resumed_from})" if f.resumed_from is not None else ""
+        gaps = f", {len(f.gaps)} gap(s): " + ", ".join(f"{a}..{b}" for a, b in f.gaps[:5]) if f.gaps else ""
+        click.echo(f"{f.kind:<8} {f.rows} rows in {f.path}{resumed}, {f.duplicates} duplicate(s) dropped{gaps}")
+
+
+@cli.command("backtest")
+@click.option("--config", "config_file", type=click.Path(path_type=Path), default=Path("config/backtest.toml"),
+              show_default=True, help="The bot's config ([backtest] and [paper] set the replay).")  # fmt: skip
+@click.option("--strategy", "strategy_spec", help="A name in strategies/ or module:Class (overrides the config).")
+@click.option("--data", "data_dir", type=click.Path(path_type=Path, file_okay=False), help="History folder.")
+@click.option("--symbol", "symbols", multiple=True, help="Symbol(s) to replay (default: the config's).")
+@click.option("--from", "start", help="Replay from this UTC date or time.")
+@click.option("--to", "end", help="Replay up to this UTC date or time (not included).")
+@click.option("--interval", help="Candle interval to replay (default: [backtest] interval, else the finest).")
+@click.option("--journal", "journal_file", type=click.Path(path_type=Path, dir_okay=False),
+              help="Journal of the run (default: beside journal.path, named after the time).")  # fmt: skip
+@click.option("--json", "json_file", type=click.Path(path_type=Path, dir_okay=False), help="Write the results here.")
+@click.option("--html", "html_file", type=click.Path(path_type=Path, dir_okay=False),
+              help="Write the HTML report (charts) of the run here.")  # fmt: skip
+@click.option("--set", "sets", multiple=True, help="A strategy parameter, name=value (over the config's).")
+@click.option("--grid", "grids", multiple=True, help="Sweep: name=v1,v2,... (the cross product of all --grid).")
+@click.option("--grid-file", type=click.Path(path_type=Path, dir_okay=False), help="Sweep: [[set]] tables (TOML).")
+@click.option("--workers", type=click.IntRange(1, 64), default=2, show_default=True, help="Sweep processes.")
+def backtest_command(config_file: Path, strategy_spec: str | None, data_dir: Path | None, symbols: tuple[str, ...],
+                     start: str | None, end: str | None, interval: str | None, journal_file: Path | None,
+                     json_file: Path | None, html_file: Path | None, sets: tuple[str, ...], grids: tuple[str, ...],
+                     grid_file: Path | None, workers: int) -> int:  # fmt: skip
+    """Replay history through the strategy, gate, kill switch, liquidation guard, exchange-held stops and
+    journal on a simulated account; print the results and the report of the run."""
+    from botkit.backtest.sweep import Job, grid, parse_values, run_sweep
+    from botkit.data.store import DataError, interval_ms
+    from botkit.log import configure_logging
+
+    config = load_config(config_file, keys=False)
+    updates: dict[str, Any] = {}
+    if strategy_spec:
+        updates["strategy"] = strategy_spec
+    if symbols:
+        updates["symbols"] = list(symbols)
+    params = dict(config.params)
+    for spec in sets:
+        name, values = parse_values(spec)
+        if len(values) != 1:
+            raise UserError(f"--set {spec!r}: one value (a sweep is --grid)")
+        params[name] = values[0]
+    config = load_config_with(config, updates | {"params": params})
+    start_ms, end_ms = _moment_ms(start, "--from"), _moment_ms(end, "--to")
+    if interval is not None:
+        try:
+            interval_ms(interval)
+        except DataError as exc:
+            raise UserError(f"--interval: {exc}") from None
+    stem = journal_file or config.journal.path.with_name(
+        f"{config.journal.path.stem}-{time.strftime('%Y%m%d-%H%M%S')}{config.journal.path.suffix}"
+    )
+    if not stem.parent.is_dir():
+        raise UserError(f"journal {stem}: the folder {stem.parent} does not exist")
+    configure_logging("error", "console", [])
+    sweep = grid(grids, grid_file)
+    if sweep:
+        settings = config.model_dump(mode="json")
+        jobs = [Job(settings, p, str(stem.with_name(f"{stem.stem}-{n}{stem.suffix}")),
+                    str(data_dir) if data_dir else None, interval, start_ms, end_ms)
+                for n, p in enumerate(sweep, start=1)]  # fmt: skip
+        rows = run_sweep(jobs, workers)
+        _print_sweep(rows)
+        if json_file is not None:
+            json_file.write_text(json.dumps(rows, indent=2), encoding="utf-8")
+        return 1 if all("error" in r for r in rows) else 0
+    return _backtest_once(config, stem, data_dir, interval, start_ms, end_ms, json_file, html_file)
+
+
+def load_config_with(config: Any, updates: dict[str, Any]) -> Any:
+    """The config with command-line overrides, validated again (a bad --set is one line, not a crash)."""
+    from pydantic import ValidationError
+
+    from botkit.config import BotConfig, format_errors
+
+    try:
+        return BotConfig(**{**config.model_dump(mode="python"), **updates})
+    except ValidationError as exc:
+        raise ConfigError(format_errors(exc, "command line")) from None
+
+
+def _backtest_once(config: Any, journal: Path, data_dir: Path | None, interval: str | None, start_ms: int | None,
+                   end_ms: int | None, json_file: Path | None, html_file: Path | None) -> int:  # fmt: skip
+    from rich.progress import Progress as Bar
+
+    from botkit.backtest.runner import run_backtest
+    from botkit.data.store import DataError
+    from botkit.report import build_report, render_text
+    from botkit.report_html import render_html
+    from botkit.runtime.strategy import load_strategy, make_strategy
+
+    strategy = make_strategy(load_strategy(config.strategy), config.params)
+    out = Console(highlight=False)
+    try:
+        if out.is_terminal:
+            with Bar(console=out, transient=True) as bar:
+                task = bar.add_task("replaying", total=None)
+                results = asyncio.run(run_backtest(
+                    config, strategy, journal, data=data_dir, interval=interval, start_ms=start_ms, end_ms=end_ms,
+                    progress=lambda done, total: bar.update(task, completed=done, total=total),
+                ))  # fmt: skip
+        else:
+            results = asyncio.run(run_backtest(config, strategy, journal, data=data_dir, interval=interval,
+                                               start_ms=start_ms, end_ms=end_ms))  # fmt: skip
+    except DataError as exc:
+        raise UserError(str(exc)) from None
+    report = build_report(journal)
+    click.echo(_printable(render_text(report)))
+    click.echo("")
+    click.echo(results.text())
+    if json_file is not None:
+        json_file.write_text(json.dumps(results.to_json(), indent=2), encoding="utf-8")
+        click.echo(f"wrote {json_file}")
+    if html_file is not None:
+        html_file.write_text(render_html(report), encoding="utf-8", errors="replace")
+        click.echo(f"wrote {html_file}")
+    return 0
+
+
+def _print_sweep(rows: list[dict[str, Any]]) -> None:
+    table = Table(title="backtest sweep")
+    for column in ("params", "return", "max dd", "Sharpe", "trades", "win rate", "profit factor", "liq", "journal"):
+        table.add_column(column, overflow="fold")
+
+    def pct(x: Any) -> str:
+        return "n/a" if x is None else f"{x * 100:.2f}%"
+
+    def num(x: Any) -> str:
+        return "n/a" if x is None else f"{x:.2f}"
+
+    for r in rows:
+        params = ", ".join(f"{k}={v}" for k, v in r["params"].items())
+        if "error" in r:
+            table.add_row(params, f"[red]{r['error']}[/]", "", "", "", "", "", "", r["journal"])
+            continue
+        table.add_row(params, pct(r["return"]), pct(r["max_drawdown"]), num(r["sharpe"]), str(r["trades"]),
+                      pct(r["win_rate"]), num(r["profit_factor"]), str(r["liquidations"]), r["journal"])  # fmt: skip
+    Console(highlight=False).print(table)
+
+
 # -------------------------------------------------------------------------------------------- main
 
 

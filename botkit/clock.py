@@ -98,6 +98,38 @@ class ManualClock:
         await settle()
 
 
+class ReplayClock:
+    """History's time, moved by a backtest's driver (`set`): monotonic and wall time are both the replayed
+    time, and a sleeper wakes when the replay passes its deadline."""
+
+    def __init__(self, start: float) -> None:
+        self._now = start
+        self._sleepers: list[tuple[float, int, asyncio.Future[None]]] = []
+        self._order = itertools.count()
+
+    def monotonic(self) -> float:
+        return self._now
+
+    def time(self) -> float:
+        return self._now
+
+    async def sleep(self, seconds: float) -> None:
+        if seconds <= 0:
+            await asyncio.sleep(0)
+            return
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._sleepers, (self._now + seconds, next(self._order), future))
+        await future
+
+    def set(self, now: float) -> None:
+        """Move to `now` (never back); sleepers due by then are woken (they run at the next turn)."""
+        self._now = max(self._now, now)
+        while self._sleepers and self._sleepers[0][0] <= self._now:
+            future = heapq.heappop(self._sleepers)[2]
+            if not future.done():
+                future.set_result(None)
+
+
 async def sleep_until_set(clock: Clock, seconds: float, event: asyncio.Event) -> None:
     """Sleep on the clock for `seconds`, or less: wake as soon as `event` is set."""
     sleeper = asyncio.ensure_future(clock.sleep(seconds))

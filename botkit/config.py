@@ -214,6 +214,29 @@ class PaperConfig(Section):
     tiers_dir: Path = Field(Path("config/tiers"), description="<market id>.json leverage brackets, used without keys")
 
 
+class MarketFilters(Section):
+    """One market's exchange filters, for a backtest (history files carry none)."""
+
+    tick: PositiveDecimal = Field(description="price step")
+    step: PositiveDecimal = Field(description="quantity step")
+    min_qty: PositiveDecimal | None = Field(None, description="default: one step")
+    max_qty: PositiveDecimal | None = None
+    min_notional: Decimal = Field(Decimal(5), ge=0)
+
+
+class BacktestConfig(Section):
+    """`botkit backtest`: history replayed through the same runtime, on the [paper] account settings
+    (balance, fees, queue, tiers_dir)."""
+
+    data: Path | None = Field(None, description="history folder (botkit data download's layout)")
+    interval: str | None = Field(None, description="candle interval to replay (default: the finest in the data)")
+    spread_bps: Decimal = Field(Decimal(2), ge=0, lt=1000, description="bid-ask spread around each path price")
+    slippage_bps: Decimal = Field(Decimal(1), ge=0, lt=1000, description="a market order's cost beyond the spread")
+    markets: dict[str, MarketFilters] = Field(
+        default_factory=dict, description="filters per symbol (default: the emulator's, for its symbols)"
+    )
+
+
 class JournalConfig(Section):
     path: Path = Path("botkit-journal.sqlite")
 
@@ -241,6 +264,7 @@ class BotConfig(BaseSettings):
     runtime: RuntimeConfig = RuntimeConfig()
     stops: StopsConfig = StopsConfig()
     paper: PaperConfig = PaperConfig()
+    backtest: BacktestConfig = BacktestConfig()
     params: dict[str, Any] = Field(default_factory=dict, description="the strategy's parameters (its Params model)")
     journal: JournalConfig = JournalConfig()
     logging: LoggingConfig = LoggingConfig()

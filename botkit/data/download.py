@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import random
 import shutil
 from collections.abc import Awaitable, Callable
@@ -154,7 +155,7 @@ def _merge(tables: list[pa.Table], kind: str) -> tuple[pa.Table, int]:
 
 
 def _gaps(times: list[int], step: int) -> list[tuple[int, int]]:
-    return [(a + step, b - step) for a, b in zip(times, times[1:], strict=False) if b - a > step]
+    return [(a + step, b - step) for a, b in itertools.pairwise(times) if b - a > step]
 
 
 async def _retrying(what: str, fetch: Callable[[int], Awaitable[pa.Table]], since: int, sleep: Sleep) -> pa.Table:

@@ -20,6 +20,7 @@ which file and which row, in one line.
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 from collections.abc import Iterable
@@ -115,7 +116,7 @@ def read_table(path: Path, kind: str) -> pa.Table:
 def check(table: pa.Table, kind: str, where: str) -> None:
     """Times strictly increasing, every value a finite number, candles consistent; else DataError."""
     times = table.column("timestamp_ms").to_pylist()
-    for row, (before, after) in enumerate(zip(times, times[1:], strict=False), start=2):
+    for row, (before, after) in enumerate(itertools.pairwise(times), start=2):
         if after <= before:
             what = "repeats" if after == before else "goes back to"
             raise DataError(f"{where}: row {row}: time {what} {after} after {before} (times must strictly increase)")

@@ -113,6 +113,7 @@ class KillSwitch:
         c = self.config
         self.trips: dict[str, Trip] = {}
         self.streams: dict[str, _Stream] = {}
+        self.exempted: set[str] = set()
         self.stale_s = float(c.stale_feed_seconds)
         self.resume_s = float(c.resume_after_seconds)
         self.clock_offset_ms = 0.0  # local wall clock minus the exchange's
@@ -228,11 +229,19 @@ class KillSwitch:
         self.streams[stream] = _Stream(threshold_s or self.stale_s, self.clock.monotonic())
         self._wake.set()
 
+    def exempt(self, stream: str) -> None:
+        """Never watch this stream: it cannot go stale (a backtest's account is the engine, in process)."""
+        self.exempted.add(stream)
+        self.streams.pop(stream, None)
+        self._wake.set()
+
     def feed(self, stream: str, event_ms: float | None = None, wall_ms: float | None = None) -> None:
         """A frame arrived. With the exchange's event time and the local wall clock, frames whose content
         is frozen (event time no longer moving) count as stale even though they keep coming."""
         entry = self.streams.get(stream)
         if entry is None:
+            if stream in self.exempted:
+                return
             self.watch(stream)
             entry = self.streams[stream]
         entry.last = self.clock.monotonic()

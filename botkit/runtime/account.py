@@ -97,6 +97,14 @@ class AccountReader:
         """A fill changed the account: read it before the period is up."""
         self._dirty.set()
 
+    async def read_if_changed(self) -> bool:
+        """Read now if a fill changed the account since the last read (a backtest's driver); whether it did."""
+        if not self._dirty.is_set():
+            return False
+        self._dirty.clear()
+        await self.read()
+        return True
+
     async def loop(self) -> None:
         period = float(self.config.runtime.account_seconds)
         self.ks.watch("account", max(float(self.config.killswitch.stale_feed_seconds), 3 * period))

@@ -244,7 +244,7 @@ class Bot:
         ))  # fmt: skip
         log.info("bot.starting", mode=self.config.mode, symbols=self.symbols, journal=str(self.journal.path))
         try:
-            await self._start()
+            await self.start_up()
             async with asyncio.TaskGroup() as group:
                 for coro in self.feeds.tasks():
                     group.create_task(coro)
@@ -268,7 +268,7 @@ class Bot:
             self.journal.write(events.RuntimeFailed(where="runtime", error=self.crashed, traceback=detail))
             self.ks.halt(f"runtime task crashed: {self.crashed}")
         finally:
-            await self._shutdown()
+            await self.shut_down()
         return self.summary(self.clock.monotonic() - started)
 
     async def _until_stopped(self, duration: float | None) -> None:
@@ -278,7 +278,9 @@ class Bot:
             await sleep_until_set(self.clock, duration, self._stopping)
         raise _Stop
 
-    async def _start(self) -> None:
+    async def start_up(self) -> None:
+        """Rules, account, clock offset, reconciliation and stops, before any task runs (a backtest calls it
+        too, then drives the rooms itself)."""
         try:
             await self.reconciler.load_rules()
             await self.reader.read()
@@ -302,7 +304,8 @@ class Bot:
         if (warning := plan.polling_warning()) is not None:
             log.warning("bot.read_weight", warning=warning)
 
-    async def _shutdown(self) -> None:
+    async def shut_down(self) -> None:
+        """The end of every run, normal or not (see the module's docstring)."""
         self._stopping.set()
         self.router.stopping = True  # from here on only risk cuts may leave
         with contextlib.suppress(TimeoutError):  # orders the stop cut off mid-request: learn what became of them

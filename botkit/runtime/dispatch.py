@@ -55,24 +55,34 @@ class Dispatcher:
         await self._await_first_data(symbols, watched)
         await self.hook("on_start")
         while True:
-            news = await self._queue.get()
-            self.stats.dispatched += 1
-            match news:
-                case QuoteMoved(symbol):
-                    self._pending_quotes.discard(symbol)
-                    await self.hook("on_quote", self.market.quote(symbol))
-                case BarClosed(bar):
-                    await self.hook("on_bar", bar)
-                case OrderChanged(order):
-                    await self.hook("on_order", order)
-                case Filled(fill):
-                    await self.hook("on_fill", fill)
-                case Denied(verdict):
-                    await self.hook("on_rejected", verdict)
-                case StateChanged(state, event):
-                    await self.hook("on_state", state, event)
-                case StopTriggered(stop):
-                    await self.hook("on_stop_triggered", stop)
+            await self.deliver(await self._queue.get())
+
+    async def drain(self) -> bool:
+        """Deliver the news queued so far, now (a backtest's driver, between path points); whether any was."""
+        delivered = False
+        while not self._queue.empty():
+            await self.deliver(self._queue.get_nowait())
+            delivered = True
+        return delivered
+
+    async def deliver(self, news: News) -> None:
+        self.stats.dispatched += 1
+        match news:
+            case QuoteMoved(symbol):
+                self._pending_quotes.discard(symbol)
+                await self.hook("on_quote", self.market.quote(symbol))
+            case BarClosed(bar):
+                await self.hook("on_bar", bar)
+            case OrderChanged(order):
+                await self.hook("on_order", order)
+            case Filled(fill):
+                await self.hook("on_fill", fill)
+            case Denied(verdict):
+                await self.hook("on_rejected", verdict)
+            case StateChanged(state, event):
+                await self.hook("on_state", state, event)
+            case StopTriggered(stop):
+                await self.hook("on_stop_triggered", stop)
 
     async def _await_first_data(self, symbols: list[str], watched: list[str]) -> None:
         """Strategies start once every price has arrived; a stream that never delivers is then watched

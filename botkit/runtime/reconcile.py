@@ -90,7 +90,7 @@ class Reconciler:
                 for symbol in self.symbols:
                     await self.margin_settings(symbol)
                 self.ks.clock_offset(await self.venue.fetch_clock_offset())
-                await self._record_funding()
+                await self.record_funding()
             except VenueError as exc:
                 self.ks.error(f"reconcile: {exc}")
             if self.clock.monotonic() >= self._rules_due:
@@ -185,7 +185,7 @@ class Reconciler:
                 except VenueError as exc:
                     self.ks.error(f"rules: set leverage {leverage} on {symbol}: {exc}")
 
-    async def _record_funding(self) -> None:
+    async def record_funding(self) -> None:
         for payment in await self.venue.fetch_funding_payments(self.started_ms):
             if payment.id not in self._funding_seen and payment.symbol in self.market.rules:
                 self._funding_seen.add(payment.id)

@@ -310,13 +310,27 @@ class Stops:
         return overdue
 
     async def _coverage(self) -> None:
-        bound = self.coverage.confirm_s + self.coverage.close_s
         tick = min(0.25, self.coverage.confirm_s / 4)
         while True:
-            for symbol in self.check_coverage():
-                if not self.guards[symbol].closing:
-                    await self._close(symbol, f"no stop on the exchange for over {bound:g}s")
+            await self.enforce_coverage()
             await self.clock.sleep(tick)
+
+    async def enforce_coverage(self) -> None:
+        """One round of the coverage rule: trip or clear `stop_missing`, close what is unprotected too long."""
+        bound = self.coverage.confirm_s + self.coverage.close_s
+        for symbol in self.check_coverage():
+            if not self.guards[symbol].closing:
+                await self._close(symbol, f"no stop on the exchange for over {bound:g}s")
+
+    async def keep_woken(self) -> bool:
+        """Sync every symbol whose keeper was woken (a backtest's driver, instead of the keeper tasks)."""
+        synced = False
+        for symbol, guard in self.guards.items():
+            if guard.wake.is_set():
+                guard.wake.clear()
+                await self.sync(symbol)
+                synced = True
+        return synced
 
     # -------------------------------------------------------------------- the exchange's view
 
