@@ -47,6 +47,7 @@ from botkit.runtime.strategy import Bar, Strategy
 from botkit.sim.market import SPECS
 
 Progress = Callable[[int, int], None]  # (bars done, bars in all)
+SETTLE_ROUNDS = 1000  # rounds of reactions to one point: far more than any real chain of events takes
 BACKGROUND_TURNS = 50  # event-loop turns a background task gets to finish before the replay moves on
 
 
@@ -244,7 +245,7 @@ class Backtest:
         now = self.clock.monotonic()
         if now >= self._ks_due:
             self._ks_due = now + bot.ks.check()
-        while True:
+        for _ in range(SETTLE_ROUNDS):
             progressed = False
             updates = self.venue.updates
             while not updates.empty():
@@ -259,7 +260,7 @@ class Backtest:
                 bot.safety.check_liquidation(symbol)
             if await bot.stops.keep_woken():
                 progressed = True
-            if bot.account.positions:
+            if bot.account.positions and bot.stops.enabled:
                 await bot.stops.enforce_coverage()
             if bot._background:  # the safety room's tasks (guard slices, the halt's sweep) take their turns
                 before = len(bot._background)
@@ -272,6 +273,7 @@ class Backtest:
                 progressed = True
             if not progressed:
                 return
+        raise RuntimeError(f"the runtime did not settle within {SETTLE_ROUNDS} rounds at {self.clock.time():.3f}")
 
 
 def _moment(ms: int) -> str:

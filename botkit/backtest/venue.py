@@ -221,7 +221,13 @@ class HistoryVenue(SimulatedVenue):
                 self.engine.place_order(self.account, **order)
             except sim.Rejection as exc:  # the market moved since it was checked: it ends unfilled
                 self._expired(order, exc)
+        # a resting order fills only where the price went through it: the book's far side kept a tick beyond
+        # the path price for this (with no spread, the touching side would fill what was only touched)
+        taker_book = state.bids, state.asks
+        state.bids = [(min(state.bids[0][0], price - tick), DEPTH)]
+        state.asks = [(max(state.asks[0][0], price + tick), DEPTH)]
         self.engine.match_resting(market_id)
+        state.bids, state.asks = taker_book
         self.engine.check_triggers(market_id)
         self.engine.check_liquidations()
         state.trades = []
