@@ -13,13 +13,14 @@ from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from botkit.domain import OrderType
 from botkit.runtime.journal import read_events
 
 if TYPE_CHECKING:
-    from botkit.backtest.runner import Backtest
+    from botkit.backtest.history import SymbolHistory
     from botkit.backtest.venue import HistoryVenue
 
 ZERO = Decimal(0)
@@ -157,36 +158,42 @@ class Recorder:
         self.equity = array("d")
         self.bars_in_position = 0
         self.closest: Closest | None = None
+        self._flat: tuple[int, int] = (-1, -1)  # (payments, positions) when the flat equity was last read
+        self._flat_equity = 0.0
 
-    def point(self, symbol: str, mark: Decimal) -> None:
+    def point(self, symbol: str, mark: Decimal, time_ms: int) -> None:
         venue = self.venue
-        market_id = venue.market_ids[symbol]
-        if not venue.account.position(market_id).qty:
+        if not venue.account.position(venue.market_ids[symbol]).qty:
             return
-        liquidation = venue.engine.liquidation_price(venue.account, market_id)
+        liquidation = venue.liquidation_price(symbol)
         if liquidation is None or mark <= 0:
             return
         distance = abs(mark - liquidation) / mark
         if self.closest is None or distance < self.closest.distance:
-            self.closest = Closest(symbol, venue.market.now_ms, mark, _q(liquidation), _q(distance))
+            self.closest = Closest(symbol, time_ms, mark, _q(liquidation), _q(distance))
 
     def bar(self, now: float) -> None:
         venue, account = self.venue, self.venue.account
         open_positions = any(p.qty for p in account.positions.values())
-        equity = venue.engine.margin_balance(account) if open_positions else account.wallet_balance
+        if open_positions:
+            equity = float(venue.engine.margin_balance(account))
+        elif self._flat != (len(account.incomes), len(account.positions)):  # flat: only a payment moves it
+            self._flat = (len(account.incomes), len(account.positions))
+            equity = self._flat_equity = float(account.wallet_balance)
+        else:
+            equity = self._flat_equity
         self.bars_in_position += open_positions
         self.times.append(int(now * 1000))
-        self.equity.append(float(equity))
+        self.equity.append(equity)
 
     def finish(self, now: float) -> None:
         if not self.times:
             self.bar(now)
 
-    def results(self, run: Backtest, seconds: float, bars: int) -> Results:
-        venue, engine, account = run.venue, run.venue.engine, run.venue.account
-        sources = _sources(run.bot.journal.path)
-        trades = _trades(venue, sources)
-        start = run.config.paper.balance
+    def results(self, strategy: str, histories: list[SymbolHistory], journal: Path, start: Decimal,
+                rejected: dict[str, int], notes: list[str], seconds: float, bars: int) -> Results:  # fmt: skip
+        venue, engine, account = self.venue, self.venue.engine, self.venue.account
+        trades = _trades(venue, _sources(journal))
         end = engine.margin_balance(account)
         curve, max_dd = _curve(self.times, self.equity)
         daily = _daily_returns(self.times, self.equity, float(start))
@@ -196,11 +203,10 @@ class Recorder:
         gross_loss = -sum((t.pnl for t in closed if t.pnl < 0), ZERO)
         funding = [i.amount for i in account.incomes if i.income_type == "FUNDING_FEE"]
         fees = -sum((i.amount for i in account.incomes if i.income_type == "COMMISSION"), ZERO)
-        histories = list(run.histories.values())
         return Results(
-            strategy=type(run.bot.strategy).__name__, symbols=run.symbols, interval=histories[0].interval,
+            strategy=strategy, symbols=self.symbols, interval=histories[0].interval,
             first_ms=min(h.first_ms for h in histories), last_ms=max(h.last_ms for h in histories), bars=bars,
-            seconds=seconds, journal=str(run.bot.journal.path), equity_start=start, equity_end=end,
+            seconds=seconds, journal=str(journal), equity_start=start, equity_end=end,
             total_return=float(end / start - 1), max_drawdown=max_dd, sharpe=_ratio(daily, downside=False),
             sortino=_ratio(daily, downside=True), trades=trades,
             win_rate=len(wins) / len(closed) if closed else None,
@@ -208,8 +214,8 @@ class Recorder:
             exposure=self.bars_in_position / len(self.times) if self.times else 0.0, fees=fees,
             funding_paid=-sum((a for a in funding if a < 0), ZERO),
             funding_received=sum((a for a in funding if a > 0), ZERO),
-            liquidations=len(engine.liquidations), rejections=dict(run.bot.stats.rejected), closest=self.closest,
-            curve=curve, notes=run.notes(),
+            liquidations=len(engine.liquidations), rejections=rejected, closest=self.closest, curve=curve,
+            notes=notes,
         )  # fmt: skip
 
 

@@ -130,6 +130,7 @@ class Backtest:
         try:
             bot.reconciler.started_ms = self.venue.market.now_ms
             bot.ks.exempt("account")  # read in process after every change: it cannot go stale
+            bot.ks.inbox = None  # `botkit halt` / `resume` are for a bot that trades, not for a replay
             await bot.reconciler.load_rules()  # the rules, the brackets and the margin settings first ...
             for symbol, feed in feeds.items():  # ... then a price to start from: the first bar's open
                 self._point(symbol, feed, 0, feed.current[0], self._paths(feed), active=False)
@@ -156,7 +157,9 @@ class Backtest:
                 self.progress(bars_done, bars_total)
             self.recorder.finish(self.clock.time())
             await bot.shut_down()
-        return self.recorder.results(self, time.perf_counter() - started, bars_done)
+        return self.recorder.results(type(bot.strategy).__name__, list(self.histories.values()), bot.journal.path,
+                                     self.config.paper.balance, dict(bot.stats.rejected), self.notes(),
+                                     time.perf_counter() - started, bars_done)  # fmt: skip
 
     def notes(self) -> list[str]:
         """What the run assumed, and what the history lacked: stated, never silent."""
@@ -186,27 +189,46 @@ class Backtest:
     async def _bar(self, group: list[tuple[str, _Feed]]) -> None:
         paths = {symbol: self._paths(feed) for symbol, feed in group}
         span = group[0][1].history.span_ms
-        for k, offset in enumerate(price_path.offsets(span)):
-            moved = False
-            for symbol, feed in group:
-                active = self.venue.active(symbol)
-                if k < price_path.POINTS - 1 and not active:
-                    continue  # nothing here can fill, trigger or be liquidated before the close
-                trade, mark, index = paths[symbol]
-                self._point(symbol, feed, k, feed.current[0] + offset, (trade, mark, index), active=active)
-                moved = True
-            if moved:
-                await self._react()
+        offsets = price_path.offsets(span)
+        active = {symbol: self.venue.active(symbol) for symbol, _ in group}
+        inner = [(symbol, feed) for symbol, feed in group if active[symbol] and not self._quiet(symbol, feed, paths)]
+        for k in range(price_path.POINTS - 1) if inner else ():
+            for symbol, feed in inner:
+                self._point(symbol, feed, k, feed.current[0] + offsets[k], paths[symbol], active=True)
+            await self._react()
+        for symbol, feed in group:
+            self._point(symbol, feed, price_path.POINTS - 1, feed.current[0] + offsets[-1], paths[symbol],
+                        active=active[symbol])  # fmt: skip
+        if inner or any(active.values()):
+            await self._react()  # what the close filled or triggered is news before the bar
+        bot = self.bot
         for symbol, feed in group:
             t, (o, h, lo, c), volume, _, _ = feed.current
-            bar = Bar(symbol, t, span / 1000, _dec(o), _dec(h), _dec(lo), _dec(c), _dec(volume), 0)
             if self._quotes:
-                self.bot._news(QuoteMoved(symbol))
-            self.bot._news(BarClosed(bar))
-        if self.bot.account.positions:  # the kill switch's equity triggers follow the mark, as live reads would
-            await self.bot.reader.read()
+                bot._news(QuoteMoved(symbol))
+            bot._news(BarClosed(Bar(symbol, t, span / 1000, _dec(o), _dec(h), _dec(lo), _dec(c), _dec(volume), 0)))
+        if bot.account.positions:  # the kill switch's equity triggers follow the mark, as live reads would
+            await bot.reader.refresh_balance()
         self.recorder.bar(self.clock.time())
         await self._react()
+
+    def _quiet(self, symbol: str, feed: _Feed, paths: dict[str, Any]) -> bool:
+        """Whether the candle's inner points can change nothing (see HistoryVenue.quiet); no funding falls
+        inside it. Its adverse mark extreme still counts toward the closest approach to liquidation."""
+        t = feed.current[0]
+        rates = feed.history.funding
+        if feed.funding_at < len(rates) and rates[feed.funding_at][0] < t + feed.history.span_ms:
+            return False
+        trade, mark, _ = paths[symbol]
+        mark = mark or trade
+        trade_range = (_dec(min(trade)), _dec(max(trade)))
+        mark_range = (_dec(min(mark)), _dec(max(mark)))
+        if not self.venue.quiet(symbol, trade_range, mark_range, self.config.killswitch.liq_guard_buffer):
+            return False
+        position = self.venue.account.position(self.venue.market_ids[symbol]).qty
+        adverse = mark_range[0] if position > 0 else mark_range[1]
+        self.recorder.point(symbol, adverse, t + feed.history.span_ms // 3)
+        return True
 
     @staticmethod
     def _paths(feed: _Feed) -> tuple[Any, Any, Any]:
@@ -237,7 +259,7 @@ class Backtest:
         market.set_book(symbol, book)
         market.set_mark(symbol, mark_view)
         if active:
-            self.recorder.point(symbol, mark_price)
+            self.recorder.point(symbol, mark_price, time_ms)
 
     async def _react(self) -> None:
         """Everything the live runtime's tasks would do about what just happened, until nothing more does."""

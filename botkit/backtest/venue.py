@@ -63,6 +63,7 @@ class HistoryVenue(SimulatedVenue):
         self.tiers_files: dict[str, str] = {}  # symbol -> the file its brackets came from
         self.views: dict[str, tuple[Book, MarkPrice]] = {}  # symbol -> the book and mark the bot sees
         self.refusals: list[tuple[str, int, str]] = []  # (client id, code, message) of waiting orders refused
+        self._liquidation: dict[str, tuple[Any, Decimal | None]] = {}  # market id -> (position, its price)
 
     # ----------------------------------------------------------------- what the "exchange" answers
 
@@ -245,6 +246,49 @@ class HistoryVenue(SimulatedVenue):
         account = self.account
         return bool(account.position(market_id).qty or account.open_orders(market_id)
                     or account.open_algos(market_id) or any(m == market_id for m, _ in self.waiting))  # fmt: skip
+
+    def quiet(self, symbol: str, trade: tuple[Decimal, Decimal], mark: tuple[Decimal, Decimal],
+              guard_buffer: Decimal) -> bool:  # fmt: skip
+        """Whether nothing can happen to the account inside a candle whose trade and mark prices stay within
+        these (low, high) ranges: no order waits, no resting order is gone through, no conditional order's
+        trigger is reached, and the mark reaches neither the liquidation price nor the liquidation guard's
+        band (`guard_buffer`). Then the candle's inner path points change nothing, and are skipped."""
+        market_id = self.market_ids[symbol]
+        account = self.account
+        if any(m == market_id for m, _ in self.waiting):
+            return False
+        for order in account.open_orders(market_id):
+            if (order.side is OrderSide.BUY and trade[0] < order.price) or (
+                order.side is OrderSide.SELL and trade[1] > order.price
+            ):
+                return False
+        for algo in account.open_algos(market_id):
+            low, high = mark if algo.working_type == "MARK_PRICE" else trade
+            if algo.type is OrderType.TRAILING_STOP_MARKET or low <= algo.trigger <= high:
+                return False
+            if (algo.trigger < low) if algo.side is OrderSide.BUY else (algo.trigger > high):
+                return False  # a trigger the price is already past: it fires at the next point
+        position = account.position(market_id)
+        if position.qty:
+            liquidation = self.liquidation_price(symbol)
+            if liquidation is not None:
+                # the guard acts where (mark − liq) / mark ≤ buffer: mark ≤ liq / (1 − buffer) for a long,
+                # mark ≥ liq / (1 + buffer) for a short (buffer 0: at the liquidation price itself)
+                if position.qty > 0 and mark[0] <= liquidation / (1 - guard_buffer):
+                    return False
+                if position.qty < 0 and mark[1] >= liquidation / (1 + guard_buffer):
+                    return False
+        return True
+
+    def liquidation_price(self, symbol: str) -> Decimal | None:
+        """The engine's liquidation price of the position, kept until the position or its margin changes."""
+        market_id = self.market_ids[symbol]
+        pos = self.account.position(market_id)
+        key = (pos.qty, pos.entry, pos.isolated_wallet, self.account.config(market_id).leverage)
+        cached = self._liquidation.get(market_id)
+        if cached is None or cached[0] != key:
+            cached = self._liquidation[market_id] = (key, self.engine.liquidation_price(self.account, market_id))
+        return cached[1]
 
     def _expired(self, order: dict[str, Any], exc: sim.Rejection) -> None:
         self.updates.put_nowait(self._unplaced(order, OrderStatus.EXPIRED))

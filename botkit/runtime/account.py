@@ -105,6 +105,17 @@ class AccountReader:
         await self.read()
         return True
 
+    async def refresh_balance(self) -> None:
+        """Read the balance alone (a backtest's driver, every bar with a position open: the equity moves with
+        the mark, the positions only with fills, which make a full read)."""
+        try:
+            balance = await self.venue.fetch_balance()
+        except VenueError as exc:
+            self.ks.error(f"account: {exc}")
+            return
+        self.account.balance = balance
+        self.ks.equity(balance.total, datetime.fromtimestamp(self.clock.time(), UTC).date())
+
     async def loop(self) -> None:
         period = float(self.config.runtime.account_seconds)
         self.ks.watch("account", max(float(self.config.killswitch.stale_feed_seconds), 3 * period))

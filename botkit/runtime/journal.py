@@ -79,19 +79,41 @@ class JournalError(Exception):
 
 def to_json(value: Any) -> Any:
     """Plain JSON data: Decimals as exact strings, enums by value, dataclasses as objects."""
+    return json.loads(encode(value))
+
+
+def encode(value: Any) -> str:
+    """Compact JSON text of an event's data (the C encoder; `_plain` is asked only for what it cannot write)."""
+    try:
+        return _ENCODER.encode(value)
+    except TypeError:  # a key that is not a string (an enum, say): the slow, thorough way
+        return _ENCODER.encode(_keys_as_text(value))
+
+
+def _plain(value: Any) -> Any:
     if isinstance(value, Decimal):
         return str(value)
     if isinstance(value, Enum):
         return value.value
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: to_json(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, dict):
-        return {str(k): to_json(v) for k, v in value.items()}
-    if isinstance(value, list | tuple | set | frozenset):
-        return [to_json(v) for v in value]
+        return {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
+    if isinstance(value, set | frozenset):
+        return list(value)
     if isinstance(value, datetime | date | Path):
         return str(value)
+    return repr(value)
+
+
+def _keys_as_text(value: Any) -> Any:
+    value = _plain(value) if not isinstance(value, dict | list | tuple | str | int | float | bool | None) else value
+    if isinstance(value, dict):
+        return {str(_plain(k) if not isinstance(k, str) else k): _keys_as_text(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_keys_as_text(v) for v in value]
     return value
+
+
+_ENCODER = json.JSONEncoder(separators=(",", ":"), default=_plain)
 
 
 class Journal:
@@ -144,7 +166,7 @@ class Journal:
             with contextlib.suppress(RuntimeError):
                 self._loop = asyncio.get_running_loop()
         row = (self.session, int(self._wall() * 1000), self._mono(), kind, symbol, client_id,
-               json.dumps(to_json(data), separators=(",", ":"), default=repr))  # fmt: skip
+               encode(data))  # fmt: skip
         self._queue.put((row, None))
 
     async def durable(

@@ -169,6 +169,7 @@ class Account:
     fills: list[Fill] = field(default_factory=list)
     incomes: list[Income] = field(default_factory=list)
     algos: dict[int, AlgoOrder] = field(default_factory=dict)
+    working_algos: dict[int, AlgoOrder] = field(default_factory=dict)  # the open subset of `algos`, kept in step
     algo_client_ids: OrderedDict[str, int] = field(default_factory=OrderedDict)
 
     @property
@@ -186,7 +187,7 @@ class Account:
         return [o for o in self.working.values() if symbol in (None, o.symbol)]
 
     def open_algos(self, symbol: str | None = None) -> list[AlgoOrder]:
-        return [a for a in self.algos.values() if a.is_open and symbol in (None, a.symbol)]
+        return [a for a in self.working_algos.values() if symbol in (None, a.symbol)]
 
 
 @dataclass(frozen=True)
@@ -717,6 +718,7 @@ class Engine:
         elif self._crossed(algo, self._trigger_price(algo)):
             raise Rejection(-2021, "Order would immediately trigger.")
         account.algos[algo.id] = algo
+        account.working_algos[algo.id] = algo
         account.algo_client_ids[client_id] = algo.id
         while len(account.algo_client_ids) > RECENT_CLIENT_IDS:
             account.algo_client_ids.popitem(last=False)
@@ -843,6 +845,8 @@ class Engine:
 
     def _algo_status(self, account: Account, algo: AlgoOrder, status: str) -> None:
         algo.status, algo.update_ms = status, self.now_ms
+        if not algo.is_open:
+            account.working_algos.pop(algo.id, None)
         self._emit(account, AlgoChanged(algo, self.now_ms))
 
     # ---------------------------------------------------------------------------- market progress

@@ -129,7 +129,7 @@ LIQUIDATION = D(18_985) / D(19_870)
 
 async def test_a_20x_long_through_a_crash_is_liquidated_on_the_mark_at_its_tiers_price(tmp_path):
     folder = history(tmp_path, CRASH_TRADE, CRASH_MARK)
-    run, strategy = await replay(tmp_path, folder, ENTRY, stops={"enabled": False})
+    run, _ = await replay(tmp_path, folder, ENTRY, stops={"enabled": False})
     [liquidation] = run.venue.engine.liquidations
     assert abs(D(liquidation["liquidation_price"]) - LIQUIDATION) < D("1e-12")
     # the crash candle's mark path: open 0.98, high 0.98 (the nearer extreme), low 0.90 two thirds in
@@ -163,11 +163,12 @@ async def test_the_exchange_held_stop_gets_out_on_the_mark(tmp_path):
 
 
 async def test_a_limit_order_fills_only_where_the_path_trades_through_it(tmp_path):
-    trade = [(1.0, 1.0, 1.0, 1.0), (1.0, 1.01, 0.9601, 0.99), (0.99, 1.0, 0.955, 0.97), (0.97, 0.98, 0.95, 0.96)]
+    trade = [(1.0, 1.0, 1.0, 1.0), (1.0, 1.01, 0.9601, 0.99), (0.99, 1.0, 0.955, 0.97),
+             (0.97, 0.98, 0.95, 0.96)]  # fmt: skip
     folder = history(tmp_path, trade)
-    plan = {0: [{"do": "buy", "qty": "100", "stop": "0.9", "leverage": 5, "type": "limit", "price": "0.96"},
-                {"do": "buy", "qty": "100", "stop": "0.9", "leverage": 5, "type": "limit", "price": "0.95"}]}  # fmt: skip
-    run, strategy = await replay(tmp_path, folder, plan)
+    limit = {"do": "buy", "qty": "100", "stop": "0.9", "leverage": 5, "type": "limit"}
+    plan = {0: [limit | {"price": "0.96"}, limit | {"price": "0.95"}]}
+    run, _ = await replay(tmp_path, folder, plan)
     fills = run.venue.account.fills
     # 0.96: the path to 0.9601 does not reach it; the next candle's low, 0.955, goes through it (its far
     # extreme, two thirds in): a maker fill at its own price. 0.95: only touched (the last low is exactly
@@ -192,8 +193,9 @@ async def test_a_market_order_sent_at_a_close_fills_at_the_next_open_with_spread
 async def test_the_worked_example_on_real_xrp_history(tmp_path):
     """docs/backtesting.md's worked example: sma_cross on the XRP/USDT hourly candles of November 2021."""
     cfg = load_config(ROOT / "config/backtest.toml", keys=False)
-    cfg = cfg.model_copy(update={"backtest": cfg.backtest.model_copy(update={"data": ROOT / "examples/history/XRPUSDT"}),
-                                 "paper": cfg.paper.model_copy(update={"tiers_dir": ROOT / "config/tiers"})})  # fmt: skip
+    data, tiers = ROOT / "examples/history/XRPUSDT", ROOT / "config/tiers"
+    cfg = cfg.model_copy(update={"backtest": cfg.backtest.model_copy(update={"data": data}),
+                                 "paper": cfg.paper.model_copy(update={"tiers_dir": tiers})})  # fmt: skip
     strategy = make_strategy(load_strategy(cfg.strategy), cfg.params)
     results = await run_backtest(cfg, strategy, tmp_path / "journal.sqlite")
     assert (results.bars, results.interval, len(results.trades)) == (100, "1h", 6)

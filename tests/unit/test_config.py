@@ -18,9 +18,9 @@ def clean_env(monkeypatch):
             monkeypatch.delenv(name)
 
 
-def test_there_is_an_example_file_for_every_mode_and_for_compose():
+def test_there_is_an_example_file_for_every_mode_and_for_compose_and_backtests():
     names = {p.name for p in EXAMPLES}
-    assert names == {"demo.toml", "paper.toml", "testnet.toml", "live.example.toml", "compose.toml"}
+    assert names == {"demo.toml", "paper.toml", "testnet.toml", "live.example.toml", "compose.toml", "backtest.toml"}
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
@@ -28,7 +28,7 @@ def test_every_example_validates(path, monkeypatch):
     monkeypatch.setenv("BOTKIT_EXCHANGE__API_KEY", "example-key")
     monkeypatch.setenv("BOTKIT_EXCHANGE__API_SECRET", "example-secret")
     config = load_config(path)
-    expected = {"live.example.toml": "live", "compose.toml": "demo"}.get(path.name, path.stem)
+    expected = {"live.example.toml": "live", "compose.toml": "demo", "backtest.toml": "paper"}.get(path.name, path.stem)
     assert config.mode == expected
 
 

@@ -4,7 +4,9 @@ function) is an arrow, and no arrow may run upward or close a cycle.
     domain, clock, config, log, margin   (the base: nothing of botkit's above them)
     guards                                (no venue, runtime or sim)
     venue, sim                            (venues know no runtime; the sim knows no venue)
+    data                                  (history files; beside the base)
     runtime                               (above all of those)
+    backtest                              (the runtime on history)
     cli, report, preflight                (the top)
 """
 
@@ -23,7 +25,9 @@ FORBIDDEN = {  # importer prefix -> botkit modules it must not import
     "botkit.guards": ("botkit.venue", "botkit.runtime", "botkit.sim", "botkit.cli", "botkit.report"),
     "botkit.venue": ("botkit.runtime", "botkit.cli", "botkit.report"),
     "botkit.sim": ("botkit.venue", "botkit.runtime", "botkit.guards", "botkit.cli"),
-    "botkit.runtime": ("botkit.cli", "botkit.report", "botkit.preflight"),
+    "botkit.runtime": ("botkit.cli", "botkit.report", "botkit.preflight", "botkit.backtest", "botkit.data"),
+    "botkit.data": ("botkit.guards", "botkit.venue", "botkit.sim", "botkit.runtime", "botkit.backtest", "botkit.cli"),
+    "botkit.backtest": ("botkit.cli", "botkit.report", "botkit.preflight"),
 }
 
 
