@@ -306,8 +306,17 @@ def replace_path(config: BotConfig, journal: Path) -> Any:
     return config.journal.model_copy(update={"path": Path(journal)})
 
 
+_DECIMALS: dict[float, Decimal] = {}
+
+
 def _dec(value: float) -> Decimal:
-    return Decimal(repr(value))
+    """A price as the exchange wrote it (its shortest decimal text); prices on a tick grid repeat, so cached."""
+    found = _DECIMALS.get(value)
+    if found is None:
+        if len(_DECIMALS) > 1_000_000:
+            _DECIMALS.clear()
+        found = _DECIMALS[value] = Decimal(repr(value))
+    return found
 
 
 

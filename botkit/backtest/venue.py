@@ -64,6 +64,7 @@ class HistoryVenue(SimulatedVenue):
         self.views: dict[str, tuple[Book, MarkPrice]] = {}  # symbol -> the book and mark the bot sees
         self.refusals: list[tuple[str, int, str]] = []  # (client id, code, message) of waiting orders refused
         self._liquidation: dict[str, tuple[Any, Decimal | None]] = {}  # market id -> (position, its price)
+        self._priced: dict[str, Decimal | None] = {}  # market id -> the price its engine book is at (None: stale)
 
     # ----------------------------------------------------------------- what the "exchange" answers
 
@@ -153,8 +154,8 @@ class HistoryVenue(SimulatedVenue):
         market_id = self._id(symbol)
         order = {"symbol": market_id, "side": side, "type": type, "qty": qty, "price": price,
                  "reduce_only": reduce_only, "client_id": client_id}  # fmt: skip
-        state = self.market.symbols[market_id]
-        if not _takes(side, type, price, state):
+        self._engine_book(market_id)
+        if not _takes(side, type, price, self.views[symbol][0]):
             return self.engine_order(self._engine_call(f"create_order {symbol}", self.engine.place_order,
                                                        self.account, **order))  # fmt: skip
         self._engine_call(f"create_order {symbol}", self.engine.check_order, self.account, **order)
@@ -207,11 +208,10 @@ class HistoryVenue(SimulatedVenue):
         state.mark, state.last = mark, price
         if index is not None:
             state.index = index
-        # the engine's book is what a taker gets: the spread's half and the slippage beyond the path price
-        state.bids = [(_on_tick(price * (1 - self.half_spread - self.slippage), tick, ROUND_FLOOR), DEPTH)]
-        state.asks = [(_on_tick(price * (1 + self.half_spread + self.slippage), tick, ROUND_CEILING), DEPTH)]
+        self._priced[market_id] = None  # the engine's book is brought to this point when something needs it
         if not active and not self.waiting:
             return
+        self._engine_book(market_id)
         state.trades = [sim_market.Trade(0, price, DEPTH, False, time_ms)]
         waiting, self.waiting = self.waiting, []
         for market_id_waiting, order in waiting:
@@ -233,6 +233,16 @@ class HistoryVenue(SimulatedVenue):
         self.engine.check_liquidations()
         state.trades = []
 
+    def _engine_book(self, market_id: str) -> None:
+        """The engine's book at the current point: what a taker gets, the spread's half and the slippage
+        beyond the path price."""
+        if market_id in self._priced and self._priced[market_id] is None:
+            state = self.market.symbols[market_id]
+            price, tick = state.last, state.spec.tick
+            state.bids = [(_on_tick(price * (1 - self.half_spread - self.slippage), tick, ROUND_FLOOR), DEPTH)]
+            state.asks = [(_on_tick(price * (1 + self.half_spread + self.slippage), tick, ROUND_CEILING), DEPTH)]
+            self._priced[market_id] = price
+
     def settle_funding(self, symbol: str, time_ms: int, rate: Decimal) -> None:
         """Funding at its settlement time, on the mark of that moment."""
         market_id = self.market_ids[symbol]
@@ -244,8 +254,11 @@ class HistoryVenue(SimulatedVenue):
         """Whether the account has anything a price move can fill, trigger or liquidate in `symbol`."""
         market_id = self.market_ids[symbol]
         account = self.account
-        return bool(account.position(market_id).qty or account.open_orders(market_id)
-                    or account.open_algos(market_id) or any(m == market_id for m, _ in self.waiting))  # fmt: skip
+        position = account.positions.get(market_id)
+        return bool((position is not None and position.qty)
+                    or any(o.symbol == market_id for o in account.working.values())
+                    or any(a.symbol == market_id for a in account.working_algos.values())
+                    or any(m == market_id for m, _ in self.waiting))  # fmt: skip
 
     def quiet(self, symbol: str, trade: tuple[Decimal, Decimal], mark: tuple[Decimal, Decimal],
               guard_buffer: Decimal) -> bool:  # fmt: skip
@@ -295,12 +308,13 @@ class HistoryVenue(SimulatedVenue):
         self.refusals.append((order["client_id"], exc.code, exc.msg))
 
 
-def _takes(side: OrderSide, type: OrderType, price: Decimal | None, state: SymbolState) -> bool:
+def _takes(side: OrderSide, type: OrderType, price: Decimal | None, book: Book) -> bool:
+    """Whether an order would take at once against the book the bot sees (a market order, a crossing limit)."""
     if type is not OrderType.LIMIT or price is None:
         return True
     if side is OrderSide.BUY:
-        return bool(state.asks) and price >= state.asks[0][0]
-    return bool(state.bids) and price <= state.bids[0][0]
+        return bool(book.asks) and price >= book.asks[0][0]
+    return bool(book.bids) and price <= book.bids[0][0]
 
 
 def _on_tick(price: Decimal, tick: Decimal, rounding: str) -> Decimal:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import traceback
+from collections import deque
 from typing import Any
 
 from botkit.clock import Clock
@@ -32,6 +33,8 @@ from botkit.runtime.news import (
 from botkit.runtime.strategy import Context, Strategy
 
 log = get_logger("botkit.dispatch")
+HOOKS = ("on_start", "on_quote", "on_bar", "on_fill", "on_order", "on_rejected", "on_state", "on_stop_triggered",
+         "on_stop")  # fmt: skip
 
 
 class Dispatcher:
@@ -41,27 +44,35 @@ class Dispatcher:
                  ks: KillSwitch, market: MarketState, stats: Stats) -> None:  # fmt: skip
         self.config, self.clock, self.strategy, self.ctx = config, clock, strategy, ctx
         self.journal, self.ks, self.market, self.stats = journal, ks, market, stats
-        self._queue: asyncio.Queue[News] = asyncio.Queue()
+        self._queue: deque[News] = deque()
+        self._ready = asyncio.Event()
         self._pending_quotes: set[str] = set()
+        # the hooks the strategy's class overrides: the base class's are no-ops, not worth a coroutine each
+        self._overridden = {name for name in HOOKS if getattr(type(strategy), name) is not getattr(Strategy, name)}
 
     def put(self, news: News) -> None:
         if isinstance(news, QuoteMoved):
             if news.symbol in self._pending_quotes:
                 return  # quotes coalesce: the strategy sees the latest
             self._pending_quotes.add(news.symbol)
-        self._queue.put_nowait(news)
+        self._queue.append(news)
+        self._ready.set()
 
     async def run(self, symbols: list[str], watched: list[str]) -> None:
         await self._await_first_data(symbols, watched)
         await self.hook("on_start")
         while True:
-            await self.deliver(await self._queue.get())
+            if not self._queue:
+                self._ready.clear()
+                await self._ready.wait()
+                continue
+            await self.deliver(self._queue.popleft())
 
     async def drain(self) -> bool:
         """Deliver the news queued so far, now (a backtest's driver, between path points); whether any was."""
         delivered = False
-        while not self._queue.empty():
-            await self.deliver(self._queue.get_nowait())
+        while self._queue:
+            await self.deliver(self._queue.popleft())
             delivered = True
         return delivered
 
@@ -96,6 +107,8 @@ class Dispatcher:
                 self.ks.watch(stream)
 
     async def hook(self, name: str, *args: Any) -> None:
+        if name not in self._overridden and name not in vars(self.strategy):
+            return  # the base class's no-op
         try:
             await getattr(self.strategy, name)(self.ctx, *args)
         except asyncio.CancelledError as exc:
