@@ -762,7 +762,7 @@ def data_download(symbol: str, start: str, end: str, out_dir: Path, interval: st
               help="Journal of the run (default: beside journal.path, named after the time).")  # fmt: skip
 @click.option("--json", "json_file", type=click.Path(path_type=Path, dir_okay=False), help="Write the results here.")
 @click.option("--html", "html_file", type=click.Path(path_type=Path, dir_okay=False),
-              help="Write the HTML report (charts) of the run here.")  # fmt: skip
+              help="Write the results as a page with charts here.")  # fmt: skip
 @click.option("--set", "sets", multiple=True, help="A strategy parameter, name=value (over the config's).")
 @click.option("--grid", "grids", multiple=True, help="Sweep: name=v1,v2,... (the cross product of all --grid).")
 @click.option("--grid-file", type=click.Path(path_type=Path, dir_okay=False), help="Sweep: [[set]] tables (TOML).")
@@ -835,7 +835,8 @@ def _backtest_once(config: Any, journal: Path, data_dir: Path | None, interval: 
     from botkit.backtest.runner import run_backtest
     from botkit.data.store import DataError
     from botkit.report import build_report, render_text
-    from botkit.report_html import render_html
+    from botkit.report_html import render_backtest_html
+    from botkit.runtime.bot import StartupError
     from botkit.runtime.strategy import load_strategy, make_strategy
 
     strategy = make_strategy(load_strategy(config.strategy), config.params)
@@ -853,6 +854,12 @@ def _backtest_once(config: Any, journal: Path, data_dir: Path | None, interval: 
                                                start_ms=start_ms, end_ms=end_ms))  # fmt: skip
     except DataError as exc:
         raise UserError(str(exc)) from None
+    except StartupError as exc:
+        raise UserError(f"the backtest could not start: {exc}") from None
+    except (ConfigError, UserError):
+        raise
+    except Exception as exc:  # one line; the journal says what happened up to it
+        raise UserError(f"the backtest failed: {type(exc).__name__}: {exc} (journal {journal})") from None
     report = build_report(journal)
     click.echo(_printable(render_text(report)))
     click.echo("")
@@ -861,8 +868,8 @@ def _backtest_once(config: Any, journal: Path, data_dir: Path | None, interval: 
         json_file.write_text(json.dumps(results.to_json(), indent=2), encoding="utf-8")
         click.echo(f"wrote {json_file}")
     if html_file is not None:
-        html_file.write_text(render_html(report), encoding="utf-8", errors="replace")
-        click.echo(f"wrote {html_file}")
+        html_file.write_text(render_backtest_html(results.to_json()), encoding="utf-8", errors="replace")
+        click.echo(f"wrote {html_file} (the journal's own report: botkit report {journal} --html FILE)")
     return 0
 
 

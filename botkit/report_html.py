@@ -12,13 +12,14 @@ from botkit.report import iso
 
 WIDTH, HEIGHT, PAD_L, PAD_R, PAD_T, PAD_B = 960, 220, 70, 20, 22, 26
 COLORS = {"mid": "#1f77b4", "mark": "#ff7f0e", "index": "#2ca02c", "equity": "#9467bd", "liq_distance": "#d62728",
-          "stop": "#8c1c13"}  # fmt: skip
+          "stop": "#8c1c13", "drawdown": "#d62728"}  # fmt: skip
 MARKERS = {
     "killswitch.tripped": ("trip", "#d62728"),
     "killswitch.state": ("state", "#ff9900"),
     "liquidation": ("liquidation", "#000000"),
 }
 MAX_TABLE_ROWS = 500
+AXIS_TICKS = 4  # gridlines and time labels per axis (and the ends)
 
 CSS = """
 body{font:14px/1.4 system-ui,sans-serif;margin:24px;color:#222;max-width:1000px}
@@ -260,11 +261,18 @@ def _chart(
         f"viewBox='0 0 {WIDTH} {HEIGHT}'>",
         f"<text x='{PAD_L}' y='14' font-size='12' font-weight='bold'>{escape(title)}</text>",
         f"<rect x='{PAD_L}' y='{PAD_T}' width='{plot_w}' height='{plot_h}' fill='none' stroke='#ccc'/>",
-        f"<text x='{PAD_L - 4}' y='{PAD_T + 10}' font-size='10' text-anchor='end'>{high:.6g}</text>",
-        f"<text x='{PAD_L - 4}' y='{PAD_T + plot_h}' font-size='10' text-anchor='end'>{low:.6g}</text>",
-        f"<text x='{PAD_L}' y='{HEIGHT - 8}' font-size='10'>{escape(iso(t0) or '')}</text>",
-        f"<text x='{WIDTH - PAD_R}' y='{HEIGHT - 8}' font-size='10' text-anchor='end'>{escape(iso(t1) or '')}</text>",
     ]
+    for n in range(AXIS_TICKS + 1):  # the axes: value gridlines on the left, times along the bottom
+        value, at = low + (high - low) * n / AXIS_TICKS, t0 + (t1 - t0) * n // AXIS_TICKS
+        anchor = "start" if n == 0 else "end" if n == AXIS_TICKS else "middle"
+        svg.append(
+            f"<line class='grid' x1='{PAD_L}' x2='{PAD_L + plot_w}' y1='{y(value):.1f}' y2='{y(value):.1f}' "
+            f"stroke='#eee'/><text class='y-tick' x='{PAD_L - 4}' y='{y(value) + 3:.1f}' font-size='10' "
+            f"text-anchor='end'>{value:.6g}</text>"
+            f"<line x1='{x(at):.1f}' x2='{x(at):.1f}' y1='{PAD_T + plot_h}' y2='{PAD_T + plot_h + 4}' stroke='#999'/>"
+            f"<text class='x-tick' x='{x(at):.1f}' y='{HEIGHT - 8}' font-size='10' text-anchor='{anchor}'>"
+            f"{escape((iso(at) or '')[:16].replace('T', ' '))}</text>"
+        )
     for name, pts in points.items():
         if len(pts) >= 2:
             path = " ".join(f"{x(t):.1f},{y(v):.1f}" for t, v in pts)
@@ -303,3 +311,42 @@ def _chart(
         )
     svg.append("</svg>")
     return "".join(svg)
+
+
+def render_backtest_html(results: dict[str, Any]) -> str:
+    """`botkit backtest --html FILE`: the results (Results.to_json()) on one self-contained page: the figures,
+    the equity and drawdown curves, the trades, and what the run assumed."""
+    curve = results["curve"]
+    times = [int(t) for t, _, _ in curve]
+    span = _span(times)
+    figures = [
+        ["equity", f"{results['equity_start']} -> {results['equity_end']} USDT"],
+        ["total return", f"{results['total_return'] * 100:.2f} %"],
+        ["max drawdown", f"{results['max_drawdown'] * 100:.2f} %"],
+        ["Sharpe / Sortino (daily)", f"{results['sharpe']} / {results['sortino']}"],
+        ["trades, win rate, profit factor",
+         f"{len(results['trades'])}, {results['win_rate']}, {results['profit_factor']}"],
+        ["exposure", f"{results['exposure'] * 100:.1f} %"],
+        ["fees, funding paid, received",
+         f"{results['fees']}, {results['funding_paid']}, {results['funding_received']}"],
+        ["liquidations", results["liquidations"]],
+        ["closest to liquidation", results["closest"]],
+        ["rejections", results["rejections"]],
+    ]  # fmt: skip
+    title = f"backtest of {results['strategy']} on {', '.join(results['symbols'])}, {results['interval']} bars"
+    parts = [
+        f"<!doctype html><html><head><meta charset='utf-8'><title>botkit backtest</title><style>{CSS}</style>"
+        f"</head><body><h1>{escape(title)}</h1><p class='muted'>journal {escape(results['journal'])}</p>",
+        _table(["figure", "value"], figures),
+        "<h2>Equity and drawdown</h2>",
+        _chart("equity", "equity (USDT)", times, {"equity": [e for _, e, _ in curve]}, span, []),
+        _chart("drawdown", "drawdown (%)", times, {"drawdown": [d * 100 for _, _, d in curve]}, span, []),
+        "<h2>Trades</h2>",
+        _table(["side", "entry", "exit", "qty", "entry price", "exit price", "fees", "funding", "PnL", "closed by"],
+               [[t["side"], iso(t["entry_ms"]), iso(t["exit_ms"]), t["qty"], t["entry_price"], t["exit_price"],
+                 t["fees"], t["funding"], t["pnl"], t["closed_by"]] for t in results["trades"]]),
+        "<h2>What the run assumed</h2><ul>",
+        *(f"<li>{escape(note)}</li>" for note in results["notes"]),
+        "</ul></body></html>",
+    ]  # fmt: skip
+    return "".join(parts)

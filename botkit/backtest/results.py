@@ -113,12 +113,14 @@ class Results:
             f"backtest of {self.strategy} on {', '.join(self.symbols)}, {self.interval} bars, "
             f"{_day(self.first_ms)} to {_day(self.last_ms)} ({self.bars} bars in {self.seconds:.1f}s, "
             f"{self.bars_per_second:,.0f} bars/s)",
-            f"  equity       {self.equity_start} -> {self.equity_end} USDT  (return {pct(self.total_return)}, "
+            f"  equity       {_money(self.equity_start, 2)} -> {_money(self.equity_end, 2)} USDT  "
+            f"(return {pct(self.total_return)}, "
             f"max drawdown {pct(self.max_drawdown)})",
             f"  daily ratios Sharpe {num(self.sharpe)}, Sortino {num(self.sortino)}",
             f"  trades       {len(self.trades)} (win rate {pct(self.win_rate)}, profit factor "
             f"{num(self.profit_factor)}), exposure {pct(self.exposure)}",
-            f"  costs        fees {self.fees}, funding paid {self.funding_paid}, received {self.funding_received}",
+            f"  costs        fees {_money(self.fees)}, funding paid {_money(self.funding_paid)}, "
+            f"received {_money(self.funding_received)} USDT",
             f"  liquidations {self.liquidations}",
         ]
         if self.closest is not None:
@@ -365,8 +367,8 @@ def _q(value: Decimal) -> Decimal:
     return value.quantize(Decimal("0.00000001"))
 
 
-def _money(value: Decimal) -> str:
-    return f"{value:.4f}"
+def _money(value: Decimal, places: int = 4) -> str:
+    return f"{value:.{places}f}"
 
 
 def _day(ms: int) -> str:

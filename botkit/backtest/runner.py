@@ -47,6 +47,7 @@ from botkit.runtime.strategy import Bar, Strategy
 from botkit.sim.market import SPECS
 
 Progress = Callable[[int, int], None]  # (bars done, bars in all)
+FUNDING_GAP_MS = 9 * 3_600_000  # no rate for this long at either end of the replay: say so (intervals are 1-8 h)
 SETTLE_ROUNDS = 1000  # rounds of reactions to one point: far more than any real chain of events takes
 BACKGROUND_TURNS = 50  # event-loop turns a background task gets to finish before the replay moves on
 
@@ -164,7 +165,12 @@ class Backtest:
     def notes(self) -> list[str]:
         """What the run assumed, and what the history lacked: stated, never silent."""
         venue, backtest = self.venue, self.config.backtest
-        notes = [f"fees: taker {venue.engine.taker_fee}, maker {venue.engine.maker_fee}; spread "
+        timeframe = float(type(self.bot.strategy).timeframe)
+        intervals = {h.span_ms for h in self.histories.values()}
+        notes = [] if intervals == {int(timeframe * 1000)} else [
+            f"the strategy's timeframe is {timeframe:g}s; it sees the history's "
+            f"{next(iter(self.histories.values())).interval} candles as its bars"]
+        notes += [f"fees: taker {venue.engine.taker_fee}, maker {venue.engine.maker_fee}; spread "
                  f"{backtest.spread_bps} bps, slippage {backtest.slippage_bps} bps on taker orders"]  # fmt: skip
         for symbol, history in self.histories.items():
             notes.append(f"{symbol}: market filters from {self.rules_origin[symbol]}; leverage tiers from "
@@ -175,12 +181,16 @@ class Backtest:
                 notes.append(f"WARNING {symbol}: no mark candles for {history.bars_without_mark} of {len(history)} "
                              f"bars ({spans}{more}): the trade price stood in for the mark there (stops, "
                              "liquidation and funding on the trade price)")  # fmt: skip
-            if history.funding:
-                first, last = history.funding[0][0], history.funding[-1][0]
-                notes.append(f"{symbol}: funding settled at the {len(history.funding)} times the history gives, "
-                             f"{_moment(first)} to {_moment(last)}; none charged outside them")  # fmt: skip
-            else:
-                notes.append(f"WARNING {symbol}: the history has no funding rates: no funding charged")
+            end = history.last_ms + history.span_ms
+            inside = [t for t, _ in history.funding if history.first_ms <= t < end]
+            if inside:
+                notes.append(f"{symbol}: funding settled at the {len(inside)} times the history gives inside the "
+                             f"replay, {_moment(inside[0])} to {_moment(inside[-1])}")  # fmt: skip
+            if not inside or inside[0] - history.first_ms > FUNDING_GAP_MS or end - inside[-1] > FUNDING_GAP_MS:
+                covered = f"{_moment(inside[0])} to {_moment(inside[-1])}" if inside else "none of it"
+                notes.append(f"WARNING {symbol}: the history's funding rates cover {covered} of the replay "
+                             f"({_moment(history.first_ms)} to {_moment(end)}): no funding charged outside "
+                             "them")  # fmt: skip
             notes += [f"{symbol}: {note}" for note in history.notes]
         for client_id, code, message in venue.refusals:
             notes.append(f"order {client_id} waited for the next price and was then refused ({code} {message})")
@@ -329,8 +339,13 @@ def load_histories(config: BotConfig, symbols: list[str], data: Path | None, int
     if not Path(folder).is_dir():
         raise ConfigError([f"backtest.data: {folder} is not a folder"])
     chosen = interval or config.backtest.interval
-    return {s: load(s, symbol_folder(Path(folder), market_id(s), len(symbols) == 1), chosen, start_ms, end_ms)
-            for s in symbols}  # fmt: skip
+    histories = {s: load(s, symbol_folder(Path(folder), market_id(s), len(symbols) == 1), chosen, start_ms, end_ms)
+                 for s in symbols}  # fmt: skip
+    intervals = {h.interval for h in histories.values()}
+    if len(intervals) > 1:
+        raise ConfigError([f"backtest.interval: the symbols' finest candles differ ({', '.join(sorted(intervals))}); "
+                           "choose one with --interval"])  # fmt: skip
+    return histories
 
 
 async def run_backtest(config: BotConfig, strategy: Strategy, journal: Path, *, data: Path | None = None,

@@ -124,7 +124,8 @@ def check(table: pa.Table, kind: str, where: str) -> None:
     for name, values in columns.items():
         for row, value in enumerate(values, start=1):
             if value is None or not math.isfinite(value):
-                raise DataError(f"{where}: row {row}: {name} is {value} (at {times[row - 1]})")
+                what = "missing" if value is None else f"{value}, not a price"
+                raise DataError(f"{where}: row {row}: {name} is {what} (at {times[row - 1]})")
     if kind == "funding":
         return
     o, h, lo, c = columns["open"], columns["high"], columns["low"], columns["close"]
