@@ -464,8 +464,10 @@ DEMO_JOURNAL = Path("botkit-demo.sqlite")
               help="Market of the in-process emulator (demo, or paper --offline).")  # fmt: skip
 @click.option("--speed", type=POSITIVE, default=Decimal(10), show_default=True,
               help="Simulated seconds per second of the in-process emulator (demo, or paper --offline).")  # fmt: skip
+@click.option("--record", "record_dir", type=click.Path(path_type=Path, file_okay=False),
+              help="Record the market data the bot sees into this (new) folder, for a replay.")  # fmt: skip
 def run_command(config_file: Path | None, strategy_spec: str | None, duration: Decimal | None, live: bool,
-                offline: bool, scenario: str, speed: Decimal) -> int:  # fmt: skip
+                offline: bool, scenario: str, speed: Decimal, record_dir: Path | None) -> int:  # fmt: skip
     """Run a strategy. With no options: the offline demo (sma_cross on an in-process emulator for 60 s)."""
     from botkit.runtime.strategy import load_strategy, make_strategy
 
@@ -485,7 +487,15 @@ def run_command(config_file: Path | None, strategy_spec: str | None, duration: D
     strategy = make_strategy(load_strategy(config.strategy), config.params)
     seconds = float(duration) if duration is not None else (60.0 if config_file is None else None)
     in_process = config.exchange.emulator_url is None and (config.mode == "demo" or offline)
-    return asyncio.run(_run_bot(config, strategy, seconds, scenario, float(speed), in_process))
+    tape = None
+    if record_dir is not None:
+        from botkit.runtime.tape import Tape, TapeError
+
+        try:
+            tape = Tape(record_dir)
+        except TapeError as exc:
+            raise UserError(f"--record: {exc}") from None
+    return asyncio.run(_run_bot(config, strategy, seconds, scenario, float(speed), in_process, tape))
 
 
 def _set_aside(journal: Path, out: Console) -> None:
@@ -501,7 +511,7 @@ def _set_aside(journal: Path, out: Console) -> None:
 
 
 async def _run_bot(config: Any, strategy: Any, seconds: float | None, scenario: str, speed: float,
-                   in_process: bool) -> int:  # fmt: skip
+                   in_process: bool, tape: Any = None) -> int:  # fmt: skip
     from botkit.log import configure_logging
     from botkit.runtime.bot import Bot
     from botkit.runtime.journal import JournalError, is_locked
@@ -536,7 +546,7 @@ async def _run_bot(config: Any, strategy: Any, seconds: float | None, scenario: 
         if in_process or config.mode == "paper":
             _set_aside(config.journal.path, out)
         try:
-            bot = Bot(config, strategy, emulator_url=url)
+            bot = Bot(config, strategy, emulator_url=url, tape=tape)
         except JournalError as exc:
             raise UserError(str(exc)) from None
         loop = asyncio.get_running_loop()
@@ -558,6 +568,9 @@ async def _run_bot(config: Any, strategy: Any, seconds: float | None, scenario: 
     if log_file is not None:
         log_file.close()
     out.print(summary_table(summary))
+    if tape is not None:
+        out.print(f"recording: {tape.path} ({tape.entries} entries); replay it with botkit replay {summary.journal} "
+                  f"--recording {tape.path.parent}")  # fmt: skip
     if summary.crashed:
         Console(stderr=True).print(f"botkit: error: {summary.crashed}", markup=False)
         return 1
@@ -767,15 +780,18 @@ def data_download(symbol: str, start: str, end: str, out_dir: Path, interval: st
 @click.option("--grid", "grids", multiple=True, help="Sweep: name=v1,v2,... (the cross product of all --grid).")
 @click.option("--grid-file", type=click.Path(path_type=Path, dir_okay=False), help="Sweep: [[set]] tables (TOML).")
 @click.option("--workers", type=click.IntRange(1, 64), default=2, show_default=True, help="Sweep processes.")
+@click.option("--recording", "recording", type=click.Path(path_type=Path, file_okay=False),
+              help="Replay a session recorded with `botkit run --record` instead of candle history.")  # fmt: skip
 def backtest_command(config_file: Path, strategy_spec: str | None, data_dir: Path | None, symbols: tuple[str, ...],
                      start: str | None, end: str | None, interval: str | None, journal_file: Path | None,
                      json_file: Path | None, html_file: Path | None, sets: tuple[str, ...], grids: tuple[str, ...],
-                     grid_file: Path | None, workers: int) -> int:  # fmt: skip
+                     grid_file: Path | None, workers: int, recording: Path | None) -> int:  # fmt: skip
     """Replay history through the strategy, gate, kill switch, liquidation guard, exchange-held stops and
     journal on a simulated account; print the results and the report of the run."""
     from botkit.backtest.sweep import Job, grid, parse_values, run_sweep
     from botkit.data.store import DataError, interval_ms
     from botkit.log import configure_logging
+    from botkit.report import build_report, render_text
 
     config = load_config(config_file, keys=False)
     updates: dict[str, Any] = {}
@@ -802,6 +818,12 @@ def backtest_command(config_file: Path, strategy_spec: str | None, data_dir: Pat
     if not stem.parent.is_dir():
         raise UserError(f"journal {stem}: the folder {stem.parent} does not exist")
     configure_logging("error", "console", [])
+    if recording is not None:
+        replayed = _replay(config, recording, stem)
+        click.echo(_printable(render_text(build_report(stem))))
+        click.echo(f"\nreplayed {replayed.entries} recorded entries of {recording}{_missed(replayed)}")
+        click.echo(f"journal: {stem}")
+        return 0
     sweep = grid(grids, grid_file)
     if sweep:
         settings = config.model_dump(mode="json")
@@ -814,6 +836,75 @@ def backtest_command(config_file: Path, strategy_spec: str | None, data_dir: Pat
             json_file.write_text(json.dumps(rows, indent=2), encoding="utf-8")
         return 1 if all("error" in r for r in rows) else 0
     return _backtest_once(config, stem, data_dir, interval, start_ms, end_ms, json_file, html_file)
+
+
+@cli.command("replay")
+@click.argument("journal", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--recording", type=click.Path(path_type=Path, file_okay=False), required=True,
+              help="The session's recording (botkit run --record).")  # fmt: skip
+@click.option("--config", "config_file", type=click.Path(path_type=Path),
+              help="Replay under this config (default: the session's own, from its journal).")  # fmt: skip
+@click.option("--out", "out_journal", type=click.Path(path_type=Path, dir_okay=False),
+              help="The replay's journal (default: beside the session's, named after the time).")  # fmt: skip
+def replay_command(journal: Path, recording: Path, config_file: Path | None, out_journal: Path | None) -> int:
+    """Re-run a recorded session's decisions (under another config: what if the guardrails had been set
+    otherwise?) and print every verdict that would change."""
+    from botkit.backtest.replay import changed_verdicts, decisions
+    from botkit.log import configure_logging
+    from botkit.runtime.journal import JournalError, read_events
+
+    try:
+        started = next(read_events(journal, ["session.started"], last=True), None)
+    except JournalError as exc:
+        raise UserError(str(exc)) from None
+    if started is None:
+        raise UserError(f"{journal}: no session in this journal")
+    if config_file is not None:
+        config = load_config(config_file, keys=False)
+    else:
+        config = load_config_with(load_config(None, keys=False), {k: v for k, v in started.data["config"].items()
+                                                                   if k not in ("exchange", "journal")})  # fmt: skip
+    out = out_journal or journal.with_name(f"{journal.stem}-replay-{time.strftime('%Y%m%d-%H%M%S')}{journal.suffix}")
+    configure_logging("error", "console", [])
+    replayed = _replay(config, recording, out)
+    before, after = decisions(journal), decisions(out)
+    counts = {kind: sum(1 for k, _ in after if k == kind) for kind in ("intent", "verdict", "fill")}
+    click.echo(f"replayed {replayed.entries} recorded entries of {recording}: {counts['intent']} intents, "
+               f"{counts['verdict']} verdicts, {counts['fill']} fills{_missed(replayed)}")  # fmt: skip
+    if before == after:
+        click.echo("every intent, verdict and fill is the same as the session's")
+    else:
+        changed = changed_verdicts(journal, out)
+        click.echo(f"{len(changed)} verdict(s) would change:" if changed else "the verdicts are the same; fills differ")
+        for line in changed:
+            click.echo(f"  {line}")
+    click.echo(f"journal of the replay: {out}")
+    return 0
+
+
+def _replay(config: Any, recording: Path, journal: Path) -> Any:
+    """Run one replay of a recording (one line for what cannot be replayed)."""
+    from botkit.backtest.replay import Replay
+    from botkit.runtime.bot import StartupError
+    from botkit.runtime.strategy import load_strategy, make_strategy
+    from botkit.runtime.tape import TapeError
+
+    strategy = make_strategy(load_strategy(config.strategy), config.params)
+    try:
+        return asyncio.run(Replay(config, strategy, recording, journal).run())
+    except TapeError as exc:
+        raise UserError(str(exc)) from None
+    except StartupError as exc:
+        raise UserError(f"the replay could not start: {exc}") from None
+    except Exception as exc:  # one line; the replay's journal says what happened up to it
+        raise UserError(f"the replay failed: {type(exc).__name__}: {exc} (journal {journal})") from None
+
+
+def _missed(replayed: Any) -> str:
+    parts = [f"{n} {what}" for what, n in replayed.missed.items()]
+    if replayed.extra:
+        parts.append(f"{replayed.extra} call(s) the session did not make (made at the end)")
+    return "; the replay could not follow: " + ", ".join(parts) if parts else ""
 
 
 def load_config_with(config: Any, updates: dict[str, Any]) -> Any:

@@ -99,11 +99,12 @@ class ManualClock:
 
 
 class ReplayClock:
-    """History's time, moved by a backtest's driver (`set`): monotonic and wall time are both the replayed
-    time, and a sleeper wakes when the replay passes its deadline."""
+    """History's time, moved by a backtest's or a replay's driver (`set`): monotonic time is the replayed
+    time, wall time that plus `wall_offset`, and a sleeper wakes when the replay passes its deadline."""
 
-    def __init__(self, start: float) -> None:
+    def __init__(self, start: float, wall_offset: float = 0.0) -> None:
         self._now = start
+        self._wall_offset = wall_offset
         self._sleepers: list[tuple[float, int, asyncio.Future[None]]] = []
         self._order = itertools.count()
 
@@ -111,7 +112,7 @@ class ReplayClock:
         return self._now
 
     def time(self) -> float:
-        return self._now
+        return self._now + self._wall_offset
 
     async def sleep(self, seconds: float) -> None:
         if seconds <= 0:

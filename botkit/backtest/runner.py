@@ -316,6 +316,7 @@ def replace_path(config: BotConfig, journal: Path) -> Any:
     return config.journal.model_copy(update={"path": Path(journal)})
 
 
+DECIMALS_KEPT = 100_000  # distinct prices kept converted (about 20 MB): a long random walk has many more
 _DECIMALS: dict[float, Decimal] = {}
 
 
@@ -323,7 +324,7 @@ def _dec(value: float) -> Decimal:
     """A price as the exchange wrote it (its shortest decimal text); prices on a tick grid repeat, so cached."""
     found = _DECIMALS.get(value)
     if found is None:
-        if len(_DECIMALS) > 1_000_000:
+        if len(_DECIMALS) > DECIMALS_KEPT:
             _DECIMALS.clear()
         found = _DECIMALS[value] = Decimal(repr(value))
     return found

@@ -13,7 +13,7 @@ own price as maker.
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Iterable
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from typing import Any
 
@@ -24,9 +24,9 @@ from botkit.margin import MarketRules, Tier, TierError, tiers_from_ccxt
 from botkit.sim import engine as sim
 from botkit.sim import market as sim_market
 from botkit.sim.market import SymbolState
-from botkit.venue.errors import Rejected, VenueDataError, VenueError
+from botkit.venue.errors import VenueDataError, VenueError
 from botkit.venue.ids import ClientIds
-from botkit.venue.simulated import SimulatedVenue
+from botkit.venue.simulated import InProcess, SimulatedVenue
 
 DEPTH = Decimal("1e12")  # the history has no depth: each side of the book is one level this deep
 BPS = Decimal("0.0001")
@@ -42,7 +42,7 @@ class ReplayMarket:
         self.now_ms = 0
 
 
-class HistoryVenue(SimulatedVenue):
+class HistoryVenue(InProcess, SimulatedVenue):
     """The engine's account on a replayed market (see the module's docstring)."""
 
     def __init__(self, config: BotConfig, rules: dict[str, MarketRules], market_ids: dict[str, str],
@@ -94,33 +94,6 @@ class HistoryVenue(SimulatedVenue):
             base, _, quote = symbol.partition("/")
             self.track_symbol(symbol, market_id, self.rules[symbol], tiers[symbol], base, quote.partition(":")[0])
         return tiers
-
-    async def fetch_clock_offset(self) -> float:
-        return 0.0
-
-    def restart_streams(self, why: str) -> int:
-        return 0
-
-    def is_not_found(self, exc: Rejected) -> bool:
-        return exc.code in (-2011, -2013)
-
-    def is_liquidation(self, order: Order) -> bool:
-        return order.type is OrderType.LIQUIDATION
-
-    def rules_changed(self, exc: Rejected) -> bool:
-        return False
-
-    async def price(self, read: Callable[[], Awaitable[Any]]) -> float:
-        return 0.0  # nothing here costs request weight
-
-    def read_capacity(self) -> float | None:
-        return None
-
-    def usage(self) -> dict[str, Any]:
-        return {}
-
-    async def close(self) -> None:
-        return None
 
     # --------------------------------------------------------------------------- market data
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -92,6 +93,7 @@ class AccountReader:
         self.config, self.clock, self.venue, self.ks, self.journal = config, clock, venue, ks, journal
         self.market, self.account, self.symbols, self.sink = market, account, symbols, sink
         self._dirty = asyncio.Event()
+        self.tape: Callable[[str], None] | None = None  # a session recording: where each read fell
 
     def soon(self) -> None:
         """A fill changed the account: read it before the period is up."""
@@ -128,6 +130,8 @@ class AccountReader:
             await self.clock.sleep(max(0.0, started + period / 2 - self.clock.monotonic()))
 
     async def read(self) -> None:
+        if self.tape is not None:
+            self.tape("read")
         fills = self.account.fills.copy()
         try:
             balance = await self.venue.fetch_balance()

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import traceback
 from collections.abc import Coroutine
 from dataclasses import dataclass
@@ -50,8 +51,10 @@ from botkit.runtime.reconcile import Reconciler
 from botkit.runtime.safety import Safety
 from botkit.runtime.stops import Stops
 from botkit.runtime.strategy import Context, Strategy
+from botkit.runtime.tape import Tape
 from botkit.venue.errors import VenueError
 from botkit.venue.protocol import Venue, open_venue
+from botkit.venue.simulated import SimulatedVenue
 
 log = get_logger("botkit.bot")
 STOP_STEP_S = 15.0  # the longest any one shutdown step may take
@@ -132,8 +135,10 @@ class Bot:
         emulator_url: str | None = None,
         clock: Clock | None = None,
         venue: Venue | None = None,
+        tape: Tape | None = None,
     ) -> None:
-        """`venue`: a venue to use instead of the one the config asks for (a test's fake)."""
+        """`venue`: a venue to use instead of the one the config asks for (a test's fake); `tape`: record the
+        session's market data (`botkit run --record`)."""
         self.config = config
         self.clock = clock or SystemClock()
         self.strategy = strategy
@@ -171,6 +176,12 @@ class Bot:
             on_quote=lambda symbol: self._news(QuoteMoved(symbol)), on_bar=lambda bar: self._news(BarClosed(bar)),
             on_order=self._order_report, on_orders_back=self.reconciler.after_reconnect,
         )  # fmt: skip
+        self.tape = tape
+        if tape is not None:
+            tape.clock = self.clock
+            self.feeds.tape, self.dispatcher.tape, self.reader.tape = tape.update, tape.record, tape.record
+            if isinstance(self.venue, SimulatedVenue):
+                self.venue.tape = tape.record
         self.crashed: str | None = None
         self._stopping = asyncio.Event()
         self._stop_reason = "duration"
@@ -245,6 +256,8 @@ class Bot:
         log.info("bot.starting", mode=self.config.mode, symbols=self.symbols, journal=str(self.journal.path))
         try:
             await self.start_up()
+            if self.tape is not None:
+                self.tape.record("start", self.market_setup())
             async with asyncio.TaskGroup() as group:
                 for coro in self.feeds.tasks():
                     group.create_task(coro)
@@ -268,6 +281,8 @@ class Bot:
             self.journal.write(events.RuntimeFailed(where="runtime", error=self.crashed, traceback=detail))
             self.ks.halt(f"runtime task crashed: {self.crashed}")
         finally:
+            if self.tape is not None:  # the tasks ended here (a hook in flight was cut off)
+                self.tape.record("stop", {"reason": self._stop_reason})
             await self.shut_down()
         return self.summary(self.clock.monotonic() - started)
 
@@ -335,9 +350,25 @@ class Bot:
             async with asyncio.timeout(5):
                 await self.venue.close()
         self.journal.close()
+        if self.tape is not None:
+            self.tape.close()
         log.info("bot.stopped", reason=self._stop_reason, crashed=self.crashed)
 
     # ------------------------------------------------------------------------------------ views
+
+    def market_setup(self) -> dict[str, Any]:
+        """The rules, brackets and leverage the bot trades under, and a simulated account's fees, balance and
+        market ids (what a replay of a recording sets up again)."""
+        setup: dict[str, Any] = {
+            "rules": {s: dataclasses.asdict(r) for s, r in self.market.rules.items()},
+            "tiers": {s: [dataclasses.asdict(t) for t in tiers] for s, tiers in self.market.tiers.items()},
+            "leverage": dict(self.market.leverage),
+            "balance": self.config.paper.balance,
+        }
+        if isinstance(self.venue, SimulatedVenue):
+            setup |= {"taker_fee": self.venue.engine.taker_fee, "maker_fee": self.venue.engine.maker_fee,
+                      "market_ids": self.venue.exchange_ids}  # fmt: skip
+        return setup
 
     def status(self) -> dict[str, Any]:
         """What the status panel shows."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import traceback
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 from botkit.clock import Clock
@@ -48,6 +49,7 @@ class Dispatcher:
         self._ready = asyncio.Event()
         self._pending_quotes: set[str] = set()
         # the hooks the strategy's class overrides: the base class's are no-ops, not worth a coroutine each
+        self.tape: Callable[..., None] | None = None  # a session recording: where each delivery fell
         self._overridden = {name for name in HOOKS if getattr(type(strategy), name) is not getattr(Strategy, name)}
 
     def put(self, news: News) -> None:
@@ -60,6 +62,8 @@ class Dispatcher:
 
     async def run(self, symbols: list[str], watched: list[str]) -> None:
         await self._await_first_data(symbols, watched)
+        if self.tape is not None:
+            self.tape("deliver", {"hook": "on_start"})
         await self.hook("on_start")
         while True:
             if not self._queue:
@@ -76,7 +80,12 @@ class Dispatcher:
             delivered = True
         return delivered
 
+    def next_news(self) -> News | None:
+        return self._queue.popleft() if self._queue else None
+
     async def deliver(self, news: News) -> None:
+        if self.tape is not None:
+            self.tape("deliver")
         self.stats.dispatched += 1
         match news:
             case QuoteMoved(symbol):
@@ -102,7 +111,11 @@ class Dispatcher:
         deadline = self.clock.monotonic() + limit
         while not self.market.ready(symbols) and self.clock.monotonic() < deadline:
             await self.clock.sleep(0.05)
-        for stream in watched:
+        self.watch(watched)
+
+    def watch(self, streams: list[str]) -> None:
+        """From now on the kill switch holds these streams to their age limit."""
+        for stream in streams:
             if stream not in self.ks.streams:
                 self.ks.watch(stream)
 

@@ -115,6 +115,12 @@ class Feeds:
                 Stream(f"trades:{s}", partial(venue.watch_trades, s), partial(self._trades, s)),
             ]
         self.streams.append(Stream("orders", venue.watch_orders, self._orders, on_back=on_orders_back))
+        self.tape: Callable[[str, Any], None] | None = None  # a session recording: each update, as handled
+
+    def handle(self, stream: Stream, update: Any) -> None:
+        if self.tape is not None:
+            self.tape(stream.name, update)
+        stream.handle(update)
 
     def watched(self) -> list[str]:
         """The streams whose age the kill switch watches (trades and orders may be quiet for a long time)."""
@@ -217,7 +223,7 @@ class Feeds:
         except Exception as exc:  # any failure of the socket or of ccxt's stream handling
             raise StreamFailed(stream.name) from exc
         self.heard[stream.name] = self.clock.monotonic()
-        stream.handle(update)
+        self.handle(stream, update)
         self.frames += 1
 
     async def _watchdog(self) -> None:
@@ -254,7 +260,7 @@ class Feeds:
                 try:
                     update = await stream.poll()
                     self.polls += 1
-                    stream.handle(update)
+                    self.handle(stream, update)
                     self.ks.succeeded()
                 except VenueDataError as exc:
                     self._bad_frame(stream, exc)

@@ -34,6 +34,7 @@ from botkit.sim import market as sim_market
 from botkit.sim.market import SymbolState
 from botkit.venue.ccxt_venue import CcxtVenue
 from botkit.venue.errors import Rejected, VenueDataError
+from botkit.venue.ids import ClientIds
 from botkit.venue.simulated import SimulatedVenue
 
 
@@ -50,7 +51,55 @@ class ObservedMarket:
             self.now_ms = time_ms
 
 
-class PaperVenue(SimulatedVenue):
+class ObservedVenue(SimulatedVenue):
+    """The sim engine's account on a market it observes: each book, trade print and mark the bot receives
+    is what the engine fills against (paper mode's fill model, above). Paper mode observes the exchange;
+    a recorded session's replay observes the recording."""
+
+    def __init__(self, ids: ClientIds, exchange_id: str, *, balance: Decimal, queue: str) -> None:
+        super().__init__(ObservedMarket(), ids, exchange_id, balance=balance, queue=queue)
+        self._funding: dict[str, tuple[int, Decimal]] = {}  # symbol -> (next funding time, its announced rate)
+
+    def observe_book(self, book: Book) -> Book:
+        """A new book: resting orders the opposite best now reaches fill."""
+        state = self._state(book.symbol)
+        if state is not None:
+            self.market.advance(book.timestamp_ms)
+            state.bids, state.asks, state.trades = list(book.bids), list(book.asks), []
+            self.engine.match_resting(state.spec.symbol)
+        return book
+
+    def observe_trades(self, symbol: str, trades: list[Trade]) -> list[Trade]:
+        """New prints: resting orders they trade through fill."""
+        state = self._state(symbol)
+        if state is not None and trades:
+            self.market.advance(max(t.timestamp_ms for t in trades))
+            state.trades = [sim_market.Trade(0, t.price, t.qty, False, t.timestamp_ms) for t in trades]
+            self.engine.match_resting(state.spec.symbol)
+            state.trades = []
+        return trades
+
+    def observe_mark(self, mark: MarkPrice) -> None:
+        """A new mark: settle funding if a funding time has passed, then liquidate what the mark reaches."""
+        state = self._state(mark.symbol)
+        if state is None:
+            return
+        self.market.advance(mark.timestamp_ms)
+        state.mark = mark.mark
+        state.index = mark.index if mark.index is not None else state.index
+        due = self._funding.get(mark.symbol)
+        if due is not None and self.market.now_ms >= due[0]:
+            state.funding_rate = due[1]  # the rate announced for the funding time that just passed
+            self.engine.settle_funding([state.spec.symbol])
+            del self._funding[mark.symbol]
+        if mark.next_funding_ms is not None and mark.funding_rate is not None:
+            self._funding[mark.symbol] = (mark.next_funding_ms, mark.funding_rate)
+            state.funding_rate = mark.funding_rate
+        self.engine.check_triggers(state.spec.symbol)
+        self.engine.check_liquidations()
+
+
+class PaperVenue(ObservedVenue):
     """A venue whose account is simulated: the market and its rules come from the exchange through a
     CcxtVenue (public calls, the same validation and rate limits), the account and its orders from the
     sim engine, with typed calls."""
@@ -66,9 +115,7 @@ class PaperVenue(SimulatedVenue):
     ) -> None:
         self.data = CcxtVenue(exchange, config.venue, clock=clock, on_ban=on_ban, on_error=on_error)
         self.exchange, self.paper = exchange, config.paper
-        super().__init__(ObservedMarket(), self.data.ids, self.data.exchange_id, balance=self.paper.balance,
-                         queue=self.paper.queue)  # fmt: skip
-        self._funding: dict[str, tuple[int, Decimal]] = {}  # symbol -> (next funding time, its announced rate)
+        super().__init__(self.data.ids, self.data.exchange_id, balance=self.paper.balance, queue=self.paper.queue)
 
     # ---------------------------------------------------------------- what the exchange answers
 
@@ -154,24 +201,8 @@ class PaperVenue(SimulatedVenue):
     async def watch_book(self, symbol: str) -> Book:
         return self.observe_book(await self.data.watch_book(symbol))  # a frame it cannot read raises first
 
-    def observe_book(self, book: Book) -> Book:
-        """A new book: resting orders the opposite best now reaches fill."""
-        state = self._state(book.symbol)
-        if state is not None:
-            self.market.advance(book.timestamp_ms)
-            state.bids, state.asks, state.trades = list(book.bids), list(book.asks), []
-            self.engine.match_resting(state.spec.symbol)
-        return book
-
     async def watch_trades(self, symbol: str) -> list[Trade]:
-        trades = await self.data.watch_trades(symbol)
-        state = self._state(symbol)
-        if state is not None and trades:
-            self.market.advance(max(t.timestamp_ms for t in trades))
-            state.trades = [sim_market.Trade(0, t.price, t.qty, False, t.timestamp_ms) for t in trades]
-            self.engine.match_resting(state.spec.symbol)
-            state.trades = []
-        return trades
+        return self.observe_trades(symbol, await self.data.watch_trades(symbol))
 
     async def fetch_mark(self, symbol: str) -> MarkPrice:
         mark = await self.data.fetch_mark(symbol)
@@ -183,22 +214,5 @@ class PaperVenue(SimulatedVenue):
         self.observe_mark(mark)
         return mark
 
-    def observe_mark(self, mark: MarkPrice) -> None:
-        """A new mark: settle funding if a funding time has passed, then liquidate what the mark reaches."""
-        state = self._state(mark.symbol)
-        if state is None:
-            return
-        self.market.advance(mark.timestamp_ms)
-        state.mark = mark.mark
-        state.index = mark.index if mark.index is not None else state.index
-        due = self._funding.get(mark.symbol)
-        if due is not None and self.market.now_ms >= due[0]:
-            state.funding_rate = due[1]  # the rate announced for the funding time that just passed
-            self.engine.settle_funding([state.spec.symbol])
-            del self._funding[mark.symbol]
-        if mark.next_funding_ms is not None and mark.funding_rate is not None:
-            self._funding[mark.symbol] = (mark.next_funding_ms, mark.funding_rate)
-            state.funding_rate = mark.funding_rate
-        self.engine.check_triggers(state.spec.symbol)
-        self.engine.check_liquidations()
+
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from decimal import Decimal
 from typing import Any
 
@@ -43,6 +43,19 @@ class SimulatedVenue:
         self._ids: dict[str, str] = {}  # unified symbol -> exchange id
         self._unified: dict[str, str] = {}
         self._spent: OrderedDict[int, None] = OrderedDict()  # serials of the approvals already used
+        self.tape: Callable[[str, dict[str, Any]], None] | None = None  # a session recording (runtime.tape)
+
+    async def _turn(self, call: str, *what: Any) -> None:
+        """Before each call that changes the account: a recording marks where in the market data it came,
+        and what it was (`what`: the order's symbol, side, quantity, ...; a replay of the recording waits
+        here for the place of the same call)."""
+        if self.tape is not None:
+            self.tape("call", {"call": call, "key": call_key(what)})
+
+    @property
+    def exchange_ids(self) -> dict[str, str]:
+        """Unified symbol -> the exchange's id of each market traded."""
+        return dict(self._ids)
 
     def spend(self, approval: Approval, client_id: str | None) -> tuple[Any, ...]:
         return spend_approval(self._spent, self.ids, approval, client_id)
@@ -97,6 +110,7 @@ class SimulatedVenue:
 
     async def create_order(self, approval: Approval, *, client_id: str | None = None) -> Order:
         symbol, side, type, qty, price, reduce_only, client_id = self.spend(approval, client_id)
+        await self._turn("create_order", symbol, side, type, qty, price, reduce_only)
         order = self._engine_call(
             f"create_order {symbol}", self.engine.place_order, self.account, symbol=self._id(symbol),
             side=side, type=type, qty=qty, price=price, reduce_only=reduce_only, client_id=client_id,
@@ -105,11 +119,13 @@ class SimulatedVenue:
 
     async def cancel_order(self, symbol: str, *, client_id: str | None = None, order_id: str | None = None) -> Order:
         found = self._find(symbol, client_id, order_id)
+        await self._turn("cancel_order", symbol, found.side, found.qty, found.price)
         if found.is_open:
             self.engine.cancel_order(self.account, found.symbol, found.id, None)
         return self.engine_order(found)  # an order already final: its final state, as the live venue answers
 
     async def cancel_all(self, symbol: str) -> None:
+        await self._turn("cancel_all", symbol)
         self._engine_call(f"cancel_all {symbol}", self.engine.cancel_all, self.account, self._id(symbol))
 
     async def fetch_order(self, symbol: str, *, client_id: str | None = None, order_id: str | None = None) -> Order:
@@ -123,6 +139,7 @@ class SimulatedVenue:
 
     async def place_stop(self, stop: StopRequest) -> Order:
         client_id = self.ids.check(stop.client_id)
+        await self._turn("place_stop", stop.symbol, stop.side, stop.kind, stop.qty, stop.trigger)
         algo = self._engine_call(
             f"place_stop {client_id}", self.engine.place_algo, self.account, symbol=self._id(stop.symbol),
             side=stop.side, type=stop.kind, qty=stop.qty, trigger=stop.trigger,
@@ -133,6 +150,7 @@ class SimulatedVenue:
 
     async def cancel_stop(self, symbol: str, *, client_id: str) -> Order:
         algo = self._engine_call(f"fetch_stop {client_id}", self.engine.find_algo, self.account, None, client_id)
+        await self._turn("cancel_stop", symbol, algo.side, algo.type, algo.qty, algo.trigger)
         if algo.is_open:
             self._engine_call(f"cancel_stop {client_id}", self.engine.cancel_algo, self.account, algo.id, None)
         return self.engine_stop(algo)
@@ -222,3 +240,40 @@ class SimulatedVenue:
     def _rejected(call: str, exc: sim.Rejection) -> Rejected:
         kind = "OrderNotFound" if exc.code in (-2011, -2013) else "InsufficientFunds" if exc.code == -2019 else ""
         return Rejected(call, exc.code, exc.msg, kind=kind)
+
+
+def call_key(what: tuple[Any, ...]) -> str:
+    """What a call was, as one string (enums by value, numbers as written)."""
+    return "|".join(str(getattr(w, "value", w)) for w in what)
+
+
+class InProcess:
+    """The answers of a venue that is all in this process (a backtest's, a replay's): no clock offset, no
+    streams to restart, no request weight, the engine's own codes."""
+
+    async def fetch_clock_offset(self) -> float:
+        return 0.0
+
+    def restart_streams(self, why: str) -> int:
+        return 0
+
+    def is_not_found(self, exc: Rejected) -> bool:
+        return exc.code in (-2011, -2013)
+
+    def is_liquidation(self, order: Order) -> bool:
+        return order.type is OrderType.LIQUIDATION
+
+    def rules_changed(self, exc: Rejected) -> bool:
+        return False
+
+    async def price(self, read: Callable[[], Awaitable[Any]]) -> float:
+        return 0.0  # nothing here costs request weight
+
+    def read_capacity(self) -> float | None:
+        return None
+
+    def usage(self) -> dict[str, Any]:
+        return {}
+
+    async def close(self) -> None:
+        return None
