@@ -719,19 +719,27 @@ def data_group() -> None:
 def data_download(symbol: str, start: str, end: str, out_dir: Path, interval: str, kinds: str, fmt: str,
                   exchange_id: str, emulator_url: str | None) -> None:  # fmt: skip
     """Fetch candles (trade, mark, index price) and funding rates through ccxt; resumes where it stopped."""
+    from botkit.backtest.runner import market_id
+
+    start_ms, end_ms = _moment_ms(start, "--from"), _moment_ms(end, "--to")
+    assert start_ms is not None and end_ms is not None
+    wanted = tuple(k.strip() for k in kinds.split(",") if k.strip())
+    _fetch_history(symbol, start_ms, end_ms, out_dir / market_id(symbol), interval, wanted, fmt, exchange_id,
+                   emulator_url)  # fmt: skip
+
+
+def _fetch_history(symbol: str, start_ms: int, end_ms: int, folder: Path, interval: str, kinds: tuple[str, ...],
+                   fmt: str, exchange_id: str, emulator_url: str | None) -> None:  # fmt: skip
+    """Download one symbol's history into its folder (resuming), and say what is there."""
     import ccxt.async_support as ccxt_async
 
-    from botkit.backtest.runner import market_id
     from botkit.data.download import download
     from botkit.data.store import DataError
     from botkit.venue.ccxt_venue import point_ccxt_at
 
-    start_ms, end_ms = _moment_ms(start, "--from"), _moment_ms(end, "--to")
-    assert start_ms is not None and end_ms is not None
     exchange_class = getattr(ccxt_async, exchange_id, None)
     if not isinstance(exchange_class, type):
         raise UserError(f"--exchange {exchange_id!r}: not an exchange ccxt knows")
-    folder = out_dir / market_id(symbol)
 
     def page(kind: str, pages: int) -> None:
         click.echo(f"  {kind}: page {pages}", err=True)
@@ -744,15 +752,14 @@ def data_download(symbol: str, start: str, end: str, out_dir: Path, interval: st
             await exchange.load_markets()
             if symbol not in exchange.markets:
                 raise UserError(f"--symbol {symbol}: {exchange_id} does not list it")
-            return await download(exchange, symbol, start_ms, end_ms, folder, interval=interval,
-                                  kinds=tuple(k.strip() for k in kinds.split(",") if k.strip()), fmt=fmt,
-                                  on_page=page)  # fmt: skip
+            return await download(exchange, symbol, start_ms, end_ms, folder, interval=interval, kinds=kinds,
+                                  fmt=fmt, on_page=page)  # fmt: skip
         finally:
             await exchange.close()
 
     try:
         fetched = asyncio.run(fetch())
-    except DataError as exc:
+    except (DataError, UserError) as exc:
         raise UserError(str(exc)) from None
     except Exception as exc:  # the exchange unreachable, say: one line; what was fetched stays for a resume
         raise UserError(f"download stopped ({type(exc).__name__}: {str(exc)[:200]}); run it again to resume") from None
@@ -760,6 +767,9 @@ def data_download(symbol: str, start: str, end: str, out_dir: Path, interval: st
         resumed = f" (resumed at {f.resumed_from})" if f.resumed_from is not None else ""
         gaps = f", {len(f.gaps)} gap(s): " + ", ".join(f"{a}..{b}" for a, b in f.gaps[:5]) if f.gaps else ""
         click.echo(f"{f.kind:<8} {f.rows} rows in {f.path}{resumed}, {f.duplicates} duplicate(s) dropped{gaps}")
+
+
+DOWNLOADS = Path("history")  # where `botkit backtest --symbol --from --to` keeps what it downloads
 
 
 @cli.command("backtest")
@@ -782,12 +792,17 @@ def data_download(symbol: str, start: str, end: str, out_dir: Path, interval: st
 @click.option("--workers", type=click.IntRange(1, 64), default=2, show_default=True, help="Sweep processes.")
 @click.option("--recording", "recording", type=click.Path(path_type=Path, file_okay=False),
               help="Replay a session recorded with `botkit run --record` instead of candle history.")  # fmt: skip
+@click.option("--exchange", "exchange_id", default="binanceusdm", show_default=True,
+              help="Without a history folder: download --symbol's --from/--to history from this exchange first.")
+@click.option("--emulator", "emulator_url", help="... or from a botkit emulator at this URL.")
 def backtest_command(config_file: Path, strategy_spec: str | None, data_dir: Path | None, symbols: tuple[str, ...],
                      start: str | None, end: str | None, interval: str | None, journal_file: Path | None,
                      json_file: Path | None, html_file: Path | None, sets: tuple[str, ...], grids: tuple[str, ...],
-                     grid_file: Path | None, workers: int, recording: Path | None) -> int:  # fmt: skip
+                     grid_file: Path | None, workers: int, recording: Path | None, exchange_id: str,
+                     emulator_url: str | None) -> int:  # fmt: skip
     """Replay history through the strategy, gate, kill switch, liquidation guard, exchange-held stops and
     journal on a simulated account; print the results and the report of the run."""
+    from botkit.backtest.runner import market_id
     from botkit.backtest.sweep import Job, grid, parse_values, run_sweep
     from botkit.data.store import DataError, interval_ms
     from botkit.log import configure_logging
@@ -818,6 +833,14 @@ def backtest_command(config_file: Path, strategy_spec: str | None, data_dir: Pat
     if not stem.parent.is_dir():
         raise UserError(f"journal {stem}: the folder {stem.parent} does not exist")
     configure_logging("error", "console", [])
+    if recording is None and data_dir is None and config.backtest.data is None:
+        if start_ms is None or end_ms is None or not symbols:
+            raise UserError("no history: give --data DIR (or [backtest] data), or --symbol, --from and --to to "
+                            "download it first")  # fmt: skip
+        data_dir = DOWNLOADS
+        for symbol in config.symbols:
+            _fetch_history(symbol, start_ms, end_ms, data_dir / market_id(symbol), interval or "1m",
+                           ("ohlcv", "mark", "index", "funding"), "parquet", exchange_id, emulator_url)  # fmt: skip
     if recording is not None:
         replayed = _replay(config, recording, stem)
         click.echo(_printable(render_text(build_report(stem))))

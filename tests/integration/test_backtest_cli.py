@@ -64,16 +64,30 @@ def test_what_cannot_be_used_is_one_line(in_repo, tmp_path, capsys, args, messag
     assert message in err and "Traceback" not in err
 
 
-async def test_data_download_from_the_command_line(tmp_path, capsys):
+async def test_data_download_and_a_backtest_that_downloads_first(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    config = tmp_path / "bt.toml"
+    config.write_text('mode = "paper"\nsymbols = ["BTC/USDT:USDT"]\n[params]\nfast = 3\nslow = 8\n'
+                      f'[paper]\ntiers_dir = "{ROOT / "config/tiers"}"\n')  # fmt: skip
+    assert main(["backtest", "--config", str(config), "--symbol", "BTC/USDT:USDT"]) == 2
+    assert "no history: give --data DIR (or [backtest] data), or --symbol, --from and --to" in capsys.readouterr().err
     async with running_emulator(settings(funding_interval_s=8 * 3600, history_days=2)) as emu:
         history = emu.market.history["BTCUSDT"]
         day = datetime.fromtimestamp(history.first_ms / 1000, tz=UTC)
+        span = ["--from", f"{day:%Y-%m-%d}", "--to", f"{day + timedelta(days=1):%Y-%m-%d}"]
         settlements = sum(1 for t, _, _ in history.funding() if history.first_ms <= t < history.first_ms + 86_400_000)
-        args = ["data", "download", "--emulator", emu.url, "--symbol", "BTC/USDT:USDT",
-                "--from", f"{day:%Y-%m-%d}", "--to", f"{day + timedelta(days=1):%Y-%m-%d}",
-                "--out", str(tmp_path), "--kinds", "ohlcv,mark,funding"]  # fmt: skip
-        code = await asyncio.to_thread(main, args)  # the command runs its own event loop
-    assert code == 0
+        args = ["data", "download", "--emulator", emu.url, "--symbol", "BTC/USDT:USDT", *span,
+                "--out", str(tmp_path / "dl"), "--kinds", "ohlcv,mark,funding"]  # fmt: skip
+        assert await asyncio.to_thread(main, args) == 0  # the command runs its own event loop
+        printed = capsys.readouterr().out
+        assert f"ohlcv    1440 rows in {tmp_path / 'dl' / 'BTCUSDT' / 'ohlcv-1m.parquet'}" in printed
+        assert f"funding  {settlements} rows" in printed and "0 duplicate(s) dropped" in printed
+
+        # no history folder: the backtest downloads the span into history/ first, then replays it
+        args = ["backtest", "--config", str(config), "--symbol", "BTC/USDT:USDT", *span, "--emulator", emu.url,
+                "--journal", str(tmp_path / "bt.sqlite")]  # fmt: skip
+        assert await asyncio.to_thread(main, args) == 0
     printed = capsys.readouterr().out
-    assert f"ohlcv    1440 rows in {tmp_path / 'BTCUSDT' / 'ohlcv-1m.parquet'}" in printed
-    assert f"funding  {settlements} rows" in printed and "0 duplicate(s) dropped" in printed
+    assert f"index    1440 rows in {Path('history') / 'BTCUSDT' / 'index-1m.parquet'}" in printed
+    assert "backtest of SmaCross on BTC/USDT:USDT, 1m bars" in printed and "(1440 bars in" in printed
+    assert "botkit's emulator (no [backtest.markets] entry)" in printed
