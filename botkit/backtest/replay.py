@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from botkit.clock import ReplayClock
-from botkit.config import BotConfig
+from botkit.config import BotConfig, effective_settings
 from botkit.domain import Book, MarkPrice, Trade
 from botkit.margin import MarketRules, Tier
 from botkit.runtime import events
@@ -167,8 +167,10 @@ class Replay:
 
     async def run(self) -> Replayed:
         bot = self.bot
-        bot.journal.write(events.SessionStarted(mode="replay", strategy=type(bot.strategy).__name__,
-                                                symbols=bot.symbols, config={}, params={}))  # fmt: skip
+        bot.journal.write(events.SessionStarted(
+            mode="replay", strategy=type(bot.strategy).__name__, symbols=bot.symbols,
+            config=effective_settings(bot.config), params=bot.strategy.params.model_dump(mode="json"),
+        ))  # fmt: skip
         bot.ks.exempt("account")  # read where the recording says, not on a timer
         bot.ks.inbox = None
         tasks: list[asyncio.Task[Any]] = []
