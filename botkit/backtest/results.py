@@ -242,8 +242,9 @@ def _trades(venue: HistoryVenue, sources: dict[str, tuple[str, str | None]]) -> 
     for n, liq in enumerate(venue.engine.liquidations):
         happenings[liq["symbol"]].append((liq["time"], len(account.fills) + n, "liquidation", liq))
     trades: list[Trade] = []
+    unified = {market_id: symbol for symbol, market_id in venue.market_ids.items()}
     for market_id, items in happenings.items():
-        symbol = venue._unified.get(market_id, market_id)
+        symbol = unified.get(market_id, market_id)
         items.sort(key=lambda x: (x[0], x[2] == "funding", x[1]))
         trip: dict[str, Any] | None = None
         qty = ZERO

@@ -215,8 +215,8 @@ class Backtest:
         for symbol, feed in group:
             t, (o, h, lo, c), volume, _, _ = feed.current
             if self._quotes:
-                bot._news(QuoteMoved(symbol))
-            bot._news(BarClosed(Bar(symbol, t, span / 1000, _dec(o), _dec(h), _dec(lo), _dec(c), _dec(volume), 0)))
+                bot.sink(QuoteMoved(symbol))
+            bot.sink(BarClosed(Bar(symbol, t, span / 1000, _dec(o), _dec(h), _dec(lo), _dec(c), _dec(volume), 0)))
         if bot.account.positions:  # the kill switch's equity triggers follow the mark, as live reads would
             await bot.reader.refresh_balance()
         self.recorder.bar(self.clock.time())
@@ -281,7 +281,7 @@ class Backtest:
             progressed = False
             updates = self.venue.updates
             while not updates.empty():
-                bot._order_report(updates.get_nowait(), "stream")
+                bot.order_report(updates.get_nowait(), "stream")
                 progressed = True
             if await bot.reader.read_if_changed():
                 progressed = True
@@ -294,13 +294,13 @@ class Backtest:
                 progressed = True
             if bot.account.positions and bot.stops.enabled:
                 await bot.stops.enforce_coverage()
-            if bot._background:  # the safety room's tasks (guard slices, the halt's sweep) take their turns
-                before = len(bot._background)
+            if bot.background:  # the safety room's tasks (guard slices, the halt's sweep) take their turns
+                before = len(bot.background)
                 for _ in range(BACKGROUND_TURNS):
                     await asyncio.sleep(0)
-                    if not bot._background:
+                    if not bot.background:
                         break
-                progressed = progressed or len(bot._background) < before  # one waiting on the clock waits on
+                progressed = progressed or len(bot.background) < before  # one waiting on the clock waits on
             if await bot.dispatcher.drain():
                 progressed = True
             if not progressed:

@@ -153,7 +153,7 @@ class Bot:
         self.market = MarketState(self.clock)
         self.account = AccountState()
         self.router = Router(config, venue=self.venue, journal=self.journal, ks=self.ks, market=self.market,
-                             account=self.account, stats=self.stats, sink=self._news,
+                             account=self.account, stats=self.stats, sink=self.sink,
                              rules_suspect=self._rules_suspect)  # fmt: skip
         clock, ks, journal, market = self.clock, self.ks, self.journal, self.market
         self.reconciler = Reconciler(config, clock=clock, venue=self.venue, journal=journal, ks=ks, market=market,
@@ -161,10 +161,10 @@ class Bot:
         self.safety = Safety(config, clock=clock, ks=ks, journal=journal, router=self.router, market=market,
                              account=self.account, spawn=self._spawn)  # fmt: skip
         self.stops = Stops(config, clock=clock, venue=self.venue, journal=journal, ks=ks, market=market,
-                           account=self.account, symbols=self.symbols, sink=self._news,
+                           account=self.account, symbols=self.symbols, sink=self.sink,
                            close=self.safety.close_unprotected)  # fmt: skip
         self.reader = AccountReader(config, clock=clock, venue=self.venue, ks=ks, journal=journal, market=market,
-                                    account=self.account, symbols=self.symbols, sink=self._news)  # fmt: skip
+                                    account=self.account, symbols=self.symbols, sink=self.sink)  # fmt: skip
         port = _StrategyPort(self.router, self.stops, self.market, self.account, self.ks)
         self.ctx = Context(port, port, port, self.clock, get_logger(f"strategy.{type(strategy).__name__}"))
         self.dispatcher = Dispatcher(config, clock=clock, strategy=strategy, ctx=self.ctx, journal=journal, ks=ks,
@@ -173,8 +173,8 @@ class Bot:
             self.venue, self.symbols, clock=self.clock, ks=self.ks, journal=self.journal, market=self.market,
             settings=config.runtime, timeframe=float(strategy.timeframe),
             silence_s=float(config.killswitch.stale_feed_seconds),
-            on_quote=lambda symbol: self._news(QuoteMoved(symbol)), on_bar=lambda bar: self._news(BarClosed(bar)),
-            on_order=self._order_report, on_orders_back=self.reconciler.after_reconnect,
+            on_quote=lambda symbol: self.sink(QuoteMoved(symbol)), on_bar=lambda bar: self.sink(BarClosed(bar)),
+            on_order=self.order_report, on_orders_back=self.reconciler.after_reconnect,
         )  # fmt: skip
         self.tape = tape
         if tape is not None:
@@ -185,11 +185,11 @@ class Bot:
         self.crashed: str | None = None
         self._stopping = asyncio.Event()
         self._stop_reason = "duration"
-        self._background: set[asyncio.Task[Any]] = set()
+        self.background: set[asyncio.Task[Any]] = set()
 
     # ---------------------------------------------------------------------------------- wiring
 
-    def _news(self, news: News) -> None:
+    def sink(self, news: News) -> None:
         """The one sink: each piece of news to whoever listens."""
         if isinstance(news, QuoteMoved):
             self.safety.check_liquidation(news.symbol)
@@ -207,7 +207,7 @@ class Bot:
             return  # the strategy reads the account through its context
         self.dispatcher.put(news)
 
-    def _order_report(self, order: Order, source: str) -> None:
+    def order_report(self, order: Order, source: str) -> None:
         """A report from the user stream: the exchange-held stops have their own keeper."""
         if order.conditional:
             self.stops.report(order, source)
@@ -235,8 +235,8 @@ class Bot:
 
     def _spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
         task = asyncio.get_running_loop().create_task(coro, name=name)
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        self.background.add(task)
+        task.add_done_callback(self.background.discard)
         return task
 
     # ------------------------------------------------------------------------------- lifecycle
@@ -340,8 +340,8 @@ class Bot:
                 await self.dispatcher.hook("on_stop")
         with contextlib.suppress(TimeoutError):  # a halt's cancels or a guard's slice in flight: let it land
             async with asyncio.timeout(STOP_STEP_S):
-                await asyncio.gather(*self._background, return_exceptions=True)
-        for task in list(self._background):
+                await asyncio.gather(*self.background, return_exceptions=True)
+        for task in list(self.background):
             task.cancel()
         summary = self.summary(0.0)
         self.journal.write(events.SessionStopped(reason=self._stop_reason, crashed=self.crashed, state=self.ks.state,
