@@ -62,42 +62,6 @@ class ScaledClock:
         await asyncio.sleep(max(0.0, seconds) / self.speed)
 
 
-class ManualClock:
-    """A clock that moves only when a test calls `advance`; sleepers wake in time order."""
-
-    def __init__(self, start: float = 1000.0, wall: float = 1_700_000_000.0) -> None:
-        self._now = start
-        self._wall_offset = wall - start  # wall time moves with the manual clock
-        self._sleepers: list[tuple[float, int, asyncio.Future[None]]] = []
-        self._order = itertools.count()
-
-    def monotonic(self) -> float:
-        return self._now
-
-    def time(self) -> float:
-        return self._now + self._wall_offset
-
-    async def sleep(self, seconds: float) -> None:
-        if seconds <= 0:
-            await asyncio.sleep(0)
-            return
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        heapq.heappush(self._sleepers, (self._now + seconds, next(self._order), future))
-        await future
-
-    async def advance(self, seconds: float) -> None:
-        """Move time forward, waking each sleeper at its own moment and letting it run before the next."""
-        target = self._now + seconds
-        while self._sleepers and self._sleepers[0][0] <= target:
-            when, _, future = heapq.heappop(self._sleepers)
-            self._now = max(self._now, when)
-            if not future.done():
-                future.set_result(None)
-            await settle()
-        self._now = target
-        await settle()
-
-
 class ReplayClock:
     """History's time, moved by a backtest's or a replay's driver (`set`): monotonic time is the replayed
     time, wall time that plus `wall_offset`, and a sleeper wakes when the replay passes its deadline."""
@@ -129,6 +93,26 @@ class ReplayClock:
             future = heapq.heappop(self._sleepers)[2]
             if not future.done():
                 future.set_result(None)
+
+
+class ManualClock(ReplayClock):
+    """A clock that moves only when a test calls `advance`; sleepers wake in time order, each running before
+    the next is woken."""
+
+    def __init__(self, start: float = 1000.0, wall: float = 1_700_000_000.0) -> None:
+        super().__init__(start, wall_offset=wall - start)  # wall time moves with the manual clock
+
+    async def advance(self, seconds: float) -> None:
+        """Move time forward, waking each sleeper at its own moment and letting it run before the next."""
+        target = self._now + seconds
+        while self._sleepers and self._sleepers[0][0] <= target:
+            when, _, future = heapq.heappop(self._sleepers)
+            self._now = max(self._now, when)
+            if not future.done():
+                future.set_result(None)
+            await settle()
+        self._now = target
+        await settle()
 
 
 async def sleep_until_set(clock: Clock, seconds: float, event: asyncio.Event) -> None:

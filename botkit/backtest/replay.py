@@ -27,7 +27,7 @@ from typing import Any
 
 from botkit.clock import ReplayClock
 from botkit.config import BotConfig, effective_settings
-from botkit.domain import Book, MarkPrice, Trade
+from botkit.domain import Book, MarkPrice
 from botkit.margin import MarketRules, Tier
 from botkit.runtime import events
 from botkit.runtime.bot import Bot
@@ -40,7 +40,7 @@ from botkit.venue.paper import ObservedVenue
 from botkit.venue.simulated import InProcess, call_key
 
 QUIESCE_TURNS = 12  # event-loop turns after each entry: every task reacting to it runs until it waits
-NO_STREAMS = "a replay has no streams or REST: the recording hands the market to the runtime"
+NO_REST = "a replay has no REST: the recording hands the market to the runtime"
 
 
 class RecordedVenue(InProcess, ObservedVenue):
@@ -57,38 +57,20 @@ class RecordedVenue(InProcess, ObservedVenue):
         self.turns: dict[str, deque[tuple[str, asyncio.Future[None]]]] = defaultdict(deque)
         self.following = True  # False once the recording has ended: calls go at once
 
-    @property
-    def markets(self) -> dict[str, MarketRules]:
-        return self.rules
-
-    async def load_markets(self) -> dict[str, MarketRules]:
-        return dict(self.rules)
-
     async def fetch_tiers(self, symbols: Iterable[str]) -> dict[str, tuple[Tier, ...]]:
         tiers = {}
         for symbol in symbols:
             if symbol not in self.tiers:
                 raise VenueError(f"{symbol}: the recording has no market of that name")
             tiers[symbol] = self.tiers[symbol]
-            base, _, quote = symbol.partition("/")
-            self.track_symbol(symbol, self.market_ids[symbol], self.rules[symbol], tiers[symbol], base,
-                              quote.partition(":")[0])  # fmt: skip
+            self.track_symbol(symbol, self.market_ids[symbol], self.rules[symbol], tiers[symbol])
         return tiers
 
     async def fetch_book(self, symbol: str) -> Book:
-        raise VenueError(NO_STREAMS)
+        raise VenueError(NO_REST)
 
     async def fetch_mark(self, symbol: str) -> MarkPrice:
-        raise VenueError(NO_STREAMS)
-
-    async def watch_book(self, symbol: str) -> Book:
-        raise VenueError(NO_STREAMS)
-
-    async def watch_mark(self, symbol: str) -> MarkPrice:
-        raise VenueError(NO_STREAMS)
-
-    async def watch_trades(self, symbol: str) -> list[Trade]:
-        raise VenueError(NO_STREAMS)
+        raise VenueError(NO_REST)
 
     async def _turn(self, call: str, *what: Any) -> None:
         if not self.following:

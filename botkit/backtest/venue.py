@@ -12,25 +12,23 @@ own price as maker.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from typing import Any
 
 from botkit.config import BotConfig
-from botkit.domain import Book, MarkPrice, Order, OrderSide, OrderStatus, OrderType, Trade
+from botkit.domain import Book, MarkPrice, Order, OrderSide, OrderStatus, OrderType
 from botkit.guards.gate import Approval
-from botkit.margin import MarketRules, Tier, TierError, tiers_from_ccxt
+from botkit.margin import MarketRules, Tier
 from botkit.sim import engine as sim
 from botkit.sim import market as sim_market
 from botkit.sim.market import SymbolState
-from botkit.venue.errors import VenueDataError, VenueError
+from botkit.venue.errors import VenueDataError
 from botkit.venue.ids import ClientIds
-from botkit.venue.simulated import InProcess, SimulatedVenue
+from botkit.venue.simulated import InProcess, SimulatedVenue, tiers_file
 
 DEPTH = Decimal("1e12")  # the history has no depth: each side of the book is one level this deep
 BPS = Decimal("0.0001")
-NO_STREAMS = "a backtest has no streams: the replay hands the market to the runtime"
 DEFAULT_TAKER, DEFAULT_MAKER = Decimal("0.0005"), Decimal("0.0002")  # Binance USDⓈ-M's base rates
 
 
@@ -68,31 +66,16 @@ class HistoryVenue(InProcess, SimulatedVenue):
 
     # ----------------------------------------------------------------- what the "exchange" answers
 
-    @property
-    def markets(self) -> dict[str, MarketRules]:
-        return self.rules
-
-    async def load_markets(self) -> dict[str, MarketRules]:
-        return dict(self.rules)
-
     async def fetch_tiers(self, symbols: Iterable[str]) -> dict[str, tuple[Tier, ...]]:
         """Brackets from `paper.tiers_dir/<market id>.json` (ccxt's leverage-tier rows)."""
         tiers = {}
         for symbol in symbols:
             market_id = self.market_ids[symbol]
             path = self.config.paper.tiers_dir / f"{market_id}.json"
-            try:
-                tiers[symbol] = tiers_from_ccxt(json.loads(path.read_text(encoding="utf-8")))
-            except OSError as exc:
-                raise VenueDataError(
-                    f"leverage tiers for {symbol}: a backtest reads them from {path} ({exc.strerror}); "
-                    "write that file (ccxt's leverage-tier rows)"
-                ) from None
-            except (ValueError, TierError) as exc:
-                raise VenueDataError(f"leverage tiers for {symbol} in {path}: {exc}") from None
+            tiers[symbol] = tiers_file(path, symbol, "a backtest reads them there; write that file (ccxt's "
+                                                     "leverage-tier rows)")  # fmt: skip
             self.tiers_files[symbol] = str(path)
-            base, _, quote = symbol.partition("/")
-            self.track_symbol(symbol, market_id, self.rules[symbol], tiers[symbol], base, quote.partition(":")[0])
+            self.track_symbol(symbol, market_id, self.rules[symbol], tiers[symbol])
         return tiers
 
     # --------------------------------------------------------------------------- market data
@@ -108,15 +91,6 @@ class HistoryVenue(InProcess, SimulatedVenue):
         if view is None:
             raise VenueDataError(f"{symbol}: no price replayed yet")
         return view
-
-    async def watch_book(self, symbol: str) -> Book:
-        raise VenueError(NO_STREAMS)
-
-    async def watch_mark(self, symbol: str) -> MarkPrice:
-        raise VenueError(NO_STREAMS)
-
-    async def watch_trades(self, symbol: str) -> list[Trade]:
-        raise VenueError(NO_STREAMS)
 
     # ------------------------------------------------------------------------------- orders
 

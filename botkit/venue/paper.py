@@ -21,7 +21,6 @@ modes; the runtime reads this venue as it would an exchange, user stream include
 
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable, Callable, Iterable
 from decimal import Decimal
 from typing import Any
@@ -29,13 +28,13 @@ from typing import Any
 from botkit.clock import Clock
 from botkit.config import BotConfig
 from botkit.domain import Book, MarkPrice, Order, Trade
-from botkit.margin import MarketRules, Tier, TierError, tiers_from_ccxt
+from botkit.margin import MarketRules, Tier
 from botkit.sim import market as sim_market
 from botkit.sim.market import SymbolState
 from botkit.venue.ccxt_venue import CcxtVenue
-from botkit.venue.errors import Rejected, VenueDataError
+from botkit.venue.errors import Rejected
 from botkit.venue.ids import ClientIds
-from botkit.venue.simulated import SimulatedVenue
+from botkit.venue.simulated import SimulatedVenue, tiers_file
 
 
 class ObservedMarket:
@@ -172,16 +171,8 @@ class PaperVenue(ObservedVenue):
         return tiers
 
     def _tiers_file(self, symbol: str) -> tuple[Tier, ...]:
-        path = self.paper.tiers_dir / f"{self._id(symbol)}.json"
-        try:
-            return tiers_from_ccxt(json.loads(path.read_text(encoding="utf-8")))
-        except OSError as exc:
-            raise VenueDataError(
-                f"leverage tiers for {symbol}: paper mode without API keys reads them from {path} ({exc.strerror}); "
-                "write that file (ccxt's fetch_leverage_tiers rows) or give read-only keys"
-            ) from None
-        except (ValueError, TierError) as exc:
-            raise VenueDataError(f"leverage tiers for {symbol} in {path}: {exc}") from None
+        return tiers_file(self.paper.tiers_dir / f"{self._id(symbol)}.json", symbol, "paper mode without API keys "
+                          "reads them there; write that file (ccxt's fetch_leverage_tiers rows) or give read-only keys")
 
     def _track_symbol(self, symbol: str, tiers: tuple[Tier, ...]) -> None:
         rules, market = self.markets[symbol], self.exchange.markets[symbol]

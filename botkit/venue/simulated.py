@@ -8,22 +8,37 @@ What "the market" is, and how it moves, is the subclass's part.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
-from botkit.domain import Balance, FundingPayment, Order, OrderStatus, OrderType, Position, Side, StopRequest
+from botkit.domain import (
+    Balance,
+    Book,
+    FundingPayment,
+    MarkPrice,
+    Order,
+    OrderStatus,
+    OrderType,
+    Position,
+    Side,
+    StopRequest,
+    Trade,
+)
 from botkit.guards.gate import Approval
-from botkit.margin import MarketRules, Tier
+from botkit.margin import MarketRules, Tier, TierError, tiers_from_ccxt
 from botkit.sim import engine as sim
 from botkit.sim.market import SymbolSpec, SymbolState
 from botkit.venue.ccxt_venue import spend_approval
-from botkit.venue.errors import Rejected
+from botkit.venue.errors import Rejected, VenueDataError, VenueError
 from botkit.venue.ids import ClientIds
 from botkit.venue.parse import ALGO_STATUSES
 
 ZERO = Decimal(0)
+NO_STREAMS = "an in-process venue has no streams: its driver hands the market to the runtime"
 ACCOUNT_KEY = "simulated"
 STATUS = {"NEW": OrderStatus.OPEN, "PARTIALLY_FILLED": OrderStatus.OPEN, "FILLED": OrderStatus.FILLED,
           "CANCELED": OrderStatus.CANCELED, "EXPIRED": OrderStatus.EXPIRED}  # fmt: skip
@@ -61,8 +76,12 @@ class SimulatedVenue:
         return spend_approval(self._spent, self.ids, approval, client_id)
 
     def track_symbol(self, symbol: str, market_id: str, rules: MarketRules, tiers: tuple[Tier, ...],
-                     base: str, quote: str) -> None:  # fmt: skip
-        """Trade `symbol` (exchange id `market_id`) under these rules and brackets."""
+                     base: str | None = None, quote: str | None = None) -> None:  # fmt: skip
+        """Trade `symbol` (exchange id `market_id`) under these rules and brackets; base and quote default to
+        the unified symbol's (BTC/USDT:USDT -> BTC, USDT)."""
+        if base is None or quote is None:
+            base, _, rest = symbol.partition("/")
+            quote = rest.partition(":")[0]
         self._ids[symbol], self._unified[market_id] = market_id, symbol
         max_qty = rules.max_qty if rules.max_qty is not None else Decimal("1e12")
         spec = SymbolSpec(  # the price-model fields are for synthetic markets; an observed one does not use them
@@ -247,9 +266,39 @@ def call_key(what: tuple[Any, ...]) -> str:
     return "|".join(str(getattr(w, "value", w)) for w in what)
 
 
+def tiers_file(path: Path, symbol: str, remedy: str) -> tuple[Tier, ...]:
+    """Leverage brackets from a file of ccxt's `fetch_leverage_tiers` rows; VenueDataError in one line (with
+    `remedy` when the file cannot be read)."""
+    try:
+        return tiers_from_ccxt(json.loads(path.read_text(encoding="utf-8")))
+    except OSError as exc:
+        raise VenueDataError(f"leverage tiers for {symbol}: {path} ({exc.strerror}); {remedy}") from None
+    except (ValueError, TierError) as exc:
+        raise VenueDataError(f"leverage tiers for {symbol} in {path}: {exc}") from None
+
+
 class InProcess:
-    """The answers of a venue that is all in this process (a backtest's, a replay's): no clock offset, no
-    streams to restart, no request weight, the engine's own codes."""
+    """The answers of a venue that is all in this process (a backtest's, a replay's): its markets' rules are
+    given to it (`rules`), no clock offset, no streams (its driver hands the market to the runtime), no
+    request weight, the engine's own codes."""
+
+    rules: dict[str, MarketRules]
+
+    @property
+    def markets(self) -> dict[str, MarketRules]:
+        return self.rules
+
+    async def load_markets(self) -> dict[str, MarketRules]:
+        return dict(self.rules)
+
+    async def watch_book(self, symbol: str) -> Book:
+        raise VenueError(NO_STREAMS)
+
+    async def watch_mark(self, symbol: str) -> MarkPrice:
+        raise VenueError(NO_STREAMS)
+
+    async def watch_trades(self, symbol: str) -> list[Trade]:
+        raise VenueError(NO_STREAMS)
 
     async def fetch_clock_offset(self) -> float:
         return 0.0
