@@ -174,11 +174,13 @@ class Recorder:
         if self.closest is None or distance < self.closest.distance:
             self.closest = Closest(symbol, time_ms, mark, _q(liquidation), _q(distance))
 
-    def bar(self, now: float) -> None:
+    def bar(self, now: float, read: Decimal | None = None) -> None:
+        """One equity sample: `read`, the equity the bot has just read with a position open, else the
+        engine's."""
         venue, account = self.venue, self.venue.account
         open_positions = any(p.qty for p in account.positions.values())
         if open_positions:
-            equity = float(venue.engine.margin_balance(account))
+            equity = float(read if read is not None else venue.engine.margin_balance(account))
         elif self._flat != (len(account.incomes), len(account.positions)):  # flat: only a payment moves it
             self._flat = (len(account.incomes), len(account.positions))
             equity = self._flat_equity = float(account.wallet_balance)

@@ -217,9 +217,11 @@ class Backtest:
             if self._quotes:
                 bot.sink(QuoteMoved(symbol))
             bot.sink(BarClosed(Bar(symbol, t, span / 1000, _dec(o), _dec(h), _dec(lo), _dec(c), _dec(volume), 0)))
+        read = None
         if bot.account.positions:  # the kill switch's equity triggers follow the mark, as live reads would
             await bot.reader.refresh_balance()
-        self.recorder.bar(self.clock.time())
+            read = bot.account.equity  # and the curve takes the same figure
+        self.recorder.bar(self.clock.time(), read)
         await self._react()
 
     def _quiet(self, symbol: str, feed: _Feed, paths: dict[str, Any]) -> bool:
