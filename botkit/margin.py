@@ -8,6 +8,7 @@ the entry.
 
 from __future__ import annotations
 
+import math
 from bisect import bisect_right
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -562,6 +563,86 @@ def evaluate(
         violations=tuple(violations),
         safe_qty=safe_qty,
     )
+
+
+# ------------------------------------------------------------------------------- the float screen
+
+# The gate's fast path. `evaluate` is the arithmetic of record; this answers one narrower question in
+# float: does every sizing rule hold with room to spare? Each comparison must clear its limit by SCREEN_EPS
+# (relative, a million times float's error over these few operations) and the liquidation rule by a whole
+# tick more (the price is rounded to the tick). Anything closer, and anything unusual, answers False and
+# the caller runs `evaluate`; so the screen can only ever skip an evaluation that finds nothing.
+SCREEN_EPS = 1e-9
+_screen_cache: dict[int, tuple[object, Any]] = {}  # id -> (the object, its float form); both are immutable
+
+
+def _remember(key: object, build: Any) -> tuple[object, Any]:
+    if len(_screen_cache) > 1024:
+        _screen_cache.clear()
+    held = _screen_cache[id(key)] = (key, build(key))
+    return held
+
+
+def _policy_floats(p: SizingPolicy) -> tuple[float, ...]:
+    paid_long = float(p.funding_rate) * p.funding_intervals if p.funding_rate > 0 else 0.0
+    paid_short = -float(p.funding_rate) * p.funding_intervals if p.funding_rate < 0 else 0.0
+    return (float(p.risk_per_trade), float(p.entry_fee), float(p.taker_fee) + float(p.slippage), paid_long,
+            paid_short, float(p.liq_buffer), float(p.max_notional) if p.max_notional is not None else math.inf)
+
+
+def _tier_floats(tiers: Sequence[Tier]) -> tuple[tuple[float, float, float, float, int], ...]:
+    return tuple((float(t.floor), float(t.cap), float(t.mmr), float(t.cum), t.max_leverage) for t in tiers)
+
+
+def clearly_safe(long: bool, qty: Decimal, entry: Decimal, stop: Decimal | None, leverage: int, equity: Decimal,
+                 available: Decimal, tick: Decimal, policy: SizingPolicy, tiers: Sequence[Tier]) -> bool:
+    """True when `evaluate` of this plan would find no sizing rule broken (the instrument's filters are
+    not part of it), with every figure clear of its limit; False when it might find one."""
+    if stop is None or leverage > policy.max_leverage:
+        return False
+    held = _screen_cache.get(id(policy))
+    if held is None or held[0] is not policy:
+        held = _remember(policy, _policy_floats)
+    risk, entry_fee, exit_rate, paid_long, paid_short, buffer, max_notional = held[1]
+    held = _screen_cache.get(id(tiers))
+    brackets = held[1] if held is not None and held[0] is tiers else _remember(tiers, _tier_floats)[1]
+    q, e, s = float(qty), float(entry), float(stop)
+    eps = SCREEN_EPS
+    if e <= 0.0 or (s >= e * (1 - eps) if long else s <= e * (1 + eps)):  # stop on the wrong side, or close
+        return False
+    n = q * e
+    last = len(brackets) - 1
+    i = 0
+    while i < last and brackets[i + 1][0] <= n:
+        i += 1
+    floor, cap, mmr, cum, max_lev = brackets[i]
+    if leverage > max_lev or (i > 0 and n <= floor * (1 + eps)) or (i < last and n * (1 + eps) >= cap):
+        return False  # leverage above the bracket's, or too near a bracket edge to be sure which one holds
+    if n * (1 + eps) >= min(max_notional, brackets[-1][1]):
+        return False
+    fee = n * entry_fee
+    if (n / leverage + float(COST_QUANTUM) + fee) * (1 + eps) >= float(available):  # margin, rounded up
+        return False
+    # loss = Q·|E − S| + Q·E·entry_fee + Q·S·(taker + slippage) + funding on Q·max(E, S)
+    funding = q * max(e, s) * (paid_long if long else paid_short)
+    if (q * abs(e - s) + fee + q * s * exit_rate + funding) * (1 + eps) >= risk * float(equity):
+        return False
+    # planning liquidation, wallet W = N/L − funding − entry fee, must clear the stop by the buffer and a tick
+    wallet = n / leverage - funding - fee
+    t = float(tick)
+    limit = s - buffer * e if long else s + buffer * e
+    order = range(i, -1, -1) if long else range(i, last + 1)
+    for j in order:
+        floor, cap, mmr, cum, _ = brackets[j]
+        price = (n - wallet - cum) / (q * (1 - mmr)) if long else (n + wallet + cum) / (q * (1 + mmr))
+        margin = eps * abs(limit) + t
+        if long and price <= 0.0:  # no liquidation in this bracket (at the lowest: none at all) ...
+            if j == 0:  # ... or, in the exact figures, one a hair above zero: either clears a limit this far up
+                return margin < limit
+            continue
+        if floor <= q * price and (q * price < cap or j == last):
+            return price + margin < limit if long else price - margin > limit
+    return False  # no consistent bracket found this way: let the exact walk decide
 
 
 def min_legal_qty(entry: Decimal, rules: MarketRules) -> Decimal:

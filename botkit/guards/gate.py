@@ -26,10 +26,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from enum import StrEnum
+from typing import NamedTuple
 
 from botkit.config import BotConfig, RiskConfig
 from botkit.domain import Order, OrderIntent, OrderSide, OrderType, Position, Reason, Side, TradingState
 from botkit.guards import limits as lim
+from botkit.guards.exposure import Exposure
 from botkit.margin import (
     INSTRUMENT_REASONS,
     MarketRules,
@@ -39,6 +41,7 @@ from botkit.margin import (
     TradePlan,
     Violation,
     ceil_to_step,
+    clearly_safe,
     floor_to_step,
     instrument_violations,
     plain,
@@ -71,18 +74,30 @@ class MarketView:
 
 @dataclass(frozen=True, slots=True)
 class Snapshot:
-    """Everything one check reads: market views, the account, open orders (reservations included), the
-    trading state and the time the ages are measured at."""
+    """Everything one check reads: market views, the account, what is committed (positions, open orders
+    and in-flight intents, as running totals), the trading state and the time the ages are measured at.
+
+    The runtime hands over its live `Exposure`; without one (a test, a one-off check) it is totalled here
+    from `positions` and `open_orders`."""
 
     now: float  # monotonic seconds, the clock the *_at stamps use
     state: TradingState
     markets: Mapping[str, MarketView]
     positions: Mapping[str, Position] = field(default_factory=dict)
-    open_orders: Sequence[Order] = ()  # resting orders and in-flight intents of this account
+    open_orders: Sequence[Order] = ()  # only read when no exposure is given
     equity: Decimal | None = None
     available: Decimal | None = None
     peak_equity: Decimal | None = None
     day_start_equity: Decimal | None = None
+    exposure: Exposure | None = None  # the runtime's running totals
+    committed: Exposure = field(init=False)  # what the checks read: `exposure`, or totalled from the lists
+
+    def __post_init__(self) -> None:
+        committed = self.exposure
+        if committed is None:
+            marks = {s: v.mark for s, v in self.markets.items() if v.mark is not None}
+            committed = Exposure.of(self.positions, self.open_orders, marks)
+        object.__setattr__(self, "committed", committed)
 
 
 class Decision(StrEnum):
@@ -95,11 +110,7 @@ _SEAL = object()  # only this module makes approvals
 _serials = itertools.count(1)
 
 
-@dataclass(frozen=True, slots=True)
-class Approval:
-    """The gate's permission to send exactly this order, once. Made only by `Gate.check`; the venue's
-    order methods refuse anything else, and each serial is spent on its first use."""
-
+class _Approved(NamedTuple):
     symbol: str
     side: OrderSide
     type: OrderType
@@ -107,11 +118,20 @@ class Approval:
     price: Decimal | None
     reduce_only: bool
     serial: int
-    seal: object = field(repr=False, compare=False)
 
-    def __post_init__(self) -> None:
-        if self.seal is not _SEAL:
+
+class Approval(_Approved):
+    """The gate's permission to send exactly this order, once. Made only by `Gate.check`; the venue's
+    order methods refuse anything else, and each serial is spent on its first use. An immutable record
+    (a tuple: cheap to make on the hot path)."""
+
+    __slots__ = ()
+
+    def __new__(cls, symbol: str, side: OrderSide, type: OrderType, qty: Decimal, price: Decimal | None,
+                reduce_only: bool, serial: int, seal: object) -> Approval:  # fmt: skip
+        if seal is not _SEAL:
             raise TypeError("an Approval is made by the risk gate only")
+        return tuple.__new__(cls, (symbol, side, type, qty, price, reduce_only, serial))
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,6 +222,8 @@ class Gate:
             price_band=limits.price_band,
             min_book_depth_notional=ks.min_book_depth_notional,
         )
+        self._depth: tuple[object, list[Violation]] = (None, [])  # (book side, its depth findings), last checked
+        self.screen = True  # the float screen before the exact sizing (off: every check runs margin.evaluate)
         self.max_age = float(ks.stale_feed_seconds)
         self.daily_loss, self.max_drawdown = ks.daily_loss, ks.max_drawdown
         # accepted intents per rate window: (window seconds, limit, acceptance times within it)
@@ -309,6 +331,9 @@ class Gate:
         qty = floor_to_step(intent.qty, rules.step) if intent.qty is not None else None
         if qty == ZERO:
             raise _Rejected(*instrument_violations(ZERO, case.entry, rules))
+        if qty is not None and self.screen and self._clearly_safe(case, qty):
+            case.qty = qty  # margin.evaluate would find nothing: no report needed (clamping makes one if it must)
+            return
         report = self._sizing(case, qty, largest=qty is None)
         if qty is None:
             qty = max(ZERO, report.qty - committed_qty)
@@ -318,6 +343,16 @@ class Gate:
         case.qty, case.sizing = qty, report
         # the exchange's filters apply to the order and are checked on it in `_instrument`; the rest to the position
         case.found += [f for f in report.violations if f.code not in INSTRUMENT_REASONS]
+
+    def _clearly_safe(self, case: _Case, qty: Decimal) -> bool:
+        """The float screen (margin.clearly_safe) on the position as it will be."""
+        view, snap, intent = case.view, case.snap, case.intent
+        held_qty = case.held_qty
+        entry = (case.held_cost + qty * case.entry) / (held_qty + qty) if held_qty else case.entry
+        assert snap.equity is not None and snap.available is not None
+        return clearly_safe(case.sign > 0, held_qty + qty, entry, intent.stop, intent.leverage or view.leverage,
+                            snap.equity, max(snap.available, ZERO), view.rules.tick,
+                            self.policies[intent.type == OrderType.LIMIT], view.tiers)  # fmt: skip
 
     def _sizing(self, case: _Case, added: Decimal | None, largest: bool) -> SizingReport:
         """margin.size of the committed quantity plus `added`, at their average entry; `largest`: the
@@ -336,12 +371,11 @@ class Gate:
         """Per-order, per-symbol and total notional (position + resting + in flight), open orders, positions.
         With no quantity asked, the largest safe one is also the largest the notional limits allow."""
         assert case.qty is not None
-        snap, rules = case.snap, case.view.rules
-        marks = {s: v.mark for s, v in snap.markets.items() if v.mark is not None}
+        exposure, rules = case.snap.committed, case.view.rules
 
         def limits(qty: Decimal) -> tuple[list[Violation], Decimal | None]:
-            return lim.size_limits(case.intent.symbol, case.sign, qty, case.entry, self.limits, snap.positions,
-                                   snap.open_orders, marks, resting=case.intent.type == OrderType.LIMIT)  # fmt: skip
+            return lim.size_limits(case.intent.symbol, case.sign, qty, case.entry, self.limits, exposure,
+                                   resting=case.intent.type == OrderType.LIMIT)  # fmt: skip
 
         found, cap = limits(case.qty)
         if case.intent.qty is None and cap is not None and cap < case.qty:
@@ -358,7 +392,9 @@ class Gate:
             found = lim.price_band(case.intent.side, case.price, view.mark, self.limits.price_band)
         else:
             levels = view.asks if case.sign > 0 else view.bids
-            found = lim.book_depth(levels[:5], self.limits.min_book_depth_notional)
+            if levels is not self._depth[0]:  # the same book as the last check (a burst of intents): its depth
+                self._depth = (levels, lim.book_depth(levels[:5], self.limits.min_book_depth_notional))
+            found = self._depth[1]
         _add(case, found)
 
     def _loss_limits(self, case: _Case) -> None:
@@ -381,9 +417,11 @@ class Gate:
 
     def _clamped(self, case: _Case) -> Verdict | None:
         """Where clamping is allowed and only size broke a rule: the largest quantity every rule allows."""
-        assert case.qty is not None and case.sizing is not None
+        assert case.qty is not None
         if not all(f.code in SHRINKABLE for f in case.found):
             return None
+        if case.sizing is None or case.sizing.safe_qty is None:  # the screen passed it: size it now for the cap
+            case.sizing = self._sizing(case, case.qty, largest=False)
         safe = None if case.sizing.safe_qty is None else case.sizing.safe_qty - case.held_qty
         caps = [c for c in (case.cap, safe) if c is not None]
         reduced = floor_to_step(max(min(caps), ZERO), case.view.rules.step) if caps else ZERO
@@ -442,17 +480,10 @@ def _add(case: _Case, found: list[Violation], first: bool = False) -> None:
 def _committed(case: _Case) -> tuple[Decimal, Decimal]:
     """(quantity, Σ qty·price) already committed to the intent's side of its symbol: the position when it
     is on that side, plus the unfilled part of every resting order and in-flight intent that adds to it."""
-    symbol, sign, position = case.intent.symbol, case.sign, case.position
-    qty, cost = ZERO, ZERO
+    sign, position = case.sign, case.position
+    qty, cost = case.snap.committed.resting(case.intent.symbol, sign, case.view.mark or case.entry)
     if position is not None and position.qty > 0 and (position.side is Side.LONG) == (sign > 0):
-        qty, cost = position.qty, position.qty * position.entry
-    mark = case.view.mark or case.entry
-    for order in case.snap.open_orders:
-        if order.symbol == symbol and not order.reduce_only and (order.side == OrderSide.BUY) == (sign > 0):
-            left = order.qty - order.filled
-            if left > 0:
-                qty += left
-                cost += left * (order.price or mark)
+        qty, cost = qty + position.qty, cost + position.qty * position.entry
     return qty, cost
 
 

@@ -8,26 +8,32 @@ others.
 from __future__ import annotations
 
 from botkit.domain import Order, OrderStatus
+from botkit.guards.exposure import Exposure
 from botkit.guards.gate import Approval
 
 
 class Reservations:
     """Accepted intents whose orders are not tracked yet, by approval serial."""
 
-    def __init__(self) -> None:
+    def __init__(self, exposure: Exposure | None = None) -> None:
         self._held: dict[int, Order] = {}
+        self.exposure = exposure  # told of each reservation held and released
 
     def hold(self, approval: Approval) -> int:
         """Reserve what the approval lets out; returns the key to release it with."""
-        self._held[approval.serial] = Order(
+        order = self._held[approval.serial] = Order(
             approval.symbol, approval.side, approval.type, approval.qty, approval.price,
             f"reserved-{approval.serial}", None, OrderStatus.UNKNOWN, reduce_only=approval.reduce_only,
         )  # fmt: skip
+        if self.exposure is not None:
+            self.exposure.order(order.client_id, order)
         return approval.serial
 
     def release(self, serial: int) -> None:
         """The order is tracked now (or was never sent): the tracker counts it from here."""
-        self._held.pop(serial, None)
+        order = self._held.pop(serial, None)
+        if order is not None and self.exposure is not None:
+            self.exposure.order(order.client_id, None)
 
     def orders(self) -> list[Order]:
         return list(self._held.values())

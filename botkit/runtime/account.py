@@ -15,6 +15,7 @@ from decimal import Decimal
 from botkit.clock import Clock, sleep_until_set
 from botkit.config import BotConfig
 from botkit.domain import Balance, OrderSide, Position, Side
+from botkit.guards.exposure import Exposure
 from botkit.guards.killswitch import KillSwitch
 from botkit.margin import move_position
 from botkit.runtime import events
@@ -41,6 +42,8 @@ class AccountState:
     def __init__(self) -> None:
         self.balance: Balance | None = None
         self.positions: dict[str, Position] = {}
+        # what the positions, open orders and reservations commit, as running totals (the gate's read)
+        self.exposure = Exposure()
         self.equity_start: Decimal | None = None
         self.fills: Counter[str] = Counter()  # fills applied per symbol: a read that one overtook is out of date there
 
@@ -55,6 +58,7 @@ class AccountState:
         fresh = {p.symbol: p for p in positions if p.symbol not in raced}
         fresh |= {symbol: self.positions[symbol] for symbol in raced if symbol in self.positions}
         self.balance, self.positions = balance, fresh
+        self.exposure.positions(fresh)
         if self.equity_start is None:
             self.equity_start = balance.total
 
@@ -68,10 +72,12 @@ class AccountState:
         if price is None:  # no price for a position that did not exist: the next read brings it
             if before + delta == 0:
                 self.positions.pop(fill.symbol, None)
+                self.exposure.position(fill.symbol, None)
             return
         move = move_position(before, held.entry if held else ZERO, delta, price)
         if move.qty == 0:
             self.positions.pop(fill.symbol, None)
+            self.exposure.position(fill.symbol, None)
             return
         side = Side.LONG if move.qty > 0 else Side.SHORT
         base = held or Position(fill.symbol, side, abs(move.qty), move.entry, None, None, "isolated", None, None, ZERO)
@@ -79,8 +85,9 @@ class AccountState:
         # liquidation guard still sees it between slices; opened, added to or flipped: unknown until the read.
         reduced = held is not None and held.side is side and abs(move.qty) < abs(before)
         liquidation = held.liquidation if reduced and held is not None else None
-        self.positions = {**self.positions, fill.symbol: replace(base, side=side, qty=abs(move.qty), entry=move.entry,
-                                                                 liquidation=liquidation)}  # fmt: skip
+        moved = replace(base, side=side, qty=abs(move.qty), entry=move.entry, liquidation=liquidation)
+        self.positions = {**self.positions, fill.symbol: moved}
+        self.exposure.position(fill.symbol, moved)
 
 
 class AccountReader:

@@ -150,8 +150,8 @@ class Bot:
         self.journal = Journal(config.journal.path, self.venue.ids.session, clock=self.clock,
                                on_failure=self._journal_failed)  # fmt: skip
         self.stats = Stats()
-        self.market = MarketState(self.clock)
         self.account = AccountState()
+        self.market = MarketState(self.clock, self.account.exposure)
         self.router = Router(config, venue=self.venue, journal=self.journal, ks=self.ks, market=self.market,
                              account=self.account, stats=self.stats, sink=self.sink,
                              rules_suspect=self._rules_suspect)  # fmt: skip

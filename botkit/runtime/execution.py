@@ -67,8 +67,8 @@ class Router:
         self.market, self.account, self.stats, self.sink = market, account, stats, sink
         self.rules_suspect = rules_suspect  # called when the venue refused an order naming its rules
         self.gate = Gate(config)
-        self.reservations = Reservations()
-        self.tracker = OrderTracker()
+        self.reservations = Reservations(account.exposure)
+        self.tracker = OrderTracker(exposure=account.exposure)
         self.stopping = False  # set once shutdown begins: only risk cuts may leave after that
         self.reduce_only_wait_s: float | None = REDUCE_ONLY_JOURNAL_WAIT_S
         self.list_wait_s = LIST_WAIT_S
@@ -82,8 +82,7 @@ class Router:
         balance, market = self.account.balance, self.market
         return Snapshot(
             now=self.market.clock.monotonic(), state=state or self.ks.state,
-            markets={s: market.view(s) for s in market.rules}, positions=self.account.positions,
-            open_orders=[*self.tracker.open(), *self.reservations.orders()],
+            markets=market.views, positions=self.account.positions, exposure=self.account.exposure,
             equity=balance.total if balance else None, available=balance.free if balance else None,
             peak_equity=self.ks.peak_equity, day_start_equity=self.ks.day_start_equity,
         )  # fmt: skip
@@ -240,7 +239,7 @@ class Router:
             "position_side": position.side if position else None,  # the same as numbers, for programs
             "position_qty": position.qty if position else None,
             "position_entry": position.entry if position else None,
-            "open_orders": len(snap.open_orders),
+            "open_orders": snap.committed.open_orders,
         }
 
     def _refused(self, intent: OrderIntent, error: str) -> Verdict:

@@ -7,11 +7,13 @@ blind them.
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from decimal import Decimal
 from typing import Any
 
 from botkit.clock import Clock
 from botkit.domain import Book, MarkPrice
+from botkit.guards.exposure import Exposure
 from botkit.guards.gate import MarketView
 from botkit.margin import MarketRules, Tier
 from botkit.runtime.strategy import Quote
@@ -20,8 +22,9 @@ from botkit.runtime.strategy import Quote
 class MarketState:
     """What the bot knows of each market, with ages."""
 
-    def __init__(self, clock: Clock) -> None:
+    def __init__(self, clock: Clock, exposure: Exposure | None = None) -> None:
         self.clock = clock
+        self.exposure = exposure  # told each symbol's freshest mark (it values positions at it)
         self.rules: dict[str, MarketRules] = {}
         self.tiers: dict[str, tuple[Tier, ...]] = {}
         self.leverage: dict[str, int] = {}
@@ -30,15 +33,20 @@ class MarketState:
         self.marks: dict[str, MarkPrice] = {}  # from the mark stream or its REST poll (index and funding too)
         self.mark_at: dict[str, float] = {}
         self.account_marks: dict[str, tuple[Decimal, float]] = {}  # (mark, at) from an account read
+        self.views = _Views(self)  # what the gate reads, one symbol's view built when it is asked for
 
     def set_book(self, symbol: str, book: Book) -> None:
         self.books[symbol], self.book_at[symbol] = book, self.clock.monotonic()
 
     def set_mark(self, symbol: str, mark: MarkPrice) -> None:
         self.marks[symbol], self.mark_at[symbol] = mark, self.clock.monotonic()
+        if self.exposure is not None:
+            self.exposure.mark(symbol, self.mark(symbol)[0])
 
     def set_account_mark(self, symbol: str, mark: Decimal) -> None:
         self.account_marks[symbol] = (mark, self.clock.monotonic())
+        if self.exposure is not None:
+            self.exposure.mark(symbol, self.mark(symbol)[0])
 
     def mark(self, symbol: str) -> tuple[Decimal | None, float | None]:
         """The freshest mark of the symbol from any source, and when it arrived."""
@@ -79,3 +87,21 @@ class MarketState:
                 at = stamps.get(symbol)
                 ages[f"{name}:{symbol}"] = None if at is None else now - at
         return ages
+
+
+class _Views(Mapping[str, MarketView]):
+    """Every traded symbol's MarketView, each built when read: a check reads one, however many are traded."""
+
+    def __init__(self, state: MarketState) -> None:
+        self._state = state
+
+    def __getitem__(self, symbol: str) -> MarketView:
+        if symbol not in self._state.rules:
+            raise KeyError(symbol)
+        return self._state.view(symbol)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._state.rules)
+
+    def __len__(self) -> int:
+        return len(self._state.rules)

@@ -17,6 +17,7 @@ from dataclasses import dataclass, replace
 from decimal import Decimal
 
 from botkit.domain import Order, OrderSide, OrderStatus
+from botkit.guards.exposure import Exposure
 from botkit.runtime.events import OrderFailed, OrderReported, OrderSending, StopChanged, StopSending, decode
 from botkit.runtime.journal import Event
 from botkit.runtime.strategy import Fill
@@ -30,7 +31,8 @@ class OrderTracker:
     the last `FINAL_KEPT` final ones, so a late or repeated report of a final order is recognised as such
     and never counted again as a new order or a new fill. Memory stays flat over a long run."""
 
-    def __init__(self, final_kept: int = FINAL_KEPT) -> None:
+    def __init__(self, final_kept: int = FINAL_KEPT, exposure: Exposure | None = None) -> None:
+        self.exposure = exposure  # told what each order commits as it changes
         self.live: dict[str, Order] = {}  # open or unknown, by client id
         self.final: OrderedDict[str, Order] = OrderedDict()  # the most recent final orders, by client id
         self.final_kept = final_kept
@@ -59,6 +61,8 @@ class OrderTracker:
                 self.final.popitem(last=False)
         else:
             self.live[order.client_id] = order
+        if self.exposure is not None:
+            self.exposure.order(order.client_id, order)
         before = known.filled if known is not None else ZERO
         if order.filled <= before:
             return order, None
