@@ -84,15 +84,19 @@ class Exposure:
 
     def order(self, key: str, order: Order | None) -> None:
         """What the order known as `key` commits now; None (or a final order) once it commits nothing."""
-        self._uncount(key)
         if order is None or order.status.final:
+            self._uncount(key)
             return
-        self._open.add(key)
         left = order.qty - order.filled
-        if order.reduce_only or left <= ZERO:
-            return
         sign = 1 if order.side == OrderSide.BUY else -1
-        self._counted[key] = (order.symbol, sign, left, order.price)
+        counts = (order.symbol, sign, left, order.price) if not order.reduce_only and left > ZERO else None
+        if key in self._open and self._counted.get(key) == counts:
+            return  # a report that changes nothing counted here (the exchange's id, say)
+        self._uncount(key)
+        self._open.add(key)
+        if counts is None:
+            return
+        self._counted[key] = counts
         side = self._sides.setdefault((order.symbol, sign), _Side())
         side.qty += left
         side.orders += 1

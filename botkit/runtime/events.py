@@ -25,10 +25,14 @@ class JournalEvent:
 
     def data(self) -> dict[str, Any]:
         """The event's own fields (the row's `data` column)."""
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in COLUMNS}
+        names = _OWN_FIELDS.get(type(self))
+        if names is None:
+            names = _OWN_FIELDS[type(self)] = tuple(f.name for f in dataclasses.fields(self) if f.name not in COLUMNS)
+        return {name: getattr(self, name) for name in names}
 
 
 COLUMNS = frozenset({"symbol", "client_id"})
+_OWN_FIELDS: dict[type, tuple[str, ...]] = {}  # per kind, the names `data` reads (dataclasses.fields is slow)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -5,9 +5,12 @@ kinds and their fields are `botkit.runtime.events`. Rows are never updated or de
 it). The file runs in WAL mode: a killed process loses at most the rows still queued in memory and
 never corrupts what was committed.
 
-Writes never block the event loop: `record()` queues a row for a writer thread that commits in batches.
-`await durable(...)` also waits until the row is committed; the runtime uses it before an order leaves,
-so every order on the exchange is in the journal even if the process is killed right after sending.
+Writes never block the event loop: rows gather in a batch that a writer thread commits in one
+transaction (group commit). `await durable(...)` waits until its row is committed; the runtime uses it
+before an order leaves, so every order on the exchange is in the journal even if the process is killed
+right after sending. A durable row's batch is handed over at the end of the loop iteration, serving
+every order waiting in it; other rows wait up to LINGER_S for one (a thread hand-off costs more than the
+commit itself), so a killed process loses at most that much of the rows that are not write-ahead.
 
 One bot per journal: the journal holds an OS lock on `<journal>.lock` while it is open; a second bot on
 the same file is refused with the other process's id. A journal that cannot write (a full disk, the file
@@ -35,6 +38,8 @@ from enum import Enum
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
+import msgspec
+
 SCHEMA_VERSION = 2  # 2: the kinds and fields of botkit.runtime.events (a superset of 1's rows)
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -56,6 +61,8 @@ CREATE TRIGGER IF NOT EXISTS events_no_delete BEFORE DELETE ON events
     BEGIN SELECT RAISE(ABORT, 'the journal is append-only'); END;
 """
 BACKLOG_ROWS = 100_000  # rows kept in memory while the journal cannot write (the oldest go first)
+LINGER_S = 0.02  # the longest a row that is not write-ahead waits for its batch to be handed over
+BATCH_ROWS = 2_000  # ... or until this many rows are waiting
 
 
 class Writable(Protocol):
@@ -83,11 +90,12 @@ def to_json(value: Any) -> Any:
 
 
 def encode(value: Any) -> str:
-    """Compact JSON text of an event's data (the C encoder; `_plain` is asked only for what it cannot write)."""
+    """Compact JSON text of an event's data: msgspec writes Decimals as exact strings, enums by value and
+    dataclasses as objects in C; `_plain` is asked only for what it cannot write."""
     try:
-        return _ENCODER.encode(value)
-    except TypeError:  # a key that is not a string (an enum, say): the slow, thorough way
-        return _ENCODER.encode(_keys_as_text(value))
+        return _ENCODER.encode(value).decode()
+    except (TypeError, UnicodeEncodeError):  # a key that is not text, a lone surrogate: the slow, thorough way
+        return _THOROUGH.encode(_keys_as_text(value))
 
 
 def _plain(value: Any) -> Any:
@@ -113,7 +121,8 @@ def _keys_as_text(value: Any) -> Any:
     return value
 
 
-_ENCODER = json.JSONEncoder(separators=(",", ":"), default=_plain)
+_ENCODER = msgspec.json.Encoder(enc_hook=_plain, decimal_format="string")
+_THOROUGH = json.JSONEncoder(separators=(",", ":"), default=_plain)  # escapes what UTF-8 cannot hold
 
 
 class Journal:
@@ -128,7 +137,11 @@ class Journal:
         self._mono = clock.monotonic if clock is not None else time.monotonic
         self._wall = clock.time if clock is not None else time.time
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self.written = 0
+        self._batch: list[Any] = []  # (row, waiter) items waiting to be handed to the writer
+        self._handing: asyncio.Handle | None = None  # the scheduled hand-over of the batch
+        self._soon = False  # whether that hand-over is at the end of this loop iteration
+        self.written = 0  # rows committed
+        self.commits = 0  # transactions that committed them
         # False only in a backtest: its orders reach no exchange, so none can be ahead of its row; the rows
         # still all land, in order, and a journal that cannot write still fails every durable write
         self.wait_durable = True
@@ -167,7 +180,33 @@ class Journal:
                 self._loop = asyncio.get_running_loop()
         row = (self.session, int(self._wall() * 1000), self._mono(), kind, symbol, client_id,
                encode(data))  # fmt: skip
-        self._queue.put((row, None))
+        self._add((row, None))
+
+    def _add(self, item: tuple[Any, Any]) -> None:
+        """Into the batch: handed over at the end of this loop iteration when someone waits on it, else
+        within LINGER_S (straight to the writer outside a running loop, or from another thread)."""
+        loop = self._loop
+        if loop is None or asyncio._get_running_loop() is not loop:  # (no exception raised off the loop)
+            self._hand_over()
+            self._queue.put(item)
+            return
+        self._batch.append(item)
+        if self._soon:
+            return
+        if item[1] is not None or len(self._batch) >= BATCH_ROWS:
+            if self._handing is not None:
+                self._handing.cancel()
+            self._handing, self._soon = loop.call_soon(self._hand_over), True
+        elif self._handing is None:
+            self._handing = loop.call_later(LINGER_S, self._hand_over)
+
+    def _hand_over(self) -> None:
+        if self._handing is not None:
+            self._handing.cancel()
+        self._handing, self._soon = None, False
+        batch, self._batch = self._batch, []
+        if batch:
+            self._queue.put(batch)
 
     async def durable(
         self, kind: str, *, symbol: str | None = None, client_id: str | None = None, **data: Any
@@ -190,7 +229,7 @@ class Journal:
         loop = asyncio.get_running_loop()
         self._loop = loop
         done: asyncio.Future[bool] = loop.create_future()
-        self._queue.put((None, (loop, done)))
+        self._add((None, (loop, done)))
         return await done
 
     def close(self) -> None:
@@ -198,6 +237,7 @@ class Journal:
         if self._closed:
             return
         self._closed = True
+        self._hand_over()
         self._queue.put((None, None))
         self._thread.join(timeout=10)
         os.close(self._lock)
@@ -207,10 +247,10 @@ class Journal:
         backlog: list[Any] = []
         try:
             while True:
-                batch = [self._queue.get()]
+                batch = _items(self._queue.get())
                 while True:  # everything already waiting goes into the same transaction
                     try:
-                        batch.append(self._queue.get_nowait())
+                        batch += _items(self._queue.get_nowait())
                     except queue.Empty:
                         break
                 rows = backlog + [row for row, _ in batch if row is not None]
@@ -248,8 +288,14 @@ class Journal:
                 self._loop.call_soon_threadsafe(self.on_failure, error)
             return rows[-BACKLOG_ROWS:]
         self.written += len(rows)
+        self.commits += 1
         self.failed = None
         return []
+
+
+def _items(handed: Any) -> list[Any]:
+    """A hand-off is one (row, waiter) item or a loop iteration's list of them."""
+    return handed if isinstance(handed, list) else [handed]
 
 
 def _resolve(done: asyncio.Future[bool], ok: bool) -> None:

@@ -101,3 +101,29 @@ def test_record_after_close_is_ignored(tmp_path):
     journal.record("error", error="late")  # a task finishing during shutdown must not crash it
     asyncio.run(journal.flush())
     assert list(read_events(tmp_path / "j.sqlite")) == []
+
+
+async def test_one_hand_off_and_one_commit_serve_every_row_and_waiter_of_a_loop_iteration(tmp_path):
+    journal = Journal(tmp_path / "j.sqlite", "s1")
+    for n in range(5):
+        journal.record("fill", qty=str(n))
+    waiters = [asyncio.ensure_future(journal.durable("order.sending", client_id=f"bk{n}")) for n in range(3)]
+    await asyncio.wait_for(asyncio.gather(*waiters), 10)
+    assert journal.commits == 1 and journal.written == 8
+    journal.close()
+    assert [e.kind for e in read_events(tmp_path / "j.sqlite")] == ["fill"] * 5 + ["order.sending"] * 3
+
+
+async def test_a_row_nobody_waits_for_is_committed_within_the_linger(tmp_path):
+    from botkit.runtime import journal as journal_module
+
+    journal = Journal(tmp_path / "j.sqlite", "s1")
+    journal.record("fill", qty="1")
+    assert journal.written == 0  # held for a batch ...
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    async with asyncio.timeout(10):
+        while journal.written == 0:  # ... and committed without any flush
+            await asyncio.sleep(0.005)
+    assert loop.time() - started < journal_module.LINGER_S + 1.0
+    journal.close()
