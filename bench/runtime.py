@@ -22,7 +22,7 @@ from pathlib import Path
 from _stats import p50_p99
 
 from botkit.config import BotConfig
-from botkit.domain import Book
+from botkit.domain import Book, Order
 from botkit.log import configure_logging
 from botkit.runtime.bot import Bot
 from botkit.runtime.strategy import Strategy
@@ -51,13 +51,18 @@ class LatencyProbe(Strategy):
         self.bot_ref, self.wanted = bot_ref, wanted
         self.received: float | None = None
         self.samples: list[float] = []
+        self.resting: list = []  # the exchange holds at most 200 open orders a symbol: the oldest are cancelled
 
     async def on_quote(self, ctx, quote) -> None:
         if quote.bid is None or len(self.samples) >= self.wanted:
             return
         self.received = self.bot_ref[0].market.book_at[SYMBOL]
         price = quote.bid * Decimal("0.985")
-        await ctx.buy(SYMBOL, Decimal("0.003"), stop=price * Decimal("0.995"), type="limit", price=price)
+        order = await ctx.buy(SYMBOL, Decimal("0.003"), stop=price * Decimal("0.995"), type="limit", price=price)
+        if isinstance(order, Order):
+            self.resting.append(order)
+        if len(self.resting) > 100:  # after the timed part: the order has left
+            await ctx.cancel(self.resting.pop(0))
         if len(self.samples) >= self.wanted:
             self.bot_ref[0].stop("enough samples")
 

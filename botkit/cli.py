@@ -404,12 +404,15 @@ def _print_sizing(report: SizingReport, max_lev: int | None, checked: bool) -> N
     show_default=True,
     help="Days of market history (candles, trades, funding) before the start, generated from the seed.",
 )
+@click.option("--extra-symbols", type=click.IntRange(0, 200), default=0, show_default=True,
+              help="Synthetic perpetuals besides BTCUSDT and ETHUSDT (S01USDT, ...), for many-symbol runs.")
 @click.option("--faults", "faults_file", type=click.Path(path_type=Path), help="Fault plan, TOML or JSON.")
 @click.option("--api-key", envvar="BOTKIT_EMULATE_API_KEY", help="Use this API key instead of a generated one.")
 @click.option("--api-secret", envvar="BOTKIT_EMULATE_API_SECRET", help="Use this secret instead of a generated one.")
 def emulate(
     host: str, port: int, scenario: str, seed: int, speed: Decimal, funding_interval: Decimal, step_ms: int,
-    balance: Decimal, history_days: int, faults_file: Path | None, api_key: str | None, api_secret: str | None,
+    balance: Decimal, history_days: int, extra_symbols: int, faults_file: Path | None, api_key: str | None,
+    api_secret: str | None,
 ) -> None:  # fmt: skip
     """Serve the Binance USDⓈ-M exchange emulator until stopped (Ctrl-C)."""
     try:
@@ -419,6 +422,7 @@ def emulate(
     settings = EmulatorSettings(
         seed=seed, scenario=scenario, speed=float(speed), funding_interval_s=float(funding_interval), step_ms=step_ms,
         balance=balance, api_key=api_key, api_secret=api_secret, history_days=history_days,
+        extra_symbols=extra_symbols,
     )  # fmt: skip
     asyncio.run(_serve_emulator(settings, plan, host, port))
 

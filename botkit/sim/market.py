@@ -124,6 +124,18 @@ SPECS: tuple[SymbolSpec, ...] = (
 )
 
 
+def synthetic_specs(count: int) -> tuple[SymbolSpec, ...]:
+    """`count` more perpetuals, S01USDT, S02USDT, ...: ETHUSDT's filters and brackets at prices from 1 to
+    2,000, for runs that trade many symbols at once."""
+    eth = SPECS[1]
+    return tuple(
+        replace(eth, symbol=f"S{i:02d}USDT", base=f"S{i:02d}", start_price=float(1 + i * 137 % 2000),
+                tick=D("0.001"), min_notional=D(5))
+        for i in range(1, count + 1)
+    )  # fmt: skip
+
+
+
 @dataclass(frozen=True)
 class Scenario:
     """A named market condition. Times are seconds of simulated time since the emulator started."""

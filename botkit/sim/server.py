@@ -52,6 +52,7 @@ from botkit.sim.history import Trade as HistoryTrade
 from botkit.sim.history import decimal as from_units
 from botkit.sim.market import (
     SCENARIOS,
+    SPECS,
     BookSide,
     Market,
     SymbolSpec,
@@ -60,6 +61,7 @@ from botkit.sim.market import (
     book_changes,
     book_side,
     levels,
+    synthetic_specs,
 )
 
 D = Decimal
@@ -90,6 +92,7 @@ class EmulatorSettings:
     run_clock: bool = True  # False: the market moves only through the admin API (deterministic tests)
     withdrawals_enabled: bool = False  # what GET /sapi/v1/account/apiRestrictions reports for the API key
     history_days: int = 30  # market history before the start, generated from the seed on demand
+    extra_symbols: int = 0  # synthetic perpetuals besides BTCUSDT and ETHUSDT (S01USDT, ...), for many-symbol runs
 
 
 # ------------------------------------------------------------------------------------- rate limits
@@ -417,6 +420,7 @@ class Emulator:
             step_ms=settings.step_ms,
             funding_interval_s=settings.funding_interval_s,
             history_days=settings.history_days,
+            specs=SPECS + synthetic_specs(settings.extra_symbols),
         )
         self.engine = Engine(self.market)
         self.faults = faults or FaultPlan()

@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import math
 import socket
 import time
 from collections import OrderedDict
@@ -124,6 +125,8 @@ def build_exchange(config: BotConfig, *, emulator_url: str | None = None, stream
     if settings.api_key is not None and settings.api_secret is not None:
         params |= {"apiKey": settings.api_key.get_secret_value(), "secret": settings.api_secret.get_secret_value()}
     exchange = exchange_class(params)
+    if streaming:
+        share_sockets(exchange, len(config.symbols))
     url = emulator_url or (str(settings.emulator_url) if settings.emulator_url is not None else None)
     if url is not None:
         if settings.id != "binanceusdm":
@@ -140,6 +143,19 @@ def build_exchange(config: BotConfig, *, emulator_url: str | None = None, stream
     elif config.mode == "demo":
         raise ConfigError(["mode 'demo' trades on botkit's emulator: set exchange.emulator_url"])
     return exchange
+
+
+SUBSCRIPTIONS_PER_SOCKET = 30  # market streams multiplexed on one WebSocket (Binance allows up to 1024)
+
+
+def share_sockets(exchange: Any, symbols: int) -> None:
+    """Multiplex the market streams on few WebSockets. ccxt.pro opens up to 50 per market type, one per
+    subscription until then, and each holds a connection of the HTTP session's pool (100) for as long as it
+    is open: at 50 symbols (book, mark and trades each) the pool ran dry and REST calls timed out."""
+    sockets = max(1, math.ceil(3 * symbols / SUBSCRIPTIONS_PER_SOCKET))
+    limits = exchange.options.get("streamLimits")
+    if isinstance(limits, dict):
+        exchange.options["streamLimits"] = {kind: min(int(limit), sockets) for kind, limit in limits.items()}
 
 
 def spend_approval(spent: OrderedDict[int, None], ids: ClientIds, approval: Approval, client_id: str | None
