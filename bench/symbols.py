@@ -68,10 +68,11 @@ async def one_run(count: int, seconds: float) -> dict:
     emulator, url = await start_emulator(max(0, count - 2), key, secret)
     try:
         with tempfile.TemporaryDirectory() as tmp:
+            # routine reads scaled to the symbols' count (the start-up check refuses a read budget over the limit)
+            runtime = {"cancel_on_exit": False, "reconcile_seconds": 60, "account_seconds": 10}
             config = BotConfig(mode="demo", symbols=symbols_for(count), journal={"path": Path(tmp) / "s.sqlite"},
                                exchange={"api_key": key, "api_secret": secret, "emulator_url": url},
-                               limits={"max_positions": 200}, stops={"check_seconds": 60},
-                               runtime={"cancel_on_exit": False, "reconcile_seconds": 60, "account_seconds": 10})  # fmt: skip
+                               limits={"max_positions": 200}, stops={"check_seconds": 60}, runtime=runtime)  # fmt: skip
             strategy = Quiet(Quiet.Params())
             bot = Bot(config, strategy)
             run = asyncio.create_task(bot.run(duration=seconds + 120))

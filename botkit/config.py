@@ -239,6 +239,8 @@ class BacktestConfig(Section):
 
 class JournalConfig(Section):
     path: Path = Path("botkit-journal.sqlite")
+    rotate_mb: Decimal | None = Field(Decimal(256), gt=0, description="archive the file past this size (none: never)")
+    rotate_daily: bool = Field(False, description="also archive it when a UTC day ends")
 
 
 class LoggingConfig(Section):

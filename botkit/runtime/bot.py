@@ -47,7 +47,7 @@ from botkit.runtime.journal import Journal
 from botkit.runtime.market_state import MarketState
 from botkit.runtime.news import AccountRead, BarClosed, Filled, News, QuoteMoved, StateChanged, Stats
 from botkit.runtime.read_budget import plan_reads
-from botkit.runtime.reconcile import Reconciler
+from botkit.runtime.reconcile import Reconciler, carried_rows
 from botkit.runtime.safety import Safety
 from botkit.runtime.stops import Stops
 from botkit.runtime.strategy import Context, Strategy
@@ -147,8 +147,10 @@ class Bot:
                              inbox=ControlInbox(control_path(config.journal.path)))  # fmt: skip
         self.venue = venue or open_venue(config, emulator_url=emulator_url, clock=self.clock, on_ban=self.ks.banned,
                                          on_error=self.ks.error)  # fmt: skip
+        rotate, daily = config.journal.rotate_mb, config.journal.rotate_daily
         self.journal = Journal(config.journal.path, self.venue.ids.session, clock=self.clock,
-                               on_failure=self._journal_failed)  # fmt: skip
+                               on_failure=self._journal_failed, carry=carried_rows, rotate_daily=daily,
+                               rotate_bytes=int(rotate * 2**20) if rotate is not None else None)  # fmt: skip
         self.stats = Stats()
         self.account = AccountState()
         self.market = MarketState(self.clock, self.account.exposure)

@@ -274,11 +274,32 @@ class StopChanged(JournalEvent):
     why: str = ""
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JournalCarried(JournalEvent):
+    """At the top of a rotated journal: what the fills of the orders settled in the previous files add up to
+    (signed position per symbol), for the restart reconciliation's comparison with the exchange."""
+
+    KIND = "journal.carried"
+    positions: dict[str, Any]  # symbol -> signed quantity (a Decimal; text in the row)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JournalRotated(JournalEvent):
+    """The journal was rotated: the previous file (archived next to this one) and the rows carried over
+    from it (see `botkit.runtime.orders.carried_rows`)."""
+
+    KIND = "journal.rotated"
+    previous: str | None  # None: the rotation failed (`error`), and this file stays in use
+    carried: int
+    error: str | None = None
+
+
 KINDS: dict[str, type[JournalEvent]] = {
     cls.KIND: cls
     for cls in (SessionStarted, SessionStopped, Reconciled, IntentSeen, VerdictGiven, OrderSending, OrderReported,
                 OrderFailed, Filled, FundingPaid, SwitchChanged, RulesChanged, HaltAction, GuardCut, FeedChanged,
-                AccountSnapshot, StrategyFailed, RuntimeFailed, StopSending, StopChanged)
+                AccountSnapshot, StrategyFailed, RuntimeFailed, StopSending, StopChanged, JournalCarried,
+                JournalRotated)
 }
 
 

@@ -12,6 +12,11 @@ right after sending. A durable row's batch is handed over at the end of the loop
 every order waiting in it; other rows wait up to LINGER_S for one (a thread hand-off costs more than the
 commit itself), so a killed process loses at most that much of the rows that are not write-ahead.
 
+Rotation: once the file passes `rotate_bytes` (or a UTC day ends, with `rotate_daily`), the writer
+renames it to `<stem>.<UTC time>.sqlite` next to it and starts a new file at the same path. The new file
+opens with the rows `carry` picks from the old one (the runtime's: what a restart reconciliation needs,
+see `botkit.runtime.orders.carried_rows`), so a bot restarted on the new file misses nothing.
+
 One bot per journal: the journal holds an OS lock on `<journal>.lock` while it is open; a second bot on
 the same file is refused with the other process's id. A journal that cannot write (a full disk, the file
 deleted or replaced under the bot) never blocks a caller forever and never fails silently: the rows wait
@@ -32,7 +37,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from enum import Enum
 from pathlib import Path
@@ -60,6 +65,7 @@ CREATE TRIGGER IF NOT EXISTS events_no_update BEFORE UPDATE ON events
 CREATE TRIGGER IF NOT EXISTS events_no_delete BEFORE DELETE ON events
     BEGIN SELECT RAISE(ABORT, 'the journal is append-only'); END;
 """
+_INSERT = "INSERT INTO events (session, wall_ms, mono, kind, symbol, client_id, data) VALUES (?, ?, ?, ?, ?, ?, ?)"
 BACKLOG_ROWS = 100_000  # rows kept in memory while the journal cannot write (the oldest go first)
 LINGER_S = 0.02  # the longest a row that is not write-ahead waits for its batch to be handed over
 BATCH_ROWS = 2_000  # ... or until this many rows are waiting
@@ -129,9 +135,14 @@ class Journal:
     """The append-only SQLite journal of one bot (see the module's docstring)."""
 
     def __init__(
-        self, path: Path, session: str, *, clock: Any = None, on_failure: Callable[[str], Any] | None = None
-    ) -> None:
+        self, path: Path, session: str, *, clock: Any = None, on_failure: Callable[[str], Any] | None = None,
+        rotate_bytes: int | None = None, rotate_daily: bool = False,
+        carry: Callable[[Path], list[Row]] | None = None,
+    ) -> None:  # fmt: skip
         self.path = Path(path)
+        self.rotate_bytes, self.rotate_daily, self.carry = rotate_bytes, rotate_daily, carry
+        self.rotations = 0
+        self.rotation_failed: str | None = None  # why the last rotation failed, if it did
         self.session = session
         self.on_failure = on_failure  # called on the event loop's thread when writing fails
         self._mono = clock.monotonic if clock is not None else time.monotonic
@@ -244,6 +255,7 @@ class Journal:
 
     def _write_forever(self) -> None:
         conn = _connect(self.path)
+        opened_day = _day(self._wall())
         backlog: list[Any] = []
         try:
             while True:
@@ -256,6 +268,8 @@ class Journal:
                 rows = backlog + [row for row, _ in batch if row is not None]
                 if rows:
                     backlog = self._write(conn, rows)
+                if not backlog and (self.rotate_bytes is not None or self.rotate_daily) and self._due(opened_day):
+                    conn, opened_day = self._rotate(conn), _day(self._wall())
                 ok = not backlog
                 stop = False
                 for row, waiter in batch:
@@ -275,11 +289,7 @@ class Journal:
             if _identity(self.path) != self._identity:
                 raise JournalError("the journal file was deleted or replaced while the bot was writing it")
             with conn:
-                conn.executemany(
-                    "INSERT INTO events (session, wall_ms, mono, kind, symbol, client_id, data) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    rows,
-                )
+                conn.executemany(_INSERT, rows)
         except (sqlite3.Error, OSError, JournalError) as exc:
             error = str(exc) or type(exc).__name__
             first = self.failed is None
@@ -291,6 +301,90 @@ class Journal:
         self.commits += 1
         self.failed = None
         return []
+
+    def _due(self, opened_day: str) -> bool:
+        """Whether the file should be rotated now (size, or a new UTC day)."""
+        if self.rotate_daily and _day(self._wall()) != opened_day:
+            return True
+        if self.rotate_bytes is None:
+            return False
+        size = 0
+        for suffix in ("", "-wal"):
+            with contextlib.suppress(OSError):
+                size += os.stat(f"{self.path}{suffix}").st_size
+        return size >= self.rotate_bytes
+
+    def _rotate(self, conn: sqlite3.Connection) -> sqlite3.Connection:
+        """Archive the file and put a new one in its place that starts with the carried rows (see the module's
+        docstring). The new file is made in full before the old one moves; on any failure the old one stays in
+        use, the failure is reported, and the rotation is tried again after the next batch."""
+        following = self.path.with_name(self.path.name + ".next")
+        stamp = datetime.fromtimestamp(self._wall(), UTC).strftime("%Y%m%dT%H%M%S%fZ")
+        archive = self.path.with_name(f"{self.path.stem}.{stamp}{self.path.suffix or '.sqlite'}")
+        try:
+            busy = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+            if busy:  # a reader holds the log: the archive would lose what is only in it
+                return conn
+            carried = self.carry(self.path) if self.carry is not None else []
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(following)
+            fresh = _connect(following)
+            with fresh:
+                fresh.executemany(_INSERT, carried)
+                fresh.execute(_INSERT, (self.session, int(self._wall() * 1000), self._mono(), "journal.rotated", None,
+                                        None, encode({"previous": archive.name, "carried": len(carried)})))  # fmt: skip
+            fresh.close()
+            conn.close()
+            os.replace(self.path, archive)
+        except Exception as exc:  # a full disk, a file that vanished: keep writing where we were
+            with contextlib.suppress(OSError):
+                os.remove(following)
+            conn = conn if _usable(conn) else self._reopen(conn)
+            self._rotate_failed(conn, str(exc) or type(exc).__name__)
+            return conn
+        try:
+            os.replace(following, self.path)
+        except OSError as exc:
+            os.replace(archive, self.path)  # back as it was
+            conn = self._reopen(conn)
+            self._rotate_failed(conn, str(exc))
+            return conn
+        self._identity = _identity(self.path)
+        self.rotations += 1
+        self.rotation_failed = None
+        return self._reopen(conn)
+
+    def _reopen(self, closed: sqlite3.Connection) -> sqlite3.Connection:
+        """A connection to the file at the path; the closed one if even that fails (the next write then
+        fails, and is reported as any write failure)."""
+        try:
+            return _connect(self.path)
+        except (JournalError, sqlite3.Error, OSError):
+            return closed
+
+    def _rotate_failed(self, conn: sqlite3.Connection, error: str) -> None:
+        """Said in the journal itself (it still writes: only the archiving failed), once per error."""
+        if error == self.rotation_failed:
+            return
+        self.rotation_failed = error
+        with contextlib.suppress(sqlite3.Error), conn:
+            conn.execute(_INSERT, (self.session, int(self._wall() * 1000), self._mono(), "journal.rotated", None, None,
+                                   encode({"previous": None, "carried": 0, "error": error})))  # fmt: skip
+
+
+Row = tuple[str, int, float, str, str | None, str | None, str]  # session, wall_ms, mono, kind, symbol, client id, data
+
+
+def _day(wall: float) -> str:
+    return datetime.fromtimestamp(wall, UTC).strftime("%Y-%m-%d")
+
+
+def _usable(conn: sqlite3.Connection) -> bool:
+    try:
+        conn.execute("SELECT 1")
+    except sqlite3.Error:
+        return False
+    return True
 
 
 def _items(handed: Any) -> list[Any]:

@@ -101,12 +101,16 @@ class Sent:
 
 
 class JournalHistory:
-    KINDS = ("order.sending", "order", "order.failed", "stop.sending", "stop")
+    KINDS = ("order.sending", "order", "order.failed", "stop.sending", "stop", "journal.carried")
 
     def __init__(self, rows: Iterable[Event]) -> None:
         self.sent: dict[str, Sent] = {}
         self.stop_triggers: dict[str, Decimal] = {}  # the last stop price placed per symbol
+        self.carried: dict[str, Decimal] = {}  # net position of orders settled in earlier files (a rotation)
         for row in rows:
+            if row.kind == "journal.carried":
+                self.carried = {s: Decimal(q) for s, q in row.data.get("positions", {}).items()}
+                continue
             if row.client_id is None or row.kind not in self.KINDS:
                 continue
             event, cid = decode(row), row.client_id
@@ -132,10 +136,13 @@ class JournalHistory:
         """Regular orders sent and never settled (the stops are checked on their own, by the stop keeper)."""
         return [s for s in self.sent.values() if not s.settled and not s.stop]
 
-    def positions(self) -> dict[str, Decimal]:
-        """Net position per symbol that this bot's own fills add up to (+ long, − short)."""
-        net: dict[str, Decimal] = {}
+    def positions(self, settled_only: bool = False) -> dict[str, Decimal]:
+        """Net position per symbol that this bot's own fills add up to (+ long, − short); `settled_only`:
+        of the settled orders alone."""
+        net: dict[str, Decimal] = dict(self.carried)
         for sent in self.sent.values():
+            if settled_only and not sent.settled:
+                continue
             signed = sent.filled if sent.side == OrderSide.BUY else -sent.filled
             net[sent.symbol] = net.get(sent.symbol, ZERO) + signed
         return {symbol: qty for symbol, qty in net.items() if qty != 0}

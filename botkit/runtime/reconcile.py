@@ -26,7 +26,7 @@ from botkit.runtime import events
 from botkit.runtime.account import ZERO, signed
 from botkit.runtime.events import decode
 from botkit.runtime.execution import Router
-from botkit.runtime.journal import Journal, read_events
+from botkit.runtime.journal import Event, Journal, Row, encode, read_events
 from botkit.runtime.market_state import MarketState
 from botkit.runtime.orders import JournalHistory
 from botkit.venue.errors import VenueError
@@ -48,6 +48,41 @@ def latched_trips(path: Path) -> dict[str, str]:
         elif event.event == "cleared":
             outstanding.pop(event.trigger, None)
     return outstanding
+
+
+def carried_rows(path: Path) -> list[Row]:
+    """What a rotated journal's new file starts with, so a restart on it reconciles as on the old one: the
+    last session's start, the latched trips still in force, the last stop placed per symbol, every row of
+    each order not yet settled, and what the settled orders' fills add up to (a JournalCarried row)."""
+    kinds = (*JournalHistory.KINDS, "killswitch", "session.started")
+    rows = list(read_events(path, kinds))
+    history = JournalHistory(r for r in rows if r.kind in JournalHistory.KINDS)
+    open_ids = {s.client_id for s in history.sent.values() if not s.settled}
+    keep: dict[int, Event] = {}
+    session = [r for r in rows if r.kind == "session.started"]
+    if session:
+        keep[session[-1].id] = session[-1]
+    trips: dict[str, Event] = {}
+    stops: dict[str, Event] = {}
+    for row in rows:
+        if row.kind == "killswitch":
+            event = decode(row)
+            assert isinstance(event, events.SwitchChanged)
+            if event.trigger in LATCHED and event.event == "tripped":
+                trips[event.trigger] = row
+            elif event.event == "cleared":
+                trips.pop(event.trigger, None)
+        elif row.kind == "stop" and row.data.get("action") in ("placed", "adopted") and row.data.get("trigger"):
+            stops[row.symbol or ""] = row
+        elif row.client_id in open_ids:
+            keep[row.id] = row
+    keep |= {r.id: r for r in [*trips.values(), *stops.values()]}
+    first = rows[0] if rows else None
+    carried = events.JournalCarried(positions=history.positions(settled_only=True))
+    summary: Row = (first.session if first else "", first.wall_ms if first else 0, first.mono if first else 0.0,
+                    carried.KIND, None, None, encode(carried.data()))  # fmt: skip
+    return [summary, *((r.session, r.wall_ms, r.mono, r.kind, r.symbol, r.client_id, encode(r.data))
+                       for r in sorted(keep.values(), key=lambda r: r.id))]  # fmt: skip
 
 
 def start_leverage(config: BotConfig, tiers: tuple[Tier, ...]) -> int:

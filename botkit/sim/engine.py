@@ -233,6 +233,7 @@ class Engine:
         maker_fee: Decimal = D("0.0002"),
         taker_fee: Decimal = D("0.0005"),
         queue: str = "back",
+        history_kept: int | None = None,
     ) -> None:
         if queue not in ("back", "front"):
             raise ValueError(f"queue must be 'back' or 'front', got {queue!r}")
@@ -241,6 +242,9 @@ class Engine:
         # Where a resting limit order is assumed to stand in the queue at its price: at the back, it fills
         # only when trades print through the price; at the front, also when one prints at it.
         self.fill_at_touch = queue == "front"
+        # None: every account keeps its whole history (orders, fills, payments), as an exchange shows it;
+        # a number: only the most recent that many of each (a long paper session), open orders always
+        self.history_kept = history_kept
         self.accounts: dict[str, Account] = {}
         self.listeners: list[Listener] = []
         self.liquidations: list[dict[str, Any]] = []
@@ -403,7 +407,8 @@ class Engine:
             client_id = f"emu-{self._ids['order'] + 1}"
         if not CLIENT_ID_PATTERN.match(client_id):
             raise Rejection(-4015, "Client order id is not valid.")
-        if client_id in account.client_ids and account.orders[account.client_ids[client_id]].is_open:
+        known = account.orders.get(account.client_ids.get(client_id, -1))
+        if known is not None and known.is_open:
             raise Rejection(-4116, "ClientOrderId is duplicated.")  # only among open orders, as on Binance
         if len(account.open_orders(symbol)) >= MAX_OPEN_ORDERS:
             raise Rejection(-2025, "Reach max open order limit.")
@@ -462,6 +467,8 @@ class Engine:
         account.client_ids[client_id] = order.id
         while len(account.client_ids) > RECENT_CLIENT_IDS:
             account.client_ids.popitem(last=False)
+        if self.history_kept is not None and len(account.orders) > 2 * self.history_kept:
+            self._forget(account, self.history_kept)
         self._emit_order(account, order, "NEW", None)
         self._take(account, order, state)
         if order.remaining and (type is OrderType.MARKET or time_in_force in ("IOC", "FOK")):
@@ -486,6 +493,17 @@ class Engine:
             return order.remaining
         pos = account.position(order.symbol)
         return min(order.remaining, abs(pos.qty)) if pos.qty * order.sign < 0 else ZERO
+
+    @staticmethod
+    def _forget(account: Account, kept: int) -> None:
+        """Keep the most recent `kept` orders, fills and payments (and every open order). Run once the
+        history holds twice that, so each order placed costs O(1) on average."""
+        account.orders = {i: o for n, (i, o) in enumerate(account.orders.items())
+                          if o.is_open or n >= len(account.orders) - kept}  # fmt: skip
+        account.algos = {i: a for n, (i, a) in enumerate(account.algos.items())
+                         if a.is_open or n >= len(account.algos) - kept}  # fmt: skip
+        del account.fills[:-kept]
+        del account.incomes[:-kept]
 
     def _fill(self, account: Account, order: Order, qty: Decimal, price: Decimal, *, maker: bool) -> None:
         fee = qty * price * (self.maker_fee if maker else self.taker_fee)
@@ -698,7 +716,8 @@ class Engine:
             client_id = f"emu-algo-{self._ids['algo'] + 1}"
         if not CLIENT_ID_PATTERN.match(client_id):
             raise Rejection(-4015, "Client order id is not valid.")
-        if client_id in account.algo_client_ids and account.algos[account.algo_client_ids[client_id]].is_open:
+        known_algo = account.algos.get(account.algo_client_ids.get(client_id, -1))
+        if known_algo is not None and known_algo.is_open:
             raise Rejection(-4116, "ClientOrderId is duplicated.")
         if len(account.open_algos()) >= ALGO_LIMIT:
             raise Rejection(-4045, "Reach max stop order limit.")

@@ -36,6 +36,8 @@ from botkit.venue.errors import Rejected
 from botkit.venue.ids import ClientIds
 from botkit.venue.simulated import SimulatedVenue, tiers_file
 
+HISTORY_KEPT = 10_000  # the paper account's orders, fills and payments kept (open orders always): memory stays flat
+
 
 class ObservedMarket:
     """What botkit.sim's engine reads as "the market" in paper mode: per symbol (exchange id), the book,
@@ -55,8 +57,9 @@ class ObservedVenue(SimulatedVenue):
     is what the engine fills against (paper mode's fill model, above). Paper mode observes the exchange;
     a recorded session's replay observes the recording."""
 
-    def __init__(self, ids: ClientIds, exchange_id: str, *, balance: Decimal, queue: str) -> None:
-        super().__init__(ObservedMarket(), ids, exchange_id, balance=balance, queue=queue)
+    def __init__(self, ids: ClientIds, exchange_id: str, *, balance: Decimal, queue: str,
+                 history_kept: int | None = None) -> None:  # fmt: skip
+        super().__init__(ObservedMarket(), ids, exchange_id, balance=balance, queue=queue, history_kept=history_kept)
         self._funding: dict[str, tuple[int, Decimal]] = {}  # symbol -> (next funding time, its announced rate)
 
     def observe_book(self, book: Book) -> Book:
@@ -114,7 +117,8 @@ class PaperVenue(ObservedVenue):
     ) -> None:
         self.data = CcxtVenue(exchange, config.venue, clock=clock, on_ban=on_ban, on_error=on_error)
         self.exchange, self.paper = exchange, config.paper
-        super().__init__(self.data.ids, self.data.exchange_id, balance=self.paper.balance, queue=self.paper.queue)
+        super().__init__(self.data.ids, self.data.exchange_id, balance=self.paper.balance, queue=self.paper.queue,
+                         history_kept=HISTORY_KEPT)
 
     # ---------------------------------------------------------------- what the exchange answers
 

@@ -48,10 +48,11 @@ class SimulatedVenue:
     """The engine's account as a venue (see the module's docstring). `market` is what the engine reads as
     the market: per symbol (exchange id) a SymbolState, and `now_ms`."""
 
-    def __init__(self, market: Any, ids: ClientIds, exchange_id: str, *, balance: Decimal, queue: str) -> None:
+    def __init__(self, market: Any, ids: ClientIds, exchange_id: str, *, balance: Decimal, queue: str,
+                 history_kept: int | None = None) -> None:  # fmt: skip
         self.market, self.ids, self.exchange_id = market, ids, exchange_id
         self.unresolved: set[str] = set()  # the engine always answers: no order's outcome is ever unknown
-        self.engine = sim.Engine(market, queue=queue)
+        self.engine = sim.Engine(market, queue=queue, history_kept=history_kept)
         self.account = self.engine.add_account(ACCOUNT_KEY, "", balance)
         self.engine.listeners.append(self._engine_event)
         self.updates: asyncio.Queue[Order] = asyncio.Queue()

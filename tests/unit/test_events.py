@@ -37,6 +37,8 @@ def test_every_kind_round_trips(tmp_path):
                            qty=D("0.003"), trigger=D("49000.0"), why="entry"),
         events.StopChanged(symbol="BTC/USDT:USDT", client_id="bk-3", action="placed", status="open", side="sell",
                            type="stop_market", qty=D("0.003"), trigger=D("49000.0"), why="entry"),
+        events.JournalCarried(positions={"BTC/USDT:USDT": "-0.003"}),
+        events.JournalRotated(previous="bot.20261201T000000000000Z.sqlite", carried=7),
     ]
     assert {type(e) for e in written} == set(events.KINDS.values())  # every kind is here
     for event in written:

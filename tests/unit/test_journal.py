@@ -127,3 +127,71 @@ async def test_a_row_nobody_waits_for_is_committed_within_the_linger(tmp_path):
             await asyncio.sleep(0.005)
     assert loop.time() - started < journal_module.LINGER_S + 1.0
     journal.close()
+
+
+def _session_rows(journal):
+    """A bot's life in rows: an order settled with a fill, one still open with a partial fill, a stop
+    placed, a latched trip in force, and plenty of market snapshots."""
+    from botkit.runtime import events
+
+    journal.record("session.started", mode="demo", strategy="x", symbols=["BTC/USDT:USDT"], config={}, params={})
+    journal.write(events.OrderSending(symbol="BTC/USDT:USDT", client_id="bk-a", side="buy", type="market",
+                                      qty=D("0.5"), price=None, reduce_only=False, tag=None, source="strategy"))
+    journal.write(events.OrderReported(symbol="BTC/USDT:USDT", client_id="bk-a", source="create", status="filled",
+                                       filled=D("0.5"), side="buy", type="market", qty=D("0.5")))
+    journal.write(events.OrderSending(symbol="BTC/USDT:USDT", client_id="bk-b", side="buy", type="limit",
+                                      qty=D("0.3"), price=D(49000), reduce_only=False, tag=None, source="strategy"))
+    journal.write(events.OrderReported(symbol="BTC/USDT:USDT", client_id="bk-b", source="stream", status="open",
+                                       filled=D("0.1"), side="buy", type="limit", qty=D("0.3"), price=D(49000)))
+    journal.write(events.StopChanged(symbol="BTC/USDT:USDT", client_id="bk-s", action="placed", status="open",
+                                     side="sell", type="stop_market", qty=D("0.6"), trigger=D(48000)))
+    journal.write(events.SwitchChanged(event="tripped", trigger="drawdown", state="HALTED", figures="equity=90"))
+    for n in range(400):
+        journal.record("account", equity=str(10_000 + n), symbols={"BTC/USDT:USDT": {"mark": "50000.1" * 20}})
+
+
+async def test_a_rotated_journal_reconciles_a_restart_as_the_whole_history_would(tmp_path):
+    from botkit.runtime.orders import JournalHistory
+    from botkit.runtime.reconcile import carried_rows, latched_trips
+
+    whole = Journal(tmp_path / "whole.sqlite", "s1")
+    _session_rows(whole)
+    await whole.flush()
+    whole.close()
+    path = tmp_path / "rotating.sqlite"
+    rotating = Journal(path, "s1", rotate_bytes=60_000, carry=carried_rows)
+    _session_rows(rotating)
+    await rotating.flush()
+    for n in range(400):  # more rows: the file passes the limit again, and the carried rows carry over twice
+        rotating.record("account", equity=str(n), symbols={"BTC/USDT:USDT": {"mark": "50000.1" * 20}})
+    await rotating.flush()
+    rotating.close()
+    assert rotating.rotations >= 2 and rotating.rotation_failed is None
+    archives = sorted(p.name for p in tmp_path.glob("rotating.*.sqlite"))
+    assert len(archives) == rotating.rotations
+
+    def seen(p):
+        history = JournalHistory(read_events(p, JournalHistory.KINDS))
+        return ([s.client_id for s in history.unsettled()], history.positions(), history.stop_triggers,
+                latched_trips(p))  # fmt: skip
+
+    assert seen(path) == seen(tmp_path / "whole.sqlite") == (
+        ["bk-b"], {"BTC/USDT:USDT": D("0.6")}, {"BTC/USDT:USDT": D(48000)}, {"drawdown": "equity=90"})
+    kinds = [e.kind for e in read_events(path)]
+    assert "journal.rotated" in kinds and kinds.count("session.started") == 1
+    # every row written is in one of the files; the archives keep them all
+    rows = sum(1 for a in archives for e in read_events(tmp_path / a) if e.kind == "account")
+    assert rows + sum(1 for k in kinds if k == "account") == 800
+
+
+async def test_without_the_carried_rows_a_restart_on_a_rotated_journal_misses_the_open_order(tmp_path):
+    """The attack on rotation: archive the file and start empty. The open order and the position vanish."""
+    from botkit.runtime.orders import JournalHistory
+
+    path = tmp_path / "rotating.sqlite"
+    rotating = Journal(path, "s1", rotate_bytes=60_000, carry=None)
+    _session_rows(rotating)
+    await rotating.flush()
+    rotating.close()
+    history = JournalHistory(read_events(path, JournalHistory.KINDS))
+    assert rotating.rotations >= 1 and history.unsettled() == [] and history.positions() == {}

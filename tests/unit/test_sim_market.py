@@ -158,3 +158,24 @@ def test_queue_assumption_decides_whether_a_trade_at_the_price_fills_a_resting_o
         engine.match_resting("BTCUSDT")
         fills[queue] = [(f.price, f.maker) for f in account.fills]
     assert fills == {"back": [], "front": [(price, True)]}
+
+
+def test_an_engine_keeping_a_bounded_history_forgets_old_final_orders_but_never_an_open_one():
+    """Paper mode's engine: a long session's orders, fills and payments stay within twice the bound."""
+    from decimal import Decimal as D
+
+    from botkit.sim.engine import Engine, OrderSide, OrderType
+    from botkit.sim.market import Market
+
+    market = Market(seed=3)
+    engine = Engine(market, history_kept=50)
+    account = engine.add_account("k", "s", D(1_000_000))
+    resting = engine.place_order(account, symbol="BTCUSDT", side=OrderSide.BUY, type=OrderType.LIMIT,
+                                 qty=D("0.01"), price=D(40000), client_id="keep-me")  # fmt: skip
+    for n in range(400):
+        engine.place_order(account, symbol="BTCUSDT", side=OrderSide.BUY if n % 2 else OrderSide.SELL,
+                           type=OrderType.MARKET, qty=D("0.01"), client_id=f"m{n}")  # fmt: skip
+    assert len(account.orders) <= 100 and len(account.fills) <= 100 and len(account.incomes) <= 200
+    assert account.orders[resting.id].is_open and engine.find_order(account, "BTCUSDT", None, "keep-me") is resting
+    last = engine.find_order(account, "BTCUSDT", None, "m399")
+    assert last.status == "FILLED"
