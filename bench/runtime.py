@@ -4,7 +4,8 @@
    (the moment ccxt hands the POST /order to aiohttp): strategy dispatch, the gate, the journal's
    durable commit of the client id and the venue's rate limiter are all inside it;
 2. events per second the runtime dispatches to a no-op strategy while a feed saturates the event loop
-   (validated book frames through the feed handler, the kill switch and the liquidation guard).
+   (validated book frames through the feed handler, the kill switch and the liquidation guard): one frame
+   a loop iteration, and ten (one per symbol: several WebSocket messages read at once).
 
     python bench/runtime.py            # 300 orders, 3 s of saturation
     python bench/runtime.py --smoke    # 20 orders, 0.5 s: keeps it working in CI
@@ -98,28 +99,36 @@ class NoOp(Strategy):
         self.quotes += 1
 
 
-async def dispatch_rate(seconds: float, journal: Path) -> tuple[float, int]:
-    async with running_emulator(EmulatorSettings(run_clock=False)) as emu:
+async def dispatch_rate(seconds: float, journal: Path, symbols: int) -> tuple[float, float, int]:
+    """Book frames through the feed handler into dispatch, `symbols` of them (one per symbol) each loop
+    iteration, as when several WebSocket messages arrive together; each reaches on_quote (different symbols
+    do not coalesce). Returns (events delivered per second, per CPU second, frames)."""
+    async with running_emulator(EmulatorSettings(run_clock=False, extra_symbols=max(0, symbols - 2))) as emu:
+        names = [SYMBOL, "ETH/USDT:USDT", *(f"S{i:02d}/USDT:USDT" for i in range(1, symbols - 1))][:symbols]
         strategy = NoOp(NoOp.Params())
-        bot = Bot(config_for(emu, journal), strategy)
+        config = config_for(emu, journal).model_copy(update={"symbols": names})
+        bot = Bot(config, strategy)
         run = asyncio.create_task(bot.run(duration=seconds + 30))
         while not bot.market.rules:  # started: markets loaded, account read
             await asyncio.sleep(0.01)
-        book = await bot.venue.fetch_book(SYMBOL)
-        bot.feeds._mark(SYMBOL, await bot.venue.fetch_mark(SYMBOL))
+        books = {s: await bot.venue.fetch_book(s) for s in names}
+        for s in names:
+            bot.feeds._mark(s, await bot.venue.fetch_mark(s))
         while strategy.quotes == 0:
-            bot.feeds._book(SYMBOL, book)
+            for s, book in books.items():
+                bot.feeds._book(s, book)
             await asyncio.sleep(0.01)
-        frames, start, counted = 0, time.perf_counter(), strategy.quotes
+        frames, start, cpu, counted = 0, time.perf_counter(), time.process_time(), strategy.quotes
         while time.perf_counter() - start < seconds:
-            bot.feeds._book(SYMBOL, Book(SYMBOL, book.bids, book.asks, book.timestamp_ms))
-            frames += 1
-            await asyncio.sleep(0)  # one frame, then the dispatcher's turn
-        elapsed = time.perf_counter() - start
-        rate = (strategy.quotes - counted) / elapsed
+            for s, book in books.items():
+                bot.feeds._book(s, Book(s, book.bids, book.asks, book.timestamp_ms))
+            frames += len(books)
+            await asyncio.sleep(0)  # the frames of one loop iteration, then the dispatcher's turn
+        elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
+        delivered = strategy.quotes - counted
         bot.stop("done")
         await run
-        return rate, frames
+        return delivered / elapsed, delivered / cpu, frames
 
 
 async def main(orders: int, seconds: float) -> None:
@@ -129,9 +138,11 @@ async def main(orders: int, seconds: float) -> None:
         p50, p99 = p50_p99(samples)
         print(f"market update -> order leaving ({len(samples)} orders, gate and journal included): "
               f"p50 {p50 * 1e3:.2f} ms  p99 {p99 * 1e3:.2f} ms  max {max(samples) * 1e3:.2f} ms")  # fmt: skip
-        rate, frames = await dispatch_rate(seconds, Path(tmp) / "dispatch.sqlite")
-        print(f"dispatch to a no-op strategy: {rate:,.0f} events/s (each a book frame through the feed handler, "
-              f"the kill switch and on_quote; {frames:,} frames)")  # fmt: skip
+        for symbols in (1, 10):
+            rate, per_cpu, frames = await dispatch_rate(seconds, Path(tmp) / f"dispatch{symbols}.sqlite", symbols)
+            print(f"dispatch to a no-op strategy, {symbols} frame(s) a loop iteration: {rate:,.0f} events/s, "
+                  f"{per_cpu:,.0f} per CPU second (each a book frame through the feed handler, the kill switch, "
+                  f"the liquidation guard and on_quote; {frames:,} frames)")  # fmt: skip
 
 
 if __name__ == "__main__":
