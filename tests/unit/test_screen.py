@@ -73,7 +73,7 @@ def disagreement(p: dict) -> str | None:
     return None
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=300, deadline=None, derandomize=True)
 @given(plans)
 @example({"long": True, "entry": D(50000), "distance": D("0.02"), "leverage": 10, "equity": D(10_000),
           "available": D(10_000), "risk": D("0.01"), "fee": D("0.0005"), "funding": D("0.0001"), "intervals": 3,
@@ -97,7 +97,7 @@ def test_with_its_margins_turned_the_wrong_way_the_screen_is_caught(monkeypatch)
     monkeypatch.setattr(margin, "SCREEN_EPS", -1e-3)
     found = []
 
-    @settings(max_examples=400, deadline=None, database=None)
+    @settings(max_examples=300, deadline=None, database=None, derandomize=True)
     @given(plans)
     def search(p):
         problem = disagreement(p)
@@ -118,7 +118,7 @@ intents = st.fixed_dictionaries({
 })  # fmt: skip
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=150, deadline=None, derandomize=True)
 @given(intents)
 def test_the_gate_gives_the_same_verdict_with_the_screen_on_and_off(x):
     p = x["plan"]
