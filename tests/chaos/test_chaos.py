@@ -64,7 +64,8 @@ def no_reservations(bot: Bot) -> None:
 def resting_orders_unseen(bot: Bot) -> None:
     """The gate no longer sees resting orders: each is sized as if none were resting."""
     snapshot = bot.router.snapshot
-    bot.router.snapshot = lambda state=None: replace(snapshot(state), open_orders=())  # type: ignore[method-assign]
+    # without the running totals, the snapshot totals what it is given: the positions, and no orders
+    bot.router.snapshot = lambda state=None: replace(snapshot(state), exposure=None)  # type: ignore[method-assign]
 
 
 def stream_marks_only(bot: Bot) -> None:
