@@ -4,7 +4,7 @@ orders). The emulator runs in its own process, so what is measured here is the b
 
 - RSS after warm-up (the first fifth of the run) and at the end, and the growth between them;
 - event-loop lag (how late a 20 ms timer fires) p50 / p99 / max;
-- the journal's size and rows;
+- the journal's size, rows and growth per hour;
 - the chaos suite's invariants over the whole run (tests/chaos/harness.py): no duplicate order, no order
   on the exchange unknown to the journal, sizing recomputed independently, no new risk unless ACTIVE,
   every trip journalled with its trigger, no ban, no liquidation, no crash; and the journal's fills add up
@@ -165,7 +165,10 @@ async def soak(hours: float, speed: float, smoke: bool) -> int:
     )
     print(f"  event-loop lag: p50 {lag_p50 * 1000:.2f} ms, p99 {lag_p99 * 1000:.2f} ms, max {max(lag) * 1000:.1f} ms "
           f"over {len(lag)} timer ticks")  # fmt: skip
-    print(f"  journal: {journal_bytes / 1e6:.1f} MB, {len(events)} rows")
+    mb = journal_bytes / 1e6
+    print(f"  journal: {mb:.1f} MB, {len(events)} rows; growth {mb / simulated_h:.2f} MB per simulated hour, "
+          f"{mb / (wall / 3600):.0f} MB per wall hour (the market runs {speed:g}x, the bot's timers in real "
+          "time; the file is rotated past journal.rotate_mb)")  # fmt: skip
     print("  invariants: " + ("all held" if not broken else f"{len(broken)} broken"))
     for problem in broken[:20]:
         print(f"    {problem}")
