@@ -134,17 +134,21 @@ class Approval(_Approved):
         return tuple.__new__(cls, (symbol, side, type, qty, price, reduce_only, serial))
 
 
-@dataclass(frozen=True, slots=True)
-class Verdict:
-    """The gate's answer to one intent. Accepted: the quantity and price to send and the approval that
-    lets them leave. Rejected: the findings, each a reason code and its figures."""
-
+class _Judged(NamedTuple):
     decision: Decision
     intent: OrderIntent
     qty: Decimal | None = None  # the quantity to send (rounded to the step; reduced when clamped)
     price: Decimal | None = None  # the limit price to send (rounded to the tick, away from the market)
     findings: tuple[Violation, ...] = ()  # why it was rejected, or why it was reduced
-    approval: Approval | None = field(default=None, repr=False, compare=False)
+    approval: Approval | None = None
+
+
+class Verdict(_Judged):
+    """The gate's answer to one intent. Accepted: the quantity and price to send and the approval that
+    lets them leave. Rejected: the findings, each a reason code and its figures. An immutable record (a
+    tuple: one is made for every intent)."""
+
+    __slots__ = ()
 
     @property
     def accepted(self) -> bool:
@@ -158,6 +162,10 @@ class Verdict:
         qty = plain(self.qty) if self.qty is not None else "-"
         head = f"{self.decision} {self.intent.side} {self.intent.symbol} qty={qty}"
         return "; ".join([head, *(str(f) for f in self.findings)])
+
+    def __repr__(self) -> str:  # the approval stays out of logs
+        return (f"Verdict(decision={self.decision!r}, intent={self.intent!r}, qty={self.qty!r}, price={self.price!r}, "
+                f"findings={self.findings!r})")  # fmt: skip
 
 
 def reject(intent: OrderIntent, *found: Violation) -> Verdict:
