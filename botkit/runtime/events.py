@@ -286,7 +286,7 @@ class JournalCarried(JournalEvent):
 @dataclass(frozen=True, slots=True, kw_only=True)
 class JournalRotated(JournalEvent):
     """The journal was rotated: the previous file (archived next to this one) and the rows carried over
-    from it (see `botkit.runtime.orders.carried_rows`)."""
+    from it (see `botkit.runtime.reconcile.carried_rows`)."""
 
     KIND = "journal.rotated"
     previous: str | None  # None: the rotation failed (`error`), and this file stays in use

@@ -15,7 +15,7 @@ commit itself), so a killed process loses at most that much of the rows that are
 Rotation: once the file passes `rotate_bytes` (or a UTC day ends, with `rotate_daily`), the writer
 renames it to `<stem>.<UTC time>.sqlite` next to it and starts a new file at the same path. The new file
 opens with the rows `carry` picks from the old one (the runtime's: what a restart reconciliation needs,
-see `botkit.runtime.orders.carried_rows`), so a bot restarted on the new file misses nothing.
+see `botkit.runtime.reconcile.carried_rows`), so a bot restarted on the new file misses nothing.
 
 One bot per journal: the journal holds an OS lock on `<journal>.lock` while it is open; a second bot on
 the same file is refused with the other process's id. A journal that cannot write (a full disk, the file
