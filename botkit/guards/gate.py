@@ -507,11 +507,13 @@ def _shape(intent: OrderIntent) -> str | None:
         return f"side={intent.side!r} must be buy or sell"
     if intent.type not in (OrderType.MARKET, OrderType.LIMIT):
         return f"type={intent.type!r} must be market or limit"
-    for name in ("qty", "price", "stop", "take_profit"):
-        value = getattr(intent, name)
-        if value is not None and (not isinstance(value, Decimal) or not value.is_finite() or value <= 0):
+    for name, value in (("qty", intent.qty), ("price", intent.price), ("stop", intent.stop),
+                        ("take_profit", intent.take_profit)):  # fmt: skip
+        if value is None:
+            continue
+        if not isinstance(value, Decimal) or not value.is_finite() or value <= ZERO:
             return f"{name}={value!r} must be a positive Decimal"
-        if value is not None and name != "qty" and value > HUGE:
+        if name != "qty" and value > HUGE:
             return f"{name}={value!r} is beyond any market"
     if (intent.type == OrderType.LIMIT) != (intent.price is not None):
         return "a limit order needs a price and a market order takes none"

@@ -876,8 +876,8 @@ class Engine:
         funding_due = self.market.step()
         self.match_resting()
         self.check_triggers()
-        if funding_due:
-            self.settle_funding()
+        if funding_due is not None:
+            self.settle_funding(at_ms=funding_due)
         self.check_liquidations()
 
     def match_resting(self, symbol: str | None = None) -> None:
@@ -892,13 +892,15 @@ class Engine:
                     if order.is_open and order.reduce_only and self._fillable(account, order) == ZERO:
                         self._finish(account, order, "EXPIRED")
 
-    def settle_funding(self, symbols: list[str] | None = None) -> None:
-        """Funding = position notional at mark × rate; longs pay a positive rate. Isolated: from the margin."""
+    def settle_funding(self, symbols: list[str] | None = None, at_ms: int | None = None) -> None:
+        """Funding = position notional at mark × rate; longs pay a positive rate. Isolated: from the margin.
+        `at_ms`: the funding time it settles (default now), which every record carries."""
         due = symbols if symbols is not None else list(self.market.symbols)
+        at_ms = self.now_ms if at_ms is None else at_ms
         for symbol in due:
             state = self.market.symbols[symbol]
             self.funding_rates.append(
-                {"symbol": symbol, "fundingTime": self.now_ms, "fundingRate": plain(state.funding_rate),
+                {"symbol": symbol, "fundingTime": at_ms, "fundingRate": plain(state.funding_rate),
                  "markPrice": plain(state.mark)}
             )  # fmt: skip
         for account in self.accounts.values():
@@ -912,11 +914,11 @@ class Engine:
                     pos.isolated_wallet += amount
                 else:
                     account.wallet += amount
-                account.incomes.append(Income(self._next("tran"), symbol, "FUNDING_FEE", amount, self.now_ms))
+                account.incomes.append(Income(self._next("tran"), symbol, "FUNDING_FEE", amount, at_ms))
                 self.funding_events.append(
                     {"account": account.api_key[:8], "symbol": symbol, "rate": plain(state.funding_rate),
                      "mark": plain(state.mark), "positionAmt": plain(pos.qty), "amount": plain(amount),
-                     "time": self.now_ms}
+                     "time": at_ms}
                 )  # fmt: skip
                 self._emit_account(account, "FUNDING_FEE", symbol)
 

@@ -267,8 +267,9 @@ class Market:
         s = self.scenario
         return s.stall_at is not None and s.stall_at <= self.elapsed_s < s.stall_at + s.stall_seconds
 
-    def step(self) -> bool:
-        """Advance one step; True if a funding time was crossed (the caller settles funding)."""
+    def step(self) -> int | None:
+        """Advance one step; the funding time it crossed, if it crossed one (the caller settles funding as
+        of that time, as Binance stamps it, not as of the step that happened to cross it)."""
         self.steps += 1
         if self.scenario.tighten_at is not None and self.elapsed_s >= self.scenario.tighten_at:
             self.tighten_brackets()
@@ -277,9 +278,9 @@ class Market:
         for name, state in self.symbols.items():
             self._refresh(state, self._rng[name], crash)
         if self.now_ms >= self.next_funding_ms:
-            self.next_funding_ms = self._next_funding_after(self.now_ms)
-            return True
-        return False
+            due, self.next_funding_ms = self.next_funding_ms, self._next_funding_after(self.now_ms)
+            return due
+        return None
 
     # --------------------------------------------------------------------------------- price model
 

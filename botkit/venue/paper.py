@@ -92,7 +92,7 @@ class ObservedVenue(SimulatedVenue):
         due = self._funding.get(mark.symbol)
         if due is not None and self.market.now_ms >= due[0]:
             state.funding_rate = due[1]  # the rate announced for the funding time that just passed
-            self.engine.settle_funding([state.spec.symbol])
+            self.engine.settle_funding([state.spec.symbol], at_ms=due[0])  # stamped with its funding time
             del self._funding[mark.symbol]
         if mark.next_funding_ms is not None and mark.funding_rate is not None:
             self._funding[mark.symbol] = (mark.next_funding_ms, mark.funding_rate)

@@ -179,3 +179,25 @@ def test_an_engine_keeping_a_bounded_history_forgets_old_final_orders_but_never_
     assert account.orders[resting.id].is_open and engine.find_order(account, "BTCUSDT", None, "keep-me") is resting
     last = engine.find_order(account, "BTCUSDT", None, "m399")
     assert last.status == "FILLED"
+
+
+def test_funding_is_stamped_with_its_funding_time_not_the_step_that_crossed_it():
+    """Binance stamps funding on the hour. A market whose steps are off the funding grid (an emulator
+    started at the wall clock's millisecond) crosses the funding time 63 ms late; the records say the hour.
+    Before, they said the step, and a test jumping a day failed in the five minutes after each funding time."""
+    from decimal import Decimal as D
+
+    from botkit.sim.engine import Engine, OrderSide, OrderType
+    from botkit.sim.market import Market
+
+    hour = 8 * 3600 * 1000
+    due = 1_796_198_400_000
+    assert due % hour == 0
+    market = Market(seed=2, start_ms=due - 37, step_ms=100)
+    engine = Engine(market)
+    account = engine.add_account("k", "s", D(100_000))
+    engine.place_order(account, symbol="BTCUSDT", side=OrderSide.BUY, type=OrderType.MARKET, qty=D("0.01"))
+    engine.step()
+    assert market.now_ms == due + 63
+    assert {r["fundingTime"] for r in engine.funding_rates} == {due}
+    assert [i.time_ms for i in account.incomes if i.income_type == "FUNDING_FEE"] == [due]
