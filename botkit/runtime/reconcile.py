@@ -77,9 +77,9 @@ def carried_rows(path: Path) -> list[Row]:
         elif row.client_id in open_ids:
             keep[row.id] = row
     keep |= {r.id: r for r in [*trips.values(), *stops.values()]}
-    first = rows[0] if rows else None
+    last = rows[-1] if rows else None  # the summary is as of the old file's end
     carried = events.JournalCarried(positions=history.positions(settled_only=True))
-    summary: Row = (first.session if first else "", first.wall_ms if first else 0, first.mono if first else 0.0,
+    summary: Row = (last.session if last else "", last.wall_ms if last else 0, last.mono if last else 0.0,
                     carried.KIND, None, None, encode(carried.data()))  # fmt: skip
     return [summary, *((r.session, r.wall_ms, r.mono, r.kind, r.symbol, r.client_id, encode(r.data))
                        for r in sorted(keep.values(), key=lambda r: r.id))]  # fmt: skip
