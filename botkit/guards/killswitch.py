@@ -107,7 +107,7 @@ class KillSwitch:
     config: KillSwitchConfig
     clock: Clock = field(default_factory=SystemClock)
     on_event: Callable[[SwitchEvent], Any] | None = None
-    inbox: ControlInbox | None = None  # `botkit halt` / `botkit resume`, read on every tick
+    inbox: ControlInbox | None = None  # `botkit halt` / `botkit resume`, read once a tick (TICK_S)
 
     def __post_init__(self) -> None:
         c = self.config
@@ -125,6 +125,7 @@ class KillSwitch:
         self._day: tuple[object, Decimal] | None = None
         self._state = TradingState.ACTIVE
         self._wake = asyncio.Event()
+        self._inbox_due = float("-inf")  # the next read of the control file: a check between ticks skips it
 
     # ------------------------------------------------------------------------------- state
 
@@ -180,13 +181,14 @@ class KillSwitch:
 
     def check(self) -> float:
         """Trip stale streams and clear due recoveries; returns the seconds until the next deadline."""
-        if self.inbox is not None:
+        now = self.clock.monotonic()
+        if self.inbox is not None and now >= self._inbox_due:  # a file read: once a tick, not once a frame
+            self._inbox_due = now + TICK_S
             for command in self.inbox.read():
                 if command.command == "halt":
                     self.halt(f"{command.reason} (by {command.who})")
                 else:
                     self.resume(command.who)
-        now = self.clock.monotonic()
         deadline = now + TICK_S
         stale = []
         for name, stream in self.streams.items():

@@ -7,7 +7,7 @@ from decimal import Decimal as D
 from botkit.clock import ManualClock, settle
 from botkit.config import KillSwitchConfig
 from botkit.domain import Position, Side, TradingState
-from botkit.guards.killswitch import KillSwitch
+from botkit.guards.killswitch import TICK_S, KillSwitch
 from botkit.guards.liquidation import LiquidationGuard
 from botkit.margin import MarketRules
 from tests.support import background
@@ -209,17 +209,21 @@ def test_botkit_halt_and_resume_reach_a_running_kill_switch(tmp_path):
     config.write_text(f'[journal]\npath = "{journal}"\n')
     send(control_path(journal), "halt", "old news")  # before the bot started: history, not a command
     running = hold_lock(journal)  # a running bot holds its journal's lock
-    ks, _, events = switch()
+    ks, clock, events = switch()
     ks.inbox = ControlInbox(control_path(journal))
     ks.check()
     assert ks.state is ACTIVE
     result = CliRunner().invoke(cli, ["halt", "--config", str(config), "--reason", "fat finger"])
     assert result.exit_code == 0 and "halt sent to" in result.output
     ks.check()
+    assert ks.state is ACTIVE  # a check between ticks (a lagging frame's) does not read the file ...
+    clock.set(clock.monotonic() + TICK_S)
+    ks.check()  # ... the timer's next tick does
     assert ks.state is HALTED and ks.trips["manual"].figures.startswith("reason=fat finger (by ")
     with control_path(journal).open("a") as f:
         f.write("not json\n")
     assert CliRunner().invoke(cli, ["resume", "--config", str(config)]).exit_code == 0
+    clock.set(clock.monotonic() + TICK_S)
     ks.check()
     assert ks.state is ACTIVE and events[-1].kind == "state"
     os.close(running)
