@@ -84,7 +84,7 @@ class Cycler(Strategy):
 async def main(cycles: int) -> None:
     configure_logging("warning")
     key, secret = secrets.token_hex(8), secrets.token_hex(16)
-    emulator, url = await start_emulator(1.0, key, secret)
+    emulator, url = await start_emulator(key, secret, "--step-ms", "1000")  # real time, a step a second
     try:
         with tempfile.TemporaryDirectory() as tmp:
             exchange = {"api_key": key, "api_secret": secret, "emulator_url": url}

@@ -95,6 +95,8 @@ async def order_latency(orders: int, journal: Path) -> list[float]:
 
 
 class NoOp(Strategy):
+    """Counts quotes; trades nothing."""
+
     def __init__(self, params) -> None:
         super().__init__(params)
         self.quotes = 0
@@ -103,12 +105,18 @@ class NoOp(Strategy):
         self.quotes += 1
 
 
+def emulator_symbols(count: int) -> list[str]:
+    """The first `count` of the emulator's perpetuals: BTC, ETH, then its synthetic S01, S02, ..."""
+    names = ["BTC", "ETH", *(f"S{i:02d}" for i in range(1, count - 1))]
+    return [f"{name}/USDT:USDT" for name in names[:count]]
+
+
 async def dispatch_rate(seconds: float, journal: Path, symbols: int) -> tuple[float, float, int]:
     """Book frames through the feed handler into dispatch, `symbols` of them (one per symbol) each loop
     iteration, as when several WebSocket messages arrive together; each reaches on_quote (different symbols
     do not coalesce). Returns (events delivered per second, per CPU second, frames)."""
     async with running_emulator(EmulatorSettings(run_clock=False, extra_symbols=max(0, symbols - 2))) as emu:
-        names = [SYMBOL, "ETH/USDT:USDT", *(f"S{i:02d}/USDT:USDT" for i in range(1, symbols - 1))][:symbols]
+        names = emulator_symbols(symbols)
         strategy = NoOp(NoOp.Params())
         config = config_for(emu, journal).model_copy(update={"symbols": names})
         bot = Bot(config, strategy)

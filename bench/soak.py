@@ -61,14 +61,14 @@ def rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-async def start_emulator(speed: float, key: str, secret: str) -> tuple[asyncio.subprocess.Process, str]:
+async def start_emulator(key: str, secret: str, *options: str) -> tuple[asyncio.subprocess.Process, str]:
+    """`botkit emulate` in its own process (scenario calm, a free port, `options` added); (process, URL)."""
     emulator = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "botkit.cli", "emulate", "--port", "0", "--speed", str(speed), "--scenario", "calm",
-        "--funding-interval", str(FUNDING_HOURS * 3600), "--step-ms", "1000", "--api-key", key, "--api-secret", secret,
-        cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
+        sys.executable, "-m", "botkit.cli", "emulate", "--port", "0", "--scenario", "calm", "--api-key", key,
+        "--api-secret", secret, *options, cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
     )  # fmt: skip
     assert emulator.stdout is not None
-    first = (await asyncio.wait_for(emulator.stdout.readline(), 30)).decode()
+    first = (await asyncio.wait_for(emulator.stdout.readline(), 60)).decode()
     url = first.split(" on ", 1)[1].split()[0]  # "botkit emulator on http://127.0.0.1:PORT (scenario ...)"
     return emulator, url
 
@@ -95,7 +95,8 @@ async def sample_forever(rss: list[tuple[float, float]], lag: list[float], start
 async def soak(hours: float, speed: float, smoke: bool) -> int:
     configure_logging("error")
     key, secret = secrets.token_hex(16), secrets.token_hex(32)
-    emulator, url = await start_emulator(speed, key, secret)
+    emulator, url = await start_emulator(key, secret, "--speed", str(speed), "--step-ms", "1000",
+                                         "--funding-interval", str(FUNDING_HOURS * 3600))  # fmt: skip
     seconds = hours * 3600 / speed
     async with contextlib.AsyncExitStack() as cleanup:
         cleanup.push_async_callback(stop, emulator)  # however the run ends

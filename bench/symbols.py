@@ -14,48 +14,20 @@ from __future__ import annotations
 import argparse
 import asyncio
 import secrets
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 from _stats import p50_p99
-from soak import ROOT, rss_mb, stop
+from runtime import NoOp, emulator_symbols
+from soak import rss_mb, start_emulator, stop
 
 from botkit.config import BotConfig
 from botkit.log import configure_logging
 from botkit.runtime.bot import Bot
-from botkit.runtime.strategy import Strategy
 from botkit.venue.errors import VenueError
 
 WARM_UP = 0.2  # the first fifth of a run is warm-up
-
-
-class Quiet(Strategy):
-    """Counts quotes; trades nothing."""
-
-    def __init__(self, params) -> None:
-        super().__init__(params)
-        self.quotes = 0
-
-    async def on_quote(self, ctx, quote) -> None:
-        self.quotes += 1
-
-
-def symbols_for(count: int) -> list[str]:
-    names = ["BTC", "ETH", *(f"S{i:02d}" for i in range(1, count - 1))]
-    return [f"{name}/USDT:USDT" for name in names[:count]]
-
-
-async def start_emulator(extra: int, key: str, secret: str) -> tuple[asyncio.subprocess.Process, str]:
-    emulator = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "botkit.cli", "emulate", "--port", "0", "--scenario", "calm", "--history-days", "0",
-        "--extra-symbols", str(extra), "--api-key", key, "--api-secret", secret,
-        cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
-    )  # fmt: skip
-    assert emulator.stdout is not None
-    first = (await asyncio.wait_for(emulator.stdout.readline(), 60)).decode()
-    return emulator, first.split(" on ", 1)[1].split()[0]
 
 
 def websockets(bot: Bot) -> int:
@@ -65,15 +37,15 @@ def websockets(bot: Bot) -> int:
 
 async def one_run(count: int, seconds: float) -> dict:
     key, secret = secrets.token_hex(8), secrets.token_hex(16)
-    emulator, url = await start_emulator(max(0, count - 2), key, secret)
+    emulator, url = await start_emulator(key, secret, "--history-days", "0", "--extra-symbols", str(max(0, count - 2)))
     try:
         with tempfile.TemporaryDirectory() as tmp:
             # routine reads scaled to the symbols' count (the start-up check refuses a read budget over the limit)
             runtime = {"cancel_on_exit": False, "reconcile_seconds": 60, "account_seconds": 10}
-            config = BotConfig(mode="demo", symbols=symbols_for(count), journal={"path": Path(tmp) / "s.sqlite"},
+            config = BotConfig(mode="demo", symbols=emulator_symbols(count), journal={"path": Path(tmp) / "s.sqlite"},
                                exchange={"api_key": key, "api_secret": secret, "emulator_url": url},
                                limits={"max_positions": 200}, stops={"check_seconds": 60}, runtime=runtime)  # fmt: skip
-            strategy = Quiet(Quiet.Params())
+            strategy = NoOp(NoOp.Params())
             bot = Bot(config, strategy)
             run = asyncio.create_task(bot.run(duration=seconds + 120))
             async with asyncio.timeout(120):

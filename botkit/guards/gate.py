@@ -355,11 +355,9 @@ class Gate:
     def _clearly_safe(self, case: _Case, qty: Decimal) -> bool:
         """The float screen (margin.clearly_safe) on the position as it will be."""
         view, snap, intent = case.view, case.snap, case.intent
-        held_qty = case.held_qty
-        entry = (case.held_cost + qty * case.entry) / (held_qty + qty) if held_qty else case.entry
         assert snap.equity is not None and snap.available is not None
-        return clearly_safe(case.sign > 0, held_qty + qty, entry, intent.stop, intent.leverage or view.leverage,
-                            snap.equity, max(snap.available, ZERO), view.rules.tick,
+        return clearly_safe(case.sign > 0, case.held_qty + qty, _average_entry(case, qty), intent.stop,
+                            intent.leverage or view.leverage, snap.equity, max(snap.available, ZERO), view.rules.tick,
                             self.policies[intent.type == OrderType.LIMIT], view.tiers)  # fmt: skip
 
     def _sizing(self, case: _Case, added: Decimal | None, largest: bool) -> SizingReport:
@@ -367,7 +365,7 @@ class Gate:
         largest safe size of the whole position instead."""
         intent, view, snap = case.intent, case.view, case.snap
         held_qty, extra = case.held_qty, added or ZERO
-        entry = (case.held_cost + extra * case.entry) / (held_qty + extra) if held_qty else case.entry
+        entry = _average_entry(case, extra)
         assert snap.equity is not None and snap.available is not None
         plan = TradePlan(side=Side.LONG if case.sign > 0 else Side.SHORT, entry=entry, stop=intent.stop,
                          leverage=intent.leverage or view.leverage, equity=snap.equity,
@@ -493,6 +491,12 @@ def _committed(case: _Case) -> tuple[Decimal, Decimal]:
     if position is not None and position.qty > 0 and (position.side is Side.LONG) == (sign > 0):
         qty, cost = qty + position.qty, cost + position.qty * position.entry
     return qty, cost
+
+
+def _average_entry(case: _Case, added: Decimal) -> Decimal:
+    """Entry of what is committed on the side plus `added` at this order's price: (Σ qty·price + added·E) / Q."""
+    held = case.held_qty
+    return (case.held_cost + added * case.entry) / (held + added) if held else case.entry
 
 
 def _with_qty(intent: OrderIntent, qty: Decimal) -> OrderIntent:

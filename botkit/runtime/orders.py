@@ -106,6 +106,7 @@ class JournalHistory:
     def __init__(self, rows: Iterable[Event]) -> None:
         self.sent: dict[str, Sent] = {}
         self.stop_triggers: dict[str, Decimal] = {}  # the last stop price placed per symbol
+        self.stop_rows: dict[str, Event] = {}  # ... and the row that placed it (what a rotation carries)
         self.carried: dict[str, Decimal] = {}  # net position of orders settled in earlier files (a rotation)
         for row in rows:
             if row.kind == "journal.carried":
@@ -121,6 +122,7 @@ class JournalHistory:
             elif isinstance(event, StopChanged):
                 if event.action in ("placed", "adopted") and event.type == "stop_market" and event.trigger:
                     self.stop_triggers[event.symbol or ""] = event.trigger
+                    self.stop_rows[event.symbol or ""] = row
             elif isinstance(event, OrderReported) and cid in self.sent:
                 self.learn(cid, OrderStatus(event.status), event.filled)
             elif isinstance(event, OrderFailed) and cid in self.sent and event.final:

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterable
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -39,12 +40,19 @@ def latched_trips(path: Path) -> dict[str, str]:
     """The latched trips a journal says are still in force (tripped, never cleared): trigger -> figures."""
     if not Path(path).exists():
         return {}
-    outstanding: dict[str, str] = {}
-    for row in read_events(path, ("killswitch",)):
+    return {trigger: row.data["figures"] for trigger, row in _latched(read_events(path, ("killswitch",))).items()}
+
+
+def _latched(rows: Iterable[Event]) -> dict[str, Event]:
+    """Of `killswitch` rows, the `tripped` row of each latched trigger still in force (never cleared since)."""
+    outstanding: dict[str, Event] = {}
+    for row in rows:
+        if row.kind != "killswitch":
+            continue
         event = decode(row)
         assert isinstance(event, events.SwitchChanged)
         if event.trigger in LATCHED and event.event == "tripped":
-            outstanding[event.trigger] = event.figures
+            outstanding[event.trigger] = row
         elif event.event == "cleared":
             outstanding.pop(event.trigger, None)
     return outstanding
@@ -58,25 +66,9 @@ def carried_rows(path: Path) -> list[Row]:
     rows = list(read_events(path, kinds))
     history = JournalHistory(r for r in rows if r.kind in JournalHistory.KINDS)
     open_ids = {s.client_id for s in history.sent.values() if not s.settled}
-    keep: dict[int, Event] = {}
+    keep: dict[int, Event] = {r.id: r for r in rows if r.client_id in open_ids}
     session = [r for r in rows if r.kind == "session.started"]
-    if session:
-        keep[session[-1].id] = session[-1]
-    trips: dict[str, Event] = {}
-    stops: dict[str, Event] = {}
-    for row in rows:
-        if row.kind == "killswitch":
-            event = decode(row)
-            assert isinstance(event, events.SwitchChanged)
-            if event.trigger in LATCHED and event.event == "tripped":
-                trips[event.trigger] = row
-            elif event.event == "cleared":
-                trips.pop(event.trigger, None)
-        elif row.kind == "stop" and row.data.get("action") in ("placed", "adopted") and row.data.get("trigger"):
-            stops[row.symbol or ""] = row
-        elif row.client_id in open_ids:
-            keep[row.id] = row
-    keep |= {r.id: r for r in [*trips.values(), *stops.values()]}
+    keep |= {r.id: r for r in [*session[-1:], *_latched(rows).values(), *history.stop_rows.values()]}
     last = rows[-1] if rows else None  # the summary is as of the old file's end
     carried = events.JournalCarried(positions=history.positions(settled_only=True))
     summary: Row = (last.session if last else "", last.wall_ms if last else 0, last.mono if last else 0.0,
