@@ -144,6 +144,8 @@ def _session_rows(journal):
                                        filled=D("0.1"), side="buy", type="limit", qty=D("0.3"), price=D(49000)))
     journal.write(events.StopChanged(symbol="BTC/USDT:USDT", client_id="bk-s", action="placed", status="open",
                                      side="sell", type="stop_market", qty=D("0.6"), trigger=D(48000)))
+    journal.write(events.StopChanged(symbol="BTC/USDT:USDT", client_id="bk-t", action="placed", status="open",
+                                     side="sell", type="take_profit_market", qty=D("0.6"), trigger=D(55000)))
     journal.write(events.SwitchChanged(event="tripped", trigger="drawdown", state="HALTED", figures="equity=90"))
     for n in range(400):
         journal.record("account", equity=str(10_000 + n), symbols={"BTC/USDT:USDT": {"mark": "50000.1" * 20}})
