@@ -43,7 +43,7 @@ async def recorded(tmp_path, monkeypatch) -> tuple[BotConfig, Path]:
     with monkeypatch.context() as patch:
         patch.setattr(Journal, "flush", slow_disk)
         strategy = make_strategy(load_strategy("sma_cross"), config.params)
-        assert await _run_bot(config, strategy, 3.0, "trend", 40.0, True, Tape(tmp_path / "recording")) == 0
+        assert await _run_bot(config, strategy, 4.5, "trend", 40.0, True, Tape(tmp_path / "recording")) == 0
     return config, tmp_path / "recording"
 
 
