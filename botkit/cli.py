@@ -517,6 +517,7 @@ def _set_aside(journal: Path, out: Console) -> None:
 async def _run_bot(config: Any, strategy: Any, seconds: float | None, scenario: str, speed: float,
                    in_process: bool, tape: Any = None) -> int:  # fmt: skip
     from botkit.log import configure_logging
+    from botkit.operate import operating
     from botkit.runtime.bot import Bot
     from botkit.runtime.journal import JournalError, is_locked
     from botkit.runtime.panel import status_line, status_panel, summary_table
@@ -534,7 +535,8 @@ async def _run_bot(config: Any, strategy: Any, seconds: float | None, scenario: 
     log_file = None
     if panel:  # the panel owns the terminal: logs go to a file beside the journal
         log_file = config.journal.path.with_name(config.journal.path.name + ".log").open("a", encoding="utf-8")
-    secrets = [s for s in (config.exchange.api_key, config.exchange.api_secret) if s is not None]
+    secrets: list[Any] = [s for s in (config.exchange.api_key, config.exchange.api_secret) if s is not None]
+    secrets += config.alerts.secrets()
     configure_logging(config.logging.level, config.logging.format, secrets, stream=log_file)
     async with contextlib.AsyncExitStack() as stack:
         url = str(config.exchange.emulator_url) if config.exchange.emulator_url else None
@@ -553,6 +555,16 @@ async def _run_bot(config: Any, strategy: Any, seconds: float | None, scenario: 
             bot = Bot(config, strategy, emulator_url=url, tape=tape)
         except JournalError as exc:
             raise UserError(str(exc)) from None
+        if log_file is not None:
+            bot.log_path = log_file.name
+        try:
+            ops = await stack.enter_async_context(operating(bot))
+        except OSError as exc:
+            bot.journal.close()
+            raise UserError(f"runtime.metrics_port / runtime.status_port: {exc}") from None
+        for url, what in ((ops.status_url, "status page"), (ops.metrics_url, "metrics")):
+            if url is not None:
+                out.print(f"{what}: {url}")
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, bot.stop, f"signal {signal.Signals(sig).name}")

@@ -180,6 +180,9 @@ class RuntimeConfig(Section):
         Decimal("60"), gt=0, le=86_400, description="market rules and leverage brackets re-read (sooner on a refusal)"
     )
     stream_retry_cap_s: Decimal = Field(Decimal("10"), gt=0, le=600, description="longest wait between reconnects")
+    metrics_port: int | None = Field(None, ge=0, le=65535, description="Prometheus /metrics on this port (0: any free)")
+    status_port: int | None = Field(None, ge=0, le=65535, description="status page and HTTP API on this port")
+    listen_host: str = Field("127.0.0.1", min_length=1, description="address of both (loopback by default)")
 
 
 class StopsConfig(Section):
@@ -237,6 +240,35 @@ class BacktestConfig(Section):
     )
 
 
+class AlertsConfig(Section):
+    """Messages to a person (botkit.operate.alerts): trips, state changes, guard actions, exchange-stop events,
+    start-up failures, shutdowns and a daily summary, to any of these destinations (none set: no alerts)."""
+
+    webhook_url: SecretStr | None = Field(None, description="generic JSON webhook: one POST per message")
+    slack_url: SecretStr | None = Field(None, description="Slack-style incoming webhook ({'text': ...})")
+    discord_url: SecretStr | None = Field(None, description="Discord webhook ({'content': ...})")
+    telegram_token: SecretStr | None = Field(None, description="Telegram bot token (Bot API sendMessage)")
+    telegram_chat_id: str | None = Field(None, min_length=1, description="the chat the Telegram bot writes to")
+    telegram_api_url: AnyHttpUrl = Field(AnyHttpUrl("https://api.telegram.org"), description="Bot API base URL")
+    group_seconds: Decimal = Field(Decimal(2), ge=0, le=600, description="alerts within this window go as one")
+    timeout_seconds: Decimal = Field(Decimal(5), gt=0, le=120, description="one delivery attempt's limit")
+    retries: int = Field(4, ge=0, le=20, description="attempts after the first, with doubling back-off")
+    queue_size: int = Field(1000, ge=10, le=1_000_000, description="alerts waiting; past it the oldest go")
+    daily_summary_utc: str | None = Field("00:00", pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$",
+                                          description="HH:MM (UTC) of the daily summary; none: no summary")  # fmt: skip
+
+    @model_validator(mode="after")
+    def telegram_pair(self) -> AlertsConfig:
+        if (self.telegram_token is None) != (self.telegram_chat_id is None):
+            raise ValueError("alerts.telegram_token and alerts.telegram_chat_id go together")
+        return self
+
+    def secrets(self) -> list[str]:
+        """Every secret value here (the URLs carry tokens too): never logged, never journalled."""
+        values = (self.webhook_url, self.slack_url, self.discord_url, self.telegram_token)
+        return [v.get_secret_value() for v in values if v is not None]
+
+
 class JournalConfig(Section):
     path: Path = Path("botkit-journal.sqlite")
     rotate_mb: Decimal | None = Field(Decimal(256), gt=0, description="archive the file past this size (none: never)")
@@ -267,6 +299,7 @@ class BotConfig(BaseSettings):
     stops: StopsConfig = StopsConfig()
     paper: PaperConfig = PaperConfig()
     backtest: BacktestConfig = BacktestConfig()
+    alerts: AlertsConfig = AlertsConfig()
     params: dict[str, Any] = Field(default_factory=dict, description="the strategy's parameters (its Params model)")
     journal: JournalConfig = JournalConfig()
     logging: LoggingConfig = LoggingConfig()

@@ -26,6 +26,7 @@ import asyncio
 import contextlib
 import dataclasses
 import traceback
+from collections import deque
 from collections.abc import Coroutine
 from dataclasses import dataclass
 from decimal import Decimal
@@ -58,6 +59,11 @@ from botkit.venue.simulated import SimulatedVenue
 
 log = get_logger("botkit.bot")
 STOP_STEP_S = 15.0  # the longest any one shutdown step may take
+RECENT_EVENTS = 30  # notable journal rows kept for the panel and the status page
+NOTABLE = frozenset({  # the journal's kinds a person watching the bot wants to see as they happen
+    "killswitch", "halt.action", "liquidation_guard", "stop", "order.failed", "feed", "strategy.error", "error",
+    "reconcile", "rules", "journal.rotated", "session.started", "session.stopped", "fill", "funding", "alert.failed",
+})  # fmt: skip
 
 
 class StartupError(Exception):
@@ -184,6 +190,9 @@ class Bot:
             self.feeds.tape, self.dispatcher.tape, self.reader.tape = tape.update, tape.record, tape.record
             if isinstance(self.venue, SimulatedVenue):
                 self.venue.tape = tape.record
+        self.recent: deque[dict[str, Any]] = deque(maxlen=RECENT_EVENTS)
+        self.journal.listeners.append(self._remember)
+        self.log_path: str | None = None  # where the log goes when not to the terminal (set by the CLI)
         self.crashed: str | None = None
         self._stopping = asyncio.Event()
         self._stop_reason = "duration"
@@ -215,6 +224,12 @@ class Bot:
             self.stops.report(order, source)
         else:
             self.router.order_update(order, source)
+
+    def _remember(self, kind: str, symbol: str | None, client_id: str | None, data: dict[str, Any]) -> None:
+        if kind in NOTABLE:  # (a session's config and final stats stay in the journal: too long to show)
+            shown = {k: v for k, v in data.items() if k not in ("config", "params", "stats")}
+            self.recent.append({"time": self.clock.time(), "kind": kind, "symbol": symbol, "client_id": client_id,
+                                "data": shown})  # fmt: skip
 
     def _journal_failed(self, error: str) -> None:
         """The journal cannot write: nothing new may start; cancels and risk cuts keep working."""
@@ -382,9 +397,13 @@ class Bot:
                 pnl = (mark.mark - p.entry) * p.qty * (1 if p.side is Side.LONG else -1)  # at the live mark
                 if p.liquidation:
                     distance = abs(mark.mark - p.liquidation) / mark.mark
+            guard = self.stops.guards.get(symbol)
+            held = guard.stop if guard is not None else None
             positions.append({"symbol": symbol, "side": p.side.value, "qty": p.qty, "entry": p.entry,
                               "mark": mark.mark if mark else None, "liquidation": p.liquidation,
-                              "distance": distance, "pnl": pnl})  # fmt: skip
+                              "distance": distance, "pnl": pnl, "notional": p.qty * (mark.mark if mark else p.entry),
+                              "stop": guard.trigger if guard is not None else None,
+                              "stop_held": held is not None})  # fmt: skip
         return {
             "state": self.ks.state,
             "trips": {t.trigger: t.figures for t in self.ks.trips.values()},
@@ -392,9 +411,13 @@ class Bot:
             "equity_start": self.account.equity_start,
             "positions": positions,
             "open_orders": len(self.router.tracker.open()),
+            "orders": self.router.tracker.open(),
             "feed_ages": self.market.ages(self.symbols),
             "feeds_down": sorted(self.feeds.down),
             "stats": self.stats,
+            "recent": list(self.recent),
+            "log": self.log_path,
+            "journal": str(self.journal.path),
         }
 
     def summary(self, seconds: float) -> Summary:

@@ -294,12 +294,23 @@ class JournalRotated(JournalEvent):
     error: str | None = None
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AlertFailed(JournalEvent):
+    """An alert message that could not be delivered after its retries (the destination's kind, never its URL)."""
+
+    KIND = "alert.failed"
+    destination: str
+    error: str
+    attempts: int
+    alerts: int
+
+
 KINDS: dict[str, type[JournalEvent]] = {
     cls.KIND: cls
     for cls in (SessionStarted, SessionStopped, Reconciled, IntentSeen, VerdictGiven, OrderSending, OrderReported,
                 OrderFailed, Filled, FundingPaid, SwitchChanged, RulesChanged, HaltAction, GuardCut, FeedChanged,
                 AccountSnapshot, StrategyFailed, RuntimeFailed, StopSending, StopChanged, JournalCarried,
-                JournalRotated)
+                JournalRotated, AlertFailed)
 }
 
 

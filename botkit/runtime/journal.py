@@ -45,6 +45,8 @@ from typing import Any, ClassVar, Protocol
 
 import msgspec
 
+from botkit.log import get_logger
+
 SCHEMA_VERSION = 2  # 2: the kinds and fields of botkit.runtime.events (a superset of 1's rows)
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -65,6 +67,7 @@ CREATE TRIGGER IF NOT EXISTS events_no_update BEFORE UPDATE ON events
 CREATE TRIGGER IF NOT EXISTS events_no_delete BEFORE DELETE ON events
     BEGIN SELECT RAISE(ABORT, 'the journal is append-only'); END;
 """
+log = get_logger("botkit.journal")
 _INSERT = "INSERT INTO events (session, wall_ms, mono, kind, symbol, client_id, data) VALUES (?, ?, ?, ?, ?, ?, ?)"
 BACKLOG_ROWS = 100_000  # rows kept in memory while the journal cannot write (the oldest go first)
 LINGER_S = 0.02  # the longest a row that is not write-ahead waits for its batch to be handed over
@@ -158,6 +161,10 @@ class Journal:
         self.wait_durable = True
         self.failed: str | None = None  # why the last write failed (None: the journal writes)
         self._loop: asyncio.AbstractEventLoop | None = None
+        # Called with every row as it is queued (kind, symbol, client id, data), on the caller's thread:
+        # what the panel, the metrics and the alerts count is what the journal holds. They must be quick.
+        self.listeners: list[Callable[[str, str | None, str | None, dict[str, Any]], None]] = []
+        self.commit_seconds = 0.0  # time spent committing (the writer thread's), over `commits`
         if not self.path.parent.is_dir():
             raise JournalError(f"{self.path}: the folder {self.path.parent} does not exist")
         self._lock = hold_lock(self.path)
@@ -192,6 +199,12 @@ class Journal:
         row = (self.session, int(self._wall() * 1000), self._mono(), kind, symbol, client_id,
                encode(data))  # fmt: skip
         self._add((row, None))
+        for listener in self.listeners:
+            try:
+                listener(kind, symbol, client_id, data)
+            except Exception as exc:  # a watcher's bug must not stop the record or the order behind it
+                self.listeners.remove(listener)
+                log.error("journal.listener_failed", listener=repr(listener), error=repr(exc))
 
     def _add(self, item: tuple[Any, Any]) -> None:
         """Into the batch: handed over at the end of this loop iteration when someone waits on it, else
@@ -288,8 +301,10 @@ class Journal:
         try:
             if _identity(self.path) != self._identity:
                 raise JournalError("the journal file was deleted or replaced while the bot was writing it")
+            started = time.perf_counter()
             with conn:
                 conn.executemany(_INSERT, rows)
+            self.commit_seconds += time.perf_counter() - started
         except (sqlite3.Error, OSError, JournalError) as exc:
             error = str(exc) or type(exc).__name__
             first = self.failed is None
