@@ -12,6 +12,7 @@ import json
 import signal
 import sys
 import time
+from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
@@ -452,6 +453,32 @@ async def _serve_emulator(settings: EmulatorSettings, plan: FaultPlan | None, ho
         click.echo("botkit emulator stopped")
 
 
+# ------------------------------------------------------------------------------------------ alerts
+
+
+@cli.group("alerts")
+def alerts_group() -> None:
+    """Alerts to a person (the config's [alerts])."""
+
+
+@alerts_group.command("test")
+@click.option("--config", "config_file", type=click.Path(path_type=Path), required=True, help="The bot's config.")
+def alerts_test(config_file: Path) -> int:
+    """Send one test message to each destination in [alerts]; exit 1 if any did not take it."""
+    from botkit.operate.alerts import send_test
+
+    config = load_config(config_file, keys=False)
+    if not any((config.alerts.webhook_url, config.alerts.slack_url, config.alerts.discord_url,
+                config.alerts.telegram_token)):  # fmt: skip
+        raise UserError(f"{config_file}: [alerts] names no destination (webhook_url, slack_url, discord_url, "
+                        "telegram_token)")  # fmt: skip
+    results = asyncio.run(send_test(config.alerts, config.journal.path.stem))
+    out = Console(highlight=False, soft_wrap=True)
+    for kind, error in results:
+        out.print(f"{kind}: " + ("delivered" if error is None else f"failed: {error}"), markup=False)
+    return 0 if all(error is None for _, error in results) else 1
+
+
 # --------------------------------------------------------------------------------------------- run
 
 DEMO_JOURNAL = Path("botkit-demo.sqlite")
@@ -502,16 +529,30 @@ def run_command(config_file: Path | None, strategy_spec: str | None, duration: D
     return asyncio.run(_run_bot(config, strategy, seconds, scenario, float(speed), in_process, tape))
 
 
+SET_ASIDE_KEPT = 5  # journals set aside by earlier runs that are kept (the oldest beyond go)
+JOURNAL_PARTS = ("-wal", "-shm", ".log", "")  # the WAL too: after a kill it may hold committed rows
+
+
 def _set_aside(journal: Path, out: Console) -> None:
     """An in-process emulator, or a paper account, is new every run: an earlier journal describes orders
-    and positions that no longer exist, so it is kept under another name instead of being reconciled."""
+    and positions that no longer exist, so it is kept under another name instead of being reconciled (the
+    last SET_ASIDE_KEPT of them, each with its WAL, shared-memory and log files)."""
     if journal.exists():
-        old = journal.with_name(f"{journal.stem}-{time.strftime('%Y%m%d-%H%M%S')}{journal.suffix}")
-        for suffix in ("-wal", "-shm", ""):  # the WAL too: after a kill it may hold committed rows
+        at = datetime.now()
+        old = journal.with_name(f"{journal.stem}-{at:%Y%m%d-%H%M%S-%f}{journal.suffix}")
+        while old.exists():  # the same microsecond: the next one (the names sort in time order)
+            at += timedelta(microseconds=1)
+            old = journal.with_name(f"{journal.stem}-{at:%Y%m%d-%H%M%S-%f}{journal.suffix}")
+        for suffix in JOURNAL_PARTS:
             part = journal.with_name(journal.name + suffix)
             if part.exists():
                 part.rename(old.with_name(old.name + suffix))
         out.print(f"the previous journal is now {old}")
+    earlier = sorted(journal.parent.glob(f"{journal.stem}-[0-9]*-[0-9]*-[0-9]*{journal.suffix}"))
+    for gone in earlier[:-SET_ASIDE_KEPT]:
+        for suffix in JOURNAL_PARTS:
+            with contextlib.suppress(FileNotFoundError):
+                gone.with_name(gone.name + suffix).unlink()
 
 
 async def _run_bot(config: Any, strategy: Any, seconds: float | None, scenario: str, speed: float,

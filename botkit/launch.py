@@ -9,6 +9,11 @@ EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
 
 
 def run() -> None:
+    if sys.argv[1:] == ["--version"]:  # answered before the CLI's imports (ccxt alone takes a second or more)
+        from botkit import __version__
+
+        sys.stdout.write(f"botkit, version {__version__}\n")
+        raise SystemExit(0)
     try:
         from botkit.cli import main
 

@@ -275,3 +275,20 @@ async def test_without_a_token_the_control_endpoints_are_off(tmp_path, monkeypat
             assert bot.ks.state is TradingState.ACTIVE
             bot.stop()
             await run
+
+
+async def test_alerts_test_sends_one_message_to_each_destination(tmp_path, capsys):
+    from botkit.cli import main
+
+    async with receiving(fail={"discord"}) as receiver:
+        lines = [f'{k} = "{v}"' for k, v in receiver.config().items() if v is not None]
+        (tmp_path / "bot.toml").write_text("[alerts]\n" + "\n".join(lines) + "\n")
+        code = await asyncio.to_thread(main, ["alerts", "test", "--config", str(tmp_path / "bot.toml")])
+    out = capsys.readouterr().out
+    assert code == 1 and "webhook: delivered" in out and "telegram: delivered" in out
+    assert "discord: failed: HTTP 500" in out and SECRET not in out
+    assert sorted(kind for kind, _, _ in receiver.got) == ["discord", "slack", "telegram", "webhook"]
+    assert all("test message" in receiver.texts(kind)[0] for kind in ("webhook", "slack", "discord", "telegram"))
+    (tmp_path / "none.toml").write_text("[alerts]\n")
+    assert main(["alerts", "test", "--config", str(tmp_path / "none.toml")]) == 2
+    assert "names no destination" in capsys.readouterr().err

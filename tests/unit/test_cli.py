@@ -132,3 +132,30 @@ def test_ctrl_c_while_the_cli_imports_ends_with_one_line(monkeypatch, capsys):
         run()
     assert ended.value.code == 130
     assert capsys.readouterr().err == "botkit: interrupted\n"
+
+
+def test_version_answers_without_importing_the_cli():
+    import subprocess
+    import sys
+
+    code = "import sys; sys.argv = ['botkit', '--version']; from botkit.launch import run\n" \
+           "try:\n    run()\nexcept SystemExit:\n    pass\nprint(sorted(m for m in sys.modules if m.startswith(('ccxt', 'botkit.cli'))))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert done.stdout.splitlines() == ["botkit, version 0.1.0", "[]"], done.stderr
+
+
+def test_the_demo_keeps_the_last_few_journals_it_set_aside_with_their_files(tmp_path):
+    from rich.console import Console
+
+    from botkit.cli import SET_ASIDE_KEPT, _set_aside
+
+    journal = tmp_path / "botkit-demo.sqlite"
+    for n in range(SET_ASIDE_KEPT + 3):
+        for suffix in ("", "-wal", "-shm", ".log"):
+            journal.with_name(journal.name + suffix).write_text(str(n))
+        _set_aside(journal, Console(file=open(tmp_path / "out.txt", "w")))  # noqa: SIM115
+    kept = sorted(tmp_path.glob("botkit-demo-*.sqlite"))
+    assert len(kept) == SET_ASIDE_KEPT and not journal.exists()
+    assert [p.read_text() for p in kept] == [str(n) for n in range(3, SET_ASIDE_KEPT + 3)]  # the newest stay
+    leftovers = {p.name for p in tmp_path.iterdir()} - {"out.txt"}
+    assert leftovers == {k.name + s for k in kept for s in ("", "-wal", "-shm", ".log")}
