@@ -482,6 +482,7 @@ def alerts_test(config_file: Path) -> int:
 # --------------------------------------------------------------------------------------------- run
 
 DEMO_JOURNAL = Path("botkit-demo.sqlite")
+DEMO_CONFIG = Path("config/demo.toml")  # what the demo does, visible and editable (built-in defaults without it)
 
 
 @cli.command("run")
@@ -491,19 +492,26 @@ DEMO_JOURNAL = Path("botkit-demo.sqlite")
 @click.option("--live", is_flag=True, help="Required to run a config whose mode is 'live'.")
 @click.option("--offline", is_flag=True,
               help="Mode paper: take market data from an in-process emulator instead of the exchange.")  # fmt: skip
-@click.option("--scenario", type=click.Choice(sorted(SCENARIOS)), default="trend", show_default=True,
-              help="Market of the in-process emulator (demo, or paper --offline).")  # fmt: skip
+@click.option("--scenario", type=click.Choice(sorted(SCENARIOS)), default="demo", show_default=True,
+              help="Market of the in-process emulator (demo, or paper --offline); its events are placed to fit "
+                   "--duration.")  # fmt: skip
+@click.option("--seed", type=int, default=1, show_default=True, help="The in-process emulator's market: same seed, "
+              "same prices.")  # fmt: skip
 @click.option("--speed", type=POSITIVE, default=Decimal(10), show_default=True,
               help="Simulated seconds per second of the in-process emulator (demo, or paper --offline).")  # fmt: skip
 @click.option("--record", "record_dir", type=click.Path(path_type=Path, file_okay=False),
               help="Record the market data the bot sees into this (new) folder, for a replay.")  # fmt: skip
 def run_command(config_file: Path | None, strategy_spec: str | None, duration: Decimal | None, live: bool,
-                offline: bool, scenario: str, speed: Decimal, record_dir: Path | None) -> int:  # fmt: skip
-    """Run a strategy. With no options: the offline demo (sma_cross on an in-process emulator for 60 s)."""
+                offline: bool, scenario: str, seed: int, speed: Decimal, record_dir: Path | None) -> int:  # fmt: skip
+    """Run a strategy. With no options: the offline demo (config/demo.toml's strategy on an in-process emulator
+    for 60 s, in a market that tests its guardrails)."""
     from botkit.runtime.strategy import load_strategy, make_strategy
 
+    demo = config_file is None
+    if demo and DEMO_CONFIG.is_file():
+        config_file = DEMO_CONFIG
     config = load_config(config_file)
-    if config_file is None:
+    if demo:
         config = config.model_copy(update={"journal": config.journal.model_copy(update={"path": DEMO_JOURNAL})})
     if strategy_spec:
         config = config.model_copy(update={"strategy": strategy_spec})
@@ -516,7 +524,7 @@ def run_command(config_file: Path | None, strategy_spec: str | None, duration: D
     if offline and config.mode != "paper":
         raise UserError(f"--offline is for mode 'paper' (this config's mode is {config.mode!r})")
     strategy = make_strategy(load_strategy(config.strategy), config.params)
-    seconds = float(duration) if duration is not None else (60.0 if config_file is None else None)
+    seconds = float(duration) if duration is not None else (60.0 if demo else None)
     in_process = config.exchange.emulator_url is None and (config.mode == "demo" or offline)
     tape = None
     if record_dir is not None:
@@ -526,7 +534,19 @@ def run_command(config_file: Path | None, strategy_spec: str | None, duration: D
             tape = Tape(record_dir)
         except TapeError as exc:
             raise UserError(f"--record: {exc}") from None
-    return asyncio.run(_run_bot(config, strategy, seconds, scenario, float(speed), in_process, tape))
+    market = None
+    if in_process:
+        market = _fitted_market(config, scenario, seed, float(speed), seconds)
+    return asyncio.run(_run_bot(config, strategy, seconds, market, tape))
+
+
+def _fitted_market(config: Any, scenario: str, seed: int, speed: float, seconds: float | None) -> EmulatorSettings:
+    """The in-process emulator's settings: the scenario's events placed within the run (a run without an end
+    is taken as 10 minutes long), and for funding-squeeze, fundings every quarter of it."""
+    run_s = seconds if seconds is not None else 600.0
+    fitted = SCENARIOS[scenario].fitted(run_s, speed, float(config.killswitch.stale_feed_seconds))
+    funding_s = run_s * speed / 4 if fitted.funding_pinned else 8 * 3600.0
+    return EmulatorSettings(scenario=fitted, seed=seed, speed=speed, funding_interval_s=funding_s)
 
 
 SET_ASIDE_KEPT = 5  # journals set aside by earlier runs that are kept (the oldest beyond go)
@@ -555,13 +575,14 @@ def _set_aside(journal: Path, out: Console) -> None:
                 gone.with_name(gone.name + suffix).unlink()
 
 
-async def _run_bot(config: Any, strategy: Any, seconds: float | None, scenario: str, speed: float,
-                   in_process: bool, tape: Any = None) -> int:  # fmt: skip
+async def _run_bot(config: Any, strategy: Any, seconds: float | None, market: EmulatorSettings | None,
+                   tape: Any = None) -> int:  # fmt: skip
+    """`market`: the in-process emulator to run on (None: the config's exchange or emulator)."""
     from botkit.log import configure_logging
     from botkit.operate import operating
     from botkit.runtime.bot import Bot
     from botkit.runtime.journal import JournalError, is_locked
-    from botkit.runtime.panel import status_line, status_panel, summary_table
+    from botkit.runtime.panel import status_line, status_panel, summary_lines, summary_table
     from botkit.sim.server import running_emulator
 
     journal = config.journal.path
@@ -573,6 +594,8 @@ async def _run_bot(config: Any, strategy: Any, seconds: float | None, scenario: 
         raise UserError(f"journal.path {journal}: another botkit is running on it (one bot per journal)")
     out = Console(highlight=False)
     panel = out.is_terminal
+    if not panel:  # a pipe or a file: whole lines, never wrapped at some width
+        out = Console(highlight=False, soft_wrap=True, no_color=True)
     log_file = None
     if panel:  # the panel owns the terminal: logs go to a file beside the journal
         log_file = config.journal.path.with_name(config.journal.path.name + ".log").open("a", encoding="utf-8")
@@ -581,16 +604,15 @@ async def _run_bot(config: Any, strategy: Any, seconds: float | None, scenario: 
     configure_logging(config.logging.level, config.logging.format, secrets, stream=log_file)
     async with contextlib.AsyncExitStack() as stack:
         url = str(config.exchange.emulator_url) if config.exchange.emulator_url else None
-        if in_process:
-            emu = await stack.enter_async_context(
-                running_emulator(EmulatorSettings(scenario=scenario, speed=speed, seed=int(time.time())))
-            )
+        if market is not None:
+            emu = await stack.enter_async_context(running_emulator(market))
             keys = {"api_key": SecretStr(emu.api_key), "api_secret": SecretStr(emu.api_secret)}
             config = config.model_copy(update={"exchange": config.exchange.model_copy(update=keys)})
             url = emu.url
+            name = getattr(market.scenario, "name", market.scenario)
             out.print(f"botkit {config.mode}: {type(strategy).__name__} on the in-process emulator at {url} "
-                      f"(scenario {scenario}, {speed:g}x), {config.symbols}")  # fmt: skip
-        if in_process or config.mode == "paper":
+                      f"(scenario {name}, seed {market.seed}, {market.speed:g}x), {config.symbols}")  # fmt: skip
+        if market is not None or config.mode == "paper":
             _set_aside(config.journal.path, out)
         try:
             bot = Bot(config, strategy, emulator_url=url, tape=tape)
@@ -624,7 +646,10 @@ async def _run_bot(config: Any, strategy: Any, seconds: float | None, scenario: 
         summary = runner.result()
     if log_file is not None:
         log_file.close()
-    out.print(summary_table(summary))
+    if panel:
+        out.print(summary_table(summary))
+    else:
+        out.print(summary_lines(summary), markup=False)
     if tape is not None:
         out.print(f"recording: {tape.path} ({tape.entries} entries); replay it with botkit replay {summary.journal} "
                   f"--recording {tape.path.parent}")  # fmt: skip

@@ -33,9 +33,10 @@ from botkit.log import get_logger
 from botkit.runtime import events
 
 log = get_logger("botkit.alerts")
+# the journal kinds that can raise an alert
 ALERTING = frozenset({events.SwitchChanged.KIND, events.HaltAction.KIND, events.GuardCut.KIND,
                       events.StopChanged.KIND, events.RuntimeFailed.KIND, events.SessionStarted.KIND,
-                      events.SessionStopped.KIND})  # the journal kinds that can raise an alert  # fmt: skip
+                      events.SessionStopped.KIND, events.RulesChanged.KIND})  # fmt: skip
 BACKOFF_BASE_S = 0.5  # the first retry waits this long, doubling up to BACKOFF_CAP_S
 BACKOFF_CAP_S = 30.0
 SHOWN = 20  # alerts listed in full in one message; the rest are counted by kind
@@ -55,42 +56,8 @@ class Alert:
 
 def alert_for(kind: str, symbol: str | None, data: dict[str, Any], now: float) -> Alert | None:
     """The alert a journal row raises, if any (the row's own figures, never a secret: the journal holds none)."""
-    where = f" {symbol}" if symbol else ""
-    if kind == events.SwitchChanged.KIND:
-        event, trigger, state = data.get("event"), data.get("trigger"), _value(data.get("state"))
-        if event == "tripped":
-            return Alert(now, "critical", kind, f"TRIP {trigger} -> {state}: {data.get('figures')}", symbol)
-        if event == "cleared":
-            return Alert(now, "info", kind, f"cleared {trigger}: {data.get('figures')}", symbol)
-        level = "info" if state == "ACTIVE" else "warning"
-        return Alert(now, level, kind, f"trading state {state} ({trigger})", symbol)
-    if kind == events.HaltAction.KIND:
-        figures = " ".join(f"{k}={_value(v)}" for k, v in data.items() if v is not None and k != "action")
-        return Alert(now, "warning", kind, f"halt action {data.get('action')}{where}: {figures}", symbol)
-    if kind == events.GuardCut.KIND:
-        return Alert(now, "critical", kind, f"LIQUIDATION GUARD cut{where}: {data.get('figures')}", symbol)
-    if kind == events.StopChanged.KIND and data.get("action") in ("triggered", "lost", "failed", "missing"):
-        action = data.get("action")
-        level = "critical" if action in ("failed", "missing", "lost") else "warning"
-        trigger = f" trigger {_value(data.get('trigger'))}" if data.get("trigger") is not None else ""
-        why = f": {data.get('why')}" if data.get("why") else ""
-        return Alert(now, level, kind, f"exchange stop {action}{where}{trigger}{why}", symbol)
-    if kind == events.RuntimeFailed.KIND:
-        return Alert(now, "critical", kind, f"runtime error in {data.get('where')}: {data.get('error')}", symbol)
-    if kind == events.SessionStarted.KIND:
-        return Alert(now, "info", kind, f"started {data.get('strategy')} in mode {data.get('mode')} on "
-                                        f"{', '.join(data.get('symbols') or [])}")  # fmt: skip
-    if kind == events.SessionStopped.KIND:
-        crashed = data.get("crashed")
-        level = "critical" if crashed else "info"
-        ended = f"stopped: {data.get('reason')}" + (f" ({crashed})" if crashed else "")
-        return Alert(now, level, kind, f"{ended}; trading state {_value(data.get('state'))}, equity "
-                                       f"{_value(data.get('equity_end'))}")  # fmt: skip
-    return None
-
-
-def _value(value: Any) -> str:
-    return str(getattr(value, "value", value))
+    said = events.headline(kind, symbol, data)
+    return Alert(now, said[0], kind, said[1], symbol) if said is not None else None
 
 
 def compose(bot: str, alerts: list[Alert], dropped: int = 0) -> tuple[str, str]:

@@ -60,6 +60,7 @@ from botkit.venue.simulated import SimulatedVenue
 log = get_logger("botkit.bot")
 STOP_STEP_S = 15.0  # the longest any one shutdown step may take
 RECENT_EVENTS = 30  # notable journal rows kept for the panel and the status page
+GUARDRAIL_ACTIONS = 200  # guardrail actions listed in a run's summary (the journal has them all)
 NOTABLE = frozenset({  # the journal's kinds a person watching the bot wants to see as they happen
     "killswitch", "halt.action", "liquidation_guard", "stop", "order.failed", "feed", "strategy.error", "error",
     "reconcile", "rules", "journal.rotated", "session.started", "session.stopped", "fill", "funding", "alert.failed",
@@ -88,6 +89,7 @@ class Summary:
     open_orders: int
     stats: Stats
     journal: str
+    guardrails: tuple[str, ...] = ()  # what the guardrails did, one line each, "[12.3s] TRIP stale_feed ..."
 
 
 class _StrategyPort:
@@ -191,6 +193,8 @@ class Bot:
             if isinstance(self.venue, SimulatedVenue):
                 self.venue.tape = tape.record
         self.recent: deque[dict[str, Any]] = deque(maxlen=RECENT_EVENTS)
+        self.acted: list[str] = []  # what the guardrails did (for the summary)
+        self._started: float | None = None
         self.journal.listeners.append(self._remember)
         self.log_path: str | None = None  # where the log goes when not to the terminal (set by the CLI)
         self.crashed: str | None = None
@@ -230,6 +234,12 @@ class Bot:
             shown = {k: v for k, v in data.items() if k not in ("config", "params", "stats")}
             self.recent.append({"time": self.clock.time(), "kind": kind, "symbol": symbol, "client_id": client_id,
                                 "data": shown})  # fmt: skip
+        if (kind in events.GUARDRAIL_KINDS and data.get("event") != "state" and data.get("action") != "cancel_on_exit"
+                and len(self.acted) < GUARDRAIL_ACTIONS):  # fmt: skip
+            said = events.headline(kind, symbol, data)
+            if said is not None:
+                since = self.clock.monotonic() - self._started if self._started is not None else 0.0
+                self.acted.append(f"[{since:.1f}s] {said[1]}")
 
     def _journal_failed(self, error: str) -> None:
         """The journal cannot write: nothing new may start; cancels and risk cuts keep working."""
@@ -264,7 +274,7 @@ class Bot:
         self._stopping.set()
 
     async def run(self, duration: float | None = None) -> Summary:
-        started = self.clock.monotonic()
+        started = self._started = self.clock.monotonic()
         self.reconciler.started_ms = int(self.clock.time() * 1000)
         self.journal.write(events.SessionStarted(
             mode=self.config.mode, strategy=type(self.strategy).__name__, symbols=self.symbols,
@@ -425,5 +435,5 @@ class Bot:
             reason=self._stop_reason, crashed=self.crashed, seconds=seconds, state=self.ks.state,
             equity_start=self.account.equity_start, equity_end=self.account.equity,
             positions=dict(self.account.positions), open_orders=len(self.router.tracker.open()),
-            stats=self.stats, journal=str(self.journal.path),
+            stats=self.stats, journal=str(self.journal.path), guardrails=tuple(self.acted),
         )  # fmt: skip

@@ -337,3 +337,47 @@ def _shape(cls: type[JournalEvent]) -> tuple[frozenset[str], frozenset[str]]:
 
 
 _SHAPES = {cls: _shape(cls) for cls in KINDS.values()}
+
+
+GUARDRAIL_KINDS = frozenset({"killswitch", "halt.action", "liquidation_guard", "stop", "rules"})
+
+
+def headline(kind: str, symbol: str | None, data: dict[str, Any]) -> tuple[str, str] | None:
+    """(level, one line) for a person, of a row worth telling (a trip, a state change, a guard's action, an
+    exchange stop's fate, an error, a session's start and end); None for the rest. Levels: info, warning,
+    critical."""
+    where = f" {symbol}" if symbol else ""
+    if kind == SwitchChanged.KIND:
+        event, trigger, state = data.get("event"), data.get("trigger"), _text(data.get("state"))
+        if event == "tripped":
+            return "critical", f"TRIP {trigger} -> {state}: {data.get('figures')}"
+        if event == "cleared":
+            return "info", f"cleared {trigger}: {data.get('figures')}"
+        return ("info" if state == "ACTIVE" else "warning"), f"trading state {state} ({trigger})"
+    if kind == HaltAction.KIND:
+        figures = " ".join(f"{k}={_text(v)}" for k, v in data.items() if v is not None and k != "action")
+        return "warning", f"halt action {data.get('action')}{where}: {figures}"
+    if kind == GuardCut.KIND:
+        return "critical", f"LIQUIDATION GUARD cut{where}: {data.get('figures')}"
+    if kind == StopChanged.KIND and data.get("action") in ("triggered", "lost", "failed", "missing"):
+        action = data.get("action")
+        trigger = f" trigger {_text(data.get('trigger'))}" if data.get("trigger") is not None else ""
+        why = f": {data.get('why')}" if data.get("why") else ""
+        return ("warning" if action == "triggered" else "critical"), f"exchange stop {action}{where}{trigger}{why}"
+    if kind == RulesChanged.KIND and data.get("leverage") is not None:
+        return "warning", f"leverage lowered to {data.get('leverage')}x{where} (the exchange's brackets changed)"
+    if kind == RuntimeFailed.KIND:
+        return "critical", f"runtime error in {data.get('where')}: {data.get('error')}"
+    if kind == SessionStarted.KIND:
+        symbols = ", ".join(data.get("symbols") or [])
+        return "info", f"started {data.get('strategy')} in mode {data.get('mode')} on {symbols}"
+    if kind == SessionStopped.KIND:
+        crashed = data.get("crashed")
+        ended = f"stopped: {data.get('reason')}" + (f" ({crashed})" if crashed else "")
+        return ("critical" if crashed else "info"), (f"{ended}; trading state {_text(data.get('state'))}, equity "
+                                                     f"{_text(data.get('equity_end'))}")  # fmt: skip
+    return None
+
+
+def _text(value: Any) -> str:
+    return str(getattr(value, "value", value))

@@ -6,10 +6,14 @@ from decimal import Decimal
 from typing import Any
 
 from rich.console import Group
+from rich.markup import escape
 from rich.table import Table
 
 from botkit.margin import plain
 from botkit.runtime.bot import Summary
+from botkit.runtime.events import headline
+
+RECENT_SHOWN = 8  # recent events in the panel
 
 
 def _n(value: Decimal | None, places: int = 2) -> str:
@@ -25,11 +29,13 @@ def status_panel(status: dict[str, Any], elapsed: float) -> Group:
         f"[bold]open orders[/] {status['open_orders']}",
         f"[bold]elapsed[/] {elapsed:.0f}s",
     )
-    positions = Table("symbol", "side", "qty", "entry", "mark", "liquidation", "distance", "uPnL", title="positions")
+    positions = Table("symbol", "side", "qty", "entry", "mark", "liquidation", "distance", "stop", "uPnL",
+                      title="positions")  # fmt: skip
     for p in status["positions"]:
         distance = "-" if p["distance"] is None else f"{p['distance']:.2%}"
+        stop = _n(p["stop"]) + ("" if p["stop_held"] else " [red](not on the exchange)[/]")
         positions.add_row(p["symbol"], p["side"], plain(p["qty"]), _n(p["entry"]), _n(p["mark"]),
-                          _n(p["liquidation"]), distance, _n(p["pnl"]))  # fmt: skip
+                          _n(p["liquidation"]), distance, stop, _n(p["pnl"]))  # fmt: skip
     feeds = Table("stream", "age", title="feeds")
     for name, age in status["feed_ages"].items():
         down = " (down: REST)" if name in status["feeds_down"] else ""
@@ -38,10 +44,26 @@ def status_panel(status: dict[str, Any], elapsed: float) -> Group:
     rejected = ", ".join(f"{code} {n}" for code, n in stats.rejected.most_common()) or "-"
     orders.add_row(str(stats.intents), str(stats.accepted), str(stats.sent), str(stats.fills), str(stats.cancels),
                    rejected)  # fmt: skip
-    parts: list[Any] = [head, positions, feeds, orders]
+    recent = Table("time", "event", title="recent events", show_header=False)
+    for event in status["recent"][-RECENT_SHOWN:]:
+        recent.add_row(f"{event['time'] % 86400 // 3600:02.0f}:{event['time'] % 3600 // 60:02.0f}:"
+                       f"{event['time'] % 60:02.0f}", escape(describe(event)))  # fmt: skip
+    parts: list[Any] = [head, positions, feeds, orders, recent]
     if status["trips"]:
-        parts.append("[bold red]trips[/] " + "; ".join(f"{t}: {f}" for t, f in status["trips"].items()))
+        parts.append("[bold red]trips[/] " + escape("; ".join(f"{t}: {f}" for t, f in status["trips"].items())))
+    parts.append(f"[dim]journal {escape(status['journal'])}"
+                 + (f" · log {escape(status['log'])}" if status["log"] else "") + "[/]")  # fmt: skip
     return Group(*parts)
+
+
+def describe(event: dict[str, Any]) -> str:
+    """One line for a recent event: its headline if it has one, else its kind and scalar fields."""
+    said = headline(event["kind"], event["symbol"], event["data"])
+    if said is not None:
+        return said[1]
+    fields = " ".join(f"{k}={plain(v) if isinstance(v, Decimal) else v}" for k, v in event["data"].items()
+                      if v is not None and not isinstance(v, dict | list))  # fmt: skip
+    return f"{event['kind']}{' ' + event['symbol'] if event['symbol'] else ''} {fields}"[:160]
 
 
 def status_line(status: dict[str, Any], elapsed: float) -> str:
@@ -53,10 +75,7 @@ def status_line(status: dict[str, Any], elapsed: float) -> str:
             f"rejected={rejected} fills={stats.fills}")  # fmt: skip
 
 
-def summary_table(summary: Summary) -> Table:
-    table = Table(title="botkit run: summary", show_header=False)
-    table.add_column(style="bold")
-    table.add_column()
+def summary_rows(summary: Summary) -> list[tuple[str, str]]:
     stats = summary.stats
     change = None
     if summary.equity_start is not None and summary.equity_end is not None:
@@ -78,8 +97,32 @@ def summary_table(summary: Summary) -> Table:
         ("fills / cancels", f"{stats.fills} / {stats.cancels}"),
         ("kill-switch trips", str(stats.trips)),
         ("strategy errors", str(stats.strategy_errors)),
-        ("journal", summary.journal),
+        ("guardrails acted", _guardrails(summary)),
+        ("journal", f"{summary.journal} (botkit report {summary.journal} explains every decision)"),
     ]
-    for name, value in rows:
-        table.add_row(name, value)
+    return rows
+
+
+def _guardrails(summary: Summary) -> str:
+    if not summary.guardrails:
+        return "none: nothing in this run called for them"
+    return "\n".join(summary.guardrails)
+
+
+def summary_table(summary: Summary) -> Table:
+    table = Table(title="botkit run: summary", show_header=False)
+    table.add_column(style="bold")
+    table.add_column()
+    for name, value in summary_rows(summary):
+        table.add_row(name, escape(value))
     return table
+
+
+def summary_lines(summary: Summary) -> str:
+    """The summary for a pipe or a file: `name: value` lines, never wrapped."""
+    lines = ["botkit run: summary"]
+    for name, value in summary_rows(summary):
+        first, *more = value.split("\n")
+        lines.append(f"{name}: {first}")
+        lines += [f"    {line}" for line in more]
+    return "\n".join(lines)

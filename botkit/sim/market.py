@@ -20,6 +20,7 @@ import random
 from collections import deque
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
+from typing import Any
 
 from botkit.margin import Tier, cum_from_rates, floor_to_step
 from botkit.sim.history import LiveBar, SymbolHistory, funding_rate
@@ -152,7 +153,24 @@ class Scenario:
     stall_at: float | None = None  # WebSocket market data frozen from stall_at for stall_seconds
     stall_seconds: float = 60.0
     funding_pinned: bool = False  # funding at its cap
-    tighten_at: float | None = None  # brackets halve their max leverage at this time
+    tighten_at: float | None = None  # brackets cut their max leverage at this time ...
+    tighten_factor: int = 2  # ... to this fraction of it (at least 1x)
+
+    def fitted(self, run_s: float, speed: float, stale_s: float) -> Scenario:
+        """The same market with its events placed within a run of `run_s` real seconds at `speed`, for a
+        bot whose stale-feed limit is `stale_s`: a crash once positions exist (halfway), a stall long enough
+        to trip the stale-feed guard that ends with time to recover, brackets cut while positions are held."""
+        sim = run_s * speed
+        changes: dict[str, Any] = {}
+        if self.crash_at is not None:
+            changes |= {"crash_at": 0.5 * sim, "crash_seconds": min(self.crash_seconds, 0.05 * sim)}
+        if self.stall_at is not None:
+            stall_real = max(1.5 * stale_s, 0.15 * run_s)
+            start = max(0.9 * run_s - 2 * stall_real, 0.5 * run_s)  # data back with time left to resume
+            changes |= {"stall_at": start * speed, "stall_seconds": stall_real * speed}
+        if self.tighten_at is not None:
+            changes["tighten_at"] = 0.5 * sim
+        return replace(self, **changes)
 
 
 SCENARIOS: dict[str, Scenario] = {
@@ -163,7 +181,9 @@ SCENARIOS: dict[str, Scenario] = {
         Scenario("flash-crash", crash_at=30.0),
         Scenario("feed-stall", stall_at=20.0),
         Scenario("funding-squeeze", funding_pinned=True),
-        Scenario("limits-tighten", tighten_at=30.0),
+        Scenario("limits-tighten", tighten_at=30.0, tighten_factor=16),
+        # the demo: a trend the strategy follows, a crash into its position, then a stalled feed it recovers from
+        Scenario("demo", drift=0.000004, crash_at=300.0, stall_at=400.0),
     )
 }
 
@@ -272,7 +292,7 @@ class Market:
         of that time, as Binance stamps it, not as of the step that happened to cross it)."""
         self.steps += 1
         if self.scenario.tighten_at is not None and self.elapsed_s >= self.scenario.tighten_at:
-            self.tighten_brackets()
+            self.tighten_brackets(factor=self.scenario.tighten_factor)
             self.scenario = replace(self.scenario, tighten_at=None)
         crash = self._crash_drift()
         for name, state in self.symbols.items():
@@ -382,11 +402,11 @@ class Market:
 
     # ------------------------------------------------------------------------------- rule changes
 
-    def tighten_brackets(self, symbol: str | None = None) -> None:
-        """Halve every bracket's max leverage (at least 1x), as venues do in stressed markets."""
+    def tighten_brackets(self, symbol: str | None = None, factor: int = 2) -> None:
+        """Cut every bracket's max leverage to 1/factor of it (at least 1x), as venues do in stressed markets."""
         for name, st in self.symbols.items():
             if symbol in (None, name):
-                st.tiers = tuple(replace(t, max_leverage=max(1, t.max_leverage // 2)) for t in st.tiers)
+                st.tiers = tuple(replace(t, max_leverage=max(1, t.max_leverage // factor)) for t in st.tiers)
 
     def last_price(self, symbol: str) -> Decimal:
         return self.symbols[symbol].last

@@ -55,6 +55,7 @@ from botkit.sim.market import (
     SPECS,
     BookSide,
     Market,
+    Scenario,
     SymbolSpec,
     SymbolState,
     Trade,
@@ -75,7 +76,7 @@ CLOSE_FRAME = "\x00close"  # queued to make a socket's writer close it (an injec
 @dataclass(frozen=True)
 class EmulatorSettings:
     seed: int = 1
-    scenario: str = "calm"
+    scenario: str | Scenario = "calm"  # a name in SCENARIOS, or a Scenario (e.g. one fitted to a run)
     speed: float = 1.0  # simulated seconds per real second
     step_ms: int = 100
     funding_interval_s: float = 8 * 3600

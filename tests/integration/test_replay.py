@@ -16,6 +16,7 @@ from botkit.config import BotConfig
 from botkit.runtime.journal import Journal
 from botkit.runtime.strategy import load_strategy, make_strategy
 from botkit.runtime.tape import Tape
+from botkit.sim.server import EmulatorSettings
 
 pytestmark = pytest.mark.timeout(120)
 ROOT = Path(__file__).resolve().parents[2]
@@ -43,7 +44,8 @@ async def recorded(tmp_path, monkeypatch) -> tuple[BotConfig, Path]:
     with monkeypatch.context() as patch:
         patch.setattr(Journal, "flush", slow_disk)
         strategy = make_strategy(load_strategy("sma_cross"), config.params)
-        assert await _run_bot(config, strategy, 4.5, "trend", 40.0, True, Tape(tmp_path / "recording")) == 0
+        assert await _run_bot(config, strategy, 4.5, EmulatorSettings(scenario="trend", speed=40.0),
+                              Tape(tmp_path / "recording")) == 0
     return config, tmp_path / "recording"
 
 

@@ -138,8 +138,9 @@ def test_version_answers_without_importing_the_cli():
     import subprocess
     import sys
 
-    code = "import sys; sys.argv = ['botkit', '--version']; from botkit.launch import run\n" \
-           "try:\n    run()\nexcept SystemExit:\n    pass\nprint(sorted(m for m in sys.modules if m.startswith(('ccxt', 'botkit.cli'))))"
+    code = ("import sys; sys.argv = ['botkit', '--version']; from botkit.launch import run\n"
+            "try:\n    run()\nexcept SystemExit:\n    pass\n"
+            "print(sorted(m for m in sys.modules if m.startswith(('ccxt', 'botkit.cli'))))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert done.stdout.splitlines() == ["botkit, version 0.1.0", "[]"], done.stderr
 
