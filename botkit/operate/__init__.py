@@ -39,9 +39,9 @@ def summary_line(bot: Any) -> str:
 
 
 @contextlib.asynccontextmanager
-async def operating(bot: Any, *, token: str | None = None) -> AsyncIterator[Operations]:
+async def operating(bot: Any, *, token: str | None = None, drain_s: float = DRAIN_S) -> AsyncIterator[Operations]:
     """Alerts, metrics and the status page of `bot` for as long as the block runs (enter it before
-    `bot.run()`, so the session's first row is seen; the last alerts are sent when it ends)."""
+    `bot.run()`, so the session's first row is seen; the last alerts get `drain_s` to go out when it ends)."""
     config = bot.config
     alerts = Alerts(config.alerts, bot.journal.path.stem, clock=bot.clock, journal=bot.journal,
                     summary=lambda: summary_line(bot))  # fmt: skip
@@ -71,7 +71,7 @@ async def operating(bot: Any, *, token: str | None = None) -> AsyncIterator[Oper
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        await alerts.drain(DRAIN_S)
+        await alerts.drain(drain_s)
         for runner in runners:
             await runner.cleanup()
 

@@ -169,7 +169,7 @@ class Scenario:
             start = max(0.9 * run_s - 2 * stall_real, 0.5 * run_s)  # data back with time left to resume
             changes |= {"stall_at": start * speed, "stall_seconds": stall_real * speed}
         if self.tighten_at is not None:
-            changes["tighten_at"] = 0.5 * sim
+            changes["tighten_at"] = 0.7 * sim
         return replace(self, **changes)
 
 

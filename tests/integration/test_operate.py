@@ -116,8 +116,8 @@ async def test_a_failing_or_hanging_receiver_delays_no_order_and_the_failure_is_
                             alerts=receiver.config(group_seconds=0, timeout_seconds=30, retries=1,
                                                    discord_url=None, telegram_token=None, telegram_chat_id=None))
         bot = Bot(config, QuickSma(QuickSma.Params(fast=2, slow=4)))
-        async with operating(bot):
-            run = asyncio.create_task(bot.run(duration=8))
+        async with operating(bot, drain_s=0.2):  # (the hanging webhook would hold the drain for its whole time)
+            run = asyncio.create_task(bot.run(duration=5))
             await wait_for(lambda: receiver.hanging, 5)  # the webhook holds the session's first alert
             hung_at = receiver.hanging[0]
             summary = await run

@@ -39,6 +39,7 @@ def test_every_kind_round_trips(tmp_path):
                            type="stop_market", qty=D("0.003"), trigger=D("49000.0"), why="entry"),
         events.JournalCarried(positions={"BTC/USDT:USDT": "-0.003"}),
         events.JournalRotated(previous="bot.20261201T000000000000Z.sqlite", carried=7),
+        events.AlertFailed(destination="telegram", error="HTTP 502: bad gateway", attempts=5, alerts=3),
     ]
     assert {type(e) for e in written} == set(events.KINDS.values())  # every kind is here
     for event in written:

@@ -6,7 +6,7 @@ function) is an arrow, and no arrow may run upward or close a cycle.
     venue, sim                            (venues know no runtime; the sim knows no venue)
     data                                  (history files; beside the base)
     runtime                               (above all of those)
-    backtest                              (the runtime on history)
+    backtest, operate                     (the runtime on history; alerts, metrics, status page of a running bot)
     cli, report, preflight                (the top)
 """
 
@@ -25,9 +25,11 @@ FORBIDDEN = {  # importer prefix -> botkit modules it must not import
     "botkit.guards": ("botkit.venue", "botkit.runtime", "botkit.sim", "botkit.cli", "botkit.report"),
     "botkit.venue": ("botkit.runtime", "botkit.cli", "botkit.report"),
     "botkit.sim": ("botkit.venue", "botkit.runtime", "botkit.guards", "botkit.cli"),
-    "botkit.runtime": ("botkit.cli", "botkit.report", "botkit.preflight", "botkit.backtest", "botkit.data"),
+    "botkit.runtime": ("botkit.cli", "botkit.report", "botkit.preflight", "botkit.backtest", "botkit.data",
+                       "botkit.operate"),
     "botkit.data": ("botkit.guards", "botkit.venue", "botkit.sim", "botkit.runtime", "botkit.backtest", "botkit.cli"),
     "botkit.backtest": ("botkit.cli", "botkit.report", "botkit.preflight"),
+    "botkit.operate": ("botkit.cli", "botkit.report", "botkit.preflight", "botkit.backtest", "botkit.sim"),
 }
 
 

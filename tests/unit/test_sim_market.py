@@ -85,12 +85,12 @@ def test_funding_squeeze_pins_funding_at_its_cap():
     assert all(s.funding_rate == s.spec.funding_cap for s in market.symbols.values())
 
 
-def test_limits_tighten_halves_max_leverage_mid_session():
+def test_limits_tighten_cuts_max_leverage_to_a_sixteenth_mid_session():
     market = Market(seed=1, scenario="limits-tighten")
     assert market.symbols["BTCUSDT"].tiers[0].max_leverage == 125
     while market.elapsed_s < 31:
         market.step()
-    assert market.symbols["BTCUSDT"].tiers[0].max_leverage == 62
+    assert market.symbols["BTCUSDT"].tiers[0].max_leverage == 7  # 125 // 16: below the leverage bots trade at
 
 
 def test_funding_rate_follows_binance_clamp_in_calm_markets():
