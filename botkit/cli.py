@@ -453,6 +453,40 @@ async def _serve_emulator(settings: EmulatorSettings, plan: FaultPlan | None, ho
         click.echo("botkit emulator stopped")
 
 
+def one_param(spec: str, option: str) -> tuple[str, Any]:
+    """`name=value` (the value read as TOML: numbers stay numbers, a bare word is a string)."""
+    from botkit.backtest.sweep import parse_values
+
+    name, values = parse_values(spec, option)
+    if len(values) != 1:
+        raise UserError(f"{option} {spec!r}: one value" + (" (a sweep is --grid)" if option == "--set" else ""))
+    return name, values[0]
+
+
+@cli.command("strategies")
+def strategies_command() -> None:
+    """List the strategies --strategy NAME finds (botkit's and ./strategies/), with their parameters."""
+    from botkit.runtime.strategy import available
+
+    out = Console(highlight=False, soft_wrap=True)
+    for name, cls, problem in available():
+        if cls is None:
+            out.print(f"{name}: does not load: {problem}", markup=False)
+            continue
+        doc = (cls.__doc__ or sys.modules[cls.__module__].__doc__ or "").strip().split("\n\n")[0]
+        out.print(f"{name} ({cls.__name__}, bars of {cls.timeframe:g} s): {' '.join(doc.split())}", markup=False)
+        for field, info in cls.Params.model_fields.items():
+            default = "required" if info.is_required() else f"default {info.get_default()}"
+            what = f": {info.description}" if info.description else ""
+            out.print(f"    --param {field}=...  ({_type_name(info.annotation)}, {default}){what}", markup=False)
+    out.print("\nRun one: botkit run --strategy NAME [--param name=value ...]; a file: --strategy path/file.py:Class",
+              markup=False)  # fmt: skip
+
+
+def _type_name(annotation: Any) -> str:
+    return getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
+
+
 # ------------------------------------------------------------------------------------------ alerts
 
 
@@ -487,7 +521,8 @@ DEMO_CONFIG = Path("config/demo.toml")  # what the demo does, visible and editab
 
 @cli.command("run")
 @click.option("--config", "config_file", type=click.Path(path_type=Path), help="Config file (default: the demo).")
-@click.option("--strategy", "strategy_spec", help="A name in strategies/ or module:Class (overrides the config).")
+@click.option("--strategy", "strategy_spec",
+              help="A name in strategies/, module:Class or file.py[:Class] (overrides the config).")  # fmt: skip
 @click.option("--duration", type=POSITIVE, help="Seconds to run (default: 60 for the demo, else until stopped).")
 @click.option("--live", is_flag=True, help="Required to run a config whose mode is 'live'.")
 @click.option("--offline", is_flag=True,
@@ -501,8 +536,11 @@ DEMO_CONFIG = Path("config/demo.toml")  # what the demo does, visible and editab
               help="Simulated seconds per second of the in-process emulator (demo, or paper --offline).")  # fmt: skip
 @click.option("--record", "record_dir", type=click.Path(path_type=Path, file_okay=False),
               help="Record the market data the bot sees into this (new) folder, for a replay.")  # fmt: skip
+@click.option("--param", "param_specs", multiple=True, metavar="NAME=VALUE",
+              help="A strategy parameter (over the config's [params]); botkit strategies lists them.")  # fmt: skip
 def run_command(config_file: Path | None, strategy_spec: str | None, duration: Decimal | None, live: bool,
-                offline: bool, scenario: str, seed: int, speed: Decimal, record_dir: Path | None) -> int:  # fmt: skip
+                offline: bool, scenario: str, seed: int, speed: Decimal, record_dir: Path | None,
+                param_specs: tuple[str, ...]) -> int:  # fmt: skip
     """Run a strategy. With no options: the offline demo (config/demo.toml's strategy on an in-process emulator
     for 60 s, in a market that tests its guardrails)."""
     from botkit.runtime.strategy import load_strategy, make_strategy
@@ -523,7 +561,8 @@ def run_command(config_file: Path | None, strategy_spec: str | None, duration: D
             raise UserError("refusing a live run with guardrails disabled: " + "; ".join(gaps))
     if offline and config.mode != "paper":
         raise UserError(f"--offline is for mode 'paper' (this config's mode is {config.mode!r})")
-    strategy = make_strategy(load_strategy(config.strategy), config.params)
+    params = dict(config.params) | dict(one_param(spec, "--param") for spec in param_specs)
+    strategy = make_strategy(load_strategy(config.strategy), params)
     seconds = float(duration) if duration is not None else (60.0 if demo else None)
     in_process = config.exchange.emulator_url is None and (config.mode == "demo" or offline)
     tape = None
@@ -885,7 +924,7 @@ def backtest_command(config_file: Path, strategy_spec: str | None, data_dir: Pat
     """Replay history through the strategy, gate, kill switch, liquidation guard, exchange-held stops and
     journal on a simulated account; print the results and the report of the run."""
     from botkit.backtest.runner import market_id
-    from botkit.backtest.sweep import Job, grid, parse_values, run_sweep
+    from botkit.backtest.sweep import Job, grid, run_sweep
     from botkit.data.store import DataError, interval_ms
     from botkit.log import configure_logging
     from botkit.report import build_report, render_text
@@ -898,10 +937,8 @@ def backtest_command(config_file: Path, strategy_spec: str | None, data_dir: Pat
         updates["symbols"] = list(symbols)
     params = dict(config.params)
     for spec in sets:
-        name, values = parse_values(spec)
-        if len(values) != 1:
-            raise UserError(f"--set {spec!r}: one value (a sweep is --grid)")
-        params[name] = values[0]
+        name, value = one_param(spec, "--set")
+        params[name] = value
     config = load_config_with(config, updates | {"params": params})
     start_ms, end_ms = _moment_ms(start, "--from"), _moment_ms(end, "--to")
     if interval is not None:

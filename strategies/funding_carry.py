@@ -1,6 +1,10 @@
 """Funding carry: hold the side that receives funding while the rate is rich (short when longs pay,
 long when shorts pay), and close once the rate falls back. A wide stop limits the damage if the price
 runs against the carry; botkit sizes the position for that stop.
+
+It needs a market whose funding is rich: |rate| above `enter_rate` (0.03 % a period by default). In a
+calm market it waits and never trades. On the emulator: `botkit run --strategy funding_carry --scenario
+funding-squeeze` (funding at its cap, settled four times within the run).
 """
 
 from __future__ import annotations

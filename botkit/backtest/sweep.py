@@ -33,11 +33,11 @@ class Job:
     end_ms: int | None
 
 
-def parse_values(spec: str) -> tuple[str, list[Any]]:
+def parse_values(spec: str, option: str = "--grid") -> tuple[str, list[Any]]:
     """`name=v1,v2,...` (values read as TOML: numbers stay numbers) -> (name, values)."""
     name, sep, values = spec.partition("=")
     if not sep or not name.strip() or not values.strip():
-        raise ConfigError([f"--grid {spec!r}: expected name=value[,value...]"])
+        raise ConfigError([f"{option} {spec!r}: expected name=value" + ("[,value...]" if option == "--grid" else "")])
     parsed = []
     for raw in values.split(","):
         try:

@@ -31,7 +31,7 @@ from botkit.runtime.news import (
     Stats,
     StopTriggered,
 )
-from botkit.runtime.strategy import Context, Strategy
+from botkit.runtime.strategy import Context, Strategy, located
 
 log = get_logger("botkit.dispatch")
 HOOKS = ("on_start", "on_quote", "on_bar", "on_fill", "on_order", "on_rejected", "on_state", "on_stop_triggered",
@@ -135,9 +135,10 @@ class Dispatcher:
     def _failed(self, hook: str, exc: BaseException) -> None:
         action = self.config.runtime.on_strategy_error
         self.stats.strategy_errors += 1
-        error = f"{type(exc).__name__}: {exc}"
-        log.error("strategy.error", hook=hook, error=error, action=action)
-        self.journal.write(events.StrategyFailed(hook=hook, error=error, action=action,
-                                                 traceback="".join(traceback.format_exception(exc))))
+        error, where = f"{type(exc).__name__}: {exc}", located(exc)
+        detail = "".join(traceback.format_exception(exc))
+        log.error("strategy.error", hook=hook, error=error, at=where, action=action, traceback=detail)
+        self.journal.write(events.StrategyFailed(hook=hook, error=error, action=action, where=where,
+                                                 traceback=detail))  # fmt: skip
         if action == "halt":
             self.ks.strategy_failed(f"hook={hook} error={error}")

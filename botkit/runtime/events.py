@@ -233,6 +233,7 @@ class StrategyFailed(JournalEvent):
     hook: str
     error: str
     action: str
+    where: str = ""  # file:line where it was raised
     traceback: str = ""
 
 

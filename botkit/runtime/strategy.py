@@ -26,11 +26,15 @@ guardrails run in their own tasks either way.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import inspect
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from types import ModuleType
 from typing import Any, ClassVar, Protocol
 
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -116,29 +120,21 @@ class Strategy:
 
 
 def load_strategy(spec: str) -> type[Strategy]:
-    """A strategy class by name (`sma_cross`: the file strategies/sma_cross.py) or as `module:Class`."""
-    module_name, _, class_name = spec.partition(":")
-    if not class_name:
-        module_name = f"strategies.{spec}"
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name is not None and module_name.startswith(exc.name):
-            raise ConfigError(
-                [f"strategy = {spec!r}: no module {module_name!r} (a name in strategies/, or module:Class)"]
-            ) from None
-        problem = f"{module_name} imports {exc.name!r}, which is not installed"
-        raise ConfigError([f"strategy = {spec!r}: {problem}"]) from None
-    except SyntaxError as exc:
-        problem = f"syntax error in {exc.filename} line {exc.lineno}: {exc.msg}"
-        raise ConfigError([f"strategy = {spec!r}: {problem}"]) from None
-    except Exception as exc:  # the module raised while it was imported
-        problem = f"importing {module_name} failed: {type(exc).__name__}: {exc}"
-        raise ConfigError([f"strategy = {spec!r}: {problem}"]) from None
+    """A strategy class by name (`sma_cross`: strategies/sma_cross.py, botkit's or the current folder's), as
+    `module:Class` (a module importable from the current folder too) or as `path/to/file.py[:Class]`."""
+    module_name, _, class_name = spec.rpartition(":") if ":" in spec else (spec, "", "")
+    if module_name.endswith(".py"):
+        module = _load_file(spec, Path(module_name))
+    else:
+        if not class_name and (local := Path.cwd() / "strategies" / f"{spec}.py").is_file() and \
+                not _packaged(spec):  # fmt: skip
+            module = _load_file(spec, local)
+        else:
+            module = _import(spec, module_name if class_name else f"strategies.{spec}")
     if class_name:
         found = getattr(module, class_name, None)
         if not (inspect.isclass(found) and issubclass(found, Strategy)):
-            raise ConfigError([f"strategy = {spec!r}: {module_name} has no Strategy subclass {class_name!r}"])
+            raise ConfigError([f"strategy = {spec!r}: {module.__name__} has no Strategy subclass {class_name!r}"])
         return found
     own = [
         c
@@ -147,9 +143,95 @@ def load_strategy(spec: str) -> type[Strategy]:
     ]
     if len(own) != 1:
         raise ConfigError(
-            [f"strategy = {spec!r}: {module_name} defines {len(own)} Strategy classes; name one as module:Class"]
+            [f"strategy = {spec!r}: {module.__name__} defines {len(own)} Strategy classes; name one as module:Class"]
         )
     return own[0]
+
+
+def _packaged(name: str) -> bool:
+    return importlib.util.find_spec(f"strategies.{name}") is not None if _has_strategies() else False
+
+
+def _has_strategies() -> bool:
+    try:
+        return importlib.util.find_spec("strategies") is not None
+    except ValueError:
+        return False
+
+
+def _import(spec: str, module_name: str) -> ModuleType:
+    """Import a module, the current folder first on the path (as `python -m` would)."""
+    here = str(Path.cwd())
+    if here not in sys.path:
+        sys.path.insert(0, here)
+    try:
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name is not None and module_name.startswith(exc.name):
+            raise ConfigError([f"strategy = {spec!r}: no module {module_name!r} (a name in strategies/, "
+                               "module:Class, or file.py:Class)"]) from None  # fmt: skip
+        raise _refused(spec, f"{module_name} imports {exc.name!r}, which is not installed") from None
+    except SyntaxError as exc:
+        raise _refused(spec, f"syntax error in {exc.filename} line {exc.lineno}: {exc.msg}") from None
+    except Exception as exc:  # the module raised while it was imported
+        raise _refused(spec, f"importing {module_name} failed: {_located(exc)}") from None
+
+
+def _load_file(spec: str, path: Path) -> ModuleType:
+    if not path.is_file():
+        raise ConfigError([f"strategy = {spec!r}: no such file {str(path)!r}"])
+    name = f"botkit_strategy_{path.stem}"
+    loader = importlib.util.spec_from_file_location(name, path)
+    if loader is None or loader.loader is None:
+        raise ConfigError([f"strategy = {spec!r}: {path} is not a Python file"])
+    module = importlib.util.module_from_spec(loader)
+    sys.modules[name] = module  # dataclasses and pickling look the module up by name
+    try:
+        loader.loader.exec_module(module)
+    except SyntaxError as exc:
+        raise _refused(spec, f"syntax error in {exc.filename} line {exc.lineno}: {exc.msg}") from None
+    except ModuleNotFoundError as exc:
+        raise _refused(spec, f"{path} imports {exc.name!r}, which is not installed") from None
+    except Exception as exc:
+        raise _refused(spec, f"running {path} failed: {_located(exc)}") from None
+    return module
+
+
+def _refused(spec: str, problem: str) -> ConfigError:
+    return ConfigError([f"strategy = {spec!r}: {problem}"])
+
+
+def located(exc: BaseException) -> str:
+    """`file:line` of the innermost frame an exception was raised in (where to look first)."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return f"{tb.tb_frame.f_code.co_filename}:{tb.tb_lineno}" if tb is not None else "?"
+
+
+def _located(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc} (at {located(exc)})"
+
+
+def available() -> list[tuple[str, type[Strategy] | None, str]]:
+    """Every strategy `--strategy NAME` finds: botkit's strategies/ and the current folder's strategies/, as
+    (name, class, problem) with the class None when it does not load (the problem says why)."""
+    names: set[str] = set()
+    if _has_strategies():
+        import strategies
+
+        for folder in getattr(strategies, "__path__", []):
+            names |= {p.stem for p in Path(folder).glob("*.py") if not p.stem.startswith("_")}
+    local = Path.cwd() / "strategies"
+    if local.is_dir():
+        names |= {p.stem for p in local.glob("*.py") if not p.stem.startswith("_")}
+    found: list[tuple[str, type[Strategy] | None, str]] = []
+    for name in sorted(names):
+        try:
+            found.append((name, load_strategy(name), ""))
+        except ConfigError as exc:
+            found.append((name, None, str(exc)))
+    return found
 
 
 def make_strategy(cls: type[Strategy], params: dict[str, Any]) -> Strategy:

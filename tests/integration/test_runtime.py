@@ -3,6 +3,7 @@ running its own clock: each example strategy trades; the guardrails act on their
 falls back to REST; a halt cancels and flattens on the exchange."""
 
 import asyncio
+from pathlib import Path
 import time
 from decimal import Decimal as D
 
@@ -132,7 +133,11 @@ async def test_a_raising_strategy_does_not_stop_the_guardrails(tmp_path):
         await wait_for(lambda: bot.ks.state is TradingState.HALTED, 5)  # the control channel still works
         summary = await run
     assert summary.crashed is None and summary.reason == "duration"
-    assert events(config, "strategy.error")[0].data["error"] == "RuntimeError: strategy bug"
+    [first, *_] = events(config, "strategy.error")
+    assert first.data["error"] == "RuntimeError: strategy bug"
+    line = next(n for n, text in enumerate(Path(__file__).read_text().splitlines(), 1) if "strategy bug" in text)
+    assert first.data["where"] == f"{__file__}:{line}"  # where to look: the strategy's own line
+    assert 'raise RuntimeError("strategy bug")' in first.data["traceback"]
 
 
 async def test_a_raising_strategy_halts_when_the_config_says_so(tmp_path):
