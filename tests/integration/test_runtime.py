@@ -3,9 +3,9 @@ running its own clock: each example strategy trades; the guardrails act on their
 falls back to REST; a halt cancels and flattens on the exchange."""
 
 import asyncio
-from pathlib import Path
 import time
 from decimal import Decimal as D
+from pathlib import Path
 
 from botkit.config import BotConfig
 from botkit.domain import TradingState
