@@ -42,12 +42,16 @@ def build_report(path: Path) -> dict[str, Any]:
     fills: list[dict[str, Any]] = []
     funding: list[dict[str, Any]] = []
     stops: list[tuple[int, str | None, str | None, dict[str, Any]]] = []  # (time, symbol, client id, data)
+    stop_kinds: dict[str, str] = {}  # client id of an exchange-held stop -> its type
+    liquidations: set[str] = set()  # client ids of the exchange's liquidation orders
     series: dict[str, Any] = {"time": [], "equity": [], "state": [], "symbols": defaultdict(lambda: defaultdict(list))}
     for e in read_events(path):
         at, d = e.wall_ms, e.data
         if e.kind == "stop":
             stops.append((at, e.symbol, e.client_id, d))
             continue
+        if e.kind == "stop.sending" and e.client_id:
+            stop_kinds[e.client_id] = str(d.get("type"))
         if e.kind == "session.started":
             sessions.append(
                 {
@@ -136,6 +140,7 @@ def build_report(path: Path) -> dict[str, Any]:
             )
             row |= {"status": d.get("status"), "filled": d.get("filled"), "average": d.get("average")}
             if d.get("type") == "liquidation":
+                liquidations.add(e.client_id)
                 timeline.append(
                     {
                         "time": iso(at),
@@ -171,7 +176,8 @@ def build_report(path: Path) -> dict[str, Any]:
                 }
             )
         elif e.kind == "funding":
-            funding.append({"time": iso(at), "symbol": e.symbol, "amount": d.get("amount"), "id": d.get("id")})
+            funding.append({"time": iso(at), "time_ms": d.get("time_ms") or at, "symbol": e.symbol,
+                            "amount": d.get("amount"), "id": d.get("id")})  # fmt: skip
         elif e.kind == "snapshot":
             _add_snapshot(series, at, d)
     for stream, (since, fallback) in down.items():  # still down when the journal ends
@@ -188,6 +194,8 @@ def build_report(path: Path) -> dict[str, Any]:
         )
     return {
         "journal": str(path),
+        "precision": _precision(series, orders, fills),
+        "trades": _trades(fills, orders, stop_kinds, liquidations, funding),
         "sessions": sessions,
         "timeline": timeline,
         "data": {"feed_gaps": gaps, "bad_frames": dict(bad_frames)},
@@ -241,6 +249,102 @@ def _timeline_entry(at: int, kind: str, d: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _places(values: Any) -> int | None:
+    """The most decimal places among these numbers (as journalled: exact strings), at most 8."""
+    found = [max(0, -int(Decimal(str(v)).normalize().as_tuple().exponent)) for v in values if v is not None]
+    return min(8, max(found)) if found else None
+
+
+def _precision(series: dict[str, Any], orders: dict[str, dict[str, Any]],
+               fills: list[dict[str, Any]]) -> dict[str, dict[str, int]]:  # fmt: skip
+    """Per symbol, the decimal places of its prices and quantities, as the market quotes them: the book's
+    prices sit on the tick and order quantities on the step (what the text and the page round to)."""
+    out: dict[str, dict[str, int]] = {}
+    symbols = set(series["symbols"]) | {o["symbol"] for o in orders.values() if o.get("symbol")}
+    for symbol in sorted(symbols):
+        snaps = series["symbols"].get(symbol, {})
+        price = _places([*snaps.get("book_bid", []), *snaps.get("book_ask", [])])
+        qty = _places([o.get("qty") for o in orders.values() if o.get("symbol") == symbol])
+        out[symbol] = {"price": 2 if price is None else price, "qty": 3 if qty is None else qty}
+    return out
+
+
+def shown(value: Any, places: int) -> str:
+    """A number for a person: rounded to `places` decimals (the JSON keeps the exact value)."""
+    if value is None:
+        return "-"
+    return f"{Decimal(str(value)):,.{places}f}"
+
+
+def _trades(fills: list[dict[str, Any]], orders: dict[str, dict[str, Any]], stop_kinds: dict[str, str],
+            liquidations: set[str], funding: list[dict[str, Any]]) -> list[dict[str, Any]]:  # fmt: skip
+    """Round trips from the journal's fills, flat to flat (a flip ends one and starts the next), each with
+    its gross PnL, the funding paid or received while it was open, and what closed it. Fees are not in the
+    journal's fills: the PnL here is before fees (the post-trade equity change includes them)."""
+    from botkit.backtest.results import REASONS
+
+    def why(client_id: str | None) -> str:
+        if client_id in liquidations:
+            return "liquidation"
+        if client_id in stop_kinds:
+            return "take-profit" if stop_kinds[client_id] == "take_profit_market" else "stop (on the exchange)"
+        order = orders.get(client_id or "", {})
+        source, tag = order.get("source") or "strategy", order.get("tag")
+        reason = REASONS.get(source, source)
+        return f"{reason} ({tag})" if reason == "signal" and tag else reason
+
+    trades: list[dict[str, Any]] = []
+    open_trips: dict[str, dict[str, Any]] = {}
+    held: dict[str, Decimal] = defaultdict(Decimal)
+    for f in fills:
+        if f.get("qty") is None or f.get("price") is None:
+            continue
+        symbol, price = f["symbol"], Decimal(str(f["price"]))
+        signed = Decimal(str(f["qty"])) * (1 if f.get("side") == "buy" else -1)
+        qty, trip = held[symbol], open_trips.get(symbol)
+        if qty and (qty > 0) != (signed > 0) and trip is not None:  # closing, in part or whole (or flipping)
+            closing = min(abs(signed), abs(qty))
+            average = trip["entry_value"] / trip["entry_qty"]
+            # gross PnL of the closing part = closing qty × (exit price − average entry) × (+1 long, −1 short)
+            trip["gross"] += closing * (price - average) * (1 if qty > 0 else -1)
+            trip["exit_qty"] += closing
+            trip["exit_value"] += closing * price
+            qty += closing if signed > 0 else -closing
+            signed -= closing if signed > 0 else -closing
+            if qty == 0:
+                trades.append(_closed(trip, f["time_ms"], why(f.get("client_id")), funding))
+                del open_trips[symbol]
+        if signed:
+            trip = open_trips.setdefault(symbol, {
+                "symbol": symbol, "side": "long" if signed > 0 else "short", "entry_ms": f["time_ms"],
+                "entry_qty": Decimal(0), "entry_value": Decimal(0), "exit_qty": Decimal(0),
+                "exit_value": Decimal(0), "gross": Decimal(0), "max_qty": Decimal(0)})  # fmt: skip
+            trip["entry_qty"] += abs(signed)
+            trip["entry_value"] += abs(signed) * price
+            qty += signed
+            trip["max_qty"] = max(trip["max_qty"], abs(qty))
+        held[symbol] = qty
+    trades += [_closed(trip, None, "open at the end", funding) for trip in open_trips.values()]
+    return sorted(trades, key=lambda t: (t["entry_ms"], t["symbol"]))
+
+
+def _closed(trip: dict[str, Any], exit_ms: int | None, why: str, funding: list[dict[str, Any]]) -> dict[str, Any]:
+    paid = sum((Decimal(str(f["amount"])) for f in funding
+                if f["symbol"] == trip["symbol"] and f.get("time_ms") is not None
+                and trip["entry_ms"] <= f["time_ms"] <= (exit_ms if exit_ms is not None else f["time_ms"])),
+               Decimal(0))  # fmt: skip
+    exit_price = trip["exit_value"] / trip["exit_qty"] if trip["exit_qty"] else None
+    return {
+        "symbol": trip["symbol"], "side": trip["side"], "entry": iso(trip["entry_ms"]), "entry_ms": trip["entry_ms"],
+        "exit": iso(exit_ms), "exit_ms": exit_ms, "qty": str(trip["max_qty"]),
+        "entry_price": str(trip["entry_value"] / trip["entry_qty"]),
+        "exit_price": str(exit_price) if exit_price is not None else None,
+        "gross_pnl": str(trip["gross"]), "funding": str(paid),
+        "pnl": str(trip["gross"] + paid),  # net of funding, before fees
+        "closed_by": why,
+    }  # fmt: skip
+
+
 def _add_snapshot(series: dict[str, Any], at: int, d: dict[str, Any]) -> None:
     series["time"].append(at)
     series["equity"].append(d.get("equity"))
@@ -249,6 +353,8 @@ def _add_snapshot(series: dict[str, Any], at: int, d: dict[str, Any]) -> None:
         row = series["symbols"][symbol]
         bid, ask, mark, liq = _dec(s.get("bid")), _dec(s.get("ask")), _dec(s.get("mark")), _dec(s.get("liquidation"))
         row["mid"].append(str((bid + ask) / 2) if bid is not None and ask is not None else None)
+        row["book_bid"].append(s.get("bid"))
+        row["book_ask"].append(s.get("ask"))
         row["mark"].append(s.get("mark"))
         row["index"].append(s.get("index"))
         row["position"].append(s.get("position"))
@@ -377,9 +483,11 @@ def render_text(report: dict[str, Any]) -> str:
         lines.append(f"  frames dropped as invalid: {data['bad_frames']}")
     lines += ["", "pricing:"]
     for symbol, p in report["pricing"].items():
+        price = _price_places(report, symbol)
         lines.append(
-            f"  {symbol}: mark {p['first_mark']} -> {p['last_mark']} (low {p['low_mark']}, high "
-            f"{p['high_mark']}), largest mark/index divergence {p['max_divergence_bps']} bps"
+            f"  {symbol}: mark {shown(p['first_mark'], price)} -> {shown(p['last_mark'], price)} (low "
+            f"{shown(p['low_mark'], price)}, high {shown(p['high_mark'], price)}), largest mark/index divergence "
+            f"{p['max_divergence_bps']} bps"
         )
     ex = report["execution"]
     lines += ["", f"execution: {ex['intents']} intents, {ex['accepted']} accepted, {ex['rejected_total']} rejected"]
@@ -404,14 +512,27 @@ def render_text(report: dict[str, Any]) -> str:
             lines.append(f"  {stretch['symbol']}: WITHOUT A STOP from {stretch['from']} to the journal's end")
     if not protection["stop_actions"]:
         lines.append("  no stop placed")
+    lines += ["", "trades (round trips, flat to flat; PnL before fees, funding included):"]
+    for t in report["trades"]:
+        price, qty = _price_places(report, t["symbol"]), report["precision"].get(t["symbol"], {}).get("qty", 3)
+        lines.append(
+            f"  {t['entry']} {t['symbol']} {t['side']} {shown(t['qty'], qty)} @ {shown(t['entry_price'], price)} -> "
+            f"{shown(t['exit_price'], price)}  PnL {shown(t['pnl'], 2)}  closed by {t['closed_by']}"
+        )
+    if not report["trades"]:
+        lines.append("  none")
     post = report["post_trade"]
     lines += [
         "",
         "post-trade:",
-        f"  equity {post['equity_start']} -> {post['equity_end']} (PnL {post['pnl']})",
+        f"  equity {shown(post['equity_start'], 2)} -> {shown(post['equity_end'], 2)} (PnL {shown(post['pnl'], 2)})",
         f"  funding paid {post['funding_paid']}, received {post['funding_received']} "
         f"({len(post['funding_payments'])} payments)",
     ]
     for symbol, distance in post["closest_liquidation_distance"].items():
         lines.append(f"  {symbol}: closest the mark came to liquidation: {Decimal(distance) * 100:.2f} %")
     return "\n".join(lines)
+
+
+def _price_places(report: dict[str, Any], symbol: str) -> int:
+    return int(report.get("precision", {}).get(symbol, {}).get("price", 2))

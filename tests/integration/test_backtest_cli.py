@@ -32,7 +32,7 @@ def test_backtest_prints_the_report_and_writes_json_and_html(in_repo, tmp_path, 
     results = json.loads(out.read_text())
     assert len(results["trades"]) == 6 and results["equity_end"].startswith("9782.74776")
     html = page.read_text()
-    assert "id='equity'" in html and "id='drawdown'" in html and html.count("class='x-tick'") >= 10
+    assert "data-charts='equity drawdown'" in html and "time (UTC)" in html and "drawdown (%)" in html
 
 
 def test_a_sweep_runs_each_parameter_set_in_its_own_process(in_repo, tmp_path, capsys):

@@ -5,6 +5,7 @@ and its HTML page must render its charts, with the trip marked, in headless Chro
 import asyncio
 import json
 import os
+import re
 import shutil
 from decimal import Decimal as D
 from pathlib import Path
@@ -102,26 +103,39 @@ def _chromium():
 def test_the_html_report_renders_its_charts_with_the_trip_marked_in_headless_chromium(crash_journal, tmp_path):
     page = tmp_path / "report.html"
     assert main(["report", str(crash_journal), "--html", str(page)]) == 0
-    assert "<script" not in page.read_text() and "http" not in page.read_text().split("<body>")[1]  # self-contained
+    html = page.read_text()
+    page_itself = re.sub(r"<script[^>]*>.*?</script>", "", html, flags=re.S)  # (the inlined library has URLs in it)
+    assert "<script src" not in html and not re.search(r"""(src|href)=["']?(https?:)?//""", page_itself)  # offline
+    assert "Trades</h2>" in html and "closest the mark came to liquidation" in html
     browser = _chromium()
     try:
         browser.get(page.as_uri())
-        charts = browser.find_elements("css selector", "svg.chart")
-        ids = {c.get_attribute("id") for c in charts}
-        assert {"price-BTC/USDT:USDT", "mark-index-BTC/USDT:USDT", "liq-BTC/USDT:USDT", "equity"} <= ids
-        for chart in charts:
-            width = browser.execute_script(
-                "return Math.max(0, ...[...arguments[0].querySelectorAll('polyline.series')]"
-                ".map(p => p.getBBox().width))", chart)  # fmt: skip
-            assert width > 100, f"chart {chart.get_attribute('id')} drew no line"
-        price = browser.find_element("id", "price-BTC/USDT:USDT")
-        trip = price.find_element("css selector", "g.marker.trip[data-trigger='drawdown']")
-        assert trip.is_displayed()
-        box = browser.execute_script("return arguments[0].getBBox()", trip)
-        assert box["height"] > 50 and 70 <= box["x"] <= 960  # a visible vertical line inside the plot
+        chart = browser.find_element("id", "charts")
+        assert chart.find_elements("css selector", ".main-svg")  # Plotly drew it, offline
+        keys = browser.find_element("css selector", "div.charts").get_attribute("data-charts").split()
+        assert {"price-BTC/USDT:USDT", "mark-index-BTC/USDT:USDT", "liq-BTC/USDT:USDT", "equity"} <= set(keys)
+        figure = browser.execute_script(
+            "const gd = document.getElementById('charts');"
+            "const titles = (re) => [...gd.querySelectorAll('g')].filter(g => re.test(g.getAttribute('class')))"
+            "                       .map(g => g.textContent).filter(t => t);"
+            "return {"
+            "  traces: gd.data.map(t => ({name: t.name, n: (t.y || []).length, legend: t.showlegend !== false,"
+            "                             text: t.text || null})),"
+            "  ytitles: titles(/^g-y[0-9]*title$/), xtitle: titles(/^g-x[0-9]*title$/),"
+            "  shapes: (gd.layout.shapes || []).length,"
+            "  matches: Object.keys(gd.layout).filter(k => k.startsWith('xaxis')).map(k => gd.layout[k].matches)};")
+        assert {"price (USDT)", "mark − index (bps)", "% of the mark", "equity (USDT)"} <= set(figure["ytitles"])
+        assert figure["xtitle"] == ["time (UTC)"]
+        linked = [m for m in figure["matches"] if m]  # every time axis but one follows that one: zoom one, all follow
+        assert len(figure["matches"]) >= 4 and len(linked) == len(figure["matches"]) - 1 and len(set(linked)) == 1
+        assert all(t["n"] > 0 for t in figure["traces"])  # no legend entry for a line never drawn
+        drawn = {t["name"] for t in figure["traces"]}
+        assert {"mid", "mark", "stop on the exchange", "buy fill", "equity", "liquidation distance"} <= drawn
+        trips = [t for t in figure["traces"] if t["name"] == "trip"]
+        assert trips and trips[0]["text"] == ["drawdown"] and figure["shapes"] >= 2  # the trip's line and label
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         shot = ARTIFACTS / "report-flash-crash.png"
-        browser.execute_script("arguments[0].scrollIntoView()", price)
+        browser.execute_script("arguments[0].scrollIntoView()", chart)
         assert browser.save_screenshot(str(shot)) and shot.stat().st_size > 10_000
     finally:
         browser.quit()
@@ -135,4 +149,5 @@ def test_render_html_handles_an_empty_journal_report():
              "post_trade": {"equity_start": None, "equity_end": None, "pnl": None, "funding_paid": "0",
                             "funding_received": "0", "funding_payments": []},
              "series": {"time": [], "equity": [], "state": [], "symbols": {}}}  # fmt: skip
-    assert "<svg" in render_html(empty)
+    page = render_html(empty)
+    assert "No snapshot." in page and "No trade." in page
