@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import tempfile
+from collections import deque
 from decimal import Decimal as D
 from pathlib import Path
 from types import SimpleNamespace
@@ -51,8 +52,8 @@ def main() -> None:
                 bare = measure(lambda e=event: journal.write(e), rows)
                 metrics = Metrics(bot_like(journal, 0))
                 alerts = Alerts(AlertsConfig(webhook_url="http://127.0.0.1:9/hook", queue_size=10**6), "bench")
-                recent: list[object] = []
-                journal.listeners = [lambda k, s, c, d: recent.append(d), metrics.counts.offer, alerts.offer]
+                recent: deque[object] = deque(maxlen=30)  # as the bot's panel keeps them
+                journal.listeners = [lambda k, s, c, d, r=recent: r.append(d), metrics.counts.offer, alerts.offer]
                 watched = measure(lambda e=event: journal.write(e), rows)
                 print(f"journal row ({name}): {bare[0]:.2f} µs p50 ({bare[1]:.2f} p99) alone; "
                       f"{watched[0]:.2f} µs p50 ({watched[1]:.2f} p99) with the panel, metrics and alerts listening "
