@@ -664,9 +664,9 @@ async def _run_bot(config: Any, strategy: Any, seconds: float | None, market: Em
         except OSError as exc:
             bot.journal.close()
             raise UserError(f"runtime.metrics_port / runtime.status_port: {exc}") from None
-        for url, what in ((ops.status_url, "status page"), (ops.metrics_url, "metrics")):
-            if url is not None:
-                out.print(f"{what}: {url}")
+        for link, what in ((ops.status_url, "status page"), (ops.metrics_url, "metrics")):
+            if link is not None:
+                out.print(f"{what}: {link}")
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, bot.stop, f"signal {signal.Signals(sig).name}")

@@ -203,8 +203,8 @@ class Journal:
             try:
                 listener(kind, symbol, client_id, data)
             except Exception as exc:  # a watcher's bug must not stop the record or the order behind it
-                self.listeners.remove(listener)
-                log.error("journal.listener_failed", listener=repr(listener), error=repr(exc))
+                self.listeners = [other for other in self.listeners if other is not listener]  # (a new list: the
+                log.error("journal.listener_failed", listener=repr(listener), error=repr(exc))  # loop reads the old)
 
     def _add(self, item: tuple[Any, Any]) -> None:
         """Into the batch: handed over at the end of this loop iteration when someone waits on it, else

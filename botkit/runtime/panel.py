@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -46,8 +47,7 @@ def status_panel(status: dict[str, Any], elapsed: float) -> Group:
                    rejected)  # fmt: skip
     recent = Table("time", "event", title="recent events", show_header=False)
     for event in status["recent"][-RECENT_SHOWN:]:
-        recent.add_row(f"{event['time'] % 86400 // 3600:02.0f}:{event['time'] % 3600 // 60:02.0f}:"
-                       f"{event['time'] % 60:02.0f}", escape(describe(event)))  # fmt: skip
+        recent.add_row(datetime.fromtimestamp(event["time"], UTC).strftime("%H:%M:%S"), escape(describe(event)))
     parts: list[Any] = [head, positions, feeds, orders, recent]
     if status["trips"]:
         parts.append("[bold red]trips[/] " + escape("; ".join(f"{t}: {f}" for t, f in status["trips"].items())))

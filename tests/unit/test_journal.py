@@ -196,3 +196,22 @@ async def test_without_the_carried_rows_a_restart_on_a_rotated_journal_misses_th
     rotating.close()
     history = JournalHistory(read_events(path, JournalHistory.KINDS))
     assert rotating.rotations >= 1 and history.unsettled() == [] and history.positions() == {}
+
+
+def test_a_listener_that_raises_is_dropped_and_the_rows_and_other_listeners_go_on(tmp_path):
+    from botkit.runtime.journal import Journal, read_events
+
+    seen: list[str] = []
+
+    def broken(kind, symbol, client_id, data):
+        raise RuntimeError("watcher bug")
+
+    journal = Journal(tmp_path / "j.sqlite", "s")
+    journal.listeners = [broken, lambda kind, *rest: seen.append(kind)]
+    try:
+        journal.record("one")
+        journal.record("two")
+    finally:
+        journal.close()
+    assert seen == ["one", "two"] and journal.listeners[0] is not broken and len(journal.listeners) == 1
+    assert [e.kind for e in read_events(tmp_path / "j.sqlite")] == ["one", "two"]
