@@ -217,11 +217,9 @@ def available() -> list[tuple[str, type[Strategy] | None, str]]:
     """Every strategy `--strategy NAME` finds: botkit's strategies/ and the current folder's strategies/, as
     (name, class, problem) with the class None when it does not load (the problem says why)."""
     names: set[str] = set()
-    if _has_strategies():
-        import strategies
-
-        for folder in getattr(strategies, "__path__", []):
-            names |= {p.stem for p in Path(folder).glob("*.py") if not p.stem.startswith("_")}
+    spec = importlib.util.find_spec("strategies") if _has_strategies() else None
+    for folder in (spec.submodule_search_locations or []) if spec is not None else []:  # the folder, not imported
+        names |= {p.stem for p in Path(folder).glob("*.py") if not p.stem.startswith("_")}
     local = Path.cwd() / "strategies"
     if local.is_dir():
         names |= {p.stem for p in local.glob("*.py") if not p.stem.startswith("_")}
