@@ -131,10 +131,17 @@ def _flatten(data: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
 @cli.command("halt")
 @click.option("--config", "config_file", type=click.Path(path_type=Path), required=True, help="The bot's config.")
 @click.option("--reason", default="manual halt", show_default=True, help="Journalled with the halt.")
-def halt_command(config_file: Path, reason: str) -> None:
+@click.option("--fleet", "fleet", is_flag=True, help="Halt every bot of the fleet ([fleet] in the config), not one.")
+@click.option("--account", help="With --fleet: only the bots of this account.")
+def halt_command(config_file: Path, reason: str, fleet: bool, account: str | None) -> None:
     """Halt the bot: no new orders, open orders cancelled; it stays halted until `botkit resume`, across
-    restarts. A running bot applies it within a second; with none running, the next start does."""
-    journal = load_config(config_file, keys=False).journal.path
+    restarts. A running bot applies it within a second; with none running, the next start does. With
+    --fleet: every bot of the fleet (or of one account), until `botkit resume --fleet`."""
+    config = load_config(config_file, keys=False)
+    if fleet or account:
+        asyncio.run(_fleet_control(config, "halt", reason, account))
+        return
+    journal = config.journal.path
     if _offline_control(journal, "halt", reason):
         click.echo(f"no bot is running on {journal}: the halt is journalled there and the next start applies it")
         return
@@ -144,14 +151,90 @@ def halt_command(config_file: Path, reason: str) -> None:
 
 @cli.command("resume")
 @click.option("--config", "config_file", type=click.Path(path_type=Path), required=True, help="The bot's config.")
-def resume_command(config_file: Path) -> None:
-    """Resume a bot halted by `botkit halt` or by a latched trigger (a ban in force stays)."""
-    journal = load_config(config_file, keys=False).journal.path
+@click.option("--fleet", "fleet", is_flag=True, help="Lift the fleet's halt (every flag, or --account's).")
+@click.option("--account", help="With --fleet: only this account's halt.")
+def resume_command(config_file: Path, fleet: bool, account: str | None) -> None:
+    """Resume a bot halted by `botkit halt` or by a latched trigger (a ban in force stays); with --fleet, lift
+    the fleet's halt."""
+    config = load_config(config_file, keys=False)
+    if fleet or account:
+        asyncio.run(_fleet_control(config, "resume", "", account))
+        return
+    journal = config.journal.path
     if _offline_control(journal, "resume", ""):
         click.echo(f"no bot is running on {journal}: the latched trips in it are cleared for the next start")
         return
     send(control_path(journal), "resume")
     click.echo(f"resume sent to {control_path(journal)}; the running bot applies it within a second")
+
+
+async def _fleet_control(config: Any, command: str, reason: str, account: str | None) -> None:
+    """`halt --fleet` / `resume --fleet`: the flag in Redis, and a message to every running bot."""
+    from redis.exceptions import RedisError
+
+    from botkit.fleet.coordinator import clear_halt, connect, set_halt, where
+
+    if config.fleet is None:
+        raise UserError("--fleet needs a [fleet] section (redis_url, name, account, ip_group) in the config")
+    client = connect(config.fleet)
+    scope = f"account {account}" if account else "every bot"
+    try:
+        if command == "halt":
+            await set_halt(client, reason, f"botkit halt ({config.fleet.name}'s config)", account)
+            click.echo(f"fleet halt set for {scope}: running bots apply it within a heartbeat, later ones at start")
+        else:
+            lifted = await clear_halt(client, account)
+            click.echo(f"fleet halt lifted for {scope} ({lifted} flag(s)); each bot resumes per its own trips")
+    except (RedisError, OSError) as exc:
+        raise UserError(f"fleet: Redis at {where(config.fleet)} is unreachable: {type(exc).__name__}") from None
+    finally:
+        await client.aclose()
+
+
+@cli.group("fleet")
+def fleet_group() -> None:
+    """The fleet of bots sharing Redis ([fleet] in the config)."""
+
+
+@fleet_group.command("status")
+@click.option("--config", "config_file", type=click.Path(path_type=Path), required=True, help="Any bot's config.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def fleet_status(config_file: Path, as_json: bool) -> None:
+    """One table of the fleet's bots: state, equity, positions, budget use, last heartbeat, reservations."""
+    from botkit.fleet.coordinator import read_fleet
+
+    config = load_config(config_file, keys=False)
+    if config.fleet is None:
+        raise UserError(f"{config_file}: no [fleet] section")
+    try:
+        fleet = asyncio.run(read_fleet(config.fleet))
+    except OSError as exc:
+        raise UserError(str(exc)) from None
+    if as_json:
+        click.echo(json.dumps(fleet, indent=2, default=str))
+        return
+    out = Console(highlight=False)
+    halts = ", ".join(f"{scope}: {flag.get('reason')}" for scope, flag in fleet["halts"].items()) or "none"
+    out.print(f"fleet halts in force: {halts}", markup=False, soft_wrap=True)
+    head = ("bot", "account", "ip group", "state", "equity", "positions", "orders", "weight used", "reservations",
+            "heartbeat")  # fmt: skip
+    rows = []
+    for bot in fleet["bots"]:
+        weight = bot.get("budgets", {}).get("weight_1m", {})
+        rows.append((bot["name"], str(bot.get("account")), str(bot.get("ip_group")), str(bot.get("state", "gone")),
+                     str(bot.get("equity")), ", ".join(f"{s} {p}" for s, p in bot.get("positions", {}).items()) or "-",
+                     str(bot.get("open_orders", "-")), f"{weight.get('used', '-')}/{weight.get('limit', '-')}",
+                     str(bot.get("reservations", "-")),
+                     f"{bot['age_s']:.1f}s ago" if bot.get("age_s") is not None else "-"))  # fmt: skip
+    if not out.is_terminal:  # a pipe or a file: a line a bot, never wrapped
+        for row in rows:
+            out.print("  ".join(f"{name}={value}" for name, value in zip(head, row, strict=True)), markup=False,
+                      soft_wrap=True)  # fmt: skip
+        return
+    table = Table(*head)
+    for row in rows:
+        table.add_row(*row)
+    out.print(table)
 
 
 def _offline_control(journal: Path, command: str, reason: str) -> bool:

@@ -269,6 +269,34 @@ class AlertsConfig(Section):
         return [v.get_secret_value() for v in values if v is not None]
 
 
+class FleetConfig(Section):
+    """Many bots, one account or one IP: shared rate budgets, one kill switch and leases over Redis
+    (botkit.fleet). Without this section nothing is shared and no Redis is needed."""
+
+    redis_url: SecretStr = Field(description="redis://[user:password@]host:port/db (a password makes it a secret)")
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$",
+                      description="this bot's name: one process per name across every machine")  # fmt: skip
+    account: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$",
+                         description="the exchange account it trades: order counts and account limits are per account")
+    ip_group: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$",
+                          description="the egress IP it shares: request weight, 429 and 418 are per IP")
+    grace_seconds: Decimal = Field(Decimal(5), gt=0, le=600,
+                                   description="Redis unreachable this long: REDUCING until it is back")  # fmt: skip
+    heartbeat_seconds: Decimal = Field(Decimal(1), gt=0, le=60, description="status and lease renewal period")
+    lease_seconds: Decimal = Field(Decimal(10), gt=0, le=3600,
+                                   description="a dead bot's name and reservations are free after this")  # fmt: skip
+    local_share: Decimal = Field(Decimal("0.25"), gt=0, le=1,
+                                 description="share of each rate budget used alone while Redis is unreachable")
+    propagate: list[str] = Field(default_factory=lambda: ["drawdown", "daily_loss", "liquidated"],
+                                 description="this bot's trips that halt every bot of its account")  # fmt: skip
+
+    @model_validator(mode="after")
+    def lease_outlives_heartbeats(self) -> FleetConfig:
+        if self.lease_seconds < 3 * self.heartbeat_seconds:
+            raise ValueError("fleet.lease_seconds must be at least 3 heartbeats (a late heartbeat must not lose it)")
+        return self
+
+
 class JournalConfig(Section):
     path: Path = Path("botkit-journal.sqlite")
     rotate_mb: Decimal | None = Field(Decimal(256), gt=0, description="archive the file past this size (none: never)")
@@ -300,6 +328,7 @@ class BotConfig(BaseSettings):
     paper: PaperConfig = PaperConfig()
     backtest: BacktestConfig = BacktestConfig()
     alerts: AlertsConfig = AlertsConfig()
+    fleet: FleetConfig | None = None
     params: dict[str, Any] = Field(default_factory=dict, description="the strategy's parameters (its Params model)")
     journal: JournalConfig = JournalConfig()
     logging: LoggingConfig = LoggingConfig()

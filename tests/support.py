@@ -6,13 +6,15 @@ import sqlite3
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from decimal import Decimal as D
 from pathlib import Path
+from typing import Any
 
 from bench._load import approved  # venue-level tests drive the venue below the gate
 from botkit.margin import Tier
 from botkit.runtime import journal as journal_module
 from botkit.runtime.stops import Stops
 
-__all__ = ["BTC_TIERS", "ROOT", "FillingDisk", "approved", "background", "disk_full_when"]
+__all__ = ["BTC_TIERS", "ROOT", "FillingDisk", "RedisServer", "approved", "background", "disk_full_when",
+           "redis_server"]
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -98,3 +100,56 @@ def cancel_then_place(monkeypatch) -> None:
         await keep(self, symbol, guard, position, slot, kind, trigger)
 
     monkeypatch.setattr(Stops, "_match", cancel_first)
+
+
+class RedisServer:
+    """A real redis-server (or valkey-server) process on a free loopback port, for the fleet's tests."""
+
+    def __init__(self, binary: str, folder: Path) -> None:
+        import socket
+
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self.binary, self.folder = binary, folder
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.process: Any = None
+
+    def start(self) -> None:
+        import socket
+        import subprocess
+        import time
+
+        self.process = subprocess.Popen(
+            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+             "--dir", str(self.folder)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as s:
+                s.sendall(b"PING\r\n")
+                if s.recv(16).startswith(b"+PONG"):
+                    return
+            time.sleep(0.02)
+        raise RuntimeError(f"redis-server did not start on port {self.port}")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=10)
+
+
+@contextlib.contextmanager
+def redis_server(folder: Path) -> Iterator[RedisServer]:
+    import shutil
+
+    import pytest
+
+    binary = shutil.which("redis-server") or shutil.which("valkey-server")
+    if binary is None:
+        pytest.skip("no redis-server (Debian package redis-server; .ci/run installs it)")
+    server = RedisServer(binary, folder)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -41,6 +41,10 @@ data arrives at all.
 |                 |          |          | full, file deleted or replaced)                          |
 | stop_missing    | REDUCING | healed   | `stop_missing(...)`: a position without a confirmed stop  |
 |                 |          |          | on the exchange for `stops.confirm_seconds`               |
+| fleet_halt      | HALTED   | healed   | `fleet_halted(...)`: `botkit halt --fleet`, or a fleet-wide |
+|                 |          |          | trip of another bot of the account; lifted by `resume --fleet` |
+| fleet_unreachable| REDUCING| healed   | `fleet_lost(...)`: Redis unreachable for                  |
+|                 |          |          | `fleet.grace_seconds`, or the name's lease lost           |
 
 Latched trips of the kinds above that need a person (`LATCHED`) outlive the process: they are in the
 journal, and `carry_over()` puts them back in force when the next session starts on it.
@@ -372,6 +376,21 @@ class KillSwitch:
         """Every position has its stop on the exchange again."""
         if "stop_missing" in self.trips:
             self._clear("stop_missing", "every position has its stop on the exchange")
+
+    def fleet_halted(self, figures: str | None) -> None:
+        """The fleet's halt for this bot (None: lifted). Only the fleet lifts it: a local resume clears it
+        until the next heartbeat reads the flag again."""
+        if figures is not None:
+            self._trip("fleet_halt", TradingState.HALTED, "healed", figures)
+        elif "fleet_halt" in self.trips:
+            self._clear("fleet_halt", "the fleet's halt was lifted")
+
+    def fleet_lost(self, figures: str | None) -> None:
+        """Redis unreachable past the grace period, or the name's lease lost (None: both right again)."""
+        if figures is not None:
+            self._trip("fleet_unreachable", TradingState.REDUCING, "healed", figures)
+        elif "fleet_unreachable" in self.trips:
+            self._clear("fleet_unreachable", "the fleet's Redis and this bot's lease are right again")
 
     def carry_over(self, trigger: str, figures: str) -> None:
         """A latched trip an earlier session left in force (read from the journal at start)."""

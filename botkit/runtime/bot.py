@@ -35,6 +35,7 @@ from typing import Any
 from botkit.clock import Clock, SystemClock, sleep_until_set
 from botkit.config import BotConfig, effective_settings
 from botkit.domain import Book, MarkPrice, Order, OrderIntent, Position, Side, TradingState
+from botkit.fleet.coordinator import Fleet, FleetError
 from botkit.guards.control import ControlInbox, control_path
 from botkit.guards.gate import Verdict
 from botkit.guards.killswitch import KillSwitch, SwitchEvent
@@ -192,6 +193,10 @@ class Bot:
             self.feeds.tape, self.dispatcher.tape, self.reader.tape = tape.update, tape.record, tape.record
             if isinstance(self.venue, SimulatedVenue):
                 self.venue.tape = tape.record
+        self.fleet: Fleet | None = None  # with [fleet]: the name's lease, the heartbeat, the fleet's halt
+        if config.fleet is not None:
+            self.fleet = Fleet(config.fleet, clock=self.clock, on_halt=self.ks.fleet_halted, status=self._fleet_status,
+                               on_reachable=lambda ok, why: self.ks.fleet_lost(None if ok else why))  # fmt: skip
         self.recent: deque[dict[str, Any]] = deque(maxlen=RECENT_EVENTS)
         self.acted: list[str] = []  # what the guardrails did (for the summary)
         self._started: float | None = None
@@ -254,6 +259,9 @@ class Bot:
                                                 figures=event.figures))  # fmt: skip
         if event.kind == "tripped":
             self.stats.trips += 1
+            fleet = self.config.fleet
+            if self.fleet is not None and fleet is not None and event.trigger in fleet.propagate:
+                self._spawn(self.fleet.halt_account(f"{fleet.name}: {event.trigger} {event.figures}"), "fleet-halt")
         if event.kind == "state":
             assert event.state is not None
             self.dispatcher.put(StateChanged(event.state, event))
@@ -293,6 +301,8 @@ class Bot:
                 group.create_task(self.reader.loop(), name="account")
                 group.create_task(self.reconciler.loop(), name="reconcile")
                 group.create_task(self.stops.run(), name="stops")
+                if self.fleet is not None:
+                    group.create_task(self.fleet.run(), name="fleet")
                 group.create_task(self._until_stopped(duration), name="stopper")
         except* _Stop:
             pass  # the normal end: stop() or the duration
@@ -324,6 +334,8 @@ class Bot:
         """Rules, account, clock offset, reconciliation and stops, before any task runs (a backtest calls it
         too, then drives the rooms itself)."""
         try:
+            if self.fleet is not None:  # the name's lease and the fleet's halt, before anything trades
+                await self.fleet.start()
             await self.reconciler.load_rules()
             await self.reader.read()
             await self._check_reads()
@@ -331,6 +343,8 @@ class Bot:
             await self.reconciler.at_start()
             await self.stops.at_start(self.reconciler.stop_triggers)
         except LookupError as exc:
+            raise StartupError(str(exc)) from None
+        except FleetError as exc:
             raise StartupError(str(exc)) from None
         except VenueError as exc:
             raise StartupError(f"{type(exc).__name__}: {exc}") from None
@@ -376,6 +390,8 @@ class Bot:
         with contextlib.suppress(TimeoutError, Exception):
             async with asyncio.timeout(5):
                 await self.venue.close()
+        if self.fleet is not None:
+            await self.fleet.close()
         self.journal.close()
         if self.tape is not None:
             self.tape.close()
@@ -396,6 +412,18 @@ class Bot:
             setup |= {"taker_fee": self.venue.engine.taker_fee, "maker_fee": self.venue.engine.maker_fee,
                       "market_ids": self.venue.exchange_ids}  # fmt: skip
         return setup
+
+    def _fleet_status(self) -> dict[str, Any]:
+        """What this bot's heartbeat tells the fleet (`botkit fleet status`)."""
+        status = self.status()
+        limiter = getattr(self.venue, "limiter", None)
+        return {
+            "state": status["state"].value, "equity": status["equity"], "trips": sorted(status["trips"]),
+            "positions": {p["symbol"]: f"{p['side']} {p['qty']}" for p in status["positions"]},
+            "notional": str(sum((p["notional"] for p in status["positions"]), Decimal(0))),
+            "open_orders": status["open_orders"], "budgets": limiter.usage()["budgets"] if limiter else {},
+            "reservations": len(self.router.reservations.orders()),
+        }  # fmt: skip
 
     def status(self) -> dict[str, Any]:
         """What the status panel shows."""

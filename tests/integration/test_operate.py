@@ -224,8 +224,8 @@ async def test_the_status_page_updates_live_and_halts_only_with_the_token(tmp_pa
     browser = _chromium()
     try:
         async with running_emulator(live_market(seed=3)) as emu:
-            config = bot_config(emu, tmp_path, params={"fast": 2, "slow": 4}, runtime={"status_port": 0})
-            bot = Bot(config, QuickSma(QuickSma.Params(fast=2, slow=4)))
+            config = bot_config(emu, tmp_path, runtime={"status_port": 0})
+            bot = Bot(config, HoldLong(HoldLong.Params()))  # one position, held: the page has it to show
             async with operating(bot, token="let-me-in") as ops:
                 run = asyncio.create_task(bot.run(duration=30))
                 await wait_for(lambda: bot.stats.fills >= 1, 15)

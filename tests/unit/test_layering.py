@@ -3,7 +3,7 @@ function) is an arrow, and no arrow may run upward or close a cycle.
 
     domain, clock, config, log, margin   (the base: nothing of botkit's above them)
     guards                                (no venue, runtime or sim)
-    venue, sim                            (venues know no runtime; the sim knows no venue)
+    venue, sim, fleet                     (venues know no runtime; the sim knows no venue; the fleet is Redis)
     data                                  (history files; beside the base)
     runtime                               (above all of those)
     backtest, operate                     (the runtime on history; alerts, metrics, status page of a running bot)
@@ -27,6 +27,8 @@ FORBIDDEN = {  # importer prefix -> botkit modules it must not import
     "botkit.sim": ("botkit.venue", "botkit.runtime", "botkit.guards", "botkit.cli"),
     "botkit.runtime": ("botkit.cli", "botkit.report", "botkit.preflight", "botkit.backtest", "botkit.data",
                        "botkit.operate"),
+    "botkit.fleet": ("botkit.venue", "botkit.runtime", "botkit.sim", "botkit.cli", "botkit.report", "botkit.operate",
+                     "botkit.backtest"),
     "botkit.data": ("botkit.guards", "botkit.venue", "botkit.sim", "botkit.runtime", "botkit.backtest", "botkit.cli"),
     "botkit.backtest": ("botkit.cli", "botkit.report", "botkit.preflight"),
     "botkit.operate": ("botkit.cli", "botkit.report", "botkit.preflight", "botkit.backtest", "botkit.sim"),

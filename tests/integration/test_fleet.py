@@ -1,0 +1,173 @@
+"""Bots of one fleet over a real Redis server (a redis-server process on a loopback port): one kill switch
+(`botkit halt --fleet`, a bot started later, a fleet-wide trip of one bot), a bot name that runs once,
+and failing closed when Redis goes away."""
+
+import asyncio
+from decimal import Decimal as D
+
+import pytest
+
+from botkit.cli import main
+from botkit.domain import OrderIntent, TradingState
+from botkit.fleet.coordinator import read_fleet
+from botkit.runtime.bot import Bot
+from botkit.runtime.journal import read_events
+from botkit.runtime.strategy import Strategy
+from botkit.sim.server import running_emulator
+from tests.integration.test_runtime import bot_config, live_market, wait_for
+from tests.support import redis_server
+
+
+class Idle(Strategy):
+    """Trades nothing: these tests are about the fleet's switch, not the orders."""
+
+
+def fleet_config(emu, folder, redis, name, account="acc-1", **fleet):
+    folder.mkdir(exist_ok=True)
+    settings = {"redis_url": redis.url, "name": name, "account": account, "ip_group": "office",
+                "grace_seconds": "1", "heartbeat_seconds": "0.2", "lease_seconds": "1"} | fleet  # fmt: skip
+    return bot_config(emu, folder, fleet=settings)
+
+
+def config_file(config, path):
+    """The parts of a bot's config the fleet commands read, as a TOML file."""
+    f = config.fleet
+    path.write_text(f'[fleet]\nredis_url = "{f.redis_url.get_secret_value()}"\nname = "{f.name}"\n'
+                    f'account = "{f.account}"\nip_group = "{f.ip_group}"\n'
+                    f'[journal]\npath = "{config.journal.path}"\n')  # fmt: skip
+    return path
+
+
+async def started(bot: Bot) -> asyncio.Task:
+    run = asyncio.create_task(bot.run(duration=60))
+    await wait_for(lambda: bot.account.equity is not None or run.done(), 15)
+    return run
+
+
+def trips(config, trigger):
+    return [e for e in read_events(config.journal.path, ["killswitch"]) if e.data["trigger"] == trigger]
+
+
+async def test_a_fleet_halt_reaches_every_bot_and_a_bot_started_later_starts_halted(tmp_path, capsys):
+    with redis_server(tmp_path) as redis:
+        async with running_emulator(live_market()) as emu:
+            a, b = (fleet_config(emu, tmp_path / n, redis, n) for n in ("a", "b"))
+            bots = [Bot(a, Idle(Idle.Params())), Bot(b, Idle(Idle.Params()))]
+            runs = [await started(bot) for bot in bots]
+            assert all(bot.ks.state is TradingState.ACTIVE for bot in bots)
+            command = config_file(a, tmp_path / "a.toml")
+            assert await asyncio.to_thread(main, ["halt", "--config", str(command), "--fleet", "--reason",
+                                                  "news at 14:30"]) == 0  # fmt: skip
+            await wait_for(lambda: all(bot.ks.state is TradingState.HALTED for bot in bots), 5)
+            assert "news at 14:30" in bots[1].ks.trips["fleet_halt"].figures
+
+            late = Bot(fleet_config(emu, tmp_path / "c", redis, "c"), Idle(Idle.Params()))
+            late_run = await started(late)
+            assert late.ks.state is TradingState.HALTED  # halted before its first order could leave
+            verdict = await late.router.submit(OrderIntent("BTC/USDT:USDT", "buy", D("0.001"), stop=D(40_000)))
+            assert not verdict.accepted
+
+            fleet: dict = {}
+
+            async def all_halted() -> bool:  # the statuses are as of each bot's last heartbeat
+                fleet.update(await read_fleet(a.fleet))
+                return {bot["state"] for bot in fleet["bots"]} == {"HALTED"}
+
+            for _ in range(50):
+                if await all_halted():
+                    break
+                await asyncio.sleep(0.1)
+            status = fleet
+            assert {bot["name"] for bot in status["bots"]} == {"a", "b", "c"}
+            assert status["halts"]["*"]["reason"] == "news at 14:30"
+            assert {bot["state"] for bot in status["bots"]} == {"HALTED"} and D(status["bots"][0]["equity"]) == 10_000
+            capsys.readouterr()
+            assert await asyncio.to_thread(main, ["fleet", "status", "--config", str(command)]) == 0
+            out = capsys.readouterr().out
+            assert "fleet halts in force: *: news at 14:30" in out and out.count("state=HALTED") == 3
+
+            bots.append(late)
+            bots[0].ks.resume("a person, locally")  # a local resume does not lift the fleet's halt
+            await wait_for(lambda: bots[0].ks.state is TradingState.HALTED, 5)
+            assert await asyncio.to_thread(main, ["resume", "--config", str(command), "--fleet"]) == 0
+            await wait_for(lambda: all(bot.ks.state is TradingState.ACTIVE for bot in bots), 5)
+            for bot in bots:
+                bot.stop()
+            await asyncio.gather(*runs, late_run)
+    cleared = [e for e in read_events(b.journal.path, ["killswitch"]) if e.data["event"] == "cleared"]
+    assert cleared and cleared[-1].data["trigger"] == "fleet_halt"
+
+
+async def test_a_fleet_wide_trip_halts_its_account_and_no_other(tmp_path):
+    with redis_server(tmp_path) as redis:
+        async with running_emulator(live_market()) as emu:
+            configs = [fleet_config(emu, tmp_path / "a", redis, "a", propagate=["manual"]),
+                       fleet_config(emu, tmp_path / "b", redis, "b"),
+                       fleet_config(emu, tmp_path / "x", redis, "x", account="acc-2")]  # fmt: skip
+            bots = [Bot(c, Idle(Idle.Params())) for c in configs]
+            runs = [await started(bot) for bot in bots]
+            bots[0].ks.halt("operator saw something")  # marked fleet-wide in a's config
+            await wait_for(lambda: bots[1].ks.state is TradingState.HALTED, 5)
+            assert "a: manual reason=operator saw something" in bots[1].ks.trips["fleet_halt"].figures
+            await asyncio.sleep(0.6)  # three heartbeats of x: it read the flags and is not halted
+            assert bots[2].ks.state is TradingState.ACTIVE
+            for bot in bots:
+                bot.stop()
+            await asyncio.gather(*runs)
+
+
+async def test_a_bot_name_runs_once(tmp_path):
+    with redis_server(tmp_path) as redis:
+        async with running_emulator(live_market()) as emu:
+            first = Bot(fleet_config(emu, tmp_path / "one", redis, "twin"), Idle(Idle.Params()))
+            run = await started(first)
+            second = Bot(fleet_config(emu, tmp_path / "two", redis, "twin"), Idle(Idle.Params()))
+            summary = await second.run(duration=5)
+            assert summary.crashed is not None and "the bot name 'twin' already runs" in summary.crashed
+            assert first.ks.state is TradingState.ACTIVE
+            first.stop()
+            await run
+            third = Bot(fleet_config(emu, tmp_path / "three", redis, "twin"), Idle(Idle.Params()))
+            summary = await third.run(duration=0.5)  # the name was given back at the first's clean stop
+            assert summary.crashed is None
+
+
+async def test_redis_gone_means_reducing_within_the_grace_and_back_when_it_returns(tmp_path):
+    with redis_server(tmp_path) as redis:
+        async with running_emulator(live_market()) as emu:
+            config = fleet_config(emu, tmp_path / "a", redis, "a", grace_seconds="1")
+            bot = Bot(config, Idle(Idle.Params()))
+            run = await started(bot)
+            redis.stop()
+            loop = asyncio.get_running_loop()
+            gone = loop.time()
+            await wait_for(lambda: bot.ks.state is TradingState.REDUCING, 10)
+            took = loop.time() - gone
+            assert took >= 1.0 - 0.2, "REDUCING before the grace period (less the heartbeat before the kill) ended"
+            assert "unreachable" in bot.ks.trips["fleet_unreachable"].figures
+            verdict = await bot.router.submit(OrderIntent("BTC/USDT:USDT", "buy", D("0.001"), stop=D(40_000)))
+            assert not verdict.accepted and "STATE_REDUCING" in [str(r) for r in verdict.reasons]
+            redis.start()
+            await wait_for(lambda: bot.ks.state is TradingState.ACTIVE, 10)
+            bot.stop()
+            summary = await run
+            print(f"Redis killed: REDUCING after {took:.2f} s (grace 1 s, heartbeat 0.2 s)")
+    assert summary.crashed is None
+    assert trips(config, "fleet_unreachable")
+
+
+def test_a_fleet_command_without_a_fleet_section_is_one_line(tmp_path, capsys):
+    (tmp_path / "bot.toml").write_text("[journal]\npath = 'x.sqlite'\n")
+    assert main(["halt", "--config", str(tmp_path / "bot.toml"), "--fleet"]) == 2
+    assert "--fleet needs a [fleet] section" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", [["halt", "--fleet"], ["resume", "--fleet"], ["fleet", "status"]])
+def test_an_unreachable_redis_is_one_line(tmp_path, capsys, command):
+    (tmp_path / "bot.toml").write_text('[fleet]\nredis_url = "redis://127.0.0.1:9/0"\nname = "a"\n'
+                                       'account = "acc"\nip_group = "ip"\n')  # fmt: skip
+    config = ["--config", str(tmp_path / "bot.toml")]
+    args = [*command, *config] if command[0] == "fleet" else [command[0], *config, *command[1:]]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "Redis at redis://127.0.0.1:9/0 is unreachable" in err and "Traceback" not in err
