@@ -27,7 +27,7 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import IntEnum
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from botkit.clock import Clock, SystemClock, sleep_until_set
 from botkit.log import get_logger
@@ -46,6 +46,19 @@ class Banned(Exception):
     def __init__(self, until: float, seconds_left: float) -> None:
         super().__init__(f"banned; nothing is sent for {seconds_left:.0f} s")
         self.until, self.seconds_left = until, seconds_left
+
+class SharedUnavailable(Exception):
+    """The fleet's shared budgets cannot be reached: the limiter goes on alone, at its local share."""
+
+
+class Shared(Protocol):
+    """Budgets shared with other bots (a fleet over Redis, botkit.fleet.budgets): spent after the local ones."""
+
+    async def take(self, amounts: dict[str, float], fraction: float, now_ms: float,
+                   reported: dict[str, int] | None = None) -> tuple[str, float]: ...  # fmt: skip
+
+    async def observe(self, now_ms: float, pause_s: float | None, ban_s: float | None) -> None: ...
+
 
 class Lane(IntEnum):
     """Who goes first when the budget is short (lower first)."""
@@ -198,6 +211,13 @@ class RateLimiter:
         self.granted = {"weight": 0.0, "orders": 0.0}
         self.rate_limited = 0  # 429 answers seen
         self.bans = 0  # 418 answers seen
+        # A fleet's shared budgets (none: this bot owns the IP and the account): every grant is spent there
+        # too; while they cannot be reached, this bot goes on alone at `local_share` of each budget.
+        self.shared: Shared | None = None
+        self.local_share = 1.0
+        self.alone = False
+        self._reporting: set[asyncio.Task[Any]] = set()
+        self._reported: dict[str, int] = {}  # the exchange's counts since the last shared take, by budget
 
     # ------------------------------------------------------------------------------------ state
 
@@ -240,10 +260,11 @@ class RateLimiter:
     # ---------------------------------------------------------------------------------- acquire
 
     async def acquire(self, weight: float, orders: int = 0, lane: Lane = Lane.READ) -> None:
-        """Wait until every budget has room, then spend it: by lane, then first come, first served."""
+        """Wait until every budget has room, then spend it: by lane, then first come, first served (and in
+        a fleet, in the shared budgets too, still holding the head of the local queue)."""
         amounts = {"weight": max(0.0, float(weight)), "orders": float(max(0, orders))}
         share = 1.0 if lane is Lane.CUT else 1.0 - self.cut_reserve
-        if not any(w[0] <= lane for w in self._waiters) and self._try(amounts, share) <= 0:
+        if self.shared is None and not any(w[0] <= lane for w in self._waiters) and self._try(amounts, share) <= 0:
             return  # nobody ahead and room now: no await
         ticket = (int(lane), next(self._arrivals))
         heapq.heappush(self._waiters, ticket)
@@ -252,12 +273,57 @@ class RateLimiter:
             while True:
                 wait = self._try(amounts, share) if self._waiters[0] == ticket else IDLE_WAIT_S
                 if wait <= 0:
-                    return
+                    if self.shared is None:
+                        return
+                    wait = await self._take_shared(amounts, share)
+                    if wait <= 0:
+                        return
+                    self._take_back(amounts)  # not spent after all: the fleet's budget is full
                 await sleep_until_set(self.clock, wait, self._changed)
         finally:
             self._waiters.remove(ticket)
             heapq.heapify(self._waiters)
             self._notify()
+
+    async def _take_shared(self, amounts: dict[str, float], share: float) -> float:
+        """Spend in the fleet's budgets: 0.0 once spent (or while they cannot be reached), else the seconds to
+        wait. The group's 429 pause and 418 ban become this bot's own."""
+        assert self.shared is not None
+        now = self.clock.monotonic()
+        reported, self._reported = self._reported, {}
+        try:
+            kind, seconds = await self.shared.take(amounts, (1 - self.headroom) * self.scale(now) * share,
+                                                   self.clock.time() * 1000, reported)  # fmt: skip
+        except SharedUnavailable as exc:
+            if not self.alone:
+                self.alone = True
+                log.warning("rate.alone", error=str(exc), local_share=self.local_share)
+            return 0.0
+        if self.alone:
+            self.alone = False
+            log.info("rate.shared_again")
+        now = self.clock.monotonic()
+        if kind == "banned":  # another bot of the IP group was banned: so is this one
+            self.banned_until = max(self.banned_until, now + seconds)
+            if self.on_ban is not None:
+                self.on_ban(self.banned_until)
+            raise Banned(self.banned_until, seconds)
+        if kind == "cooldown":  # another bot of the IP group got a 429: pause and cut as if this one had
+            self._cut(now, seconds)
+        return seconds if kind != "ok" else 0.0
+
+    def _take_back(self, amounts: dict[str, float]) -> None:
+        for w in self.windows:
+            w.take_back(amounts[w.budget.counts])
+        self.granted["weight"] -= amounts["weight"]
+        self.granted["orders"] -= amounts["orders"]
+
+    def _cut(self, now: float, pause: float) -> None:
+        """A 429 episode: pause for `pause` seconds and cut the budgets (once per episode)."""
+        if now >= self.cooldown_until:  # the first 429 of an episode cuts; those in flight with it do not
+            self._cut_to = max(MIN_SCALE, self.scale(now) * self.cut_factor)
+            self._cut_at = now
+        self.cooldown_until = max(self.cooldown_until, now + pause)
 
     def _notify(self) -> None:
         """Wake every waiter to look again (the head may have changed)."""
@@ -265,12 +331,9 @@ class RateLimiter:
         self._changed = asyncio.Event()
 
     def refund(self, weight: float, orders: int = 0) -> None:
-        """Give back a request's spending: it never reached the exchange."""
-        amounts = {"weight": max(0.0, float(weight)), "orders": float(max(0, orders))}
-        for w in self.windows:
-            w.take_back(amounts[w.budget.counts])
-        self.granted["weight"] -= amounts["weight"]
-        self.granted["orders"] -= amounts["orders"]
+        """Give back a request's spending: it never reached the exchange (the fleet's count keeps it: erring
+        high there costs a little throughput, never a 429)."""
+        self._take_back({"weight": max(0.0, float(weight)), "orders": float(max(0, orders))})
         self._notify()
 
     def _try(self, amounts: dict[str, float], share: float = 1.0) -> float:
@@ -282,7 +345,7 @@ class RateLimiter:
         wait = self.cooldown_until - now
         if wait > 0:
             return wait
-        fraction = (1 - self.headroom) * self.scale(now) * share
+        fraction = (1 - self.headroom) * self.scale(now) * share * (self.local_share if self.alone else 1.0)
         for w in self.windows:
             w.expire(now)
             wait = max(wait, w.wait_for(now, amounts[w.budget.counts], max(1.0, w.budget.limit * fraction)))
@@ -300,31 +363,46 @@ class RateLimiter:
         """Learn from one answer: the exchange's usage counters, a 429 or a 418."""
         now = self.clock.monotonic()
         retry_after: str | None = None
+        reported: dict[str, int] = {}
         for key, value in (headers or {}).items():
             name = key.lower()
             w = self._by_header.get(name)
             if w is not None:
-                reported = _int(value)
+                count = _int(value)
                 w.expire(now)
-                if reported is not None and reported > w.used:  # spending we did not see (another process,
-                    w.add(now, reported - w.used)  # an underestimated weight)
+                if count is not None:
+                    reported[w.budget.name] = count
+                if count is not None and count > w.used:  # spending we did not see (another process,
+                    w.add(now, count - w.used)  # an underestimated weight)
             elif name == "retry-after":
                 retry_after = value
+        pause = ban = None
         if status == 429:
             self.rate_limited += 1
             pause = _seconds(retry_after, 1.0)
-            if now >= self.cooldown_until:  # the first 429 of an episode cuts; those in flight with it do not
-                self._cut_to = max(MIN_SCALE, self.scale(now) * self.cut_factor)
-                self._cut_at = now
-            self.cooldown_until = max(self.cooldown_until, now + pause)
+            self._cut(now, pause)
             log.warning("rate.limited", retry_after_s=pause, budget_fraction=round(self._cut_to, 3))
         elif status == 418:
             self.bans += 1
-            seconds = _seconds(retry_after, self.ban_default_s)
-            self.banned_until = max(self.banned_until, now + seconds)
-            log.error("rate.banned", seconds=seconds)
+            ban = _seconds(retry_after, self.ban_default_s)
+            self.banned_until = max(self.banned_until, now + ban)
+            log.error("rate.banned", seconds=ban)
             if self.on_ban is not None:
                 self.on_ban(self.banned_until)
+        if self.shared is not None:
+            for name, count in reported.items():  # they ride along with the next shared take
+                self._reported[name] = max(count, self._reported.get(name, 0))
+            if pause or ban:  # the whole IP group pauses or stops: tell it now, off this path
+                task = asyncio.get_running_loop().create_task(self._report(pause, ban))
+                self._reporting.add(task)
+                task.add_done_callback(self._reporting.discard)
+
+    async def _report(self, pause: float | None, ban: float | None) -> None:
+        assert self.shared is not None
+        try:
+            await self.shared.observe(self.clock.time() * 1000, pause, ban)
+        except SharedUnavailable as exc:
+            log.warning("rate.report_failed", error=str(exc))
 
 
 def _int(value: str | None) -> int | None:

@@ -35,6 +35,7 @@ from typing import Any
 from botkit.clock import Clock, SystemClock, sleep_until_set
 from botkit.config import BotConfig, effective_settings
 from botkit.domain import Book, MarkPrice, Order, OrderIntent, Position, Side, TradingState
+from botkit.fleet.budgets import SharedBudgets
 from botkit.fleet.coordinator import Fleet, FleetError
 from botkit.guards.control import ControlInbox, control_path
 from botkit.guards.gate import Verdict
@@ -197,6 +198,11 @@ class Bot:
         if config.fleet is not None:
             self.fleet = Fleet(config.fleet, clock=self.clock, on_halt=self.ks.fleet_halted, status=self._fleet_status,
                                on_reachable=lambda ok, why: self.ks.fleet_lost(None if ok else why))  # fmt: skip
+            limiter = getattr(self.venue, "limiter", None)
+            if limiter is not None:  # request weight per IP group, orders per account: shared with the fleet
+                limiter.shared = SharedBudgets(config.fleet, tuple(w.budget for w in limiter.windows),
+                                               self.fleet.client)  # fmt: skip
+                limiter.local_share = float(config.fleet.local_share)
         self.recent: deque[dict[str, Any]] = deque(maxlen=RECENT_EVENTS)
         self.acted: list[str] = []  # what the guardrails did (for the summary)
         self._started: float | None = None

@@ -340,7 +340,7 @@ def _shape(cls: type[JournalEvent]) -> tuple[frozenset[str], frozenset[str]]:
 _SHAPES = {cls: _shape(cls) for cls in KINDS.values()}
 
 
-GUARDRAIL_KINDS = frozenset({"killswitch", "halt.action", "liquidation_guard", "stop", "rules"})
+GUARDRAIL_KINDS = frozenset({"killswitch", "halt.action", "liquidation_guard", "stop", "rules", "feed"})
 
 
 def headline(kind: str, symbol: str | None, data: dict[str, Any]) -> tuple[str, str] | None:
@@ -365,6 +365,11 @@ def headline(kind: str, symbol: str | None, data: dict[str, Any]) -> tuple[str, 
         trigger = f" trigger {_text(data.get('trigger'))}" if data.get("trigger") is not None else ""
         why = f": {data.get('why')}" if data.get("why") else ""
         return ("warning" if action == "triggered" else "critical"), f"exchange stop {action}{where}{trigger}{why}"
+    if kind == FeedChanged.KIND and data.get("status") == "silent":
+        return "warning", f"feeds silent {data.get('silent_s')}s ({data.get('stream')}): {data.get('action')}"
+    if kind == FeedChanged.KIND and data.get("status") == "down":
+        fallback = f"polling REST for {data.get('fallback')}" if data.get("fallback") else "reconnecting"
+        return "warning", f"feed {data.get('stream')} down: {fallback}"
     if kind == RulesChanged.KIND and data.get("leverage") is not None:
         return "warning", f"leverage lowered to {data.get('leverage')}x{where} (the exchange's brackets changed)"
     if kind == RuntimeFailed.KIND:

@@ -171,3 +171,127 @@ def test_an_unreachable_redis_is_one_line(tmp_path, capsys, command):
     assert main(args) == 2
     err = capsys.readouterr().err
     assert "Redis at redis://127.0.0.1:9/0 is unreachable" in err and "Traceback" not in err
+
+
+# ------------------------------------------------------------------------------------ shared rate budgets
+
+WINDOW_S, WEIGHT, ORDERS = 1.0, 60, 20  # small budgets on a one-second window: many windows in a short test
+
+
+def limiters(redis, count, **fleet):
+    """`count` rate limiters, as `count` bots of one IP group and account would have, on one Redis."""
+    from botkit.config import FleetConfig
+    from botkit.fleet.budgets import SharedBudgets
+    from botkit.fleet.coordinator import connect
+    from botkit.guards.rate import Budget, RateLimiter
+
+    budgets = (Budget("weight_1s", WEIGHT, WINDOW_S, "weight"), Budget("orders_1s", ORDERS, WINDOW_S, "orders"))
+    config = FleetConfig(redis_url=redis.url, name="x", account="acc", ip_group="office", **fleet)
+    made = []
+    for _ in range(count):
+        limiter = RateLimiter(budgets, headroom=0.05, recover_s=0)
+        limiter.shared = SharedBudgets(config, budgets, connect(config))
+        limiter.local_share = float(config.local_share)
+        made.append(limiter)
+    return made
+
+
+def spent_within_any_window(grants: list[tuple[float, float]]) -> float:
+    """The most spent within any window of WINDOW_S (grants: (time_ms, amount))."""
+    grants.sort()
+    worst, start, total = 0.0, 0, 0.0
+    for at, amount in grants:
+        total += amount
+        while grants[start][0] <= at - WINDOW_S * 1000:
+            total -= grants[start][1]
+            start += 1
+        worst = max(worst, total)
+    return worst
+
+
+@pytest.mark.parametrize("shared", [True, False])
+async def test_three_bots_together_never_spend_more_than_the_budget(tmp_path, shared):
+    """With the budgets shared, three bots hammering one IP and account stay within one bot's budget in every
+    window; without (each bot alone, as every other framework runs them), they spend three times it."""
+    import random
+
+    with redis_server(tmp_path) as redis:
+        bots = limiters(redis, 3)
+        weights: list[tuple[float, float]] = []
+        orders: list[tuple[float, float]] = []
+        for limiter in bots:
+            if shared:  # each grant at the time the shared budget spent it
+                take = limiter.shared.take
+
+                async def recorded(amounts, fraction, now_ms, reported=None, take=take, shared=limiter.shared):
+                    answer = await take(amounts, fraction, now_ms, reported)
+                    if answer[0] == "ok":
+                        weights.append((shared.spent_at_ms, amounts["weight"]))
+                        orders.append((shared.spent_at_ms, amounts["orders"]))
+                    return answer
+
+                limiter.shared.take = recorded
+            else:  # each grant at the time the local limiter gave it
+                limiter.shared = None
+                original = limiter.acquire
+
+                async def acquire(weight, order_count=0, limiter=limiter, original=original):
+                    await original(weight, order_count)
+                    now = limiter.clock.time() * 1000
+                    weights.append((now, weight))
+                    orders.append((now, order_count))
+
+                limiter.acquire = acquire
+
+        async def hammer(limiter, seed):
+            rng = random.Random(seed)
+            loop = asyncio.get_running_loop()
+            end = loop.time() + 3 * WINDOW_S
+            while loop.time() < end:
+                await limiter.acquire(rng.choice((1, 1, 2, 5)), rng.choice((0, 0, 1)))
+
+        await asyncio.gather(*(hammer(limiter, 10 * n + k) for n, limiter in enumerate(bots) for k in range(4)))
+    worst_weight, worst_orders = spent_within_any_window(weights), spent_within_any_window(orders)
+    print(f"shared={shared}: the most weight in any {WINDOW_S:g} s window {worst_weight:g} (budget {WEIGHT}), "
+          f"orders {worst_orders:g} (budget {ORDERS}); {len(weights)} requests")
+    if shared:  # within the budget less the headroom (5 %) and the share kept for cuts (2 %)
+        assert worst_weight <= WEIGHT * 0.95 * 0.98 and worst_orders <= ORDERS * 0.95 * 0.98
+        assert worst_weight >= WEIGHT * 0.8  # and the budget is used, not left idle
+    else:
+        assert worst_weight > WEIGHT * 2  # the attack: alone, each bot spends the whole budget
+
+
+async def test_one_bots_429_pauses_the_group_and_its_418_halts_every_bot(tmp_path):
+    from botkit.guards.rate import Banned
+
+    with redis_server(tmp_path) as redis:
+        first, second = limiters(redis, 2)
+        banned: list[float] = []
+        second.on_ban = banned.append
+        await first.acquire(1)
+        first.observe(429, {"Retry-After": "1"})
+        await asyncio.sleep(0.2)  # the report goes out off the request's path
+        asked = second.clock.monotonic()
+        await second.acquire(1)
+        assert second.cooldown_until >= asked + 0.5  # paused (and its budget cut) by the first bot's 429
+        assert second.clock.monotonic() >= second.cooldown_until
+        first.observe(418, {"Retry-After": "30"})
+        await asyncio.sleep(0.2)
+        with pytest.raises(Banned):
+            await second.acquire(1)
+        assert banned and second.banned()
+
+
+async def test_with_redis_gone_a_bot_goes_on_alone_at_its_local_share(tmp_path):
+    with redis_server(tmp_path) as redis:
+        [limiter] = limiters(redis, 1, local_share="0.25")
+        await limiter.acquire(1)
+        redis.stop()
+        grants = []
+        loop = asyncio.get_running_loop()
+        end = loop.time() + 1.5 * WINDOW_S
+        while loop.time() < end:
+            await limiter.acquire(1)
+            grants.append((limiter.clock.time() * 1000, 1.0))
+        assert limiter.alone
+        assert spent_within_any_window(grants) <= WEIGHT * 0.95 * 0.25 + 1  # a quarter of the budget, alone
