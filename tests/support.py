@@ -6,9 +6,9 @@ import sqlite3
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from decimal import Decimal as D
 from pathlib import Path
-from typing import Any
 
 from bench._load import approved  # venue-level tests drive the venue below the gate
+from bench._redis import RedisServer, redis_binary
 from botkit.margin import Tier
 from botkit.runtime import journal as journal_module
 from botkit.runtime.stops import Stops
@@ -102,49 +102,12 @@ def cancel_then_place(monkeypatch) -> None:
     monkeypatch.setattr(Stops, "_match", cancel_first)
 
 
-class RedisServer:
-    """A real redis-server (or valkey-server) process on a free loopback port, for the fleet's tests."""
-
-    def __init__(self, binary: str, folder: Path) -> None:
-        import socket
-
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = probe.getsockname()[1]
-        self.binary, self.folder = binary, folder
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.process: Any = None
-
-    def start(self) -> None:
-        import socket
-        import subprocess
-        import time
-
-        self.process = subprocess.Popen(
-            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--dir", str(self.folder)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as s:
-                s.sendall(b"PING\r\n")
-                if s.recv(16).startswith(b"+PONG"):
-                    return
-            time.sleep(0.02)
-        raise RuntimeError(f"redis-server did not start on port {self.port}")
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(timeout=10)
-
-
 @contextlib.contextmanager
 def redis_server(folder: Path) -> Iterator[RedisServer]:
-    import shutil
-
+    """A real Redis server for one test (skipped where none is installed)."""
     import pytest
 
-    binary = shutil.which("redis-server") or shutil.which("valkey-server")
+    binary = redis_binary()
     if binary is None:
         pytest.skip("no redis-server (Debian package redis-server; .ci/run installs it)")
     server = RedisServer(binary, folder)
