@@ -1,5 +1,6 @@
-"""The two compose services as plain processes (no Docker engine here): the emulator with the shared key
-from the environment, the bot on config/compose.toml pointed at it, and the image's health check
+"""The compose services as plain processes (no Docker engine here): the emulator with the shared key
+from the environment, a Redis server, the bot on config/compose.toml pointed at them (its [fleet] from the
+compose file's environment), and the image's health check
 (`botkit health`) saying healthy while the bot runs and unhealthy once it has stopped."""
 
 import os
@@ -10,7 +11,7 @@ import time
 
 import yaml
 
-from tests.support import ROOT
+from tests.support import ROOT, redis_server
 
 COMPOSE = yaml.safe_load((ROOT / "docker" / "compose.yaml").read_text())
 
@@ -21,6 +22,11 @@ def botkit(*args, env=None, **kwargs):
 
 
 def test_the_compose_services_trade_and_the_health_check_follows_the_bot(tmp_path):
+    with redis_server(tmp_path) as redis:  # the compose file's redis service
+        _services(tmp_path, redis.url)
+
+
+def _services(tmp_path, redis_url):
     keys = COMPOSE["services"]["emulator"]["environment"]
     keys = {k: v.split(":-", 1)[1].rstrip("}") for k, v in keys.items()}  # the compose file's defaults
     command = COMPOSE["services"]["emulator"]["command"]
@@ -31,7 +37,9 @@ def test_the_compose_services_trade_and_the_health_check_follows_the_bot(tmp_pat
     try:
         url = emulator.stdout.readline().split()[3]
         assert emulator.stdout.readline().split()[-1] == keys["BOTKIT_EMULATE_API_KEY"]
-        env = {k: v.split(":-", 1)[1].rstrip("}") for k, v in COMPOSE["services"]["bot"]["environment"].items()}
+        env = {k: v.split(":-", 1)[1].rstrip("}") if v.startswith("${") else v
+               for k, v in COMPOSE["services"]["bot"]["environment"].items()}  # fmt: skip
+        env["BOTKIT_FLEET__REDIS_URL"] = redis_url
         env |= {"BOTKIT_EXCHANGE__EMULATOR_URL": url, "BOTKIT_JOURNAL__PATH": str(journal),
                 "BOTKIT_RUNTIME__METRICS_PORT": "0", "BOTKIT_RUNTIME__STATUS_PORT": "0"}  # free ports on this host
         command = [str(ROOT / a.removeprefix("/app/")) if a.startswith("/app/") else a  # the image's WORKDIR

@@ -51,8 +51,8 @@ def test_the_dockerfile_commands_are_botkit_commands():
 def test_every_compose_service_runs_a_botkit_command_that_exists():
     compose = yaml.safe_load(COMPOSE.read_text())
     services = compose["services"]
-    assert set(services) == {"emulator", "bot", "prometheus"}
-    for name in ("emulator", "bot"):
+    assert set(services) == {"emulator", "redis", "bot", "bot-2", "prometheus"}
+    for name in ("emulator", "bot", "bot-2"):
         parse_botkit(services[name]["command"])
     bot = services["bot"]
     assert bot["depends_on"]["emulator"]["condition"] == "service_healthy"
@@ -85,7 +85,12 @@ def test_prometheus_scrapes_the_bots_metrics_port_and_only_loopback_is_published
     scrape = yaml.safe_load((ROOT / "docker" / "prometheus.yml").read_text())
     [job] = scrape["scrape_configs"]
     config = load_config(ROOT / "config" / "compose.toml")
-    assert job["static_configs"][0]["targets"] == [f"bot:{config.runtime.metrics_port}"]
+    assert job["static_configs"][0]["targets"] == [f"bot:{config.runtime.metrics_port}",
+                                                   f"bot-2:{config.runtime.metrics_port}"]
+    bots = [compose["services"][name]["environment"] for name in ("bot", "bot-2")]
+    assert {b["BOTKIT_FLEET__NAME"] for b in bots} == {"bot-1", "bot-2"}  # one fleet: two names, one account
+    assert {b["BOTKIT_FLEET__ACCOUNT"] for b in bots} == {"compose-demo"}
+    assert bots[1]["BOTKIT_JOURNAL__PATH"] != config.journal.path.name  # a journal each
     published = [p for s in compose["services"].values() for p in s.get("ports", [])]
     assert published and all(p.startswith("127.0.0.1:") for p in published)
     assert f"127.0.0.1:{config.runtime.status_port}:{config.runtime.status_port}" in compose["services"]["bot"]["ports"]
