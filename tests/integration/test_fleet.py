@@ -295,3 +295,33 @@ async def test_with_redis_gone_a_bot_goes_on_alone_at_its_local_share(tmp_path):
             grants.append((limiter.clock.time() * 1000, 1.0))
         assert limiter.alone
         assert spent_within_any_window(grants) <= WEIGHT * 0.95 * 0.25 + 1  # a quarter of the budget, alone
+
+
+async def test_a_dead_bots_name_is_free_once_its_lease_expires(tmp_path):
+    """SIGKILL leaves no clean stop: nothing gives the name back, and nothing renews it either."""
+    from botkit.config import FleetConfig
+    from botkit.fleet.coordinator import Fleet, FleetError
+
+    with redis_server(tmp_path) as redis:
+        config = FleetConfig(redis_url=redis.url, name="solo", account="acc", ip_group="ip", heartbeat_seconds="0.2",
+                             lease_seconds="1")  # fmt: skip
+
+        def fleet() -> Fleet:
+            return Fleet(config, on_halt=lambda reason: None, on_reachable=lambda ok, why: None, status=lambda: {})
+
+        dead = fleet()
+        await dead.start()  # then "killed": no heartbeat, no close
+        with pytest.raises(FleetError, match="already runs"):
+            await fleet().start()
+        loop = asyncio.get_running_loop()
+        killed = loop.time()
+        successor = fleet()
+        while True:
+            try:
+                await successor.start()
+                break
+            except FleetError:
+                await asyncio.sleep(0.05)
+        assert 0.5 <= loop.time() - killed <= 3  # held until the lease (1 s) ran out, then free
+        await successor.close()
+        await dead.client.aclose()
