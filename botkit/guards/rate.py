@@ -47,6 +47,7 @@ class Banned(Exception):
         super().__init__(f"banned; nothing is sent for {seconds_left:.0f} s")
         self.until, self.seconds_left = until, seconds_left
 
+
 class SharedUnavailable(Exception):
     """The fleet's shared budgets cannot be reached: the limiter goes on alone, at its local share."""
 
@@ -304,6 +305,7 @@ class RateLimiter:
             log.info("rate.shared_again")
         now = self.clock.monotonic()
         if kind == "banned":  # another bot of the IP group was banned: so is this one
+            self._take_back(amounts)
             self.banned_until = max(self.banned_until, now + seconds)
             if self.on_ban is not None:
                 self.on_ban(self.banned_until)
