@@ -26,6 +26,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from botkit.config import FleetConfig
+from botkit.fleet.coordinator import still_cancelled
 from botkit.guards.rate import Budget, SharedUnavailable
 
 PREFIX = "botkit:rate:"
@@ -136,6 +137,7 @@ class SharedBudgets:
             self.round_trips += 1
             answer = await self._take(keys=keys, args=args)
         except (RedisError, OSError, TimeoutError) as exc:
+            still_cancelled()  # a cancelled request must end, not go on as if Redis were down
             raise SharedUnavailable(f"{type(exc).__name__}: {exc}") from None
         if int(answer[0]) == 0:
             self.spent_at_ms = float(answer[2])  # as of the group's clock (for the tests' window check)
@@ -149,4 +151,5 @@ class SharedBudgets:
                     self.round_trips += 1
                     await self._later(keys=[key], args=[int(now_ms + seconds * 1000), seconds * 1000 + 1000])
         except (RedisError, OSError, TimeoutError) as exc:
+            still_cancelled()
             raise SharedUnavailable(f"{type(exc).__name__}: {exc}") from None

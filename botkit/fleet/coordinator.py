@@ -160,7 +160,7 @@ class Fleet:
             group.create_task(self._listen(), name="fleet-listen")
             while True:
                 await self.beat()
-                _still_cancelled()
+                still_cancelled()
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(float(self.config.heartbeat_seconds)):
                         await self._wake.wait()
@@ -229,7 +229,7 @@ class Fleet:
                         if await pubsub.get_message(ignore_subscribe_messages=True, timeout=IO_TIMEOUT_S):
                             self._wake.set()
             except (RedisError, OSError, TimeoutError):
-                _still_cancelled()
+                still_cancelled()
                 await self.clock.sleep(float(self.config.heartbeat_seconds))
 
     async def halt_account(self, reason: str) -> None:
@@ -240,7 +240,7 @@ class Fleet:
             log.error("fleet.halt_failed", reason=reason, error=_why(exc))
 
 
-def _still_cancelled() -> None:
+def still_cancelled() -> None:
     """Re-raise a cancellation the Redis client turned into one of its errors (it does, when a read is cut
     off): swallowed, it would keep a cancelled task looping for ever."""
     task = asyncio.current_task()
