@@ -249,7 +249,10 @@ def _timeline_entry(at: int, kind: str, d: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _places(values: Any) -> int | None:
+DEFAULT_PLACES = {"price": 2, "qty": 3}  # for a symbol whose journal shows no price or quantity to read them from
+
+
+def _decimals(values: Any) -> int | None:
     """The most decimal places among these numbers (as journalled: exact strings), at most 8."""
     found = [max(0, -int(Decimal(str(v)).normalize().as_tuple().exponent)) for v in values if v is not None]
     return min(8, max(found)) if found else None
@@ -263,9 +266,10 @@ def _precision(series: dict[str, Any], orders: dict[str, dict[str, Any]],
     symbols = set(series["symbols"]) | {o["symbol"] for o in orders.values() if o.get("symbol")}
     for symbol in sorted(symbols):
         snaps = series["symbols"].get(symbol, {})
-        price = _places([*snaps.get("book_bid", []), *snaps.get("book_ask", [])])
-        qty = _places([o.get("qty") for o in orders.values() if o.get("symbol") == symbol])
-        out[symbol] = {"price": 2 if price is None else price, "qty": 3 if qty is None else qty}
+        price = _decimals([*snaps.get("book_bid", []), *snaps.get("book_ask", [])])
+        qty = _decimals([o.get("qty") for o in orders.values() if o.get("symbol") == symbol])
+        out[symbol] = {"price": DEFAULT_PLACES["price"] if price is None else price,
+                       "qty": DEFAULT_PLACES["qty"] if qty is None else qty}  # fmt: skip
     return out
 
 
@@ -483,7 +487,7 @@ def render_text(report: dict[str, Any]) -> str:
         lines.append(f"  frames dropped as invalid: {data['bad_frames']}")
     lines += ["", "pricing:"]
     for symbol, p in report["pricing"].items():
-        price = _price_places(report, symbol)
+        price = places(report.get("precision", {}), symbol)
         lines.append(
             f"  {symbol}: mark {shown(p['first_mark'], price)} -> {shown(p['last_mark'], price)} (low "
             f"{shown(p['low_mark'], price)}, high {shown(p['high_mark'], price)}), largest mark/index divergence "
@@ -514,7 +518,7 @@ def render_text(report: dict[str, Any]) -> str:
         lines.append("  no stop placed")
     lines += ["", "trades (round trips, flat to flat; PnL before fees, funding included):"]
     for t in report["trades"]:
-        price, qty = _price_places(report, t["symbol"]), report["precision"].get(t["symbol"], {}).get("qty", 3)
+        price, qty = places(report["precision"], t["symbol"]), places(report["precision"], t["symbol"], "qty")
         lines.append(
             f"  {t['entry']} {t['symbol']} {t['side']} {shown(t['qty'], qty)} @ {shown(t['entry_price'], price)} -> "
             f"{shown(t['exit_price'], price)}  PnL {shown(t['pnl'], 2)}  closed by {t['closed_by']}"
@@ -534,5 +538,6 @@ def render_text(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _price_places(report: dict[str, Any], symbol: str) -> int:
-    return int(report.get("precision", {}).get(symbol, {}).get("price", 2))
+def places(precision: dict[str, Any], symbol: str, what: str = "price") -> int:
+    """The decimal places a symbol's prices (`what="price"`) or quantities (`"qty"`) are shown with."""
+    return int(precision.get(symbol, {}).get(what, DEFAULT_PLACES[what]))

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from html import escape
 from typing import Any
 
-from botkit.report import iso, shown
+from botkit.report import iso, places, shown
 
 ROW_HEIGHT = 230  # pixels per chart
 MAX_TABLE_ROWS = 500
@@ -92,7 +92,7 @@ def render_html(report: dict[str, Any]) -> str:
                  or "<p>No feed gap.</p>")  # fmt: skip
     parts.append("<h2>Pricing</h2>")
     parts.append(_table(["symbol", "first mark", "last mark", "low", "high", "largest mark/index divergence (bps)"],
-                        [[s, *(shown(p[k], _places(precision, s)) for k in ("first_mark", "last_mark", "low_mark",
+                        [[s, *(shown(p[k], places(precision, s)) for k in ("first_mark", "last_mark", "low_mark",
                                                                                "high_mark")), p["max_divergence_bps"]]
                          for s, p in report["pricing"].items()]))  # fmt: skip
     parts.append(_execution(report["execution"], precision))
@@ -247,10 +247,6 @@ def _markers(timeline: list[dict[str, Any]]) -> list[dict[str, Any]]:
 # ------------------------------------------------------------------------------------------ tables
 
 
-def _places(precision: dict[str, Any], symbol: str, what: str = "price") -> int:
-    return int(precision.get(symbol, {}).get(what, 2 if what == "price" else 3))
-
-
 def _execution(ex: dict[str, Any], precision: dict[str, Any]) -> str:
     parts = [f"<h2>Execution</h2><p>{ex['intents']} intents, {ex['accepted']} accepted, {ex['rejected_total']} "
              f"rejected by the gate; {len(ex['fills'])} fills.</p>",
@@ -260,10 +256,10 @@ def _execution(ex: dict[str, Any], precision: dict[str, Any]) -> str:
     table = _table(["sent", "client id", "symbol", "side", "type", "qty", "price", "status", "filled", "average",
                     "tag", "source"],
                    [[o.get("sent"), o["client_id"], o.get("symbol"), o.get("side"), o.get("type"),
-                     _num(o.get("qty"), _places(precision, o.get("symbol") or "", "qty")),
-                     _num(o.get("price"), _places(precision, o.get("symbol") or "")), o.get("status"),
-                     _num(o.get("filled"), _places(precision, o.get("symbol") or "", "qty")),
-                     _num(o.get("average"), _places(precision, o.get("symbol") or "")), o.get("tag"), o.get("source")]
+                     _num(o.get("qty"), places(precision, o.get("symbol") or "", "qty")),
+                     _num(o.get("price"), places(precision, o.get("symbol") or "")), o.get("status"),
+                     _num(o.get("filled"), places(precision, o.get("symbol") or "", "qty")),
+                     _num(o.get("average"), places(precision, o.get("symbol") or "")), o.get("tag"), o.get("source")]
                     for o in orders])  # fmt: skip
     if len(orders) > ORDERS_SHOWN:  # a grid's hundreds of orders: counted, the table folded
         counts: dict[str, int] = {}
@@ -284,7 +280,7 @@ def _trades(trades: list[dict[str, Any]], precision: dict[str, Any]) -> str:
         return "<h2>Trades</h2><p>No trade.</p>"
     rows = []
     for t in trades:
-        price, qty = _places(precision, t["symbol"]), _places(precision, t["symbol"], "qty")
+        price, qty = places(precision, t["symbol"]), places(precision, t["symbol"], "qty")
         rows.append([t["symbol"], t["side"], t["entry"], t["exit"] or "open", _num(t["qty"], qty),
                      _num(t["entry_price"], price), _num(t["exit_price"], price), _num(t["funding"], 4),
                      _num(t["pnl"], 2), t["closed_by"]])  # fmt: skip
