@@ -67,17 +67,9 @@ async def test_a_fleet_halt_reaches_every_bot_and_a_bot_started_later_starts_hal
             verdict = await late.router.submit(OrderIntent("BTC/USDT:USDT", "buy", D("0.001"), stop=D(40_000)))
             assert not verdict.accepted
 
-            fleet: dict = {}
-
-            async def all_halted() -> bool:  # the statuses are as of each bot's last heartbeat
-                fleet.update(await read_fleet(a.fleet))
-                return {bot["state"] for bot in fleet["bots"]} == {"HALTED"}
-
-            for _ in range(50):
-                if await all_halted():
-                    break
-                await asyncio.sleep(0.1)
-            status = fleet
+            for bot in (*bots, late):  # a status is as of its bot's last heartbeat: one more from each, now
+                await bot.fleet.beat()
+            status = await read_fleet(a.fleet)
             assert {bot["name"] for bot in status["bots"]} == {"a", "b", "c"}
             assert status["halts"]["*"]["reason"] == "news at 14:30"
             assert {bot["state"] for bot in status["bots"]} == {"HALTED"} and D(status["bots"][0]["equity"]) == 10_000
@@ -109,7 +101,7 @@ async def test_a_fleet_wide_trip_halts_its_account_and_no_other(tmp_path):
             bots[0].ks.halt("operator saw something")  # marked fleet-wide in a's config
             await wait_for(lambda: bots[1].ks.state is TradingState.HALTED, 5)
             assert "a: manual reason=operator saw something" in bots[1].ks.trips["fleet_halt"].figures
-            await asyncio.sleep(0.6)  # three heartbeats of x: it read the flags and is not halted
+            await bots[2].fleet.beat()  # x reads the flags (now, not on its timer) and is not halted
             assert bots[2].ks.state is TradingState.ACTIVE
             for bot in bots:
                 bot.stop()
@@ -270,13 +262,13 @@ async def test_one_bots_429_pauses_the_group_and_its_418_halts_every_bot(tmp_pat
         second.on_ban = banned.append
         await first.acquire(1)
         first.observe(429, {"Retry-After": "1"})
-        await asyncio.sleep(0.2)  # the report goes out off the request's path
+        await asyncio.gather(*first._reporting)  # the report goes out off the request's path: let it land
         asked = second.clock.monotonic()
         await second.acquire(1)
         assert second.cooldown_until >= asked + 0.5  # paused (and its budget cut) by the first bot's 429
         assert second.clock.monotonic() >= second.cooldown_until
         first.observe(418, {"Retry-After": "30"})
-        await asyncio.sleep(0.2)
+        await asyncio.gather(*first._reporting)
         with pytest.raises(Banned):
             await second.acquire(1)
         assert banned and second.banned()
@@ -320,7 +312,7 @@ async def test_a_dead_bots_name_is_free_once_its_lease_expires(tmp_path):
             try:
                 await successor.start()
                 break
-            except FleetError:
+            except FleetError:  # the lease runs out on Redis's wall clock: nothing to wait on but time
                 await asyncio.sleep(0.05)
         assert 0.5 <= loop.time() - killed <= 3  # held until the lease (1 s) ran out, then free
         await successor.close()
