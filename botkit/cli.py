@@ -201,7 +201,7 @@ def fleet_group() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def fleet_status(config_file: Path, as_json: bool) -> None:
     """One table of the fleet's bots: state, equity, positions, budget use, last heartbeat, reservations."""
-    from botkit.fleet.coordinator import read_fleet
+    from botkit.fleet.status import read_fleet
 
     config = load_config(config_file, keys=False)
     if config.fleet is None:
@@ -214,8 +214,17 @@ def fleet_status(config_file: Path, as_json: bool) -> None:
         click.echo(json.dumps(fleet, indent=2, default=str))
         return
     out = Console(highlight=False)
+
+    def places(amount: Decimal) -> str:
+        return f"{amount:.2f}"
+
     halts = ", ".join(f"{scope}: {flag.get('reason')}" for scope, flag in fleet["halts"].items()) or "none"
     out.print(f"fleet halts in force: {halts}", markup=False, soft_wrap=True)
+    for account, held in fleet["accounts"].items():
+        positions = ", ".join(f"{s} {places(p['notional'])} by {p['bot']}" for s, p in held["positions"].items())
+        out.print(f"account {account}: notional {places(held['notional'])}, loss at the stops "
+                  f"{places(held['loss'])}, open orders {held['open_orders']}; positions: {positions or 'none'}",
+                  markup=False, soft_wrap=True)  # fmt: skip
     head = ("bot", "account", "ip group", "state", "equity", "positions", "orders", "weight used", "reservations",
             "heartbeat")  # fmt: skip
     rows = []

@@ -289,6 +289,12 @@ class FleetConfig(Section):
                                  description="share of each rate budget used alone while Redis is unreachable")
     propagate: list[str] = Field(default_factory=lambda: ["drawdown", "daily_loss", "liquidated"],
                                  description="this bot's trips that halt every bot of its account")  # fmt: skip
+    # the account's limits across all its bots (every bot of an account should give the same ones)
+    max_account_notional: PositiveDecimal | None = Field(
+        None, description="positions at the mark + opening orders + in-flight intents of every bot of the account")
+    max_account_loss: PositiveDecimal | None = Field(
+        None, description="what the account loses if every stop fills (no stop known: the position's margin)")
+    max_account_open_orders: int | None = Field(None, ge=1, le=100_000, description="open orders of every bot")
 
     @model_validator(mode="after")
     def lease_outlives_heartbeats(self) -> FleetConfig:

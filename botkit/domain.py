@@ -94,6 +94,11 @@ class Reason(StrEnum):
     DRAWDOWN_LIMIT = "DRAWDOWN_LIMIT"
     ORDER_RATE_LIMIT = "ORDER_RATE_LIMIT"
     GATE_ERROR = "GATE_ERROR"  # a check raised: a bug in botkit, fail closed and report it
+    # after the gate: the fleet's account limits, checked and reserved in Redis (botkit.fleet.risk)
+    ACCOUNT_NOTIONAL_ABOVE_MAX = "ACCOUNT_NOTIONAL_ABOVE_MAX"
+    ACCOUNT_LOSS_ABOVE_MAX = "ACCOUNT_LOSS_ABOVE_MAX"
+    ACCOUNT_OPEN_ORDERS_ABOVE_MAX = "ACCOUNT_OPEN_ORDERS_ABOVE_MAX"
+    ACCOUNT_UNCHECKED = "ACCOUNT_UNCHECKED"  # Redis could not be asked: no new risk (fail closed)
     # after the gate: the venue's answer to an accepted order, in the same shape as the gate's "no"
     VENUE_REJECTED = "VENUE_REJECTED"  # the exchange refused it (its code and message in the finding)
     VENUE_UNAVAILABLE = "VENUE_UNAVAILABLE"  # it never landed: the exchange unreachable or banning us

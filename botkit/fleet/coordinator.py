@@ -24,7 +24,7 @@ import os
 import socket
 import uuid
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
@@ -61,6 +61,14 @@ return 0
 """
 
 
+class Published(Protocol):
+    """What a heartbeat publishes besides the status (botkit.fleet.risk's SharedRisk)."""
+
+    async def publish(self) -> None: ...
+
+    async def run(self) -> None: ...
+
+
 class FleetError(Exception):
     """The fleet cannot be joined (Redis unreachable at start, the name already running): one clear line."""
 
@@ -83,7 +91,7 @@ def halt_fields(account: str | None) -> str:
 
 async def set_halt(client: aioredis.Redis, reason: str, by: str, account: str | None = None) -> None:
     """Halt every bot (or one account's): a persistent flag, then a message so running bots act at once."""
-    flag = json.dumps({"reason": reason, "by": by, "at_ms": int(await _now_ms(client))})
+    flag = json.dumps({"reason": reason, "by": by, "at_ms": int(await redis_now_ms(client))})
     await client.hset(HALT_KEY, halt_fields(account), flag)
     await client.publish(CHANNEL, "halt")
 
@@ -98,7 +106,7 @@ async def clear_halt(client: aioredis.Redis, account: str | None = None) -> int:
     return lifted
 
 
-async def _now_ms(client: aioredis.Redis) -> float:
+async def redis_now_ms(client: aioredis.Redis) -> float:
     seconds, micros = await client.time()
     return seconds * 1000 + micros / 1000
 
@@ -123,6 +131,7 @@ class Fleet:
         self._last_ok = self.clock.monotonic()
         self._problem = ""
         self._renew = self.client.register_script(RENEW)
+        self.risk: Published | None = None  # this bot's share of its account's limits, published each beat
         self._wake = asyncio.Event()
 
     # ------------------------------------------------------------------------------ start, end
@@ -137,7 +146,7 @@ class Fleet:
                 raise FleetError(f"fleet: the bot name {self.config.name!r} already runs ({holder}); one process "
                                  f"per name (its lease frees {self.config.lease_seconds} s after it stops)")
         except (RedisError, OSError) as exc:
-            raise FleetError(f"fleet: Redis at {where(self.config)} is unreachable ({_why(exc)}): cannot claim "
+            raise FleetError(f"fleet: Redis at {where(self.config)} is unreachable ({why(exc)}): cannot claim "
                              f"the bot name {self.config.name!r}") from None  # fmt: skip
         self._last_ok = self.clock.monotonic()
         await self.beat()  # the halt flags read, and the bot listed in `botkit fleet status`, from the start
@@ -158,6 +167,8 @@ class Fleet:
         """The heartbeat and the control channel's listener, until cancelled."""
         async with asyncio.TaskGroup() as group:
             group.create_task(self._listen(), name="fleet-listen")
+            if self.risk is not None:
+                group.create_task(self.risk.run(), name="fleet-risk")
             while True:
                 await self.beat()
                 still_cancelled()
@@ -179,14 +190,16 @@ class Fleet:
             await self._read_flags()  # first: the status published says whether the fleet's halt holds it
             status: dict[str | bytes, str] = {k: json.dumps(v, default=str) for k, v in self.status().items()}
             status |= {"instance": self.instance, "account": self.config.account, "ip_group": self.config.ip_group,
-                       "heartbeat_ms": str(int(await _now_ms(self.client)))}  # fmt: skip
+                       "heartbeat_ms": str(int(await redis_now_ms(self.client)))}  # fmt: skip
             async with self.client.pipeline(transaction=True) as pipe:
                 pipe.hset(self.status_key, mapping=status)  # type: ignore[arg-type]
                 pipe.pexpire(self.status_key, lease_ms)
                 pipe.zadd(BOTS_KEY, {self.config.name: int(status["heartbeat_ms"])})
                 await pipe.execute()
+            if self.risk is not None:
+                await self.risk.publish()
         except (RedisError, OSError, TimeoutError) as exc:
-            self._problem = f"Redis at {where(self.config)} unreachable: {_why(exc)}"
+            self._problem = f"Redis at {where(self.config)} unreachable: {why(exc)}"
             self._failed()
             return
         self._last_ok = self.clock.monotonic()
@@ -237,7 +250,7 @@ class Fleet:
         try:
             await set_halt(self.client, reason, self.config.name, self.config.account)
         except (RedisError, OSError, TimeoutError) as exc:
-            log.error("fleet.halt_failed", reason=reason, error=_why(exc))
+            log.error("fleet.halt_failed", reason=reason, error=why(exc))
 
 
 def still_cancelled() -> None:
@@ -248,31 +261,5 @@ def still_cancelled() -> None:
         raise asyncio.CancelledError
 
 
-def _why(exc: BaseException) -> str:
+def why(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-
-
-async def read_fleet(config: FleetConfig) -> dict[str, Any]:
-    """Every bot with a heartbeat in the last lease period, and the halts in force (`botkit fleet status`).
-    OSError with one line if Redis cannot be read."""
-    client = connect(config)
-    try:
-        now = await _now_ms(client)
-        names = await client.zrangebyscore(BOTS_KEY, now - float(config.lease_seconds) * 1000, "+inf")
-        bots = []
-        for name in map(str, names):  # (the client decodes: these are str)
-            fields = await client.hgetall(f"{PREFIX}bot:{name}")
-            bot: dict[str, Any] = {"name": name}
-            for key, value in fields.items():
-                with contextlib.suppress(ValueError):
-                    value = json.loads(value)
-                bot[str(key)] = value
-            heartbeat = bot.get("heartbeat_ms")
-            bot["age_s"] = (now - float(heartbeat)) / 1000 if heartbeat is not None else None
-            bots.append(bot)
-        halts = {scope: json.loads(flag) for scope, flag in (await client.hgetall(HALT_KEY)).items()}
-    except (RedisError, OSError) as exc:
-        raise OSError(f"fleet: Redis at {where(config)} is unreachable ({_why(exc)})") from None
-    finally:
-        await client.aclose()
-    return {"bots": bots, "halts": halts}

@@ -37,6 +37,7 @@ from botkit.config import BotConfig, effective_settings
 from botkit.domain import Book, MarkPrice, Order, OrderIntent, Position, Side, TradingState
 from botkit.fleet.budgets import SharedBudgets
 from botkit.fleet.coordinator import Fleet, FleetError
+from botkit.fleet.risk import Commitments, SharedRisk, commitments
 from botkit.guards.control import ControlInbox, control_path
 from botkit.guards.gate import Verdict
 from botkit.guards.killswitch import KillSwitch, SwitchEvent
@@ -195,6 +196,7 @@ class Bot:
             if isinstance(self.venue, SimulatedVenue):
                 self.venue.tape = tape.record
         self.fleet: Fleet | None = None  # with [fleet]: the name's lease, the heartbeat, the fleet's halt
+        self.account_share: SharedRisk | None = None  # with [fleet]: this bot's part of its account's limits
         if config.fleet is not None:
             self.fleet = Fleet(config.fleet, clock=self.clock, on_halt=self.ks.fleet_halted, status=self._fleet_status,
                                on_reachable=lambda ok, why: self.ks.fleet_lost(None if ok else why))  # fmt: skip
@@ -203,6 +205,11 @@ class Bot:
                 limiter.shared = SharedBudgets(config.fleet, tuple(w.budget for w in limiter.windows),
                                                self.fleet.client)  # fmt: skip
                 limiter.local_share = float(config.fleet.local_share)
+            # the account's limits across its bots, checked and reserved in Redis after the gate
+            self.fleet.risk = self.account_share = SharedRisk(config.fleet, self.fleet.client, self.clock,
+                                                               self._commitments)  # fmt: skip
+            if self.account_share.checks:
+                self.router.account_check = self.account_share
         self.recent: deque[dict[str, Any]] = deque(maxlen=RECENT_EVENTS)
         self.acted: list[str] = []  # what the guardrails did (for the summary)
         self._started: float | None = None
@@ -348,6 +355,8 @@ class Bot:
             self.ks.clock_offset(await self.venue.fetch_clock_offset())
             await self.reconciler.at_start()
             await self.stops.at_start(self.reconciler.stop_triggers)
+            if self.account_share is not None:  # the exchange read: this bot's share of its account is known,
+                self.account_share.ready = True  # and published from now on
         except LookupError as exc:
             raise StartupError(str(exc)) from None
         except FleetError as exc:
@@ -418,6 +427,16 @@ class Bot:
             setup |= {"taker_fee": self.venue.engine.taker_fee, "maker_fee": self.venue.engine.maker_fee,
                       "market_ids": self.venue.exchange_ids}  # fmt: skip
         return setup
+
+    def _commitments(self) -> Commitments:
+        """This bot's share of its account's limits: open orders and in-flight intents with their stops,
+        and its symbols' positions at the mark with theirs."""
+        entries = self.router.entries
+        orders = [(o, entries.get(o.client_id, (None, None))[0]) for o in self.router.tracker.open()]
+        marks = {s: m.mark for s, m in self.market.marks.items()}
+        stops = {s: g.trigger for s, g in self.stops.guards.items()}
+        return commitments(orders, self.router.reservations.with_stops(), self.account.positions, self.symbols,
+                           marks, stops, self.market.leverage)  # fmt: skip
 
     def _fleet_status(self) -> dict[str, Any]:
         """What this bot's heartbeat tells the fleet (`botkit fleet status`)."""

@@ -19,7 +19,7 @@ import asyncio
 from collections import OrderedDict
 from dataclasses import replace
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol
 
 from botkit.config import BotConfig
 from botkit.domain import Order, OrderIntent, OrderStatus, Reason, TradingState
@@ -42,6 +42,17 @@ _SEAL = object()  # handed to the safety room only (see botkit.runtime.safety)
 REDUCE_ONLY_JOURNAL_WAIT_S = 2.0  # the longest a reduce-only order waits for its write-ahead row
 LIST_WAIT_S = 5.0  # the longest a cancel sweep waits for the exchange's list of open orders
 ENTRIES_KEPT = 10_000  # opening orders whose stop is remembered: far more than can still be filling
+
+
+class AccountCheck(Protocol):
+    """Limits the bot shares with others on its account (botkit.fleet.risk): called with the accepted
+    intent already reserved locally; the finding that refuses it, or None."""
+
+    async def reserve(self) -> Violation | None: ...
+
+    def changed(self) -> None:
+        """An order was acknowledged, filled or ended: publish soon (the order leaves the leased in-flight
+        part for the part that outlives the bot, and what ended frees room for the others)."""
 
 
 class RiskCut:
@@ -70,6 +81,7 @@ class Router:
         self.reservations = Reservations(account.exposure)
         self.tracker = OrderTracker(exposure=account.exposure)
         self.stopping = False  # set once shutdown begins: only risk cuts may leave after that
+        self.account_check: AccountCheck | None = None  # with a fleet's account limits: its shared reservations
         self.reduce_only_wait_s: float | None = REDUCE_ONLY_JOURNAL_WAIT_S
         self.list_wait_s = LIST_WAIT_S
         self.lost: dict[str, str] = {}  # client id -> symbol: sent, but its task was cancelled before the answer
@@ -111,7 +123,7 @@ class Router:
         self._judged(intent, verdict, source, snap)
         if verdict.approval is None:
             return verdict
-        serial = self.reservations.hold(verdict.approval)
+        serial = self.reservations.hold(verdict.approval, intent.stop)
         try:
             return await self._send(intent, verdict, verdict.approval, cut, source)
         finally:
@@ -121,6 +133,13 @@ class Router:
         self, intent: OrderIntent, verdict: Verdict, approval: Approval, cut: RiskCut | None, source: str
     ) -> Order | Verdict:
         symbol = intent.symbol
+        if self.account_check is not None and cut is None and not intent.reduce_only:
+            refusal = await self.account_check.reserve()  # the fleet's account limits, this intent reserved in them
+            if refusal is not None:
+                late = reject(intent, refusal)
+                self.stats.accepted -= 1
+                self._verdict(intent, late, source, revised=True)
+                return late
         if intent.leverage is not None and intent.leverage != self.market.leverage[symbol]:
             try:
                 await self.venue.ensure_isolated(symbol, intent.leverage)
@@ -336,6 +355,8 @@ class Router:
             self.stats.cancels += 1
             self.ks.cancelled()
         self.sink(OrderChanged(changed))
+        if self.account_check is not None:
+            self.account_check.changed()
         if fill is not None:
             self.stats.fills += 1
             self.ks.filled()

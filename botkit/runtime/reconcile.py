@@ -233,12 +233,16 @@ class Reconciler:
                           order.filled if order else ZERO)  # fmt: skip
             looked_up.append(f"{sent.client_id}={order.status.value if order else 'never-sent'}")
         listed = await self.venue.fetch_open_orders()
+        actual = {p.symbol: signed(p) for p in await self.venue.fetch_positions()}
+        if self.config.fleet is not None:  # the account's other symbols are its other bots' (and count in the
+            mine = self.market.rules  # fleet's account limits through their bots): this bot answers for its own
+            listed = [o for o in listed if o.symbol in mine]
+            actual = {s: q for s, q in actual.items() if s in mine}
         own = [o for o in listed if self.venue.ids.owns(o.client_id)]
         foreign = [o for o in listed if not self.venue.ids.owns(o.client_id)]
         for order in own:
             router.order_update(order, "reconcile")
         expected = history.positions()
-        actual = {p.symbol: signed(p) for p in await self.venue.fetch_positions()}
         mismatched = [
             f"position {s} exchange={plain(actual.get(s, ZERO))} journal={plain(expected.get(s, ZERO))}"
             for s in sorted(set(actual) | set(expected))

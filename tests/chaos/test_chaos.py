@@ -58,7 +58,7 @@ def unpinned_client_ids(bot: Bot) -> None:
 
 def no_reservations(bot: Bot) -> None:
     """Accepted intents are not reserved: each is sized as if it were the only one in flight."""
-    bot.router.reservations.hold = lambda approval: approval.serial  # type: ignore[method-assign]
+    bot.router.reservations.hold = lambda approval, stop=None: approval.serial  # type: ignore[method-assign]
 
 
 def resting_orders_unseen(bot: Bot) -> None:

@@ -147,3 +147,20 @@ class Ladder(Strategy):
             self.laid_at = time.monotonic()
         finally:
             self.busy = False
+
+
+class OpenAndRest(Strategy):
+    """Once: a market buy and a resting limit buy 1 % under the mark, each of `notional`, with a stop 3 %
+    under the mark; then it holds them (a bot that is killed while it holds risk)."""
+
+    class Params(BaseModel):
+        model_config = ConfigDict(extra="forbid", frozen=True)
+        symbol: str = "BTC/USDT:USDT"
+        notional: Decimal = Field(Decimal("1000"), gt=0)
+
+    async def on_start(self, ctx: Context) -> None:
+        p, cents = self.params, Decimal("0.01")
+        mark = ctx.mark(p.symbol)
+        qty, stop = (p.notional / mark).quantize(Decimal("0.001")), (mark * Decimal("0.97")).quantize(cents)
+        await ctx.buy(p.symbol, qty, stop=stop)
+        await ctx.buy(p.symbol, qty, stop=stop, type="limit", price=(mark * Decimal("0.99")).quantize(cents))

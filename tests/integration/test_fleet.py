@@ -9,7 +9,7 @@ import pytest
 
 from botkit.cli import main
 from botkit.domain import OrderIntent, TradingState
-from botkit.fleet.coordinator import read_fleet
+from botkit.fleet.status import read_fleet
 from botkit.runtime.bot import Bot
 from botkit.runtime.journal import read_events
 from botkit.runtime.strategy import Strategy
@@ -22,11 +22,11 @@ class Idle(Strategy):
     """Trades nothing: these tests are about the fleet's switch, not the orders."""
 
 
-def fleet_config(emu, folder, redis, name, account="acc-1", **fleet):
+def fleet_config(emu, folder, redis, name, account="acc-1", sections=None, **fleet):
     folder.mkdir(exist_ok=True)
     settings = {"redis_url": redis.url, "name": name, "account": account, "ip_group": "office",
                 "grace_seconds": "1", "heartbeat_seconds": "0.2", "lease_seconds": "1"} | fleet  # fmt: skip
-    return bot_config(emu, folder, fleet=settings)
+    return bot_config(emu, folder, fleet=settings, **(sections or {}))
 
 
 def config_file(config, path):
@@ -317,3 +317,130 @@ async def test_a_dead_bots_name_is_free_once_its_lease_expires(tmp_path):
         assert 0.5 <= loop.time() - killed <= 3  # held until the lease (1 s) ran out, then free
         await successor.close()
         await dead.client.aclose()
+
+
+# ------------------------------------------------------------------------------------ the account's limits
+
+
+class Wall:
+    """A wall clock a test sets (the scripts take the bots' clocks: a lease runs out when a clock says so)."""
+
+    def __init__(self, at: float = 1_000_000.0) -> None:
+        self.at = at
+
+    def time(self) -> float:
+        return self.at
+
+    def monotonic(self) -> float:
+        return self.at
+
+
+def account_bots(redis, names, clock=None, **limits):
+    """SharedRisk for bots `names` of one account, each with its own connection and its own local holdings:
+    a list of (notional, loss) it commits (what its order tracker, reservations and positions would hold)."""
+    from botkit.config import FleetConfig
+    from botkit.fleet.coordinator import connect
+    from botkit.fleet.risk import Commitments, Held, SharedRisk
+
+    made = {}
+    for name in names:
+        config = FleetConfig(redis_url=redis.url, name=name, account="acc", ip_group="ip", lease_seconds="3",
+                             **limits)  # fmt: skip
+        local: dict = {"orders": [], "in_flight": [], "positions": {}}
+
+        def held(local=local) -> Commitments:
+            orders = sum((Held(D(n), D(loss)) for n, loss in local["orders"]), Held())
+            flying = sum((Held(D(n), D(loss)) for n, loss in local["in_flight"]), Held())
+            return Commitments(orders, len(local["orders"]), flying, len(local["in_flight"]),
+                               dict(local["positions"]))  # fmt: skip
+
+        risk = SharedRisk(config, connect(config), clock or Wall(), held)
+        risk.local, risk.ready = local, True
+        made[name] = risk
+    return made
+
+
+@pytest.mark.parametrize("guarded", [True, False])
+async def test_concurrent_intents_of_three_bots_never_pass_the_account_limits(tmp_path, guarded):
+    """Three bots, 30 intents each, all at once: each intent is held locally, then checked and reserved in
+    Redis. Together they never commit more than the account's limits; unchecked (each bot on its own limits
+    alone, as every other framework runs them), the same burst commits nine times the notional limit."""
+    from botkit.fleet.risk import account_totals
+
+    with redis_server(tmp_path) as redis:
+        bots = account_bots(redis, ["a", "b", "c"], max_account_notional="1000", max_account_loss="25",
+                            max_account_open_orders=12)  # fmt: skip
+        sent: list[tuple[str, int]] = []
+
+        async def intent(name, risk, k):
+            item = ("100", "2")  # notional 100, loss at the stop 2: the notional limit binds first (10 of them)
+            risk.local["in_flight"].append(item)  # the local reservation, before anything is awaited
+            refusal = await risk.reserve() if guarded else await risk.publish()
+            risk.local["in_flight"].remove(item)
+            if refusal is None:
+                sent.append((name, k))
+                risk.local["orders"].append(item)  # sent: an open order now (the tracker's)
+
+        await asyncio.gather(*(intent(name, risk, k) for name, risk in bots.items() for k in range(30)))
+        for risk in bots.values():
+            await risk.publish()
+        totals = await account_totals(bots["a"].client, "acc", Wall().time() * 1000)
+        for risk in bots.values():
+            await risk.client.aclose()
+    print(f"guarded={guarded}: {len(sent)} of 90 intents sent; the account commits {totals['notional']} "
+          f"(limit 1000), loses {totals['loss']} at the stops (limit 25), {totals['open_orders']} open orders")
+    if guarded:
+        assert 100 * len(sent) <= 1000 and totals["notional"] <= 1000 and totals["loss"] <= 25
+        assert len(sent) >= 8  # and the limit is used, not refused wholesale
+    else:
+        assert 100 * len(sent) == 9000 and totals["notional"] == 9000
+
+
+async def test_a_dead_bots_reservations_expire_and_its_positions_still_count(tmp_path):
+    from botkit.domain import Reason
+    from botkit.fleet.risk import Held
+
+    with redis_server(tmp_path) as redis:
+        clock = Wall()
+        bots = account_bots(redis, ["dead", "alive"], clock, max_account_notional="1000")
+        dead, alive = bots["dead"], bots["alive"]
+        dead.local["orders"].append(("100", "2"))  # resting on the exchange
+        dead.local["in_flight"].append(("300", "6"))  # on its way there
+        dead.local["positions"]["BTC"] = Held(D(400), D(10))  # and a position on the exchange
+        assert await dead.reserve() is None  # then SIGKILL: no heartbeat, no clean stop
+        alive.local["in_flight"].append(("300", "6"))
+        refusal = await alive.reserve()  # 100 + 300 + 400 + 300 > 1000
+        assert refusal is not None and refusal.code is Reason.ACCOUNT_NOTIONAL_ABOVE_MAX
+        assert "notional=1100 max=1000" in refusal.detail
+        clock.at += 3.001  # the dead bot's lease (3 s) runs out
+        assert await alive.reserve() is None  # its in-flight intent is gone: 800
+        alive.local["in_flight"].append(("300", "6"))
+        refusal = await alive.reserve()  # its resting order and position are not: 100 + 400 + 600 > 1000
+        assert refusal is not None and "notional=1100" in refusal.detail
+        alive.local["in_flight"].pop()
+        alive.local["positions"]["BTC"] = Held()  # a bot trading BTC reads it flat: it stops counting
+        alive.local["in_flight"].append(("300", "6"))
+        assert await alive.reserve() is None  # 100 + 600
+        for risk in bots.values():
+            await risk.client.aclose()
+
+
+async def test_a_late_check_is_judged_on_the_newer_publication_and_redis_gone_refuses(tmp_path):
+    """The heartbeat's unchecked publication lands before an intent's check: the check is made on it."""
+    from botkit.domain import Reason
+
+    with redis_server(tmp_path) as redis:
+        bots = account_bots(redis, ["a"], max_account_notional="1000")
+        risk = bots["a"]
+        risk.local["in_flight"] += [("600", "1"), ("600", "1")]  # two intents held, neither checked yet
+        late_seq = next(risk._seq)  # the first one's check, made when it alone was held, delayed on the network
+        await risk.publish()  # the heartbeat's publication, with both in it, lands first
+        risk.local["in_flight"].pop()  # (the late check carries what was held when it was made: 600)
+        real_seq, risk._seq = risk._seq, iter([late_seq])
+        refusal = await risk.reserve()  # judged on the 1200 published, not its own 600: refused
+        risk._seq = real_seq
+        assert refusal is not None and "notional=1200" in refusal.detail
+        redis.stop()
+        refusal = await risk.reserve()
+        assert refusal is not None and refusal.code is Reason.ACCOUNT_UNCHECKED
+        await risk.client.aclose()

@@ -62,6 +62,6 @@ async def test_a_burst_of_intents_shares_one_risk_budget(tmp_path):
 
 
 async def test_without_reservations_the_burst_breaks_the_budget(tmp_path, monkeypatch):
-    monkeypatch.setattr(Reservations, "hold", lambda self, approval: approval.serial)  # the guardrail off
+    monkeypatch.setattr(Reservations, "hold", lambda self, approval, stop=None: approval.serial)  # the guardrail off
     loss, budget, _ = await burst_on_the_exchange(tmp_path)
     assert loss > 3 * budget
