@@ -1,7 +1,8 @@
 """Benchmark of a fleet over Redis (a local redis-server): what sharing the rate budgets adds to each request
 (Redis round trips, and the rate limiter's time with and without them), what it adds to an order on the
-emulator, and how fast `botkit halt --fleet` reaches every bot's kill switch (p50/p99 from the command to
-HALTED in each one).
+emulator, how fast `botkit halt --fleet` reaches every bot's kill switch (p50/p99 from the command to
+HALTED in each one), three bots at Binance's real limits for five minutes (429s, 418s, weight used), and
+how many scripts a second one Redis serves to many clients at once (the load test behind docs/fleet.md).
 
     python bench/fleet.py            # full run
     python bench/fleet.py --smoke    # a few of each, to keep it working in CI
@@ -13,18 +14,21 @@ import argparse
 import asyncio
 import tempfile
 import time
+from collections import Counter
 from decimal import Decimal as D
 from pathlib import Path
 
 import ccxt.async_support as ccxt
-from _load import approved
+from _load import approved, fleet_traffic
 from _redis import RedisServer, redis_binary
 from _stats import p50_p99
 
+from botkit.clock import SystemClock
 from botkit.config import FleetConfig, KillSwitchConfig, VenueConfig
 from botkit.domain import TradingState
 from botkit.fleet.budgets import SharedBudgets
 from botkit.fleet.coordinator import Fleet, clear_halt, connect, set_halt
+from botkit.fleet.risk import Commitments, Held, SharedRisk
 from botkit.guards.killswitch import KillSwitch
 from botkit.guards.rate import Budget, RateLimiter
 from botkit.sim.server import EmulatorSettings, running_emulator
@@ -122,6 +126,64 @@ async def halt_propagation(url: str, bots: int, rounds: int) -> None:
           f"{max(delays) * 1e3:.1f} ms (the heartbeat, 1 s, is the fallback if a message is lost)")
 
 
+async def at_binance_limits(url: str, minutes: float, speed: float) -> None:
+    """Three bots of one IP group and account sending mixed traffic at Binance's real limits."""
+    report = await fleet_traffic(url, bots=3, minutes=minutes, speed=speed)
+    granted, counted = report.granted(), report.window_weights
+    requests = [bot.requests for bot in report.bots]
+    errors = sum((bot.errors for bot in report.bots), Counter())
+    print(f"three bots at Binance's limits, {minutes:g} minutes at {speed:g}x: requests {requests}, "
+          f"429s {report.answered.get(429, 0)}, 418s {report.answered.get(418, 0)}, errors {dict(errors) or 0}; "
+          f"weight granted in whole windows {[int(g) for g in granted]} = min {min(granted) / report.limit:.1%} of "
+          f"{report.limit}; the exchange counted {counted} (min {min(counted) / report.limit:.1%}: it charges a "
+          f"new order 0, botkit 1 as a margin)" if granted and counted else "three bots: no whole window")
+
+
+async def redis_load(server: RedisServer, seconds: float, levels: tuple[int, ...]) -> None:
+    """Clients each with its own connection calling the shared budgets' script (or the account's
+    check-and-reserve) back to back: scripts a second, the latency each one saw, and the server's CPU time
+    per script (from which its capacity on one core follows), per number of clients."""
+    url = server.url
+    budgets = (Budget("weight_1m", 10**9, 60.0, "weight"), Budget("orders_10s", 10**9, 10.0, "orders"),
+               Budget("orders_1m", 10**9, 60.0, "orders"))  # fmt: skip
+    for kind in ("rate budgets (take)", "account limits (reserve)"):
+        for clients in levels:
+            callers = []
+            for n in range(clients):
+                config = fleet_config(url, f"load-{n}")
+                config = config.model_copy(update={"account": "load", "ip_group": "load",
+                                                   "max_account_notional": D(10**9)})  # fmt: skip
+                if kind.startswith("rate"):
+                    callers.append(SharedBudgets(config, budgets, connect(config)))
+                else:
+                    risk = SharedRisk(config, connect(config), SystemClock(),
+                                      lambda: Commitments(Held(D(100), D(2)), 1, Held(D(100), D(2)), 1,
+                                                          {"BTC/USDT:USDT": Held(D(500), D(10))}))  # fmt: skip
+                    risk.ready = True
+                    callers.append(risk)
+            samples: list[float] = []
+            end = time.perf_counter() + seconds
+            cpu = server.cpu_seconds()
+
+            async def call(caller: SharedBudgets | SharedRisk, end: float, samples: list[float]) -> None:
+                while time.perf_counter() < end:
+                    start = time.perf_counter()
+                    if isinstance(caller, SharedBudgets):
+                        await caller.take({"weight": 1, "orders": 1}, 1.0, time.time() * 1000)
+                    else:
+                        await caller.reserve()
+                    samples.append(time.perf_counter() - start)
+
+            await asyncio.gather(*(call(c, end, samples) for c in callers))
+            used = server.cpu_seconds()
+            for caller in callers:
+                await caller.client.aclose()
+            per = (used - cpu) / len(samples) if used is not None and cpu is not None else None
+            capacity = f", server CPU {per * 1e6:.1f} µs a script (one core: {1 / per:,.0f} scripts/s)" if per else ""
+            print(f"redis load, {kind}, {clients} clients: {len(samples) / seconds:,.0f} scripts/s, "
+                  f"{ms(samples)}{capacity}")
+
+
 async def main(smoke: bool) -> None:
     binary = redis_binary()
     if binary is None:
@@ -134,6 +196,8 @@ async def main(smoke: bool) -> None:
             await limiter_cost(server.url, 200 if smoke else 5_000)
             await order_cost(server.url, 10 if smoke else 300)
             await halt_propagation(server.url, 3 if smoke else 10, 3 if smoke else 50)
+            await at_binance_limits(server.url, 1.2 if smoke else 5.2, 10)
+            await redis_load(server, 0.5 if smoke else 3.0, (1, 10) if smoke else (1, 10, 50, 200))
         finally:
             server.stop()
 

@@ -180,8 +180,10 @@ async def _fleet_control(config: Any, command: str, reason: str, account: str | 
     scope = f"account {account}" if account else "every bot"
     try:
         if command == "halt":
-            await set_halt(client, reason, f"botkit halt ({config.fleet.name}'s config)", account)
-            click.echo(f"fleet halt set for {scope}: running bots apply it within a heartbeat, later ones at start")
+            copies = await set_halt(client, reason, f"botkit halt ({config.fleet.name}'s config)", account)
+            held = "" if copies is None else f"; {copies} replica(s) hold it"
+            click.echo(f"fleet halt set for {scope}: running bots apply it within a heartbeat, later ones at "
+                       f"start{held}")  # fmt: skip
         else:
             lifted = await clear_halt(client, account)
             click.echo(f"fleet halt lifted for {scope} ({lifted} flag(s)); each bot resumes per its own trips")

@@ -274,6 +274,10 @@ class FleetConfig(Section):
     (botkit.fleet). Without this section nothing is shared and no Redis is needed."""
 
     redis_url: SecretStr = Field(description="redis://[user:password@]host:port/db (a password makes it a secret)")
+    sentinels: list[str] = Field(default_factory=list, description="host:port of each Redis Sentinel: the "
+                                 "primary is asked of them, and followed through a failover (redis_url then "
+                                 "gives only the user, password, db and TLS)")  # fmt: skip
+    sentinel_master: str = Field("mymaster", min_length=1, description="the primary's name in the Sentinels")
     name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$",
                       description="this bot's name: one process per name across every machine")  # fmt: skip
     account: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$",
@@ -295,6 +299,15 @@ class FleetConfig(Section):
     max_account_loss: PositiveDecimal | None = Field(
         None, description="what the account loses if every stop fills (no stop known: the position's margin)")
     max_account_open_orders: int | None = Field(None, ge=1, le=100_000, description="open orders of every bot")
+
+    @field_validator("sentinels")
+    @classmethod
+    def host_and_port(cls, sentinels: list[str]) -> list[str]:
+        for address in sentinels:
+            host, _, port = address.rpartition(":")
+            if not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError(f"sentinel {address!r} must be host:port")
+        return sentinels
 
     @model_validator(mode="after")
     def lease_outlives_heartbeats(self) -> FleetConfig:

@@ -103,14 +103,15 @@ def cancel_then_place(monkeypatch) -> None:
 
 
 @contextlib.contextmanager
-def redis_server(folder: Path) -> Iterator[RedisServer]:
-    """A real Redis server for one test (skipped where none is installed)."""
+def redis_server(folder: Path, **role: RedisServer) -> Iterator[RedisServer]:
+    """A real Redis server for one test (skipped where none is installed); `replica_of=` or `sentinel_of=`
+    another one (see RedisServer)."""
     import pytest
 
     binary = redis_binary()
     if binary is None:
         pytest.skip("no redis-server (Debian package redis-server; .ci/run installs it)")
-    server = RedisServer(binary, folder)
+    server = RedisServer(binary, folder, **role)
     server.start()
     try:
         yield server

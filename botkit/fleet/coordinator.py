@@ -27,6 +27,8 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 import redis.asyncio as aioredis
+from redis.asyncio.connection import parse_url
+from redis.asyncio.sentinel import Sentinel
 from redis.exceptions import RedisError
 
 from botkit.clock import Clock, SystemClock
@@ -74,12 +76,26 @@ class FleetError(Exception):
 
 
 def connect(config: FleetConfig) -> aioredis.Redis:
-    return aioredis.Redis.from_url(config.redis_url.get_secret_value(), socket_timeout=IO_TIMEOUT_S,
-                                   socket_connect_timeout=IO_TIMEOUT_S, decode_responses=True)  # fmt: skip
+    """A client of the fleet's Redis: `redis_url`'s server, or with `sentinels`, whichever server they name
+    the primary, asked again on each new connection (so a failover is followed once the old connections
+    fail: until then, the bot fails closed as for any outage)."""
+    url = config.redis_url.get_secret_value()
+    options: dict[str, Any] = {"socket_timeout": IO_TIMEOUT_S, "socket_connect_timeout": IO_TIMEOUT_S}
+    if not config.sentinels:
+        return aioredis.Redis.from_url(url, decode_responses=True, **options)
+    if url.startswith("rediss://"):
+        options["ssl"] = True
+    sentinel = Sentinel([(h, int(p)) for h, _, p in (a.rpartition(":") for a in config.sentinels)],
+                        sentinel_kwargs=dict(options), **options)  # fmt: skip
+    parsed = parse_url(url)  # the user, password, db and TLS of the primary; its host and port are the Sentinels'
+    options |= {k: parsed[k] for k in ("username", "password", "db") if parsed.get(k) is not None}
+    return sentinel.master_for(config.sentinel_master, decode_responses=True, **options)
 
 
 def where(config: FleetConfig) -> str:
-    """The Redis URL without its password, for messages."""
+    """The Redis URL without its password (or the Sentinels and the primary's name), for messages."""
+    if config.sentinels:
+        return f"the primary {config.sentinel_master!r} of Sentinels {','.join(config.sentinels)}"
     url = config.redis_url.get_secret_value()
     scheme, _, rest = url.partition("://")
     return f"{scheme}://{rest.rpartition('@')[2]}"
@@ -89,11 +105,25 @@ def halt_fields(account: str | None) -> str:
     return EVERY_BOT if account is None else f"account:{account}"
 
 
-async def set_halt(client: aioredis.Redis, reason: str, by: str, account: str | None = None) -> None:
-    """Halt every bot (or one account's): a persistent flag, then a message so running bots act at once."""
+async def set_halt(client: aioredis.Redis, reason: str, by: str, account: str | None = None) -> int | None:
+    """Halt every bot (or one account's): a persistent flag, then a message so running bots act at once.
+    Returns how many replicas hold the flag (a failover to one of them keeps it), None with no replica."""
     flag = json.dumps({"reason": reason, "by": by, "at_ms": int(await redis_now_ms(client))})
     await client.hset(HALT_KEY, halt_fields(account), flag)
     await client.publish(CHANNEL, "halt")
+    return await replicated(client)
+
+
+async def replicated(client: aioredis.Redis) -> int | None:
+    """Wait (up to half a second: within one call's time limit) until every replica has this connection's
+    writes: how many have, None with no replica online."""
+    info = await client.info("replication")
+    replicas = sum(
+        1 for k, v in info.items() if k.startswith("slave") and isinstance(v, dict) and v.get("state") == "online"
+    )
+    if replicas == 0:  # (one still taking its first copy cannot acknowledge yet)
+        return None
+    return int(await client.wait(replicas, 500))
 
 
 async def clear_halt(client: aioredis.Redis, account: str | None = None) -> int:

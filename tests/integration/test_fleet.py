@@ -154,6 +154,19 @@ def test_a_fleet_command_without_a_fleet_section_is_one_line(tmp_path, capsys):
     assert "--fleet needs a [fleet] section" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(("line", "problem"), [
+    ('sentinels = ["nohost"]', "sentinel 'nohost' must be host:port"),
+    ('sentinels = ["h:99999"]', "sentinel 'h:99999' must be host:port"),
+    ("max_account_notional = -5", "max_account_notional"),
+])  # fmt: skip
+def test_a_bad_fleet_setting_is_one_line(tmp_path, capsys, line, problem):
+    (tmp_path / "bot.toml").write_text('[fleet]\nredis_url = "redis://127.0.0.1:9/0"\nname = "n"\naccount = "a"\n'
+                                       f'ip_group = "i"\n{line}\n')  # fmt: skip
+    assert main(["fleet", "status", "--config", str(tmp_path / "bot.toml")]) == 2
+    err = capsys.readouterr().err
+    assert problem in err and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+
+
 @pytest.mark.parametrize("command", [["halt", "--fleet"], ["resume", "--fleet"], ["fleet", "status"]])
 def test_an_unreachable_redis_is_one_line(tmp_path, capsys, command):
     (tmp_path / "bot.toml").write_text('[fleet]\nredis_url = "redis://127.0.0.1:9/0"\nname = "a"\n'
@@ -444,3 +457,79 @@ async def test_a_late_check_is_judged_on_the_newer_publication_and_redis_gone_re
         refusal = await risk.reserve()
         assert refusal is not None and refusal.code is Reason.ACCOUNT_UNCHECKED
         await risk.client.aclose()
+
+
+async def test_three_bots_at_binance_limits_use_the_weight_and_earn_no_429(tmp_path):
+    """Three bots of one IP group and account, each sending mixed traffic (reads of every weight, orders
+    placed and cancelled) from 8 tasks at Binance's real limits (2400 weight a minute; 300 orders per 10 s,
+    1200 a minute), for 1.2 minutes of time running ten times faster, on an emulator whose windows run as
+    fast: together they are granted at least 90 % of the weight limit in each whole window, and the
+    exchange answers no 429 and no 418. (`bench/fleet.py` runs five minutes.)"""
+    from bench._load import fleet_traffic
+
+    with redis_server(tmp_path) as redis:
+        report = await fleet_traffic(redis.url, bots=3, minutes=1.2, speed=10)
+    requests, granted = [bot.requests for bot in report.bots], report.granted()
+    print(f"requests per bot {requests}; granted together {granted} in whole windows, the exchange counted "
+          f"{report.window_weights} (limit {report.limit}; it charges orders no weight), answered "
+          f"{report.answered or 'no 429 or 418'}")
+    assert report.answered == {} and not any(bot.errors for bot in report.bots)
+    assert len(granted) >= 1 and min(granted) >= 0.9 * report.limit
+    assert min(requests) >= 0.2 * sum(requests)  # shared, not taken by one bot
+
+
+async def test_a_sentinel_failover_is_followed_and_the_halt_survives_it(tmp_path):
+    """A primary, its replica and a Sentinel, all real servers. The bot reaches Redis through the Sentinel;
+    a fleet halt set before the failover is held by the replica (`halt` waits for it). The primary is
+    killed: the bot fails closed within its grace, follows the Sentinel to the promoted replica, takes its
+    name's lease there, and still reads the halt."""
+    import redis.asyncio as aioredis
+
+    from botkit.config import FleetConfig
+    from botkit.fleet.coordinator import Fleet, set_halt
+
+    with redis_server(tmp_path) as primary, redis_server(tmp_path, replica_of=primary) as replica:
+        probe = aioredis.Redis.from_url(primary.url, decode_responses=True)
+        await wait_for_async(lambda: _replicas(probe), 10)  # the replica in sync before the Sentinel looks
+        with redis_server(tmp_path, sentinel_of=primary) as sentinel:
+            watcher = aioredis.Redis.from_url(sentinel.url, decode_responses=True)
+            await wait_for_async(lambda: _sentinel_knows_replica(watcher), 10)
+            config = FleetConfig(redis_url="redis://unused/0", sentinels=[sentinel.address], name="sentinel-bot",
+                                 account="acc", ip_group="ip", heartbeat_seconds="0.1", lease_seconds="1",
+                                 grace_seconds="0.3")  # fmt: skip
+            reachable: list[bool] = []
+            fleet = Fleet(config, on_halt=lambda reason: None, on_reachable=lambda ok, why: reachable.append(ok),
+                          status=lambda: {})  # fmt: skip
+            await fleet.start()
+            assert await set_halt(fleet.client, "before the failover", "test") == 1  # the replica holds it
+            run = asyncio.create_task(fleet.run())
+            try:
+                await wait_for(lambda: fleet.halted is not None, 10)
+                primary.stop()
+                await wait_for(lambda: reachable == [False], 15)  # fail closed: REDUCING in a bot
+                await wait_for(lambda: reachable == [False, True], 30)  # the replica promoted, and followed
+                promoted = aioredis.Redis.from_url(replica.url, decode_responses=True)
+                assert (await promoted.info("replication"))["role"] == "master"
+                assert await promoted.get("botkit:lease:sentinel-bot") == fleet.instance
+                assert "before the failover" in (fleet.halted or "")
+                await promoted.aclose()
+            finally:
+                run.cancel()
+                await asyncio.gather(run, return_exceptions=True)
+                await fleet.close()
+                await watcher.aclose()
+        await probe.aclose()
+
+
+async def _replicas(client) -> bool:
+    return (await client.info("replication")).get("slave0", {}).get("state") == "online"
+
+
+async def _sentinel_knows_replica(client) -> bool:
+    return bool(await client.execute_command("SENTINEL", "REPLICAS", "mymaster"))
+
+
+async def wait_for_async(check, timeout: float) -> None:
+    async with asyncio.timeout(timeout):
+        while not await check():
+            await asyncio.sleep(0.05)
