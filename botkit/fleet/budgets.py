@@ -139,6 +139,7 @@ class SharedBudgets:
         except (RedisError, OSError, TimeoutError) as exc:
             still_cancelled()  # a cancelled request must end, not go on as if Redis were down
             raise SharedUnavailable(f"{type(exc).__name__}: {exc}") from None
+        still_cancelled()  # the client can also swallow a cancellation and answer (seen in a reconnect)
         if int(answer[0]) == 0:
             self.spent_at_ms = float(answer[2])  # as of the group's clock (for the tests' window check)
         return ("ok", "wait", "cooldown", "banned")[int(answer[0])], float(answer[1]) / 1000
@@ -153,3 +154,4 @@ class SharedBudgets:
         except (RedisError, OSError, TimeoutError) as exc:
             still_cancelled()
             raise SharedUnavailable(f"{type(exc).__name__}: {exc}") from None
+        still_cancelled()

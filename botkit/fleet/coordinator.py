@@ -115,15 +115,21 @@ async def set_halt(client: aioredis.Redis, reason: str, by: str, account: str | 
 
 
 async def replicated(client: aioredis.Redis) -> int | None:
-    """Wait (up to half a second: within one call's time limit) until every replica has this connection's
-    writes: how many have, None with no replica online."""
+    """Wait (up to 2 s, in calls of half a second: within one call's time limit) until every replica has
+    this connection's writes: how many have, None with no replica online. (A replica's first
+    acknowledgement after it connected can take a second.)"""
     info = await client.info("replication")
     replicas = sum(
         1 for k, v in info.items() if k.startswith("slave") and isinstance(v, dict) and v.get("state") == "online"
     )
     if replicas == 0:  # (one still taking its first copy cannot acknowledge yet)
         return None
-    return int(await client.wait(replicas, 500))
+    acknowledged = 0
+    for _ in range(4):
+        acknowledged = int(await client.wait(replicas, 500))
+        if acknowledged >= replicas:
+            break
+    return acknowledged
 
 
 async def clear_halt(client: aioredis.Redis, account: str | None = None) -> int:
@@ -271,6 +277,7 @@ class Fleet:
                     while True:
                         if await pubsub.get_message(ignore_subscribe_messages=True, timeout=IO_TIMEOUT_S):
                             self._wake.set()
+                        still_cancelled()
             except (RedisError, OSError, TimeoutError):
                 still_cancelled()
                 await self.clock.sleep(float(self.config.heartbeat_seconds))
@@ -285,7 +292,8 @@ class Fleet:
 
 def still_cancelled() -> None:
     """Re-raise a cancellation the Redis client turned into one of its errors (it does, when a read is cut
-    off): swallowed, it would keep a cancelled task looping for ever."""
+    off) or swallowed whole (it does, while reconnecting: the call answers as if nothing happened): lost,
+    it would keep a cancelled task looping, or waiting, for ever. Called after every Redis call."""
     task = asyncio.current_task()
     if task is not None and task.cancelling():
         raise asyncio.CancelledError

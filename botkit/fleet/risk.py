@@ -28,6 +28,7 @@ doubles up to 9·10¹¹ USDT, and never in the account's favour.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import math
 from collections.abc import Callable, Iterable, Mapping
@@ -252,10 +253,9 @@ class SharedRisk:
         while True:
             await self._changed.wait()
             self._changed.clear()
-            try:
+            with contextlib.suppress(RedisError, OSError, TimeoutError):
                 await self.publish()
-            except (RedisError, OSError, TimeoutError):
-                still_cancelled()
+            still_cancelled()  # the client can swallow a cancellation whole: end here, or wait for ever
 
     async def _call(self, check: bool) -> Any:
         held = self.commitments()
@@ -267,7 +267,9 @@ class SharedRisk:
         for symbol, position in held.positions.items():
             args += [symbol, units(position.notional), units(position.loss)]
         self.round_trips += 1
-        return await self._script(keys=self.keys, args=args)
+        answer = await self._script(keys=self.keys, args=args)
+        still_cancelled()  # the client can swallow a cancellation and answer: a stopping bot must stop here
+        return answer
 
 
 async def account_totals(client: aioredis.Redis, account: str, now_ms: float) -> dict[str, Any]:

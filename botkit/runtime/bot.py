@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import sys
 import traceback
 from collections import deque
 from collections.abc import Coroutine
@@ -302,10 +303,12 @@ class Bot:
             config=effective_settings(self.config), params=self.strategy.params.model_dump(mode="json"),
         ))  # fmt: skip
         log.info("bot.starting", mode=self.config.mode, symbols=self.symbols, journal=str(self.journal.path))
+        grouped = False
         try:
             await self.start_up()
             if self.tape is not None:
                 self.tape.record("start", self.market_setup())
+            grouped = True  # from here an error of a task ends the group below
             async with asyncio.TaskGroup() as group:
                 for coro in self.feeds.tasks():
                     group.create_task(coro)
@@ -318,11 +321,12 @@ class Bot:
                     group.create_task(self.fleet.run(), name="fleet")
                 group.create_task(self._until_stopped(duration), name="stopper")
         except* _Stop:
-            pass  # the normal end: stop() or the duration
+            _child_ended_the_group(grouped)  # the normal end: stop() or the duration
         except* StartupError as group:
             self.crashed = f"start-up failed: {group.exceptions[0]}"
             self._stop_reason = "start-up failed"
         except* Exception as group:
+            _child_ended_the_group(grouped)
             first = group.exceptions[0]
             self.crashed = f"{type(first).__name__}: {first}"
             self._stop_reason = "a task crashed"
@@ -490,3 +494,12 @@ class Bot:
             positions=dict(self.account.positions), open_orders=len(self.router.tracker.open()),
             stats=self.stats, journal=str(self.journal.path), guardrails=tuple(self.acted),
         )  # fmt: skip
+
+
+def _child_ended_the_group(grouped: bool) -> None:
+    """Python 3.11's TaskGroup leaves its parent task's cancellation count raised when a child's error ended
+    it (3.12 puts it back): put it back here, or the shut-down that follows would look cancelled to every
+    check of `cancelling()` (the fleet's Redis calls make one: botkit.fleet.coordinator.still_cancelled)."""
+    task = asyncio.current_task()
+    if grouped and sys.version_info < (3, 12) and task is not None and task.cancelling():
+        task.uncancel()

@@ -8,7 +8,7 @@ from decimal import Decimal as D
 import pytest
 
 from botkit.cli import main
-from botkit.domain import OrderIntent, TradingState
+from botkit.domain import Order, OrderIntent, TradingState
 from botkit.fleet.status import read_fleet
 from botkit.runtime.bot import Bot
 from botkit.runtime.journal import read_events
@@ -125,27 +125,40 @@ async def test_a_bot_name_runs_once(tmp_path):
 
 
 async def test_redis_gone_means_reducing_within_the_grace_and_back_when_it_returns(tmp_path):
+    """Two bots of one account with account limits; Redis killed mid-run: new risk is refused at once (the
+    account's limits cannot be checked), every bot is REDUCING within the grace, and ACTIVE again once
+    Redis is back."""
     with redis_server(tmp_path) as redis:
         async with running_emulator(live_market()) as emu:
-            config = fleet_config(emu, tmp_path / "a", redis, "a", grace_seconds="1")
-            bot = Bot(config, Idle(Idle.Params()))
-            run = await started(bot)
+            configs = [fleet_config(emu, tmp_path / n, redis, n, grace_seconds="1", max_account_notional="100000")
+                       for n in ("a", "b")]  # fmt: skip
+            bots = [Bot(config, Idle(Idle.Params())) for config in configs]
+            runs = [await started(bot) for bot in bots]
+            await wait_for(lambda: all(bot.market.ready(bot.symbols) for bot in bots), 10)  # prices to size with
+            mark = bots[0].market.marks["BTC/USDT:USDT"].mark
+            intent = OrderIntent("BTC/USDT:USDT", "buy", (D(200) / mark).quantize(D("0.001")),
+                                 stop=(mark * D("0.98")).quantize(D("0.1")))  # an order the gate accepts
             redis.stop()
             loop = asyncio.get_running_loop()
             gone = loop.time()
-            await wait_for(lambda: bot.ks.state is TradingState.REDUCING, 10)
+            verdict = await bots[0].router.submit(intent)  # within the grace: still ACTIVE, but unchecked
+            assert not verdict.accepted and [str(r) for r in verdict.reasons] == ["ACCOUNT_UNCHECKED"], verdict
+            await wait_for(lambda: all(bot.ks.state is TradingState.REDUCING for bot in bots), 10)
             took = loop.time() - gone
             assert took >= 1.0 - 0.2, "REDUCING before the grace period (less the heartbeat before the kill) ended"
-            assert "unreachable" in bot.ks.trips["fleet_unreachable"].figures
-            verdict = await bot.router.submit(OrderIntent("BTC/USDT:USDT", "buy", D("0.001"), stop=D(40_000)))
+            assert all("unreachable" in bot.ks.trips["fleet_unreachable"].figures for bot in bots)
+            verdict = await bots[1].router.submit(intent)
             assert not verdict.accepted and "STATE_REDUCING" in [str(r) for r in verdict.reasons]
             redis.start()
-            await wait_for(lambda: bot.ks.state is TradingState.ACTIVE, 10)
-            bot.stop()
-            summary = await run
-            print(f"Redis killed: REDUCING after {took:.2f} s (grace 1 s, heartbeat 0.2 s)")
-    assert summary.crashed is None
-    assert trips(config, "fleet_unreachable")
+            await wait_for(lambda: all(bot.ks.state is TradingState.ACTIVE for bot in bots), 10)
+            placed = await bots[1].router.submit(intent)
+            assert isinstance(placed, Order), placed  # new risk again
+            for bot in bots:
+                bot.stop()
+            summaries = await asyncio.gather(*runs)
+            print(f"Redis killed: both bots REDUCING after {took:.2f} s (grace 1 s, heartbeat 0.2 s)")
+    assert all(summary.crashed is None for summary in summaries)
+    assert all(trips(config, "fleet_unreachable") for config in configs)
 
 
 def test_a_fleet_command_without_a_fleet_section_is_one_line(tmp_path, capsys):
