@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
 import signal
 import sys
 import time
@@ -320,6 +321,14 @@ def _risk_option(name: str, help_text: str, kind: click.ParamType, field: str) -
     "--min-notional", type=NON_NEGATIVE, default=Decimal(100), show_default=True, help="Exchange min notional."
 )
 @click.option("--qty", type=POSITIVE, help="Check this quantity instead of computing the largest safe one.")
+@click.option("--vol-annual", type=POSITIVE, help="The market's annualised volatility (0.6 = 60 %): report "
+              "STOP_INSIDE_NOISE and LIQ_WITHIN_SIGMA against it.")
+@click.option("--holding-seconds", type=POSITIVE, default=Decimal(3600), show_default=True,
+              help="Holding horizon for STOP_INSIDE_NOISE.")
+@click.option("--noise-k", type=POSITIVE, default=Decimal(1), show_default=True, help="k of STOP_INSIDE_NOISE.")
+@click.option("--liq-sigma-n", type=POSITIVE, default=Decimal(3), show_default=True, help="n of LIQ_WITHIN_SIGMA.")
+@click.option("--funding-interval-seconds", type=POSITIVE, default=Decimal(28800), show_default=True,
+              help="One funding interval, for LIQ_WITHIN_SIGMA.")
 @click.option("--config", "config_file", type=click.Path(path_type=Path), help="Take unset policy flags from [risk].")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (numbers as exact decimal strings).")
 @click.pass_context
@@ -374,12 +383,37 @@ def size_command(ctx: click.Context, **opts: Any) -> None:
         raise UserError(str(exc)) from None
     max_lev = max_leverage_for_stop(plan, report.qty, policy, tiers)
     checked = opts["qty"] is not None
+    noise = _market_noise(report, opts)
     if opts["as_json"]:
-        click.echo(json.dumps(sizing_json(report, max_lev, checked), indent=2))
+        click.echo(json.dumps(sizing_json(report, max_lev, checked) | ({"market_noise": noise} if noise else {}),
+                              indent=2))  # fmt: skip
     else:
-        _print_sizing(report, max_lev, checked)
+        _print_sizing(report, max_lev, checked, noise)
     if not report.accepted:
         ctx.exit(EXIT_REJECT)
+
+
+def _market_noise(report: SizingReport, opts: dict[str, Any]) -> dict[str, Any] | None:
+    """With --vol-annual: the two early-warning checks on this plan (botkit.guards.market_risk), as warnings."""
+    from botkit.guards.market_risk import SECONDS_A_YEAR, liq_within_sigma, stop_inside_noise
+
+    plan = report.plan
+    if opts["vol_annual"] is None or plan.stop is None:
+        return None
+    sigma = float(opts["vol_annual"]) / math.sqrt(SECONDS_A_YEAR)  # per √second
+    horizon, interval = float(opts["holding_seconds"]), float(opts["funding_interval_seconds"])
+    liq = report.planning_liquidation_price
+    found = [stop_inside_noise(plan.entry, plan.stop, sigma, horizon, float(opts["noise_k"]))]
+    if liq is not None:
+        found.append(liq_within_sigma(plan.entry, liq, sigma, interval, float(opts["liq_sigma_n"])))
+    return {
+        "sigma_per_sqrt_second": f"{sigma:.6g}",
+        "stop_distance": f"{float(abs(plan.entry - plan.stop) / plan.entry):.4%}",
+        "noise": f"{float(opts['noise_k']) * sigma * math.sqrt(horizon):.4%}",
+        "liquidation_distance": None if liq is None else f"{float(abs(plan.entry - liq) / plan.entry):.4%}",
+        "liquidation_reach": f"{float(opts['liq_sigma_n']) * sigma * math.sqrt(interval):.4%}",
+        "warnings": [str(f) for f in found if f is not None],
+    }
 
 
 def _tiers_from_options(tiers_file: Path | None, mmr: Decimal | None, cum: Decimal) -> tuple[Tier, ...]:
@@ -442,7 +476,7 @@ def _stop_distance(report: SizingReport) -> Decimal | None:
     return stop - liq if report.plan.side == "long" else liq - stop
 
 
-def _print_sizing(report: SizingReport, max_lev: int | None, checked: bool) -> None:
+def _print_sizing(report: SizingReport, max_lev: int | None, checked: bool, noise: dict[str, Any] | None) -> None:
     plan = report.plan
     if checked:
         title = f"{plan.side} {report.qty} @ {plan.entry}, stop {plan.stop}, {plan.leverage}x"
@@ -465,12 +499,18 @@ def _print_sizing(report: SizingReport, max_lev: int | None, checked: bool) -> N
         ("loss at stop", "-" if loss is None else f"{_s(loss.total)} (budget {_s(report.risk_budget)})"),
         ("largest leverage keeping the stop clear", "none" if max_lev is None else f"{max_lev}x"),
     ]
+    if noise is not None:
+        rows += [("stop distance / noise over the horizon", f"{noise['stop_distance']} / {noise['noise']}"),
+                 ("liquidation distance / reach in a funding interval",
+                  f"{noise['liquidation_distance'] or '-'} / {noise['liquidation_reach']}")]  # fmt: skip
     for name, value in rows:
         table.add_row(name, _s(value) if isinstance(value, Decimal) else str(value))
     verdict = "[green]ACCEPT[/green]" if report.accepted else "[red]REJECT[/red]"
     table.add_row("verdict", verdict)
     for violation in report.violations:
         table.add_row("", str(violation))
+    for warning in noise["warnings"] if noise else []:
+        table.add_row("warning", warning)
     Console().print(table)
 
 

@@ -164,6 +164,25 @@ class KillSwitchConfig(Section):
     resume_after_seconds: Decimal = Field(Decimal("60"), ge=0)
 
 
+class MarketRiskConfig(Section):
+    """Early warning (botkit.guards.market_risk): the mark's realized volatility, funding and basis per
+    symbol, and two pre-trade checks against the market's own noise. Each check rejects, warns (the
+    intent goes, with the finding in its verdict) or is off."""
+
+    half_life_seconds: Decimal = Field(Decimal(900), gt=0, description="volatility's EWMA half-life; no "
+                                       "figure until the marks have covered one")  # fmt: skip
+    funding_interval_seconds: Decimal = Field(Decimal(28800), gt=0, description="the exchange's funding period")
+    funding_window: int = Field(96, ge=4, le=10_000, description="funding samples the z-score is taken against")
+    funding_sample_seconds: Decimal = Field(Decimal(300), gt=0, description="one funding sample at most this often")
+    drift_seconds: Decimal = Field(Decimal(3600), gt=0, description="the basis drift: now against this long ago")
+    stop_noise: Literal["reject", "warn", "off"] = Field("warn", description="STOP_INSIDE_NOISE")
+    stop_noise_k: Decimal = Field(Decimal(1), gt=0, description="the stop must be k sigma of the holding horizon away")
+    holding_seconds: Decimal = Field(Decimal(3600), gt=0, description="how long a position is expected to be held")
+    liq_sigma: Literal["reject", "warn", "off"] = Field("warn", description="LIQ_WITHIN_SIGMA")
+    liq_sigma_n: Decimal = Field(Decimal(3), gt=0, description="the planning liquidation must be n sigma of one "
+                                 "funding interval from the entry")  # fmt: skip
+
+
 class RuntimeConfig(Section):
     """How the running bot behaves around the strategy (botkit.runtime)."""
 
@@ -342,6 +361,7 @@ class BotConfig(BaseSettings):
     risk: RiskConfig = RiskConfig()
     limits: LimitsConfig = LimitsConfig()
     killswitch: KillSwitchConfig = KillSwitchConfig()
+    market_risk: MarketRiskConfig = MarketRiskConfig()
     runtime: RuntimeConfig = RuntimeConfig()
     stops: StopsConfig = StopsConfig()
     paper: PaperConfig = PaperConfig()

@@ -93,6 +93,8 @@ class Reason(StrEnum):
     DAILY_LOSS_LIMIT = "DAILY_LOSS_LIMIT"
     DRAWDOWN_LIMIT = "DRAWDOWN_LIMIT"
     ORDER_RATE_LIMIT = "ORDER_RATE_LIMIT"
+    STOP_INSIDE_NOISE = "STOP_INSIDE_NOISE"  # the market's own noise would likely hit the stop
+    LIQ_WITHIN_SIGMA = "LIQ_WITHIN_SIGMA"  # the liquidation price within reach of one funding interval's moves
     GATE_ERROR = "GATE_ERROR"  # a check raised: a bug in botkit, fail closed and report it
     # after the gate: the fleet's account limits, checked and reserved in Redis (botkit.fleet.risk)
     ACCOUNT_NOTIONAL_ABOVE_MAX = "ACCOUNT_NOTIONAL_ABOVE_MAX"

@@ -7,7 +7,10 @@ inputs are a REJECT (fail closed), and a check that raises is a bug reported as 
 The checks, in order, each a small function below:
 
     shape → state → freshness → account → sizing (margin.size, the one sizer) → size limits →
-    instrument rules → price band or book depth → loss limits            then: clamp → rate budget
+    instrument rules → price band or book depth → loss limits → market noise    then: clamp → rate budget
+
+The market-noise checks (STOP_INSIDE_NOISE, LIQ_WITHIN_SIGMA) reject or only warn, per config: a warning
+rides on the accepted verdict as its findings.
 
 A reduce-only intent that shrinks a position skips the state (except HALTED), freshness, limits and
 sizing checks: cutting risk must keep working when the data cannot be trusted.
@@ -32,6 +35,7 @@ from botkit.config import BotConfig, RiskConfig
 from botkit.domain import Order, OrderIntent, OrderSide, OrderType, Position, Reason, Side, TradingState
 from botkit.guards import limits as lim
 from botkit.guards.exposure import Exposure
+from botkit.guards.market_risk import liq_within_sigma, stop_inside_noise
 from botkit.margin import (
     INSTRUMENT_REASONS,
     MarketRules,
@@ -70,6 +74,7 @@ class MarketView:
     bids: tuple[tuple[Decimal, Decimal], ...] = ()
     asks: tuple[tuple[Decimal, Decimal], ...] = ()
     book_at: float | None = None
+    sigma: float | None = None  # the mark's realized volatility per √second (botkit.guards.market_risk)
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,6 +216,7 @@ class _Case:
     sizing: SizingReport | None = None
     cap: Decimal | None = None  # the largest quantity the notional limits allow (None: none hit)
     found: list[Violation] = field(default_factory=list)
+    warnings: list[Violation] = field(default_factory=list)  # checks set to warn: the intent goes, with these
 
 
 class Gate:
@@ -234,6 +240,7 @@ class Gate:
         self.screen = True  # the float screen before the exact sizing (off: every check runs margin.evaluate)
         self.max_age = float(ks.stale_feed_seconds)
         self.daily_loss, self.max_drawdown = ks.daily_loss, ks.max_drawdown
+        self.noise = config.market_risk  # the early-warning checks: STOP_INSIDE_NOISE and LIQ_WITHIN_SIGMA
         # accepted intents per rate window: (window seconds, limit, acceptance times within it)
         self.rate_windows: list[tuple[float, int, deque[float]]] = [
             (10.0, limits.orders_per_10s, deque()), (60.0, limits.orders_per_minute, deque())
@@ -259,6 +266,7 @@ class Gate:
         _instrument(case)
         self._band_or_depth(case)
         self._loss_limits(case)
+        self._market_noise(case)
         assert case.qty is not None
         if case.found and self.allow_clamp:
             reduced = self._clamped(case)
@@ -266,10 +274,12 @@ class Gate:
                 return reduced
         if case.found:
             return reject(intent, *case.found)
-        return self._accept(intent, case.qty, case.price, snap.now)
+        return self._accept(intent, case.qty, case.price, snap.now, tuple(case.warnings))
 
-    def _accept(self, intent: OrderIntent, qty: Decimal, price: Decimal | None, now: float) -> Verdict:
-        """Within the order-rate budget: count it, and hand out the approval the venue requires."""
+    def _accept(self, intent: OrderIntent, qty: Decimal, price: Decimal | None, now: float,
+                warnings: tuple[Violation, ...] = ()) -> Verdict:  # fmt: skip
+        """Within the order-rate budget: count it, and hand out the approval the venue requires (an accepted
+        verdict's findings are the warnings of checks set to warn)."""
         busy = self._rate_budget(now)
         if busy is not None:
             raise _Rejected(busy)
@@ -277,7 +287,7 @@ class Gate:
             times.append(now)
         approval = Approval(intent.symbol, intent.side, intent.type, qty, price, intent.reduce_only, next(_serials),
                             _SEAL)  # fmt: skip
-        return Verdict(Decision.ACCEPT, intent, qty, price, approval=approval)
+        return Verdict(Decision.ACCEPT, intent, qty, price, warnings, approval=approval)
 
     # ------------------------------------------------------------------------------- checks
 
@@ -418,6 +428,26 @@ class Gate:
             figures = f"equity={plain(equity)} peak={peak} max_drawdown={plain(self.max_drawdown)}"
             found.append(Violation(Reason.DRAWDOWN_LIMIT, figures))
         _add(case, found)
+
+    def _market_noise(self, case: _Case) -> None:
+        """The stop against the noise of the holding horizon, the planning liquidation against one funding
+        interval's moves (botkit.guards.market_risk), once the symbol's volatility is known."""
+        sigma, stop, noise = case.view.sigma, case.intent.stop, self.noise
+        if sigma is None or stop is None or case.qty is None or case.qty <= ZERO:
+            return
+        if noise.stop_noise != "off":
+            found = stop_inside_noise(case.entry, stop, sigma, float(noise.holding_seconds), float(noise.stop_noise_k))
+            if found is not None:
+                (case.found if noise.stop_noise == "reject" else case.warnings).append(found)
+        if noise.liq_sigma != "off":
+            if case.sizing is None:  # the float screen passed it: the exact sizing gives the planning liquidation
+                case.sizing = self._sizing(case, case.qty, largest=False)
+            liquidation = case.sizing.planning_liquidation_price
+            if liquidation is not None:
+                found = liq_within_sigma(case.entry, liquidation, sigma, float(noise.funding_interval_seconds),
+                                         float(noise.liq_sigma_n))  # fmt: skip
+                if found is not None:
+                    (case.found if noise.liq_sigma == "reject" else case.warnings).append(found)
 
     # ---------------------------------------------------------------------------- after checks
 

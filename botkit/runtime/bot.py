@@ -42,6 +42,7 @@ from botkit.fleet.risk import Commitments, SharedRisk, commitments
 from botkit.guards.control import ControlInbox, control_path
 from botkit.guards.gate import Verdict
 from botkit.guards.killswitch import KillSwitch, SwitchEvent
+from botkit.guards.market_risk import MarketRisk
 from botkit.log import get_logger
 from botkit.runtime import events
 from botkit.runtime.account import AccountReader, AccountState
@@ -165,7 +166,11 @@ class Bot:
                                rotate_bytes=int(rotate * 2**20) if rotate is not None else None)  # fmt: skip
         self.stats = Stats()
         self.account = AccountState()
-        self.market = MarketState(self.clock, self.account.exposure)
+        noise = config.market_risk
+        self.market = MarketState(self.clock, self.account.exposure, lambda: MarketRisk(
+            half_life_s=float(noise.half_life_seconds), funding_interval_s=float(noise.funding_interval_seconds),
+            funding_window=noise.funding_window, funding_sample_s=float(noise.funding_sample_seconds),
+            drift_s=float(noise.drift_seconds)))  # fmt: skip
         self.router = Router(config, venue=self.venue, journal=self.journal, ks=self.ks, market=self.market,
                              account=self.account, stats=self.stats, sink=self.sink,
                              rules_suspect=self._rules_suspect)  # fmt: skip

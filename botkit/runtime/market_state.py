@@ -7,7 +7,7 @@ blind them.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from decimal import Decimal
 from typing import Any
 
@@ -15,6 +15,7 @@ from botkit.clock import Clock
 from botkit.domain import Book, MarkPrice
 from botkit.guards.exposure import Exposure
 from botkit.guards.gate import MarketView
+from botkit.guards.market_risk import MarketRisk
 from botkit.margin import MarketRules, Tier
 from botkit.runtime.strategy import Quote
 
@@ -22,9 +23,12 @@ from botkit.runtime.strategy import Quote
 class MarketState:
     """What the bot knows of each market, with ages."""
 
-    def __init__(self, clock: Clock, exposure: Exposure | None = None) -> None:
+    def __init__(self, clock: Clock, exposure: Exposure | None = None,
+                 monitor: Callable[[], MarketRisk] | None = None) -> None:  # fmt: skip
         self.clock = clock
         self.exposure = exposure  # told each symbol's freshest mark (it values positions at it)
+        self.monitor = monitor or MarketRisk  # makes each symbol's market-risk figures (early warning)
+        self.risk: dict[str, MarketRisk] = {}
         self.rules: dict[str, MarketRules] = {}
         self.tiers: dict[str, tuple[Tier, ...]] = {}
         self.leverage: dict[str, int] = {}
@@ -39,7 +43,11 @@ class MarketState:
         self.books[symbol], self.book_at[symbol] = book, self.clock.monotonic()
 
     def set_mark(self, symbol: str, mark: MarkPrice) -> None:
-        self.marks[symbol], self.mark_at[symbol] = mark, self.clock.monotonic()
+        self.marks[symbol], self.mark_at[symbol] = mark, now = mark, self.clock.monotonic()
+        risk = self.risk.get(symbol)
+        if risk is None:
+            risk = self.risk[symbol] = self.monitor()
+        risk.update(now, mark.mark, mark.index, mark.funding_rate)
         if self.exposure is not None:
             self.exposure.mark(symbol, self.mark(symbol)[0])
 
@@ -64,8 +72,10 @@ class MarketState:
         """What the gate reads of one symbol."""
         book = self.books.get(symbol)
         mark, at = self.mark(symbol)
+        risk = self.risk.get(symbol)
         return MarketView(self.rules[symbol], self.tiers[symbol], self.leverage[symbol], mark, at,
-                          book.bids if book else (), book.asks if book else (), self.book_at.get(symbol))  # fmt: skip
+                          book.bids if book else (), book.asks if book else (), self.book_at.get(symbol),
+                          risk.sigma if risk is not None else None)  # fmt: skip
 
     def quote(self, symbol: str) -> Quote:
         book, mark = self.books.get(symbol), self.marks.get(symbol)
@@ -75,9 +85,14 @@ class MarketState:
 
     def top(self, symbol: str) -> dict[str, Any]:
         """Book top, mark, index and funding of one symbol (for the journal's snapshots)."""
-        quote, mark = self.quote(symbol), self.marks.get(symbol)
-        return {"bid": quote.bid, "ask": quote.ask, "mark": quote.mark, "index": quote.index,
-                "funding_rate": mark.funding_rate if mark else None}  # fmt: skip
+        quote, mark, risk = self.quote(symbol), self.marks.get(symbol), self.risk.get(symbol)
+        top: dict[str, Any] = {"bid": quote.bid, "ask": quote.ask, "mark": quote.mark, "index": quote.index,
+                               "funding_rate": mark.funding_rate if mark else None}  # fmt: skip
+        if risk is not None:  # the early-warning figures (None until each has enough marks)
+            figures = risk.figures()
+            top |= {"vol_annual": figures.vol_annual, "funding_annual": figures.funding_annual,
+                    "funding_z": figures.funding_z, "basis": figures.basis, "basis_drift": figures.basis_drift}
+        return top
 
     def ages(self, symbols: list[str]) -> dict[str, float | None]:
         now = self.clock.monotonic()

@@ -37,6 +37,18 @@ def test_size_json_largest_safe_quantity(capsys):
         assert isinstance(data[key], str)
 
 
+def test_size_reports_the_market_noise_checks_against_a_given_volatility(capsys):
+    # σ = 2.0 / √(365·24·3600) = 0.000356145 /√s; over 3600 s: ·60 = 2.1369 %, wider than the 2 % stop;
+    # 3 σ over 28800 s: ·3·169.7056 = 18.1319 %, beyond the planning liquidation 9.5582 % away
+    code, out, _ = run(capsys, *BASE, "--tiers", TIERS, "--json", "--vol-annual", "2.0")
+    noise = json.loads(out)["market_noise"]
+    assert code == 0  # warnings: the sizing verdict stands
+    assert noise["noise"] == "2.1369%" and noise["liquidation_reach"] == "18.1319%"
+    assert [w.split()[0] for w in noise["warnings"]] == ["STOP_INSIDE_NOISE", "LIQ_WITHIN_SIGMA"]
+    code, out, _ = run(capsys, *BASE, "--tiers", TIERS, "--json", "--vol-annual", "0.6")
+    assert json.loads(out)["market_noise"]["warnings"] == []  # 0.64 % of noise, 5.44 % of reach: clear
+
+
 def test_size_checks_a_given_quantity_and_rejects_with_exit_1(capsys):
     code, out, _ = run(capsys, *BASE, "--mmr", "0.004", "--qty", "0.2", "--json")
     data = json.loads(out)

@@ -1,0 +1,149 @@
+"""Early warning: what one symbol's market says before anything has gone wrong. Funding alone is a weak
+signal; funding, basis (mark against index) and realized volatility read together show crowded positioning,
+and a stop inside the market's own noise is hit by noise alone. Pure: the runtime feeds each symbol's
+marks (with index and funding) and reads the figures; the gate's two checks take them as numbers.
+
+The figures, each from the marks as they arrive (their receive times on the bot's clock, so a backtest's
+replayed time works as well as the wall clock):
+
+- **volatility** of the mark: an exponentially weighted mean of squared log returns per second, with a
+  half-life in seconds (irregular intervals weigh by their length): σ² ← σ² + α·(r²/Δt − σ²),
+  α = 1 − 2^(−Δt/H). σ·√T is the move expected over T seconds; shown per year and per funding interval.
+- **funding**: the rate annualised (rate × intervals a year), and its z-score against its own recent
+  history, sampled at most once every `funding_sample_seconds`: z = (f − mean) / stdev (population).
+- **basis**: (mark − index) / index, and its drift: the basis now less the basis `drift_seconds` ago.
+
+Float is enough here: these are estimates that decide whether to warn, not amounts of money.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass
+from decimal import Decimal
+
+from botkit.domain import Reason
+from botkit.margin import Violation
+
+SECONDS_A_YEAR = 365 * 24 * 3600
+
+
+@dataclass(frozen=True, slots=True)
+class Figures:
+    """One symbol's market-risk figures now (None: not enough data yet)."""
+
+    sigma: float | None  # volatility of the mark per √second (a fraction of the price)
+    vol_annual: float | None
+    vol_interval: float | None  # over one funding interval
+    funding_rate: float | None
+    funding_annual: float | None
+    funding_z: float | None
+    basis: float | None
+    basis_drift: float | None
+
+    def as_dict(self) -> dict[str, float | None]:
+        return {name: getattr(self, name) for name in self.__slots__}
+
+
+class MarketRisk:
+    """The figures of one symbol, updated mark by mark (see the module's docstring)."""
+
+    def __init__(self, *, half_life_s: float = 900.0, funding_interval_s: float = 8 * 3600.0,
+                 funding_window: int = 96, funding_sample_s: float = 300.0,
+                 drift_s: float = 3600.0) -> None:  # fmt: skip
+        self.half_life_s, self.funding_interval_s = half_life_s, funding_interval_s
+        self.funding_sample_s, self.drift_s = funding_sample_s, drift_s
+        self.variance: float | None = None  # per second
+        self.observed_s = 0.0  # how much time the variance has seen
+        self._last: tuple[float, float] | None = None  # (time, mark)
+        self.funding: deque[float] = deque(maxlen=funding_window)  # sampled history
+        self._funding_at: float | None = None
+        self.rate: float | None = None
+        self.basis: float | None = None
+        self._bases: deque[tuple[float, float]] = deque()  # (time, basis) over the drift window
+
+    def update(self, t: float, mark: Decimal, index: Decimal | None = None,
+               funding_rate: Decimal | None = None) -> None:  # fmt: skip
+        """A mark received at `t` (seconds), with the index and the current funding rate when known."""
+        price = float(mark)
+        if price <= 0 or not math.isfinite(price):
+            return
+        if self._last is not None:
+            dt = t - self._last[0]
+            if dt > 0:
+                r = math.log(price / self._last[1])
+                sample = r * r / dt  # variance per second over this interval
+                alpha = 1.0 - 2.0 ** (-dt / self.half_life_s)
+                self.variance = sample if self.variance is None else self.variance + alpha * (sample - self.variance)
+                self.observed_s += dt
+        if self._last is None or t > self._last[0]:
+            self._last = (t, price)
+        if funding_rate is not None:
+            self.rate = float(funding_rate)
+            if self._funding_at is None or t - self._funding_at >= self.funding_sample_s:
+                self.funding.append(self.rate)
+                self._funding_at = t
+        if index is not None and index > 0:
+            self.basis = (price - float(index)) / float(index)
+            self._bases.append((t, self.basis))
+            while len(self._bases) > 1 and self._bases[1][0] <= t - self.drift_s:
+                self._bases.popleft()
+
+    @property
+    def sigma(self) -> float | None:
+        """Per √second, once the estimate has seen at least one half-life of marks."""
+        if self.variance is None or self.observed_s < self.half_life_s:
+            return None
+        return math.sqrt(self.variance)
+
+    def figures(self) -> Figures:
+        sigma = self.sigma
+        drift = None
+        if self.basis is not None and self._bases and self._bases[-1][0] - self._bases[0][0] >= self.drift_s:
+            drift = self.basis - self._bases[0][1]
+        return Figures(
+            sigma=sigma,
+            vol_annual=sigma * math.sqrt(SECONDS_A_YEAR) if sigma is not None else None,
+            vol_interval=sigma * math.sqrt(self.funding_interval_s) if sigma is not None else None,
+            funding_rate=self.rate,
+            funding_annual=self.rate * SECONDS_A_YEAR / self.funding_interval_s if self.rate is not None else None,
+            funding_z=z_score(self.rate, list(self.funding)[:-1] if self.funding else []),
+            basis=self.basis,
+            basis_drift=drift,
+        )
+
+
+def z_score(value: float | None, history: list[float]) -> float | None:
+    """(value − mean) / stdev of the history (population); None with fewer than 3 values or no spread."""
+    if value is None or len(history) < 3:
+        return None
+    mean = sum(history) / len(history)
+    stdev = math.sqrt(sum((x - mean) ** 2 for x in history) / len(history))
+    return (value - mean) / stdev if stdev > 0 else None
+
+
+# ------------------------------------------------------------------------------------ the gate's checks
+
+
+def stop_inside_noise(entry: Decimal, stop: Decimal, sigma: float, horizon_s: float, k: float) -> Violation | None:
+    """STOP_INSIDE_NOISE: the stop closer than k·σ·√T, the move noise alone makes over the holding horizon T:
+    |E − S| / E < k·σ·√T."""
+    distance = float(abs(entry - stop) / entry)
+    noise = k * sigma * math.sqrt(horizon_s)
+    if distance >= noise:
+        return None
+    return Violation(Reason.STOP_INSIDE_NOISE, f"stop_distance={distance:.4%} noise={noise:.4%} "
+                     f"(k={k:g} x sigma {sigma * math.sqrt(horizon_s):.4%} over {horizon_s:g}s)")  # fmt: skip
+
+
+def liq_within_sigma(entry: Decimal, liquidation: Decimal, sigma: float, interval_s: float,
+                     n: float) -> Violation | None:  # fmt: skip
+    """LIQ_WITHIN_SIGMA: the planning liquidation price within n standard deviations of the entry over one
+    funding interval: |E − L| / E < n·σ·√I."""
+    distance = float(abs(entry - liquidation) / entry)
+    reach = n * sigma * math.sqrt(interval_s)
+    if distance >= reach:
+        return None
+    return Violation(Reason.LIQ_WITHIN_SIGMA, f"liq_distance={distance:.4%} reach={reach:.4%} "
+                     f"(n={n:g} x sigma {sigma * math.sqrt(interval_s):.4%} over {interval_s:g}s)")  # fmt: skip

@@ -1,0 +1,91 @@
+"""Early warning (botkit.guards.market_risk): each figure and each check against numbers worked by hand,
+and the two checks in the gate, rejecting or warning per config."""
+
+from dataclasses import replace
+from decimal import Decimal as D
+
+import pytest
+
+from botkit.domain import Reason
+from botkit.guards.gate import Decision, Gate
+from botkit.guards.market_risk import MarketRisk, liq_within_sigma, stop_inside_noise, z_score
+from tests.unit.test_gate import BTC, LONG, config, snapshot, view
+
+
+def test_volatility_is_an_ewma_of_squared_log_returns_per_second_weighted_by_time():
+    risk = MarketRisk(half_life_s=10)
+    risk.update(0, D(100))
+    risk.update(1, D(101))  # r = ln 1.01 = 0.00995033, r²/1 s = 9.90091e-5: the first estimate
+    assert risk.variance == pytest.approx(9.90091e-5, rel=1e-5)
+    risk.update(3, D(100))  # r² / 2 s = 4.950457e-5, α = 1 − 2^(−2/10) = 0.1294494
+    assert risk.variance == pytest.approx(9.90091e-5 - 0.1294494 * 4.950457e-5, rel=1e-5)  # 9.26008e-5
+    assert risk.sigma is None  # 3 s of marks: less than one half-life
+    risk.update(13, D(100))  # r = 0 over 10 s: α = 1/2, the variance halves: 4.63004e-5
+    assert risk.variance == pytest.approx(4.63004e-5, rel=1e-5)
+    figures = risk.figures()
+    assert figures.sigma == pytest.approx(0.0068044, rel=1e-4)  # √4.63004e-5
+    assert figures.vol_annual == pytest.approx(0.0068044 * 5615.692, rel=1e-4)  # × √(365·24·3600) = 38.21
+    assert figures.vol_interval == pytest.approx(0.0068044 * 169.7056, rel=1e-4)  # × √28800 = 1.1548
+
+
+def test_funding_is_annualised_and_scored_against_its_own_history():
+    risk = MarketRisk(funding_sample_s=1)
+    for t, rate in enumerate(("0.0001", "0.0002", "0.0003")):
+        risk.update(t, D(100), funding_rate=D(rate))
+    assert risk.figures().funding_z is None  # a history of two before the current: too short
+    risk.update(3, D(100), funding_rate=D("0.0006"))
+    figures = risk.figures()
+    # history 1, 2, 3 (e-4): mean 2e-4, population stdev √(2/3)·1e-4 = 0.816497e-4; z = 4e-4 / that = 4.898979
+    assert figures.funding_z == pytest.approx(4.898979, rel=1e-6)
+    assert figures.funding_annual == pytest.approx(0.0006 * 3 * 365)  # three 8-hour intervals a day: 0.657
+    risk.update(3.5, D(100), funding_rate=D("0.0006"))  # not sampled again (1 s apart at most): the same z
+    assert risk.figures().funding_z == pytest.approx(4.898979, rel=1e-6)
+    assert z_score(1.0, [2.0, 2.0, 2.0]) is None  # no spread, no score
+
+
+def test_basis_and_its_drift_over_the_window():
+    risk = MarketRisk(drift_s=10)
+    risk.update(0, D(101), index=D(100))
+    assert risk.figures().basis == pytest.approx(0.01) and risk.figures().basis_drift is None  # no window yet
+    risk.update(5, D(102), index=D(100))
+    risk.update(10, D(103), index=D(100))
+    assert risk.figures().basis_drift == pytest.approx(0.03 - 0.01)
+    risk.update(12, D(104), index=D(100))  # the latest basis at least 10 s old is still the one at 0
+    assert risk.figures().basis_drift == pytest.approx(0.04 - 0.01)
+    risk.update(16, D(104), index=D(100))  # now the one at 5
+    assert risk.figures().basis_drift == pytest.approx(0.04 - 0.02)
+
+
+def test_the_checks_against_hand_worked_numbers():
+    # σ = 0.0005 /√s; over 3600 s: 0.0005·60 = 3 %; k = 1: a stop 1 % away is inside the noise, 4 % is not
+    found = stop_inside_noise(D(100), D(99), 0.0005, 3600, 1)
+    assert found is not None and found.code is Reason.STOP_INSIDE_NOISE and "noise=3.0000%" in found.detail
+    assert stop_inside_noise(D(100), D(96), 0.0005, 3600, 1) is None
+    # over one 8-hour interval: 0.0005·√28800 = 8.4853 %; a liquidation 8 % away is within reach, 10 % is not
+    found = liq_within_sigma(D(100), D(92), 0.0005, 28800, 1)
+    assert found is not None and found.code is Reason.LIQ_WITHIN_SIGMA and "reach=8.4853%" in found.detail
+    assert liq_within_sigma(D(100), D(90), 0.0005, 28800, 1) is None
+
+
+NOISY = 0.0005  # per √s: 3 % an hour, 8.5 % a funding interval
+
+
+def noisy_snapshot():
+    return snapshot(markets={BTC: replace(view(), sigma=NOISY)})
+
+
+def test_in_the_gate_the_checks_warn_by_default_and_reject_when_asked():
+    # LONG: entry at the ask 50000, stop 49000 (2 %): inside one hour's noise (3 %); its planning liquidation
+    # at 10x is 9.56 % away, within 3 σ of a funding interval (25.5 %)
+    warned = Gate(config()).check(LONG, noisy_snapshot())
+    assert warned.decision is Decision.ACCEPT and warned.qty == LONG.qty
+    assert warned.reasons == (Reason.STOP_INSIDE_NOISE, Reason.LIQ_WITHIN_SIGMA)
+    rejected = Gate(config(market_risk={"stop_noise": "reject", "liq_sigma": "off"})).check(LONG, noisy_snapshot())
+    assert rejected.decision is Decision.REJECT and rejected.reasons == (Reason.STOP_INSIDE_NOISE,)
+    strict = Gate(config(market_risk={"stop_noise": "off", "liq_sigma": "reject", "liq_sigma_n": 1}))
+    verdict = strict.check(LONG, noisy_snapshot())  # 1 σ of an interval: 8.49 %, the liquidation is farther
+    assert verdict.decision is Decision.ACCEPT and verdict.findings == ()
+    strict = Gate(config(market_risk={"stop_noise": "off", "liq_sigma": "reject", "liq_sigma_n": 2}))
+    verdict = strict.check(LONG, noisy_snapshot())  # 2 σ: 16.97 %, the liquidation is nearer
+    assert verdict.decision is Decision.REJECT and verdict.reasons == (Reason.LIQ_WITHIN_SIGMA,)
+    assert Gate(config()).check(LONG, snapshot()).findings == ()  # no volatility known yet: no finding
