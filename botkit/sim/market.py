@@ -23,6 +23,7 @@ from decimal import Decimal
 from typing import Any
 
 from botkit.margin import Tier, cum_from_rates, floor_to_step
+from botkit.sim.crowd import Crowd, CrowdSpec, walk
 from botkit.sim.history import LiveBar, SymbolHistory, funding_rate
 
 D = Decimal
@@ -155,6 +156,9 @@ class Scenario:
     funding_pinned: bool = False  # funding at its cap
     tighten_at: float | None = None  # brackets cut their max leverage at this time ...
     tighten_factor: int = 2  # ... to this fraction of it (at least 1x)
+    depth_mult: float = 1.0  # every book this much deeper (or thinner, below 1)
+    crowd: CrowdSpec | None = None  # leveraged positions the exchange liquidates into the book (sim/crowd.py)
+    premium_build: float = 0.0  # until crash_at, the premium pushed this much a step toward the crowd's side
 
     def fitted(self, run_s: float, speed: float, stale_s: float) -> Scenario:
         """The same market with its events placed within a run of `run_s` real seconds at `speed`, for a
@@ -182,6 +186,11 @@ SCENARIOS: dict[str, Scenario] = {
         Scenario("feed-stall", stall_at=20.0),
         Scenario("funding-squeeze", funding_pinned=True),
         Scenario("limits-tighten", tighten_at=30.0, tighten_factor=16),
+        # longs crowd in, paying rising funding into a widening premium; a 2 % dip reaches the most
+        # leveraged, and their liquidations walk a thin book into the next ones
+        Scenario("crowded-squeeze", vol_mult=0.6, jump_prob=0.0, crash_at=90.0, crash_drop=0.02, crash_seconds=10.0,
+                 crash_recovery=0.0, crash_depth_mult=1.0, depth_mult=0.02, crowd=CrowdSpec(),
+                 premium_build=0.00005),
         # the demo: a trend the strategy follows, a crash into its position, then a stalled feed it recovers from
         Scenario("demo", drift=0.000004, crash_at=300.0, stall_at=400.0),
     )
@@ -257,6 +266,7 @@ class Market:
         self.symbols: dict[str, SymbolState] = {}
         self.history: dict[str, SymbolHistory] = {}
         self._rng: dict[str, random.Random] = {}
+        self.crowds: dict[str, Crowd] = {}
         crash = self._crash_drift()
         for spec in specs:
             self._rng[spec.symbol] = random.Random(f"{seed}:{spec.symbol}")
@@ -268,6 +278,9 @@ class Market:
             )  # fmt: skip
             state.trade_id = history.generated_trades  # live trade ids follow the generated history's
             self._refresh(state, self._rng[spec.symbol], crash, first=True)
+            if scenario.crowd is not None:
+                self.crowds[spec.symbol] = Crowd(scenario.crowd, seed, spec.symbol, spec.start_price,
+                                                 float(spec.tiers[0].mmr))  # fmt: skip
         self.next_funding_ms = self._next_funding_after(self.start_ms)
 
     # ---------------------------------------------------------------------------------------- time
@@ -297,6 +310,9 @@ class Market:
         crash = self._crash_drift()
         for name, state in self.symbols.items():
             self._refresh(state, self._rng[name], crash)
+            crowd = self.crowds.get(name)
+            if crowd is not None:
+                crowd.cross(self.steps, float(state.mark))
         if self.now_ms >= self.next_funding_ms:
             due, self.next_funding_ms = self.next_funding_ms, self._next_funding_after(self.now_ms)
             return due
@@ -324,6 +340,7 @@ class Market:
     ) -> None:
         spec, s = st.spec, self.scenario
         crash, depth_mult = crash_drift
+        forced: Trade | None = None  # a liquidated crowd's order, this step
         if not first:
             if rng.random() < (0.002 if not st.volatile else 0.01):
                 st.volatile = not st.volatile
@@ -333,6 +350,11 @@ class Market:
                 ret += rng.gauss(0.0, sigma * 25)
             st.log_price += ret
             st.premium = 0.98 * st.premium + rng.gauss(0.0, 0.00003)
+            crowd = self.crowds.get(spec.symbol)
+            if crowd is not None:
+                forced = self._forced(st, crowd)
+                if s.premium_build and (s.crash_at is None or self.elapsed_s < s.crash_at):
+                    st.premium += s.premium_build * crowd.sign
         tick = spec.tick
         index = _index(st.log_price)
         st.index = index
@@ -350,11 +372,11 @@ class Market:
         averaged = D(repr(st.premium_avg)).quantize(D("0.00000001"))
         st.funding_rate = spec.funding_cap if s.funding_pinned else funding_rate(averaged, spec.funding_cap)
 
-        scale = float(spec.depth) * depth_mult
+        scale = float(spec.depth) * depth_mult * s.depth_mult
         st.bids = [(best_bid - tick * self._gap(i), self._qty(spec, rng, i, scale)) for i in range(BOOK_LEVELS)]
         st.asks = [(best_ask + tick * self._gap(i), self._qty(spec, rng, i, scale)) for i in range(BOOK_LEVELS)]
         st.update_id += 1  # one book update a step (depth streams diff the book between their own updates)
-        st.trades = []
+        st.trades = [forced] if forced is not None else []
         for _ in range(0 if first else rng.randint(0, 3)):
             buyer_maker = rng.random() < 0.5
             price = best_bid if buyer_maker else best_ask
@@ -363,6 +385,24 @@ class Market:
             st.trades.append(Trade(st.trade_id, price, qty, buyer_maker, self.now_ms))
         st.recent.extend(st.trades)
         self._record(st)
+
+    def _forced(self, st: SymbolState, crowd: Crowd) -> Trade | None:
+        """The crowd's forced orders due now walk the book as it stands (the last step's) and move the
+        price by what they consumed: part in the index, the rest in the premium (see sim/crowd.py)."""
+        qty = crowd.due(self.steps)
+        if qty <= 0 or st.mid <= 0:
+            return None
+        spec, selling = st.spec, crowd.sign > 0  # a long crowd's liquidations sell
+        deep = 4 * float(spec.depth) * self.scenario.depth_mult  # the fixed levels' density, thinned alike
+        price = walk(st.bids if selling else st.asks, qty, deep, float(spec.tick) * OUTER_GAP)
+        price = max(price, float(st.mid) * 0.5) if selling else price  # at most a halving in one step
+        move = math.log(price / float(st.mid))
+        share = crowd.spec.impact_to_index
+        st.log_price += move * share
+        st.premium += move * (1 - share)
+        st.trade_id += 1  # the forced order's print (a sell is the taker: the buyer made the price)
+        return Trade(st.trade_id, floor_to_step(D(repr(price)), spec.tick),
+                     max(spec.step, floor_to_step(D(repr(qty)), spec.step)), selling, self.now_ms)  # fmt: skip
 
     @staticmethod
     def _gap(level: int) -> int:
