@@ -181,6 +181,11 @@ class MarketRiskConfig(Section):
     liq_sigma: Literal["reject", "warn", "off"] = Field("warn", description="LIQ_WITHIN_SIGMA")
     liq_sigma_n: Decimal = Field(Decimal(3), gt=0, description="the planning liquidation must be n sigma of one "
                                  "funding interval from the entry")  # fmt: skip
+    crowding: Literal["reduce", "off"] = Field("reduce", description="funding, basis and volatility all extreme "
+                                               "toward a held position: REDUCING until one eases")  # fmt: skip
+    crowding_funding_z: Decimal = Field(Decimal("2.5"), gt=0, description="funding z-score toward the position")
+    crowding_basis: Decimal = Field(Decimal("0.002"), gt=0, description="basis toward the position (0.002 = 20 bps)")
+    crowding_vol_ratio: Decimal = Field(Decimal("1.5"), gt=1, description="volatility against its slower average")
 
 
 class RuntimeConfig(Section):

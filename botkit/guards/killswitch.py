@@ -45,6 +45,8 @@ data arrives at all.
 |                 |          |          | trip of another bot of the account; lifted by `resume --fleet` |
 | fleet_unreachable| REDUCING| healed   | `fleet_lost(...)`: Redis unreachable for                  |
 |                 |          |          | `fleet.grace_seconds`, or the name's lease lost           |
+| crowding        | REDUCING | healed   | `crowding(symbol, figures)`: funding, basis and volatility |
+|                 |          |          | all extreme toward a held position (market_risk.crowded)  |
 
 Latched trips of the kinds above that need a person (`LATCHED`) outlive the process: they are in the
 journal, and `carry_over()` puts them back in force when the next session starts on it.
@@ -122,6 +124,7 @@ class KillSwitch:
         self.resume_s = float(c.resume_after_seconds)
         self.clock_offset_ms = 0.0  # local wall clock minus the exchange's
         self._divergent_since: dict[str, float] = {}
+        self.crowded: dict[str, str] = {}  # symbol -> the figures that crossed (crowded at the last look)
         self._errors: deque[float] = deque()
         self._cancels: deque[float] = deque()
         self._fills: deque[float] = deque()
@@ -271,6 +274,15 @@ class KillSwitch:
             self._divergent_since.pop(symbol, None)
             if bps < limit / 2 and not self._divergent_since:  # hysteresis: well back inside
                 self._healthy("divergence")
+
+    def crowding(self, symbol: str, figures: str | None) -> None:
+        """A symbol's market is crowded toward its position (the figures that crossed), or not (None):
+        REDUCING while any symbol is, cleared once none is (the hysteresis is in market_risk.crowded)."""
+        if figures is not None:
+            self.crowded[symbol] = figures
+            self._trip("crowding", TradingState.REDUCING, "healed", f"symbol={symbol} {figures}")
+        elif self.crowded.pop(symbol, None) is not None and not self.crowded:
+            self._clear("crowding", f"{symbol}: funding, basis or volatility eased")
 
     def equity(self, value: Decimal, day: object) -> None:
         """Account equity; `day` is the trading day it belongs to (a new day resets the daily loss)."""

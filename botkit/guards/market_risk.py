@@ -12,6 +12,13 @@ replayed time works as well as the wall clock):
 - **funding**: the rate annualised (rate × intervals a year), and its z-score against its own recent
   history, sampled at most once every `funding_sample_seconds`: z = (f − mean) / stdev (population).
 - **basis**: (mark − index) / index, and its drift: the basis now less the basis `drift_seconds` ago.
+- **rising volatility**: the volatility against a slower one (SLOW half-lives): σ_fast / σ_slow.
+
+**Crowding** (`crowded`): all three extreme in the direction of a position: for a long, funding z-score,
+basis and volatility ratio each at or above its threshold (longs paying rich funding into a widening
+premium while volatility rises); for a short, funding z-score and basis at or below minus theirs. Once
+crowded, it stays so until any of the three falls back below half its threshold (the ratio: half of its
+excess over 1), so a figure hovering at its threshold does not flip the state.
 
 Float is enough here: these are estimates that decide whether to warn, not amounts of money.
 """
@@ -27,6 +34,7 @@ from botkit.domain import Reason
 from botkit.margin import Violation
 
 SECONDS_A_YEAR = 365 * 24 * 3600
+SLOW = 8  # the slow volatility's half-life, in fast half-lives: the ratio of the two says "rising"
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +49,7 @@ class Figures:
     funding_z: float | None
     basis: float | None
     basis_drift: float | None
+    vol_ratio: float | None = None  # the volatility against its slower average: above 1, rising
 
     def as_dict(self) -> dict[str, float | None]:
         return {name: getattr(self, name) for name in self.__slots__}
@@ -55,6 +64,7 @@ class MarketRisk:
         self.half_life_s, self.funding_interval_s = half_life_s, funding_interval_s
         self.funding_sample_s, self.drift_s = funding_sample_s, drift_s
         self.variance: float | None = None  # per second
+        self.slow_variance: float | None = None  # the same with SLOW × the half-life: what "usual" is
         self.observed_s = 0.0  # how much time the variance has seen
         self._last: tuple[float, float] | None = None  # (time, mark)
         self.funding: deque[float] = deque(maxlen=funding_window)  # sampled history
@@ -76,6 +86,9 @@ class MarketRisk:
                 sample = r * r / dt  # variance per second over this interval
                 alpha = 1.0 - 2.0 ** (-dt / self.half_life_s)
                 self.variance = sample if self.variance is None else self.variance + alpha * (sample - self.variance)
+                slow = 1.0 - 2.0 ** (-dt / (SLOW * self.half_life_s))
+                self.slow_variance = (sample if self.slow_variance is None
+                                      else self.slow_variance + slow * (sample - self.slow_variance))  # fmt: skip
                 self.observed_s += dt
         if self._last is None or t > self._last[0]:
             self._last = (t, price)
@@ -111,6 +124,8 @@ class MarketRisk:
             funding_z=z_score(self.rate, list(self.funding)[:-1] if self.funding else []),
             basis=self.basis,
             basis_drift=drift,
+            vol_ratio=(math.sqrt(self.variance / self.slow_variance)
+                       if sigma is not None and self.variance is not None and self.slow_variance else None),
         )
 
 
@@ -147,3 +162,30 @@ def liq_within_sigma(entry: Decimal, liquidation: Decimal, sigma: float, interva
         return None
     return Violation(Reason.LIQ_WITHIN_SIGMA, f"liq_distance={distance:.4%} reach={reach:.4%} "
                      f"(n={n:g} x sigma {sigma * math.sqrt(interval_s):.4%} over {interval_s:g}s)")  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class Crowding:
+    """The thresholds of `crowded` (signed toward a long; a short's are mirrored)."""
+
+    funding_z: float = 2.5
+    basis: float = 0.002  # 20 bps
+    vol_ratio: float = 1.5
+
+
+def crowded(figures: Figures, long: bool, limits: Crowding, already: bool) -> str | None:
+    """Which figures crossed which thresholds, when the market is crowded in the position's direction (see
+    the module's docstring), else None. `already`: crowded at the last look (the hysteresis)."""
+    if figures.funding_z is None or figures.basis is None or figures.vol_ratio is None:
+        return None
+    sign = 1.0 if long else -1.0
+    z, basis, ratio = sign * figures.funding_z, sign * figures.basis, figures.vol_ratio
+    if already:  # stays crowded until one of them is back below half its threshold
+        bars = (limits.funding_z / 2, limits.basis / 2, 1 + (limits.vol_ratio - 1) / 2)
+    else:
+        bars = (limits.funding_z, limits.basis, limits.vol_ratio)
+    if z < bars[0] or basis < bars[1] or ratio < bars[2]:
+        return None
+    side, beyond = ("long", ">=") if long else ("short", "<=")
+    return (f"{side}: funding_z={figures.funding_z:+.2f} ({beyond} {sign * bars[0]:+.2f}) "
+            f"basis={figures.basis:+.4%} ({beyond} {sign * bars[1]:+.4%}) vol_ratio={ratio:.2f} (>= {bars[2]:.2f})")

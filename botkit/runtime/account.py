@@ -17,6 +17,7 @@ from botkit.config import BotConfig
 from botkit.domain import Balance, OrderSide, Position, Side
 from botkit.guards.exposure import Exposure
 from botkit.guards.killswitch import KillSwitch
+from botkit.guards.market_risk import Crowding, crowded
 from botkit.margin import move_position
 from botkit.runtime import events
 from botkit.runtime.journal import Journal
@@ -157,7 +158,22 @@ class AccountReader:
         self.ks.feed("account")
         self.ks.equity(balance.total, datetime.fromtimestamp(self.clock.time(), UTC).date())
         self._record_snapshot()
+        self._crowding()
         self.sink(AccountRead())
+
+    def _crowding(self) -> None:
+        """Each held position's market against the crowding thresholds (botkit.guards.market_risk.crowded)."""
+        settings = self.config.market_risk
+        if settings.crowding == "off":
+            return
+        limits = Crowding(float(settings.crowding_funding_z), float(settings.crowding_basis),
+                          float(settings.crowding_vol_ratio))  # fmt: skip
+        for symbol in self.symbols:
+            held, risk = self.account.positions.get(symbol), self.market.risk.get(symbol)
+            found = None
+            if held is not None and risk is not None:
+                found = crowded(risk.figures(), held.side is Side.LONG, limits, symbol in self.ks.crowded)
+            self.ks.crowding(symbol, found)
 
     def _record_snapshot(self) -> None:
         """The figures `botkit report` charts over time (price, mark vs index, equity, liquidation distance)."""

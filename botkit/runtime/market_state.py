@@ -91,7 +91,8 @@ class MarketState:
         if risk is not None:  # the early-warning figures (None until each has enough marks)
             figures = risk.figures()
             top |= {"vol_annual": figures.vol_annual, "funding_annual": figures.funding_annual,
-                    "funding_z": figures.funding_z, "basis": figures.basis, "basis_drift": figures.basis_drift}
+                    "funding_z": figures.funding_z, "basis": figures.basis, "basis_drift": figures.basis_drift,
+                    "vol_ratio": figures.vol_ratio}
         return top
 
     def ages(self, symbols: list[str]) -> dict[str, float | None]:

@@ -8,7 +8,15 @@ import pytest
 
 from botkit.domain import Reason
 from botkit.guards.gate import Decision, Gate
-from botkit.guards.market_risk import MarketRisk, liq_within_sigma, stop_inside_noise, z_score
+from botkit.guards.market_risk import (
+    Crowding,
+    Figures,
+    MarketRisk,
+    crowded,
+    liq_within_sigma,
+    stop_inside_noise,
+    z_score,
+)
 from tests.unit.test_gate import BTC, LONG, config, snapshot, view
 
 
@@ -89,3 +97,56 @@ def test_in_the_gate_the_checks_warn_by_default_and_reject_when_asked():
     verdict = strict.check(LONG, noisy_snapshot())  # 2 σ: 16.97 %, the liquidation is nearer
     assert verdict.decision is Decision.REJECT and verdict.reasons == (Reason.LIQ_WITHIN_SIGMA,)
     assert Gate(config()).check(LONG, snapshot()).findings == ()  # no volatility known yet: no finding
+
+
+# ------------------------------------------------------------------------------------------------ crowding
+
+
+def figures(z=3.0, basis=0.003, ratio=1.6):
+    return Figures(sigma=0.001, vol_annual=5.6, vol_interval=0.17, funding_rate=0.0008, funding_annual=0.876,
+                   funding_z=z, basis=basis, basis_drift=0.001, vol_ratio=ratio)  # fmt: skip
+
+
+def test_crowding_needs_all_three_toward_the_position_and_eases_at_half_its_thresholds():
+    limits = Crowding(funding_z=2.5, basis=0.002, vol_ratio=1.5)
+    found = crowded(figures(), True, limits, already=False)
+    assert found == "long: funding_z=+3.00 (>= +2.50) basis=+0.3000% (>= +0.2000%) vol_ratio=1.60 (>= 1.50)"
+    assert crowded(figures(), False, limits, already=False) is None  # longs crowded: not a short's danger
+    for weaker in (figures(z=2.4), figures(basis=0.0019), figures(ratio=1.49)):  # any one short of its bar
+        assert crowded(weaker, True, limits, already=False) is None
+    # once crowded, it holds until one is back below half its threshold (z 1.25, basis 0.1 %, ratio 1.25)
+    assert crowded(figures(z=1.3, basis=0.0011, ratio=1.26), True, limits, already=True) is not None
+    assert crowded(figures(basis=0.0009), True, limits, already=True) is None
+    short = crowded(figures(z=-3.0, basis=-0.003), False, limits, already=False)  # the mirror: shorts crowded
+    assert short is not None and short.startswith("short: funding_z=-3.00 (<= -2.50) basis=-0.3000% (<= -0.2000%)")
+    assert crowded(replace(figures(), funding_z=None), True, limits, already=False) is None  # not enough data
+
+
+def test_the_volatility_ratio_rises_when_the_market_wakes_up():
+    risk = MarketRisk(half_life_s=1)
+    risk.update(0, D(100))
+    price = 100.0
+    for t in range(1, 40):  # calm: 0.01 % a second
+        price *= 1.0001 if t % 2 else 1 / 1.0001
+        risk.update(t, D(repr(price)))
+    calm = risk.figures().vol_ratio
+    for t in range(40, 44):  # then 1 % a second
+        price *= 1.01 if t % 2 else 1 / 1.01
+        risk.update(t, D(repr(price)))
+    woken = risk.figures().vol_ratio
+    # 4 s of r² = 1e-4 a second over a calm 1e-8: the fast estimate (half-life 1 s) takes 1 − 2^−4 = 0.9375 of
+    # the new level, the slow one (8 s) 1 − 2^−0.5 = 0.2929: √(0.9375 / 0.2929) = 1.789
+    assert calm == pytest.approx(1.0, abs=0.05) and woken == pytest.approx(1.789, abs=0.01)
+
+
+def test_the_kill_switch_reduces_while_any_held_market_is_crowded():
+    from tests.unit.test_killswitch import ACTIVE, REDUCING, switch
+
+    ks, _, events = switch()
+    ks.crowding(BTC, "long: funding_z=+3.00 ...")
+    assert ks.state is REDUCING and "symbol=BTC/USDT:USDT long: funding_z=+3.00" in ks.trips["crowding"].figures
+    ks.crowding("ETH/USDT:USDT", "short: ...")
+    ks.crowding(BTC, None)
+    assert ks.state is REDUCING  # ETH still crowded
+    ks.crowding("ETH/USDT:USDT", None)
+    assert ks.state is ACTIVE and any("eased" in str(e) for e in events)
