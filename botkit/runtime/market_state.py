@@ -43,7 +43,8 @@ class MarketState:
         self.books[symbol], self.book_at[symbol] = book, self.clock.monotonic()
 
     def set_mark(self, symbol: str, mark: MarkPrice) -> None:
-        self.marks[symbol], self.mark_at[symbol] = mark, now = mark, self.clock.monotonic()
+        now = self.clock.monotonic()
+        self.marks[symbol], self.mark_at[symbol] = mark, now
         risk = self.risk.get(symbol)
         if risk is None:
             risk = self.risk[symbol] = self.monitor()

@@ -10,11 +10,10 @@ the invariants to catch the damage, so each check is known to be able to fail.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import math
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from decimal import Decimal as D
 from pathlib import Path
@@ -167,8 +166,7 @@ async def run_scenario(scenario: Scenario, tmp_path: Path, *, guarded: bool = Tr
                 summary = None
                 async with background(monitor(emu.url, samples)):
                     seconds = max(scenario.seconds, FULL_SECONDS) if FULL else scenario.seconds
-                    with contextlib.suppress(TimeoutError):  # a hang: summary stays None
-                        summary = await asyncio.wait_for(bot.run(duration=seconds), seconds + HANG_S)
+                    summary = await bounded(bot.run(duration=seconds), seconds + HANG_S)  # None: a hang
             async with aiohttp.ClientSession() as http:
                 exchange = await admin_state(emu.url, http)
     finally:
@@ -180,6 +178,24 @@ async def run_scenario(scenario: Scenario, tmp_path: Path, *, guarded: bool = Tr
         crashes.append(f"crash: {summary.crashed}")
     return Run(scenario, config, crashes, list(read_events(config.journal.path)), exchange, samples,
                time.time_ns() // 1_000_000)  # fmt: skip
+
+
+async def bounded(run: Coroutine[Any, Any, Any], seconds: float) -> Any:
+    """The run's result, or None if it has not ended within `seconds`: then every task's stack is printed
+    and the run cancelled, and waited for 10 s more at most (asyncio.wait_for would wait for ever on a task
+    that swallows its cancellation, and the test process would be killed with nothing to show for it)."""
+    task = asyncio.ensure_future(run)
+    done, _ = await asyncio.wait({task}, timeout=seconds)
+    if task in done:
+        return task.result()
+    print(f"hang: the run did not end in {seconds:g} s; its tasks:")
+    for pending in asyncio.all_tasks():
+        pending.print_stack(limit=12)
+    task.cancel()
+    done, _ = await asyncio.wait({task}, timeout=10)
+    if task not in done:
+        print("hang: the run did not end 10 s after it was cancelled either (a cancellation swallowed)")
+    return None
 
 
 def _config(emu: Any, tmp_path: Path, sections: dict[str, Any]) -> BotConfig:
