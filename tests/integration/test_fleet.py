@@ -17,6 +17,8 @@ from botkit.sim.server import running_emulator
 from tests.integration.test_runtime import bot_config, live_market, wait_for
 from tests.support import redis_server
 
+pytestmark = pytest.mark.usefixtures("machine_heavy")  # see tests/conftest.py
+
 
 class Idle(Strategy):
     """Trades nothing: these tests are about the fleet's switch, not the orders."""
