@@ -22,8 +22,6 @@ from botkit.runtime.bot import Bot
 from tests.chaos.harness import SEEDS, Quiet, Run, Scenario, merged, run_scenario, violations
 from tests.chaos.traders import Burst, Churn, Holder, Ladder
 
-pytestmark = pytest.mark.usefixtures("timing_sensitive")  # see tests/conftest.py
-
 
 def churn(**params) -> Churn:
     return Churn(Churn.Params(**params))

@@ -19,8 +19,6 @@ from botkit.sim.server import EmulatorSettings, running_emulator
 from tests.integration.test_runtime import wait_for
 from tests.integration.test_runtime_process import account_of, start_bot, write_config
 
-pytestmark = pytest.mark.usefixtures("timing_sensitive")  # see tests/conftest.py
-
 SLIPPAGE = D("0.002")  # the configured allowance for a fill beyond the stop (fraction of the price)
 RISK = D("0.01")  # of equity per trade
 

@@ -22,8 +22,6 @@ from tests.integration.test_fleet import fleet_config
 from tests.integration.test_runtime import live_market
 from tests.support import background, redis_server
 
-pytestmark = pytest.mark.usefixtures("timing_sensitive")  # see tests/conftest.py
-
 SYMBOLS = ("BTC/USDT:USDT", "ETH/USDT:USDT", "S01/USDT:USDT")
 ORDER_NOTIONAL = D(1000)  # each intent
 BURSTS, PER_BURST = 2, 4  # each bot wants 8000: 24,000 for the three

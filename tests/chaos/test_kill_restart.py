@@ -32,8 +32,6 @@ from tests.chaos.traders import Churn
 from tests.integration.test_runtime_process import start_bot, write_config
 from tests.support import background
 
-pytestmark = pytest.mark.usefixtures("timing_sensitive")  # see tests/conftest.py
-
 SCENARIO = Scenario("sigkill-restart", "journal write-ahead, restart reconciliation", lambda: Churn(Churn.Params()))
 
 

@@ -13,8 +13,6 @@ import pytest
 from botkit.runtime.journal import read_events
 from tests.support import ROOT
 
-pytestmark = pytest.mark.usefixtures("machine_heavy")  # see tests/conftest.py
-
 DURATION, SPEED = "14", "25"  # 350 s of market time: the first crossing of sma_cross comes after about 110 s
 # The scenarios' runs: stale data trips after 1.5 s and trading resumes after 1 s of health, rules re-read
 # every 2 s and funding payments every 4 s, so a 14 s run holds each scenario's whole story (the default demo

@@ -3,6 +3,7 @@
 and failing closed when Redis goes away."""
 
 import asyncio
+import contextlib
 from decimal import Decimal as D
 
 import pytest
@@ -16,8 +17,6 @@ from botkit.runtime.strategy import Strategy
 from botkit.sim.server import running_emulator
 from tests.integration.test_runtime import bot_config, live_market, wait_for
 from tests.support import redis_server
-
-pytestmark = pytest.mark.usefixtures("machine_heavy")  # see tests/conftest.py
 
 
 class Idle(Strategy):
@@ -522,10 +521,11 @@ async def test_a_sentinel_failover_is_followed_and_the_halt_survives_it(tmp_path
             try:
                 await wait_for(lambda: fleet.halted is not None, 10)
                 primary.stop()
-                await wait_for(lambda: reachable == [False], 15)  # fail closed: REDUCING in a bot
-                await wait_for(lambda: reachable == [False, True], 30)  # the replica promoted, and followed
                 promoted = aioredis.Redis.from_url(replica.url, decode_responses=True)
-                assert (await promoted.info("replication"))["role"] == "master"
+                await wait_for_async(lambda: _promoted(promoted), 30)
+                # failed closed while it took longer than the grace (0.3 s; a failover takes about a second),
+                # and back once the bot followed the Sentinel there: REDUCING in a bot, then ACTIVE
+                await wait_for(lambda: reachable == [False, True], 10)
                 assert await promoted.get("botkit:lease:sentinel-bot") == fleet.instance
                 assert "before the failover" in (fleet.halted or "")
                 await promoted.aclose()
@@ -535,6 +535,13 @@ async def test_a_sentinel_failover_is_followed_and_the_halt_survives_it(tmp_path
                 await fleet.close()
                 await watcher.aclose()
         await probe.aclose()
+
+
+async def _promoted(client) -> bool:
+    """The server is a primary now (one not answering yet: not)."""
+    with contextlib.suppress(Exception):
+        return (await client.info("replication"))["role"] == "master"
+    return False
 
 
 async def _replicas(client) -> bool:

@@ -26,8 +26,6 @@ from tests.integration.test_report import ARTIFACTS, HoldLong, _chromium
 from tests.integration.test_runtime import QuickSma, bot_config, live_market, wait_for
 from tests.support import ROOT
 
-pytestmark = pytest.mark.usefixtures("machine_heavy")  # see tests/conftest.py
-
 SECRET = "s3cr3t-path-token"
 TELEGRAM_TOKEN = "123456:ABC-telegram-token"
 
