@@ -320,25 +320,6 @@ SCENARIOS = (
 
 
 OFF_SLACK_S = 20.0  # an off run not done this long after its duration has hung (a hang is a failure it found)
-PRIORITY = -10  # the guarded runs' niceness where it may be raised (as root): see `first_in_line`
-
-
-@pytest.fixture(scope="module", autouse=True)
-def first_in_line():
-    """The guarded runs (and the emulator in their event loop) ahead of whatever else the machine runs, as
-    a bot on a machine of its own would be: at 20x a flash crash moves 2 % in a tenth of a second, so a
-    test worker beside them that takes the CPU for that long starves the liquidation guard into a
-    liquidation the scenario is not about. Raising a priority needs root (CI runs as root); elsewhere the
-    runs go as they are. The guardrail-off runs keep their own low priority (19 above this)."""
-    try:
-        os.nice(PRIORITY)
-    except PermissionError:
-        yield
-        return
-    try:
-        yield
-    finally:
-        os.nice(-PRIORITY)
 
 
 def off_violations(name: str, tmp_path: str, answer: Connection) -> None:
