@@ -395,7 +395,7 @@ def size_command(ctx: click.Context, **opts: Any) -> None:
 
 def _market_noise(report: SizingReport, opts: dict[str, Any]) -> dict[str, Any] | None:
     """With --vol-annual: the two early-warning checks on this plan (botkit.guards.market_risk), as warnings."""
-    from botkit.guards.market_risk import SECONDS_A_YEAR, liq_within_sigma, stop_inside_noise
+    from botkit.guards.market_risk import SECONDS_A_YEAR, liq_within_sigma, reach, stop_inside_noise
 
     plan = report.plan
     if opts["vol_annual"] is None or plan.stop is None:
@@ -409,9 +409,9 @@ def _market_noise(report: SizingReport, opts: dict[str, Any]) -> dict[str, Any] 
     return {
         "sigma_per_sqrt_second": f"{sigma:.6g}",
         "stop_distance": f"{float(abs(plan.entry - plan.stop) / plan.entry):.4%}",
-        "noise": f"{float(opts['noise_k']) * sigma * math.sqrt(horizon):.4%}",
+        "noise": f"{reach(sigma, horizon, float(opts['noise_k'])):.4%}",
         "liquidation_distance": None if liq is None else f"{float(abs(plan.entry - liq) / plan.entry):.4%}",
-        "liquidation_reach": f"{float(opts['liq_sigma_n']) * sigma * math.sqrt(interval):.4%}",
+        "liquidation_reach": f"{reach(sigma, interval, float(opts['liq_sigma_n'])):.4%}",
         "warnings": [str(f) for f in found if f is not None],
     }
 

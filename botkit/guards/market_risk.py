@@ -141,27 +141,33 @@ def z_score(value: float | None, history: list[float]) -> float | None:
 # ------------------------------------------------------------------------------------ the gate's checks
 
 
+def reach(sigma: float, seconds: float, multiple: float) -> float:
+    """How far (a fraction of the price) `multiple` standard deviations of the mark move in `seconds`: m·σ·√t."""
+    return multiple * sigma * math.sqrt(seconds)
+
+
 def stop_inside_noise(entry: Decimal, stop: Decimal, sigma: float, horizon_s: float, k: float) -> Violation | None:
     """STOP_INSIDE_NOISE: the stop closer than k·σ·√T, the move noise alone makes over the holding horizon T:
     |E − S| / E < k·σ·√T."""
-    distance = float(abs(entry - stop) / entry)
-    noise = k * sigma * math.sqrt(horizon_s)
-    if distance >= noise:
-        return None
-    return Violation(Reason.STOP_INSIDE_NOISE, f"stop_distance={distance:.4%} noise={noise:.4%} "
-                     f"(k={k:g} x sigma {sigma * math.sqrt(horizon_s):.4%} over {horizon_s:g}s)")  # fmt: skip
+    return _within(Reason.STOP_INSIDE_NOISE, ("stop_distance", "noise", "k"), entry, stop, sigma, horizon_s, k)
 
 
 def liq_within_sigma(entry: Decimal, liquidation: Decimal, sigma: float, interval_s: float,
                      n: float) -> Violation | None:  # fmt: skip
     """LIQ_WITHIN_SIGMA: the planning liquidation price within n standard deviations of the entry over one
     funding interval: |E − L| / E < n·σ·√I."""
-    distance = float(abs(entry - liquidation) / entry)
-    reach = n * sigma * math.sqrt(interval_s)
-    if distance >= reach:
+    return _within(Reason.LIQ_WITHIN_SIGMA, ("liq_distance", "reach", "n"), entry, liquidation, sigma, interval_s, n)
+
+
+def _within(code: Reason, names: tuple[str, str, str], entry: Decimal, price: Decimal, sigma: float,
+            seconds: float, multiple: float) -> Violation | None:  # fmt: skip
+    """The finding `code` when `price` is nearer the entry than `multiple` σ over `seconds`, else None."""
+    distance, bound = float(abs(entry - price) / entry), reach(sigma, seconds, multiple)
+    if distance >= bound:
         return None
-    return Violation(Reason.LIQ_WITHIN_SIGMA, f"liq_distance={distance:.4%} reach={reach:.4%} "
-                     f"(n={n:g} x sigma {sigma * math.sqrt(interval_s):.4%} over {interval_s:g}s)")  # fmt: skip
+    what, limit, letter = names
+    return Violation(code, f"{what}={distance:.4%} {limit}={bound:.4%} "
+                     f"({letter}={multiple:g} x sigma {reach(sigma, seconds, 1):.4%} over {seconds:g}s)")  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
