@@ -85,8 +85,9 @@ async def three_bots(tmp_path, limits: dict) -> tuple[list[Sample], list[Bots], 
                 runs = [asyncio.create_task(b.bot.run(duration=60)) for b in bots]
                 await asyncio.wait_for(asyncio.gather(*(b.strategy.done.wait() for b in bots)), 60)
                 at = len(samples)
-                while len(samples) < at + 5:  # a few looks after the last answer
-                    await asyncio.sleep(0.02)
+                async with asyncio.timeout(10):  # a few of the monitor's looks after the last answer
+                    while len(samples) < at + 5:
+                        await asyncio.sleep(0.02)
                 for b in bots:
                     b.bot.stop()
                 summaries = await asyncio.wait_for(asyncio.gather(*runs), 60)
@@ -164,8 +165,9 @@ max_account_loss = {ACCOUNT["max_account_loss"]}
             finally:
                 doomed.kill()  # SIGKILL: nothing given back, nothing cancelled
             await doomed.wait()
-            while await client.exists("botkit:lease:doomed"):  # its lease runs out on Redis's clock
-                await asyncio.sleep(0.02)
+            async with asyncio.timeout(10):
+                while await client.exists("botkit:lease:doomed"):  # its lease (1 s) runs out on Redis's clock
+                    await asyncio.sleep(0.02)
             dead = await account_totals(client, "acc-1", 0)
             if not counted:
                 await client.delete("botkit:risk:acc-1:orders", "botkit:risk:acc-1:positions")
@@ -180,8 +182,9 @@ max_account_loss = {ACCOUNT["max_account_loss"]}
                 run = asyncio.create_task(bot.run(duration=60))
                 await asyncio.wait_for(strategy.done.wait(), 60)
                 at = len(samples)
-                while len(samples) < at + 5:
-                    await asyncio.sleep(0.02)
+                async with asyncio.timeout(10):
+                    while len(samples) < at + 5:
+                        await asyncio.sleep(0.02)
                 bot.stop()
                 summary = await asyncio.wait_for(run, 60)
     assert summary.crashed is None
