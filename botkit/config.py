@@ -183,6 +183,8 @@ class MarketRiskConfig(Section):
                                  "funding interval from the entry")  # fmt: skip
     crowding: Literal["reduce", "off"] = Field("reduce", description="funding, basis and volatility all extreme "
                                                "toward a held position: REDUCING until one eases")  # fmt: skip
+    crowding_cut: Decimal = Field(Decimal("0.5"), ge=0, le=1, description="the fraction of the position cut when "
+                                  "its market turns crowded (0: REDUCING alone)")  # fmt: skip
     crowding_funding_z: Decimal = Field(Decimal("2.5"), gt=0, description="funding z-score toward the position")
     crowding_basis: Decimal = Field(Decimal("0.002"), gt=0, description="basis toward the position (0.002 = 20 bps)")
     crowding_vol_ratio: Decimal = Field(Decimal("1.5"), gt=1, description="volatility against its slower average")

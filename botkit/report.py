@@ -349,6 +349,9 @@ def _closed(trip: dict[str, Any], exit_ms: int | None, why: str, funding: list[d
     }  # fmt: skip
 
 
+EARLY_WARNING = ("vol_annual", "funding_annual", "funding_z", "basis", "basis_drift", "vol_ratio")  # see market_risk
+
+
 def _add_snapshot(series: dict[str, Any], at: int, d: dict[str, Any]) -> None:
     series["time"].append(at)
     series["equity"].append(d.get("equity"))
@@ -362,6 +365,8 @@ def _add_snapshot(series: dict[str, Any], at: int, d: dict[str, Any]) -> None:
         row["mark"].append(s.get("mark"))
         row["index"].append(s.get("index"))
         row["position"].append(s.get("position"))
+        for figure in EARLY_WARNING:  # floats, absent from journals older than the figures
+            row[figure].append(s.get(figure))
         # Liquidation distance: how far the mark may move against the position before liquidation, |mark − liq| / mark.
         distance = abs(mark - liq) / mark if mark and liq else None
         row["liq_distance"].append(str(round(distance, 6)) if distance is not None else None)

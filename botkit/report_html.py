@@ -3,7 +3,9 @@ offline (the charting library is inlined, nothing is fetched). The charts are Pl
 one time axis shared by every chart of a page, so zooming into a crash zooms every panel to it.
 
 The report's charts, per symbol: price (mid, mark, the exchange-held stop, fills), mark against index
-(bps), liquidation distance (% of mark, only while a position was held); then equity. A vertical marker at
+(bps), the early warning's figures where the journal has them (volatility and funding annualised; the
+funding z-score and the volatility's ratio to its slower average), liquidation distance (% of mark, only
+while a position was held); then equity. A vertical marker at
 every kill-switch trip, state change and liquidation (hover the × at its top for the figures). Floats
 only for drawing: the figures themselves are in the tables (rounded to the market's precision) and exact
 in --json.
@@ -23,7 +25,7 @@ MAX_TABLE_ROWS = 500
 ORDERS_SHOWN = 50  # more orders than this (a grid, a market maker): the table starts folded
 COLORS = {"mid": "#1f77b4", "mark": "#ff7f0e", "index": "#2ca02c", "stop": "#8c1c13", "equity": "#9467bd",
           "liq_distance": "#d62728", "divergence": "#ff7f0e", "drawdown": "#d62728", "buy": "#2ca02c",
-          "sell": "#d62728"}  # fmt: skip
+          "sell": "#d62728", "volatility": "#17becf", "funding": "#bcbd22"}  # fmt: skip
 MARKERS = {"killswitch.tripped": ("trip", "#d62728"), "killswitch.state": ("state", "#ff9900"),
            "liquidation": ("liquidation", "#000000")}  # fmt: skip
 
@@ -69,6 +71,7 @@ def render_html(report: dict[str, Any]) -> str:
                for m, i in zip(row.get("mark", []), row.get("index", []), strict=False)]  # fmt: skip
         panels += [price, Panel(f"mark-index-{symbol}", f"{symbol}: mark against index", "mark − index (bps)",
                                 [Line("mark − index", bps, COLORS["divergence"])])]  # fmt: skip
+        panels += _early_warning(symbol, row)
         distance = [float(x) * 100 if x is not None else None for x in row.get("liq_distance", [])]
         if any(d is not None for d in distance):  # no position, no chart
             panels.append(Panel(f"liq-{symbol}", f"{symbol}: distance to liquidation", "% of the mark",
@@ -159,6 +162,29 @@ def render_backtest_html(results: dict[str, Any]) -> str:
 
 
 # ------------------------------------------------------------------------------------------ charts
+
+
+def _early_warning(symbol: str, row: dict[str, list[Any]]) -> list[Panel]:
+    """The market-risk monitor's figures (botkit.guards.market_risk), where the journal has them: volatility
+    and funding annualised, and the crowding trigger's two ratios (funding z-score, volatility's ratio)."""
+    def percent(name: str) -> list[float | None]:
+        return [float(x) * 100 if x is not None else None for x in row.get(name, [])]
+
+    def plain(name: str) -> list[float | None]:
+        return [float(x) if x is not None else None for x in row.get(name, [])]
+
+    yearly, crowding = [percent("vol_annual"), percent("funding_annual")], [plain("funding_z"), plain("vol_ratio")]
+    panels = []
+    if any(x is not None for line in yearly for x in line):
+        panels.append(Panel(f"risk-{symbol}", f"{symbol}: volatility and funding, annualised", "% a year",
+                            [Line("realized volatility", yearly[0], COLORS["volatility"]),
+                             Line("funding", yearly[1], COLORS["funding"])]))  # fmt: skip
+    if any(x is not None for line in crowding for x in line):
+        panels.append(Panel(f"crowding-{symbol}", f"{symbol}: crowding (the trigger's figures; basis above)",
+                            "z-score, ratio", [Line("funding z-score", crowding[0], COLORS["funding"]),
+                                               Line("volatility / its slower average", crowding[1],
+                                                    COLORS["volatility"])]))  # fmt: skip
+    return panels
 
 
 def figure(div_id: str, times: list[int], panels: list[Panel], markers: list[dict[str, Any]]) -> str:

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 ZERO = Decimal(0)
 DAY_MS = 86_400_000
 REASONS = {"strategy": "signal", "liquidation_guard": "liquidation guard", "flatten": "halt (flatten)",
-           "stop": "unprotected (closed)"}  # fmt: skip
+           "stop": "unprotected (closed)", "crowding": "crowding (cut)"}  # fmt: skip
 
 
 @dataclass

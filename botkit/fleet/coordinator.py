@@ -234,7 +234,7 @@ class Fleet:
                 await pipe.execute()
             if self.risk is not None:
                 await self.risk.publish()
-        except (RedisError, OSError, TimeoutError) as exc:
+        except Exception as exc:  # whatever the client raises (a failover raises more than RedisError): fail closed
             self._problem = f"Redis at {where(self.config)} unreachable: {why(exc)}"
             self._failed()
             return
@@ -278,7 +278,7 @@ class Fleet:
                         if await pubsub.get_message(ignore_subscribe_messages=True, timeout=IO_TIMEOUT_S):
                             self._wake.set()
                         still_cancelled()
-            except (RedisError, OSError, TimeoutError):
+            except Exception:  # as in beat: whatever the client raised, reconnect after a heartbeat
                 still_cancelled()
                 await self.clock.sleep(float(self.config.heartbeat_seconds))
 

@@ -17,8 +17,9 @@ replayed time works as well as the wall clock):
 **Crowding** (`crowded`): all three extreme in the direction of a position: for a long, funding z-score,
 basis and volatility ratio each at or above its threshold (longs paying rich funding into a widening
 premium while volatility rises); for a short, funding z-score and basis at or below minus theirs. Once
-crowded, it stays so until any of the three falls back below half its threshold (the ratio: half of its
-excess over 1), so a figure hovering at its threshold does not flip the state.
+crowded, it stays so until all three are back below half their thresholds (the ratio: half of its excess
+over 1): a figure hovering at its threshold does not flip the state, and a cascade that flips the basis
+while volatility soars is not the crowd having gone.
 
 Float is enough here: these are estimates that decide whether to warn, not amounts of money.
 """
@@ -186,12 +187,14 @@ def crowded(figures: Figures, long: bool, limits: Crowding, already: bool) -> st
         return None
     sign = 1.0 if long else -1.0
     z, basis, ratio = sign * figures.funding_z, sign * figures.basis, figures.vol_ratio
-    if already:  # stays crowded until one of them is back below half its threshold
+    if already:  # crowded until all three are back below half their thresholds: the crowd has unwound
         bars = (limits.funding_z / 2, limits.basis / 2, 1 + (limits.vol_ratio - 1) / 2)
+        if z < bars[0] and basis < bars[1] and ratio < bars[2]:
+            return None
     else:
         bars = (limits.funding_z, limits.basis, limits.vol_ratio)
-    if z < bars[0] or basis < bars[1] or ratio < bars[2]:
-        return None
+        if z < bars[0] or basis < bars[1] or ratio < bars[2]:
+            return None
     side, beyond = ("long", ">=") if long else ("short", "<=")
     return (f"{side}: funding_z={figures.funding_z:+.2f} ({beyond} {sign * bars[0]:+.2f}) "
             f"basis={figures.basis:+.4%} ({beyond} {sign * bars[1]:+.4%}) vol_ratio={ratio:.2f} (>= {bars[2]:.2f})")

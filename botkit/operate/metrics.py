@@ -151,6 +151,14 @@ class BotCollector(Collector):
         held = len(status["positions"])
         yield GaugeMetricFamily("botkit_stop_coverage_ratio", "Positions with a stop on the exchange / positions "
                                 "(1 when flat).", value=covered / held if held else 1.0)  # fmt: skip
+        warning = GaugeMetricFamily("botkit_market_risk", "The early warning's figures per symbol (annualised "
+                                    "volatility and funding, funding z-score, basis, volatility ratio).",
+                                    labels=["symbol", "figure"])  # fmt: skip
+        for symbol, figures in sorted(status["market_risk"].items()):
+            for figure in ("vol_annual", "funding_annual", "funding_z", "basis", "basis_drift", "vol_ratio"):
+                if figures[figure] is not None:
+                    warning.add_metric([symbol, figure], figures[figure])
+        yield warning
         ages = GaugeMetricFamily("botkit_feed_age_seconds", "Age of the newest data per stream.", labels=["stream"])
         for stream, age in status["feed_ages"].items():
             if age is not None:

@@ -22,7 +22,7 @@ from botkit.margin import move_position
 from botkit.runtime import events
 from botkit.runtime.journal import Journal
 from botkit.runtime.market_state import MarketState
-from botkit.runtime.news import AccountRead, Sink
+from botkit.runtime.news import AccountRead, Crowded, Sink
 from botkit.runtime.strategy import Fill
 from botkit.venue.errors import VenueError
 from botkit.venue.protocol import Venue
@@ -170,10 +170,12 @@ class AccountReader:
                           float(settings.crowding_vol_ratio))  # fmt: skip
         for symbol in self.symbols:
             held, risk = self.account.positions.get(symbol), self.market.risk.get(symbol)
-            found = None
+            found, already = None, symbol in self.ks.crowded
             if held is not None and risk is not None:
-                found = crowded(risk.figures(), held.side is Side.LONG, limits, symbol in self.ks.crowded)
+                found = crowded(risk.figures(), held.side is Side.LONG, limits, already)
             self.ks.crowding(symbol, found)
+            if found is not None and not already:
+                self.sink(Crowded(symbol, found))
 
     def _record_snapshot(self) -> None:
         """The figures `botkit report` charts over time (price, mark vs index, equity, liquidation distance)."""

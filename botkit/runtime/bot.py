@@ -51,7 +51,7 @@ from botkit.runtime.execution import Router
 from botkit.runtime.feeds import Feeds
 from botkit.runtime.journal import Journal
 from botkit.runtime.market_state import MarketState
-from botkit.runtime.news import AccountRead, BarClosed, Filled, News, QuoteMoved, StateChanged, Stats
+from botkit.runtime.news import AccountRead, BarClosed, Crowded, Filled, News, QuoteMoved, StateChanged, Stats
 from botkit.runtime.read_budget import plan_reads
 from botkit.runtime.reconcile import Reconciler, carried_rows
 from botkit.runtime.safety import Safety
@@ -239,6 +239,9 @@ class Bot:
             if entry is not None:
                 self.stops.entered(order.symbol, order.side, *entry)
             self.stops.position_changed(order.symbol)
+        elif isinstance(news, Crowded):
+            self.safety.ease_crowding(news.symbol, news.figures)
+            return  # the strategy hears of it as the state's change to REDUCING
         elif isinstance(news, AccountRead):
             self.safety.check_all()
             for symbol in self.symbols:
@@ -486,6 +489,8 @@ class Bot:
             "orders": self.router.tracker.open(),
             "feed_ages": self.market.ages(self.symbols),
             "feeds_down": sorted(self.feeds.down),
+            # the early warning, per symbol: volatility and funding annualised, funding z-score, basis, ...
+            "market_risk": {symbol: risk.figures().as_dict() for symbol, risk in self.market.risk.items()},
             "stats": self.stats,
             "recent": list(self.recent),
             "log": self.log_path,

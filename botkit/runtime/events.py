@@ -180,7 +180,8 @@ class RulesChanged(JournalEvent):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class HaltAction(JournalEvent):
-    """What the bot did on a halt or at exit: cancels, flattening."""
+    """What the bot did on its own to cut risk: on a halt or at exit (cancels, flattening), a position the
+    exchange no longer protects closed, a crowded position cut."""
 
     KIND = "halt.action"
     action: str

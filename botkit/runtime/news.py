@@ -62,7 +62,15 @@ class StopTriggered:
     stop: Order
 
 
-News = OrderChanged | Filled | QuoteMoved | BarClosed | Denied | StateChanged | AccountRead | StopTriggered
+@dataclass(frozen=True, slots=True)
+class Crowded:
+    """A held position's market has just turned crowded toward it (botkit.guards.market_risk.crowded)."""
+
+    symbol: str
+    figures: str
+
+
+News = OrderChanged | Filled | QuoteMoved | BarClosed | Denied | StateChanged | AccountRead | StopTriggered | Crowded
 Sink = Callable[[News], None]
 
 

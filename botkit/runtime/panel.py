@@ -17,6 +17,14 @@ from botkit.runtime.events import headline
 RECENT_SHOWN = 8  # recent events in the panel
 
 
+def _pct(value: float | None, places: int = 1) -> str:
+    return "-" if value is None else f"{value:.{places}%}"
+
+
+def _f(value: float | None) -> str:
+    return "-" if value is None else f"{value:+.2f}"
+
+
 def _n(value: Decimal | None, places: int = 2) -> str:
     return "-" if value is None else f"{value:,.{places}f}"
 
@@ -41,6 +49,10 @@ def status_panel(status: dict[str, Any], elapsed: float) -> Group:
     for name, age in status["feed_ages"].items():
         down = " (down: REST)" if name in status["feeds_down"] else ""
         feeds.add_row(name, ("-" if age is None else f"{age:.2f}s") + down)
+    warning = Table("symbol", "volatility/yr", "funding/yr", "funding z", "basis", "vol ratio", title="early warning")
+    for symbol, f in status["market_risk"].items():
+        warning.add_row(symbol, _pct(f["vol_annual"]), _pct(f["funding_annual"]), _f(f["funding_z"]),
+                        _pct(f["basis"], 3), _f(f["vol_ratio"]))  # fmt: skip
     orders = Table("intents", "accepted", "sent", "fills", "cancels", "rejected by reason", title="orders")
     rejected = ", ".join(f"{code} {n}" for code, n in stats.rejected.most_common()) or "-"
     orders.add_row(str(stats.intents), str(stats.accepted), str(stats.sent), str(stats.fills), str(stats.cancels),
@@ -48,7 +60,7 @@ def status_panel(status: dict[str, Any], elapsed: float) -> Group:
     recent = Table("time", "event", title="recent events", show_header=False)
     for event in status["recent"][-RECENT_SHOWN:]:
         recent.add_row(datetime.fromtimestamp(event["time"], UTC).strftime("%H:%M:%S"), escape(describe(event)))
-    parts: list[Any] = [head, positions, feeds, orders, recent]
+    parts: list[Any] = [head, positions, warning, feeds, orders, recent]
     if status["trips"]:
         parts.append("[bold red]trips[/] " + escape("; ".join(f"{t}: {f}" for t, f in status["trips"].items())))
     parts.append(f"[dim]journal {escape(status['journal'])}"

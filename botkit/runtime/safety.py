@@ -4,6 +4,8 @@
   during a ban) and, with `on_halt = "cancel_and_flatten"`, close the positions with reduce-only orders.
 - Closing a position the exchange no longer protects (its stop already passed, or missing for too long:
   see botkit.runtime.stops), with reduce-only market orders.
+- Cutting a position whose market turns crowded toward it (funding, basis and volatility all extreme:
+  botkit.guards.market_risk), by `market_risk.crowding_cut` of it, with a reduce-only market order.
 - The liquidation guard: when a position's mark (the freshest from any source) comes within the buffer
   of its liquidation price, cut it in reduce-only slices. One decision per symbol is in flight at a time,
   so a burst of mark frames cannot stack up slices.
@@ -20,6 +22,7 @@ from botkit.domain import OrderIntent, OrderSide, TradingState
 from botkit.guards.killswitch import KillSwitch, SwitchEvent
 from botkit.guards.liquidation import LiquidationGuard
 from botkit.log import get_logger
+from botkit.margin import ceil_to_step
 from botkit.runtime import events
 from botkit.runtime.account import AccountState
 from botkit.runtime.execution import _SEAL, RiskCut, Router
@@ -31,7 +34,7 @@ Spawn = Callable[[Coroutine[Any, Any, Any], str], Any]
 
 
 class Safety:
-    """The halt response and the liquidation guard."""
+    """The halt response, the crowding cut and the liquidation guard."""
 
     def __init__(self, config: BotConfig, *, clock: Clock, ks: KillSwitch, journal: Journal, router: Router,
                  market: MarketState, account: AccountState, spawn: Spawn) -> None:  # fmt: skip
@@ -43,6 +46,7 @@ class Safety:
         self._flatten = RiskCut("flatten", _SEAL)
         self._slice = RiskCut("liquidation_guard", _SEAL)
         self._unprotected = RiskCut("stop", _SEAL)
+        self._crowding = RiskCut("crowding", _SEAL)
         self._cutting: set[str] = set()  # symbols with a guard slice in flight
 
     def halted(self, event: SwitchEvent) -> None:
@@ -75,6 +79,23 @@ class Safety:
         result = await self.router.submit(intent, self._unprotected)
         self.journal.write(events.HaltAction(action="close_unprotected", symbol=symbol, qty=position.qty,
                                              result=f"{why}: {str(result)[:300]}"))  # fmt: skip
+
+    def ease_crowding(self, symbol: str, figures: str) -> None:
+        """The position's market has turned crowded toward it: cut `market_risk.crowding_cut` of it now, before
+        a cascade can (the kill switch already went REDUCING, so nothing adds to it)."""
+        fraction, position = self.config.market_risk.crowding_cut, self.account.positions.get(symbol)
+        rules = self.market.rules.get(symbol)
+        if position is None or rules is None or fraction == 0:
+            return
+        # q_cut = min(q, max(min_qty, ceil(q * fraction / step) * step)): rounded up, toward less risk
+        qty = min(position.qty, max(rules.min_qty, ceil_to_step(position.qty * fraction, rules.step)))
+        intent = OrderIntent(symbol, OrderSide.closing(position.side), qty, reduce_only=True, tag="crowding")
+        self.spawn(self._ease(intent, figures), "crowding-cut")
+
+    async def _ease(self, intent: OrderIntent, figures: str) -> None:
+        result = await self.router.submit(intent, self._crowding)
+        self.journal.write(events.HaltAction(action="crowding_cut", symbol=intent.symbol, qty=intent.qty,
+                                             result=f"{figures}: {str(result)[:300]}"))  # fmt: skip
 
     def check_liquidation(self, symbol: str) -> None:
         """Cut a slice if the position's mark is within the guard's buffer of its liquidation price."""

@@ -158,7 +158,9 @@ class Scenario:
     tighten_factor: int = 2  # ... to this fraction of it (at least 1x)
     depth_mult: float = 1.0  # every book this much deeper (or thinner, below 1)
     crowd: CrowdSpec | None = None  # leveraged positions the exchange liquidates into the book (sim/crowd.py)
-    premium_build: float = 0.0  # until crash_at, the premium pushed this much a step toward the crowd's side
+    premium_build: float = 0.0  # from build_at until crash_at, the premium pushed this much a step crowd-ward
+    build_at: float = 0.0  # when the crowd starts to build up (premium_build, stir)
+    stir: float = 1.0  # volatility grows (exponentially) to this multiple from build_at to crash_at, and stays
 
     def fitted(self, run_s: float, speed: float, stale_s: float) -> Scenario:
         """The same market with its events placed within a run of `run_s` real seconds at `speed`, for a
@@ -188,9 +190,9 @@ SCENARIOS: dict[str, Scenario] = {
         Scenario("limits-tighten", tighten_at=30.0, tighten_factor=16),
         # longs crowd in, paying rising funding into a widening premium; a 2 % dip reaches the most
         # leveraged, and their liquidations walk a thin book into the next ones
-        Scenario("crowded-squeeze", vol_mult=0.6, jump_prob=0.0, crash_at=90.0, crash_drop=0.02, crash_seconds=10.0,
-                 crash_recovery=0.0, crash_depth_mult=1.0, depth_mult=0.02, crowd=CrowdSpec(),
-                 premium_build=0.00005),
+        Scenario("crowded-squeeze", vol_mult=0.6, jump_prob=0.0, crash_at=120.0, crash_drop=0.02,
+                 crash_seconds=10.0, crash_recovery=0.0, crash_depth_mult=1.0, depth_mult=0.02, crowd=CrowdSpec(),
+                 premium_build=0.00005, build_at=30.0, stir=3.0),
         # the demo: a trend the strategy follows, a crash into its position, then a stalled feed it recovers from
         Scenario("demo", drift=0.000004, crash_at=300.0, stall_at=400.0),
     )
@@ -278,9 +280,6 @@ class Market:
             )  # fmt: skip
             state.trade_id = history.generated_trades  # live trade ids follow the generated history's
             self._refresh(state, self._rng[spec.symbol], crash, first=True)
-            if scenario.crowd is not None:
-                self.crowds[spec.symbol] = Crowd(scenario.crowd, seed, spec.symbol, spec.start_price,
-                                                 float(spec.tiers[0].mmr))  # fmt: skip
         self.next_funding_ms = self._next_funding_after(self.start_ms)
 
     # ---------------------------------------------------------------------------------------- time
@@ -308,7 +307,11 @@ class Market:
             self.tighten_brackets(factor=self.scenario.tighten_factor)
             self.scenario = replace(self.scenario, tighten_at=None)
         crash = self._crash_drift()
+        s = self.scenario
         for name, state in self.symbols.items():
+            if s.crowd is not None and name not in self.crowds and self.elapsed_s >= s.build_at:
+                # the crowd piles in as it starts to build up: entries around the mark of that moment
+                self.crowds[name] = Crowd(s.crowd, self.seed, name, float(state.mark), float(state.spec.tiers[0].mmr))
             self._refresh(state, self._rng[name], crash)
             crowd = self.crowds.get(name)
             if crowd is not None:
@@ -335,6 +338,14 @@ class Market:
             return math.log(target / bottom) / (2 * steps), 0.5
         return 0.0, 1.0
 
+    def _stirred(self) -> float:
+        """The volatility's multiple as the crowd builds: stir^((t − build_at) / (crash_at − build_at)), then
+        stir from the crash on (a steady growth: the recent volatility stays above its slower average)."""
+        s, t = self.scenario, self.elapsed_s
+        if s.stir == 1.0 or s.crash_at is None or t < s.build_at:
+            return 1.0
+        return s.stir ** min(1.0, (t - s.build_at) / (s.crash_at - s.build_at))
+
     def _refresh(
         self, st: SymbolState, rng: random.Random, crash_drift: tuple[float, float], first: bool = False
     ) -> None:
@@ -344,7 +355,7 @@ class Market:
         if not first:
             if rng.random() < (0.002 if not st.volatile else 0.01):
                 st.volatile = not st.volatile
-            sigma = spec.volatility * s.vol_mult * (3.0 if st.volatile else 1.0)
+            sigma = spec.volatility * s.vol_mult * (3.0 if st.volatile else 1.0) * self._stirred()
             ret = s.drift + crash + rng.gauss(0.0, sigma)
             if rng.random() < s.jump_prob:
                 ret += rng.gauss(0.0, sigma * 25)
@@ -353,7 +364,8 @@ class Market:
             crowd = self.crowds.get(spec.symbol)
             if crowd is not None:
                 forced = self._forced(st, crowd)
-                if s.premium_build and (s.crash_at is None or self.elapsed_s < s.crash_at):
+                if s.premium_build and s.build_at <= self.elapsed_s and (s.crash_at is None or
+                                                                          self.elapsed_s < s.crash_at):
                     st.premium += s.premium_build * crowd.sign
         tick = spec.tick
         index = _index(st.log_price)

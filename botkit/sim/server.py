@@ -70,6 +70,7 @@ T = TypeVar("T", OrderSide, OrderType)
 ZERO = Decimal(0)
 Params = dict[str, str]
 Handler = Callable[[web.Request, Params, Account | None], Awaitable[Any]]
+CATCH_UP_STEPS = 4  # above speed 1, a market further behind than this waits for the process (see _run_clock)
 CLOSE_FRAME = "\x00close"  # queued to make a socket's writer close it (an injected disconnect)
 
 
@@ -440,6 +441,8 @@ class Emulator:
         self._clock_task: asyncio.Task[None] | None = None
         self.url = ""
         self.busy_seconds = 0.0  # time spent inside request handling, for benchmarks
+        self.clock_late_s = 0.0  # the worst a step of the market ran late on the wall clock
+        self.clock_paused_s = 0.0  # wall time the market waited for a stalled process (speed > 1)
         self.countdowns: dict[tuple[str, str], int] = {}  # (API key, symbol) -> when countdownCancelAll fires
         self.margin_changes: dict[str, list[dict[str, Any]]] = {}  # API key -> positionMargin changes
         self.app = self._build_app()
@@ -474,6 +477,15 @@ class Emulator:
         interval = self.settings.step_ms / 1000 / self.settings.speed
         next_at = time.monotonic()
         while True:
+            late = time.monotonic() - next_at
+            self.clock_late_s = max(self.clock_late_s, late)
+            if self.settings.speed > 1 and late > CATCH_UP_STEPS * interval:
+                # a fast market is a test device: when the process stalls (a busy machine, a collection), the
+                # market waits for it instead of running the missed steps in a burst the bot could not
+                # watch, which at 20x turns a 0.1 s stall into 2 s of a crash. At speed 1 the market keeps
+                # to the wall clock, as its event times must.
+                self.clock_paused_s += late
+                next_at = time.monotonic()
             next_at += interval
             self._step(broadcast=True)
             await asyncio.sleep(max(0.0, next_at - time.monotonic()))
@@ -1742,7 +1754,8 @@ class Emulator:
     def _clock(self) -> dict[str, Any]:
         return {"now_ms": self.market.now_ms, "steps": self.market.steps, "elapsed_s": self.market.elapsed_s,
                 "next_funding_ms": self.market.next_funding_ms, "speed": self.settings.speed,
-                "running": self._clock_task is not None}  # fmt: skip
+                "running": self._clock_task is not None, "late_s": self.clock_late_s,
+                "paused_s": self.clock_paused_s}  # fmt: skip
 
     async def admin_get_faults(self, request: web.Request) -> web.Response:
         return _json(self.faults.model_dump(mode="json"))

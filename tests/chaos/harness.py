@@ -65,6 +65,7 @@ class Scenario:
     disk_full: tuple[float, float] | None = None  # simulated seconds while the journal's disk is full
     off_config: dict[str, dict[str, Any]] = field(default_factory=dict)  # the guardrail off: looser settings ...
     off_patch: Callable[[Bot], None] | None = None  # ... or a patched bot
+    loss_budget: bool = False  # each closed position must have lost no more than its risk budget
 
 
 @dataclass
@@ -179,7 +180,7 @@ async def _run_scenario(scenario: Scenario, tmp_path: Path, *, guarded: bool, se
                 summary = None
                 async with background(monitor(emu.url, samples)):
                     seconds = max(scenario.seconds, FULL_SECONDS) if FULL else scenario.seconds
-                    summary = await bounded(bot.run(duration=seconds), seconds + HANG_S)  # None: a hang
+                    summary = await bounded(market_timed(bot, emu, seconds), seconds + HANG_S)  # None: a hang
             async with aiohttp.ClientSession() as http:
                 exchange = await admin_state(emu.url, http)
     finally:
@@ -191,6 +192,24 @@ async def _run_scenario(scenario: Scenario, tmp_path: Path, *, guarded: bool, se
         crashes.append(f"crash: {summary.crashed}")
     return Run(scenario, config, crashes, list(read_events(config.journal.path)), exchange, samples,
                time.time_ns() // 1_000_000)  # fmt: skip
+
+
+async def market_timed(bot: Bot, emu: Any, seconds: float) -> Any:
+    """The bot's run, ended once the market has covered `seconds` at its speed. A busy machine holds the
+    market back (it waits for a stalled process: Emulator._run_clock), and the run waits with it, so that a
+    starved run (the off runs are niced) still sees all of its scenario's faults and moves."""
+    run = asyncio.ensure_future(bot.run())
+    try:
+        while emu.market.elapsed_s < seconds * emu.settings.speed:
+            done, _ = await asyncio.wait({run}, timeout=0.02)
+            if done:
+                return run.result()
+        bot.stop("duration")
+        return await run
+    finally:
+        if not run.done():  # cancelled: a hang (see bounded), which waits for this at most 10 s
+            run.cancel()
+            await asyncio.wait({run})
 
 
 async def bounded(run: Coroutine[Any, Any, Any], seconds: float) -> Any:
@@ -234,6 +253,7 @@ def violations(run: Run) -> list[str]:
               journal_adds_up_to_the_position, sizing_holds, committed_risk_holds, no_new_risk_unless_active,
               trips_journalled, quiet_windows_held, no_bans_earned, no_liquidation,
               positions_have_stops, stops_match_positions)  # fmt: skip
+    checks += (losses_within_budget,) if run.scenario.loss_budget else ()
     return [problem for check in checks for problem in check(run)]
 
 
@@ -340,6 +360,7 @@ def sizing_holds(run: Run) -> list[str]:
     return found
 
 
+BALANCE = EmulatorSettings().balance  # every run's account starts with it
 COMMITTED_TOLERANCE = D("1.10")  # market entries fill a little worse than the book top the gate priced them at
 
 
@@ -486,6 +507,36 @@ def stops_match_positions(run: Run) -> list[str]:
                                        if a["symbol"] == symbol and a["orderType"] == "STOP_MARKET"):  # fmt: skip
                 found.append(f"{symbol}: {len(stops)} stops left for one position: {stops}")
     return found
+
+
+def closed_positions(run: Run) -> list[tuple[str, D, D]]:
+    """(symbol, loss, risk budget) of each position opened and closed again during the run, from the
+    exchange's own fills: the loss is the realized PnL less every commission from the first fill to the one
+    that made it flat; the budget is risk_per_trade of the equity it started from (the balance and what
+    earlier positions realized)."""
+    [account] = run.exchange["accounts"]
+    held: dict[str, D] = {}
+    net: dict[str, D] = {}  # symbol -> the open position's realized PnL less commissions so far
+    equity: dict[str, D] = {}  # symbol -> the equity its open position started from
+    realized, closed = D(0), []
+    for fill in account["fills"]:
+        symbol, signed = fill["symbol"], D(fill["qty"]) * (1 if fill["side"] == "BUY" else -1)
+        if held.get(symbol, D(0)) == 0:
+            net[symbol], equity[symbol] = D(0), BALANCE + realized
+        result = D(fill["realizedPnl"]) - D(fill["commission"])
+        net[symbol] += result
+        realized += result
+        held[symbol] = held.get(symbol, D(0)) + signed
+        if held[symbol] == 0:
+            closed.append((symbol, -net[symbol], run.config.risk.risk_per_trade * equity[symbol]))
+    return closed
+
+
+def losses_within_budget(run: Run) -> list[str]:
+    """No closed position lost more than the risk budget it was sized for (within the committed tolerance):
+    a cascade that fills the stop far beyond its price breaks it."""
+    return [f"{symbol}: a position lost {loss:.2f}, its risk budget {budget:.2f}"
+            for symbol, loss, budget in closed_positions(run) if loss > budget * COMMITTED_TOLERANCE]  # fmt: skip
 
 
 def no_liquidation(run: Run) -> list[str]:

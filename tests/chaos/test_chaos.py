@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from botkit.runtime.bot import Bot
-from tests.chaos.harness import SEEDS, Quiet, Run, Scenario, merged, run_scenario, violations
+from tests.chaos.harness import SEEDS, Quiet, Run, Scenario, closed_positions, merged, run_scenario, violations
 from tests.chaos.traders import Burst, Churn, Holder, Ladder
 
 
@@ -125,6 +125,12 @@ HOLDING = {  # a 20x position left to the guardrails; the guard may cut on every
     "killswitch": {"liq_guard_buffer": "0.025", "liq_slice": "0.5", "liq_slice_pause_seconds": "0.04",
                    "on_halt": "cancel_and_flatten"},
 }  # fmt: skip
+# the market-risk monitor on the run's clock, where the market moves 20x: a half-life of 10 simulated seconds,
+# funding sampled every simulated second over the whole run, positions held for 10 simulated seconds; and
+# thresholds for a build-up of a minute and a half (funding z-score 2, the volatility's ratio 1.2)
+CROWD_WATCH = {"half_life_seconds": "0.5", "funding_sample_seconds": "0.05", "funding_window": 200,
+               "drift_seconds": "0.5", "crowding_funding_z": "2.0", "crowding_vol_ratio": "1.2",
+               "stop_noise": "reject", "holding_seconds": "0.5"}  # fmt: skip
 NO_LIQUIDATION_GUARD = {"killswitch": {"liq_guard_buffer": "0", "max_drawdown": "0.99", "daily_loss": "0.99"}}
 
 SCENARIOS = (
@@ -256,6 +262,17 @@ SCENARIOS = (
         off_config=NO_LIQUIDATION_GUARD,
     ),
     Scenario(
+        "crowded-squeeze",
+        "the market-risk monitor: crowding cuts the position before the cascade; a stop inside the cascade's "
+        "noise is refused",
+        lambda: hold(stop_pct=D("0.03")),
+        market={"scenario": "crowded-squeeze"},  # crowd building from 30 s, its cascade from 120 s
+        config={"market_risk": CROWD_WATCH},
+        off_config={"market_risk": {"crowding": "off", "stop_noise": "off"}},
+        seconds=9.0,
+        loss_budget=True,  # the exchange's stop fills deep inside the cascade: beyond the budget unless cut
+    ),
+    Scenario(
         "brackets-tighten",
         "brackets re-read (at once after a -2027 refusal) and the leverage lowered to what they allow",
         lambda: churn(stop_bps=D("40")),
@@ -319,6 +336,12 @@ SCENARIOS = (
 )
 
 
+def losses(run: Run) -> str:
+    """The closed positions' losses against their budgets, and how many the exchange liquidated."""
+    closed = ", ".join(f"{loss:.2f} of {budget:.2f}" for _, loss, budget in closed_positions(run)) or "none"
+    return f"closed positions lost {closed} (loss of budget); {len(run.exchange['liquidations'])} liquidated"
+
+
 OFF_SLACK_S = 20.0  # an off run not done this long after its duration has hung (a hang is a failure it found)
 
 
@@ -333,8 +356,12 @@ def off_violations(name: str, tmp_path: str, answer: Connection) -> None:
         loop.call_later(scenario.seconds + OFF_SLACK_S - 5, lambda: [t.print_stack() for t in asyncio.all_tasks()])
         return await run_scenario(scenario, Path(tmp_path), guarded=False)
 
-    found = violations(asyncio.run(watched()))
-    print(f"{scenario.name} without '{scenario.guardrail}':", *found, sep="\n  ")
+    run = asyncio.run(watched())
+    found, clock = violations(run), run.exchange.get("clock", {})
+    if scenario.loss_budget:
+        print(f"{scenario.name} with its guardrail off: {losses(run)}")
+    print(f"{scenario.name} without '{scenario.guardrail}' (market paused {clock.get('paused_s', 0):.2f} s):",
+          *found, sep="\n  ")  # fmt: skip
     answer.send(found)
 
 
@@ -356,6 +383,10 @@ async def test_the_guardrails_hold(scenario, seed, tmp_path):
     try:
         (tmp_path / "on").mkdir()
         run = await run_scenario(scenario, tmp_path / "on", seed=seed)
+        clock = run.exchange["clock"]  # shown with a failure: how far a busy machine held the market back
+        print(f"market clock: worst step {clock['late_s'] * 1000:.0f} ms late, paused {clock['paused_s']:.2f} s")
+        if scenario.loss_budget:
+            print(f"{scenario.name} guarded: {losses(run)}")
         assert violations(run) == []
         sent = run.kinds("order.sending", "stop.sending")
         assert len(sent) >= 3, "the bot hardly traded: the run proves nothing"

@@ -197,6 +197,8 @@ async def test_the_metrics_endpoint_parses_and_its_figures_match_the_journal(tmp
     assert during["botkit_equity_usdt"][()] > 0 and during["botkit_fills_total"]
     assert "botkit_rate_budget_remaining" in during and "botkit_event_loop_lag_seconds" in during
     assert any(k[0][1].startswith("mark:") for k in during["botkit_feed_age_seconds"])
+    funding = during["botkit_market_risk"][(("figure", "funding_annual"), ("symbol", "BTC/USDT:USDT"))]
+    assert funding == pytest.approx(0.0001 * 3 * 365)  # the emulator's calm 0.01 % an 8-hour interval, a year
 
     rows = list(read_events(config.journal.path))
     by = lambda kind, key: Counter(str(key(e)) for e in rows if e.kind == kind)  # noqa: E731
@@ -235,6 +237,7 @@ async def test_the_status_page_updates_live_and_halts_only_with_the_token(tmp_pa
                 first = text("updated")
                 await wait_for(lambda: text("updated") != first, 10)  # it polls: no reload
                 await wait_for(lambda: "BTC/USDT:USDT" in text("positions"), 10)
+                await wait_for(lambda: "BTC/USDT:USDT" in text("market_risk"), 10)  # the early warning
 
                 async with aiohttp.ClientSession() as session:
                     for headers in ({}, {"Authorization": "Bearer wrong"}):
@@ -244,6 +247,7 @@ async def test_the_status_page_updates_live_and_halts_only_with_the_token(tmp_pa
                         status = await answer.json()
                 assert bot.ks.state is TradingState.ACTIVE and status["state"] == "ACTIVE"
                 assert status["positions"][0]["symbol"] == "BTC/USDT:USDT" and "." in status["positions"][0]["qty"]
+                assert status["market_risk"]["BTC/USDT:USDT"]["funding_annual"] == pytest.approx(0.0001 * 3 * 365)
 
                 browser.find_element("id", "halt").click()  # no token typed: refused
                 await wait_for(lambda: text("answer").startswith("refused"), 10)

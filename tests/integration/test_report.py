@@ -40,7 +40,8 @@ def crash_journal(tmp_path_factory) -> Path:
             config = bot_config(emu, path, killswitch={"stale_feed_seconds": 2, "max_drawdown": "0.004",
                                                        "on_halt": "cancel_and_flatten"},
                                 runtime={"poll_seconds": "0.2", "account_seconds": "0.2", "reconcile_seconds": 1},
-                                risk={"max_leverage": 2, "risk_per_trade": "0.01", "liq_buffer": "0.01"})  # fmt: skip
+                                risk={"max_leverage": 2, "risk_per_trade": "0.01", "liq_buffer": "0.01"},
+                                market_risk={"half_life_seconds": "0.5", "funding_sample_seconds": "0.1"})  # fmt: skip
             summary = await Bot(config, HoldLong(HoldLong.Params())).run(duration=4)  # the crash: 1.5 s to 3 s
             assert summary.crashed is None
 
@@ -113,7 +114,8 @@ def test_the_html_report_renders_its_charts_with_the_trip_marked_in_headless_chr
         chart = browser.find_element("id", "charts")
         assert chart.find_elements("css selector", ".main-svg")  # Plotly drew it, offline
         keys = browser.find_element("css selector", "div.charts").get_attribute("data-charts").split()
-        assert {"price-BTC/USDT:USDT", "mark-index-BTC/USDT:USDT", "liq-BTC/USDT:USDT", "equity"} <= set(keys)
+        assert {"price-BTC/USDT:USDT", "mark-index-BTC/USDT:USDT", "liq-BTC/USDT:USDT", "equity",
+                "risk-BTC/USDT:USDT", "crowding-BTC/USDT:USDT"} <= set(keys)  # fmt: skip
         figure = browser.execute_script(
             "const gd = document.getElementById('charts');"
             "const titles = (re) => [...gd.querySelectorAll('g')].filter(g => re.test(g.getAttribute('class')))"
@@ -130,7 +132,8 @@ def test_the_html_report_renders_its_charts_with_the_trip_marked_in_headless_chr
         assert len(figure["matches"]) >= 4 and len(linked) == len(figure["matches"]) - 1 and len(set(linked)) == 1
         assert all(t["n"] > 0 for t in figure["traces"])  # no legend entry for a line never drawn
         drawn = {t["name"] for t in figure["traces"]}
-        assert {"mid", "mark", "stop on the exchange", "buy fill", "equity", "liquidation distance"} <= drawn
+        assert {"mid", "mark", "stop on the exchange", "buy fill", "equity", "liquidation distance",
+                "realized volatility", "funding", "funding z-score", "volatility / its slower average"} <= drawn
         trips = [t for t in figure["traces"] if t["name"] == "trip"]
         assert trips and trips[0]["text"] == ["drawdown"] and figure["shapes"] >= 2  # the trip's line and label
         ARTIFACTS.mkdir(parents=True, exist_ok=True)

@@ -3,6 +3,7 @@ virtual time. Minutes of market pass in milliseconds, and nothing depends on how
 (tests/integration and tests/chaos drive the same bot through real ccxt against the emulator.)"""
 
 import asyncio
+from dataclasses import replace
 from decimal import Decimal as D
 
 import pytest
@@ -12,6 +13,7 @@ from botkit.config import BotConfig
 from botkit.domain import Order, OrderStatus, Reason, TradingState
 from botkit.guards.control import control_path, send
 from botkit.guards.gate import Verdict
+from botkit.guards.market_risk import Figures, MarketRisk
 from botkit.guards.rate import CUT_RESERVE, Budget, Lane, RateLimiter
 from botkit.runtime import reconcile
 from botkit.runtime.bot import Bot
@@ -123,6 +125,44 @@ async def test_the_liquidation_guard_keeps_one_cut_in_flight_however_many_marks_
     await market.until(lambda: venue.qty == 0, seconds=20)  # then slice after slice, a pause apart
     summary = await market.stop()
     assert summary.crashed is None and venue.liquidation() is None
+
+
+class Crowds(MarketRisk):
+    """The real figures, except while `crowded` is set: funding z-score, basis and volatility ratio all
+    beyond the default thresholds toward a long (2.5, 20 bps, 1.5)."""
+
+    crowded = False
+
+    def figures(self) -> Figures:
+        real = super().figures()
+        return replace(real, funding_z=3.0, basis=0.003, vol_ratio=2.0) if Crowds.crowded else real
+
+
+@pytest.mark.parametrize("crowding", ["reduce", "off"])
+async def test_a_market_crowded_toward_the_position_cuts_it_once_and_blocks_new_risk(tmp_path, monkeypatch, crowding):
+    monkeypatch.setattr(Crowds, "crowded", False)
+    market = started(tmp_path, Holds(Strategy.Params()), risk={"risk_per_trade": "0.05"}, stops=NO_EXCHANGE_STOPS,
+                     market_risk={"crowding": crowding, "crowding_cut": "0.5"})  # fmt: skip
+    bot, venue = market.bot, market.venue
+    bot.market.monitor = Crowds
+    await market.until(lambda: venue.qty == D("0.1"), seconds=5)
+    monkeypatch.setattr(Crowds, "crowded", True)
+    if crowding == "off":
+        for _ in range(30):
+            await market.step()
+        assert venue.qty == D("0.1") and bot.ks.state is TradingState.ACTIVE
+    else:
+        await market.until(lambda: venue.qty == D("0.05"), seconds=5)  # half of 0.1, at the first read
+        assert bot.ks.state is TradingState.REDUCING
+        for _ in range(30):  # still crowded, read after read: one cut per episode, not one per read
+            await market.step()
+        assert venue.qty == D("0.05")
+        [cut] = [e.data for e in kinds(bot, "halt.action") if e.data["action"] == "crowding_cut"]
+        assert D(cut["qty"]) == D("0.05") and "funding_z=+3.00" in cut["result"], cut
+        monkeypatch.setattr(Crowds, "crowded", False)
+        await market.until(lambda: bot.ks.state is TradingState.ACTIVE, seconds=5)
+    summary = await market.stop()
+    assert summary.crashed is None
 
 
 async def test_margin_settings_changed_while_flat_are_put_back_and_under_a_position_halt(tmp_path):

@@ -107,16 +107,17 @@ def figures(z=3.0, basis=0.003, ratio=1.6):
                    funding_z=z, basis=basis, basis_drift=0.001, vol_ratio=ratio)  # fmt: skip
 
 
-def test_crowding_needs_all_three_toward_the_position_and_eases_at_half_its_thresholds():
+def test_crowding_needs_all_three_toward_the_position_and_eases_once_all_are_below_half_their_thresholds():
     limits = Crowding(funding_z=2.5, basis=0.002, vol_ratio=1.5)
     found = crowded(figures(), True, limits, already=False)
     assert found == "long: funding_z=+3.00 (>= +2.50) basis=+0.3000% (>= +0.2000%) vol_ratio=1.60 (>= 1.50)"
     assert crowded(figures(), False, limits, already=False) is None  # longs crowded: not a short's danger
     for weaker in (figures(z=2.4), figures(basis=0.0019), figures(ratio=1.49)):  # any one short of its bar
         assert crowded(weaker, True, limits, already=False) is None
-    # once crowded, it holds until one is back below half its threshold (z 1.25, basis 0.1 %, ratio 1.25)
+    # once crowded, it holds until all are back below half their thresholds (z 1.25, basis 0.1 %, ratio 1.25)
     assert crowded(figures(z=1.3, basis=0.0011, ratio=1.26), True, limits, already=True) is not None
-    assert crowded(figures(basis=0.0009), True, limits, already=True) is None
+    assert crowded(figures(z=-1.0, basis=-0.01, ratio=2.5), True, limits, already=True) is not None  # a cascade
+    assert crowded(figures(z=1.2, basis=0.0009, ratio=1.24), True, limits, already=True) is None
     short = crowded(figures(z=-3.0, basis=-0.003), False, limits, already=False)  # the mirror: shorts crowded
     assert short is not None and short.startswith("short: funding_z=-3.00 (<= -2.50) basis=-0.3000% (<= -0.2000%)")
     assert crowded(replace(figures(), funding_z=None), True, limits, already=False) is None  # not enough data
