@@ -1050,11 +1050,14 @@ DOWNLOADS = Path("history")  # where `botkit backtest --symbol --from --to` keep
 @click.option("--exchange", "exchange_id", default="binanceusdm", show_default=True,
               help="Without a history folder: download --symbol's --from/--to history from this exchange first.")
 @click.option("--emulator", "emulator_url", help="... or from a botkit emulator at this URL.")
+@click.option("--stress", type=click.Choice(["crowded"]), help="Replay under stress: crowded puts a crowd of "
+              "leveraged longs into the history, liquidated into the price (the crowded-squeeze model).")
+@click.option("--stress-seed", type=int, help="The stress crowd's seed (default: [backtest] stress_seed, 1).")
 def backtest_command(config_file: Path, strategy_spec: str | None, data_dir: Path | None, symbols: tuple[str, ...],
                      start: str | None, end: str | None, interval: str | None, journal_file: Path | None,
                      json_file: Path | None, html_file: Path | None, sets: tuple[str, ...], grids: tuple[str, ...],
                      grid_file: Path | None, workers: int, recording: Path | None, exchange_id: str,
-                     emulator_url: str | None) -> int:  # fmt: skip
+                     emulator_url: str | None, stress: str | None, stress_seed: int | None) -> int:  # fmt: skip
     """Replay history through the strategy, gate, kill switch, liquidation guard, exchange-held stops and
     journal on a simulated account; print the results and the report of the run."""
     from botkit.backtest.runner import market_id
@@ -1073,6 +1076,12 @@ def backtest_command(config_file: Path, strategy_spec: str | None, data_dir: Pat
     for spec in sets:
         name, value = one_param(spec, "--set")
         params[name] = value
+    if stress is not None or stress_seed is not None:
+        if recording is not None:
+            raise UserError("--stress replays candle history; a recording is replayed as it was")
+        updates["backtest"] = config.backtest.model_dump(mode="python") | (
+            {"stress": stress} if stress is not None else {}) | (
+            {"stress_seed": stress_seed} if stress_seed is not None else {})  # fmt: skip
     config = load_config_with(config, updates | {"params": params})
     start_ms, end_ms = _moment_ms(start, "--from"), _moment_ms(end, "--to")
     if interval is not None:

@@ -264,6 +264,9 @@ class BacktestConfig(Section):
     markets: dict[str, MarketFilters] = Field(
         default_factory=dict, description="filters per symbol (default: the emulator's, for its symbols)"
     )
+    stress: Literal["crowded"] | None = Field(None, description="crowded: a crowd of leveraged longs liquidated "
+                                              "into the replay (the crowded-squeeze model)")  # fmt: skip
+    stress_seed: int = Field(1, description="the crowd's seed")
 
 
 class AlertsConfig(Section):

@@ -36,6 +36,7 @@ from typing import Any
 from botkit.backtest import path as price_path
 from botkit.backtest.history import SymbolHistory, load, symbol_folder
 from botkit.backtest.results import Recorder, Results
+from botkit.backtest.stress import CrowdedStress
 from botkit.backtest.venue import HistoryVenue
 from botkit.clock import ReplayClock
 from botkit.config import BotConfig, ConfigError, effective_settings
@@ -44,7 +45,8 @@ from botkit.runtime import events
 from botkit.runtime.bot import Bot
 from botkit.runtime.news import BarClosed, QuoteMoved
 from botkit.runtime.strategy import Bar, Strategy
-from botkit.sim.market import SPECS
+from botkit.sim.crowd import CrowdSpec
+from botkit.sim.market import SCENARIOS, SPECS
 
 Progress = Callable[[int, int], None]  # (bars done, bars in all)
 FUNDING_GAP_MS = 9 * 3_600_000  # no rate for this long at either end of the replay: say so (intervals are 1-8 h)
@@ -117,6 +119,8 @@ class Backtest:
         self._quotes = type(strategy).on_quote is not Strategy.on_quote  # a strategy without on_quote: skip them
         self._ks_due = 0.0
         self._funding_paid = False  # a settlement since the payments were last journalled
+        self.stress: dict[str, CrowdedStress] = {}  # with --stress crowded: each symbol's crowd, from its first point
+        self._stressed: dict[str, list[float]] = {}  # the current bar's stressed trade prices, point by point
 
     async def run(self) -> Results:
         bot, started = self.bot, time.perf_counter()
@@ -192,6 +196,9 @@ class Backtest:
                              f"({_moment(history.first_ms)} to {_moment(end)}): no funding charged outside "
                              "them")  # fmt: skip
             notes += [f"{symbol}: {note}" for note in history.notes]
+            if symbol in self.stress:
+                notes.append(f"STRESS {symbol}: a crowd of leveraged longs liquidated into the replay (seed "
+                             f"{self.config.backtest.stress_seed}): {self.stress[symbol].summary()}")  # fmt: skip
         for client_id, code, message in venue.refusals:
             notes.append(f"order {client_id} waited for the next price and was then refused ({code} {message})")
         return notes
@@ -201,10 +208,13 @@ class Backtest:
         span = group[0][1].history.span_ms
         offsets = price_path.offsets(span)
         active = {symbol: self.venue.active(symbol) for symbol, _ in group}
-        inner = [(symbol, feed) for symbol, feed in group if active[symbol] and not self._quiet(symbol, feed, paths)]
+        # a stressed market moves at every point whatever the bot holds: its crowd must not depend on the bot
+        stressed = self.config.backtest.stress is not None
+        inner = [(symbol, feed) for symbol, feed in group
+                 if stressed or (active[symbol] and not self._quiet(symbol, feed, paths))]  # fmt: skip
         for k in range(price_path.POINTS - 1) if inner else ():
             for symbol, feed in inner:
-                self._point(symbol, feed, k, feed.current[0] + offsets[k], paths[symbol], active=True)
+                self._point(symbol, feed, k, feed.current[0] + offsets[k], paths[symbol], active=active[symbol])
             await self._react()
         for symbol, feed in group:
             self._point(symbol, feed, price_path.POINTS - 1, feed.current[0] + offsets[-1], paths[symbol],
@@ -214,6 +224,9 @@ class Backtest:
         bot = self.bot
         for symbol, feed in group:
             t, (o, h, lo, c), volume, _, _ = feed.current
+            if stressed:  # the strategy's bar is the market it trades in: the stressed path's
+                points = self._stressed.pop(symbol)
+                o, h, lo, c = points[0], max(points), min(points), points[-1]
             if self._quotes:
                 bot.sink(QuoteMoved(symbol))
             bot.sink(BarClosed(Bar(symbol, t, span / 1000, _dec(o), _dec(h), _dec(lo), _dec(c), _dec(volume), 0)))
@@ -252,9 +265,12 @@ class Backtest:
     def _point(self, symbol: str, feed: _Feed, k: int, time_ms: int, paths: Any, *, active: bool) -> None:
         """Move one symbol's market to path point k (settling the funding due before it)."""
         trade, mark, index = paths
-        price = _dec(trade[k])
-        mark_price = _dec(mark[k]) if mark is not None else price
-        index_price = _dec(index[k]) if index is not None else None
+        at = (trade[k], mark[k] if mark is not None else trade[k], index[k] if index is not None else None)
+        if self.config.backtest.stress == "crowded":
+            at = self._crowd(symbol, at[0]).move(*at)
+            self._stressed.setdefault(symbol, []).append(at[0])
+        price, mark_price = _dec(at[0]), _dec(at[1])
+        index_price = _dec(at[2]) if at[2] is not None else None
         rates = feed.history.funding
         while feed.funding_at < len(rates) and rates[feed.funding_at][0] < time_ms:
             settle_ms, rate = rates[feed.funding_at]
@@ -272,6 +288,16 @@ class Backtest:
         market.set_mark(symbol, mark_view)
         if active:
             self.recorder.point(symbol, mark_price, time_ms)
+
+    def _crowd(self, symbol: str, price: float) -> CrowdedStress:
+        """The symbol's crowd, opened around its first price (the crowded-squeeze scenario's make-up; the
+        first bracket's maintenance rate from the replay's own leverage tiers)."""
+        crowd = self.stress.get(symbol)
+        if crowd is None:
+            spec = SCENARIOS["crowded-squeeze"].crowd or CrowdSpec()
+            mmr = float(self.venue.market.symbols[self.venue.market_ids[symbol]].tiers[0].mmr)
+            crowd = self.stress[symbol] = CrowdedStress(spec, self.config.backtest.stress_seed, symbol, price, mmr)
+        return crowd
 
     async def _react(self) -> None:
         """Everything the live runtime's tasks would do about what just happened, until nothing more does."""

@@ -47,6 +47,25 @@ def test_a_sweep_runs_each_parameter_set_in_its_own_process(in_repo, tmp_path, c
     assert "backtest sweep" in capsys.readouterr().out
 
 
+def test_a_crowded_stress_replays_the_history_with_its_cascades_reproducibly(in_repo, tmp_path, capsys):
+    runs = {}
+    for name, args in (("plain", []), ("stressed", ["--stress", "crowded"]), ("again", ["--stress", "crowded"]),
+                       ("seed 2", ["--stress", "crowded", "--stress-seed", "2"])):  # fmt: skip
+        out = tmp_path / f"{name}.json"
+        assert main(["backtest", "--journal", str(tmp_path / f"{name}.sqlite"), "--json", str(out), *args]) == 0
+        runs[name] = json.loads(out.read_text())
+    printed = capsys.readouterr().out
+    print(*(f"{name}: equity {r['equity_end'][:10]}, {len(r['trades'])} trades" for name, r in runs.items()), sep="; ")
+    # the history's 4 days fall more than 10 %: the whole crowd (its least leveraged at 10x) goes, and what its
+    # forced sells took from the book stays in the price
+    assert "STRESS XRP/USDT:USDT: a crowd of leveraged longs liquidated into the replay (seed 1): 400 of 400" in printed
+    assert "the price -5.76% from the crowd at the end" in printed
+    assert runs["stressed"]["equity_end"] == runs["again"]["equity_end"]  # from its seed
+    assert runs["stressed"]["trades"] == runs["again"]["trades"]
+    assert runs["stressed"]["equity_end"] != runs["plain"]["equity_end"]
+    assert runs["seed 2"]["trades"] != runs["stressed"]["trades"]
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -56,6 +75,8 @@ def test_a_sweep_runs_each_parameter_set_in_its_own_process(in_repo, tmp_path, c
         (["--from", "yesterday"], "--from 'yesterday': expected a UTC date"),
         (["--set", "fast=30"], "fast must be shorter than slow"),
         (["--symbol", "DOGE/USDT:USDT"], 'backtest.markets."DOGE/USDT:USDT": the history has no market filters'),
+        (["--stress", "crowded", "--recording", "."], "--stress replays candle history; a recording is replayed"),
+        (["--stress", "panic"], "Invalid value for '--stress': 'panic' is not 'crowded'"),
     ],
 )
 def test_what_cannot_be_used_is_one_line(in_repo, tmp_path, capsys, args, message):

@@ -2,6 +2,7 @@
 seed; funding and basis build up before it; the crowd turns a 2 % dip into a cascade; and its depth matters:
 the same crowd on a deeper book moves the price less."""
 
+import math
 from dataclasses import replace
 from decimal import Decimal as D
 
@@ -72,3 +73,19 @@ def test_liquidation_prices_and_the_book_walk_against_hand_worked_numbers():
     bids = [(D(100), D(2)), (D("99.9"), D(3))]
     assert walk(bids, 4, 10, 1.0) == 99.9  # 2 at 100, 2 of the 3 at 99.9
     assert walk(bids, 26, 10, 1.0) == pytest.approx(96.9)  # 5 in the book; 21 more take three levels of 10 below 99.9
+
+
+def test_the_replay_stress_liquidates_into_its_book_against_hand_worked_numbers():
+    from botkit.backtest.stress import CrowdedStress
+
+    spec = CrowdSpec(positions=1, notional=50_000, leverages=((20, 1.0),), entry_spread=0.0, impact_to_index=0.6)
+    stress = CrowdedStress(spec, 1, "X", 100.0, 0.004)  # 500 at 100, 20x: liquidation 95.4; depth 500 USDT / 0.1 %
+    assert stress.move(96.0, 96.0, 96.0) == (96.0, 96.0, 96.0)  # not reached: the history's prices as they are
+    trade, mark, index = stress.move(95.3, 95.3, 95.0)
+    # the forced sell of 500 walks levels of 500 / 95.3 = 5.2466 every 0.0953: ceil(500 / 5.2466) = 96 of them,
+    # to 95.3 − 96 × 0.0953 = 86.1512; the log move −0.100925 is 60 % kept (−0.060555), 40 % premium (−0.040370)
+    assert trade == pytest.approx(86.1512) and mark == pytest.approx(86.1512)
+    assert index == pytest.approx(95.0 * math.exp(0.6 * math.log(86.1512 / 95.3)))
+    trade, _, _ = stress.move(95.3, 95.3, 95.0)  # a point later: the premium halved, nothing left to liquidate
+    assert trade == pytest.approx(95.3 * math.exp(0.6 * math.log(86.1512 / 95.3) + 0.2 * math.log(86.1512 / 95.3)))
+    assert stress.summary().startswith("1 of 1 positions liquidated (47,700 USDT at their liquidation prices)")
