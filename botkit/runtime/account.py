@@ -102,6 +102,7 @@ class AccountReader:
         self.market, self.account, self.symbols, self.sink = market, account, symbols, sink
         self._dirty = asyncio.Event()
         self.tape: Callable[[str], None] | None = None  # a session recording: where each read fell
+        self._crowd_long: dict[str, bool] = {}  # symbol -> whether the crowd it is crowded by is long
 
     def soon(self) -> None:
         """A fill changed the account: read it before the period is up."""
@@ -171,10 +172,16 @@ class AccountReader:
         for symbol in self.symbols:
             held, risk = self.account.positions.get(symbol), self.market.risk.get(symbol)
             found, already = None, symbol in self.ks.crowded
-            if held is not None and risk is not None:
-                found = crowded(risk.figures(), held.side is Side.LONG, limits, already)
+            # the side the crowd leans: the position's, or, once it is gone (cut, stopped), the one it had:
+            # the market stays crowded that way until the figures calm, flat or not
+            long = held.side is Side.LONG if held is not None else self._crowd_long.get(symbol) if already else None
+            if long is not None and risk is not None:
+                found = crowded(risk.figures(), long, limits, already)
             self.ks.crowding(symbol, found)
-            if found is not None and not already:
+            if found is None:
+                self._crowd_long.pop(symbol, None)
+            elif not already and long is not None:  # (found implies a side)
+                self._crowd_long[symbol] = long
                 self.sink(Crowded(symbol, found))
 
     def _record_snapshot(self) -> None:

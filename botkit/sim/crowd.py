@@ -5,8 +5,9 @@ mark crossed, walks the book's bids (or asks), and moves the price by what it co
 reach the next positions' liquidation prices. So a cascade's size and speed come from the book's depth,
 the leverage mix and the latency, not from a scripted path.
 
-- **positions**: `positions` of them, `side` (the crowded side), entries around the start price
-  (log-normal, `entry_spread`; one that would already be past its liquidation opens at the price),
+- **positions**: `positions` of them, `side` (the crowded side), entries at or below the price for longs
+  (above for shorts: they bought on the way in; half-normal in log, `entry_spread`; one that would already
+  be past its liquidation opens at the price),
   notional `notional` in all (each an exponential share: a few large ones), leverage drawn from
   `leverages` (leverage, weight). Liquidation price, one-way isolated with the symbol's first bracket:
   long L = E·(1 − 1/lev + mmr), short L = E·(1 + 1/lev − mmr).
@@ -60,7 +61,7 @@ class Crowd:
         self.open: list[_Position] = []
         for share in shares:
             leverage = rng.choices(levs, weights)[0]
-            entry = price * math.exp(rng.gauss(0.0, spec.entry_spread))
+            entry = price * math.exp(-sign * abs(rng.gauss(0.0, spec.entry_spread)))  # bought on the way in
             # one-way isolated, first bracket: long E·(1 − 1/lev + mmr), short E·(1 + 1/lev − mmr)
             liquidation = entry * (1 - sign / leverage + sign * mmr)
             if (price - liquidation) * sign <= 0:  # it would be gone before the start: opened at the price

@@ -159,6 +159,12 @@ async def test_a_market_crowded_toward_the_position_cuts_it_once_and_blocks_new_
         assert venue.qty == D("0.05")
         [cut] = [e.data for e in kinds(bot, "halt.action") if e.data["action"] == "crowding_cut"]
         assert D(cut["qty"]) == D("0.05") and "funding_z=+3.00" in cut["result"], cut
+        liquidation = venue.liquidation()
+        assert liquidation is not None
+        await market.step(mark=liquidation * D("0.99"))  # the rest goes in the cascade: flat now ...
+        for _ in range(30):
+            await market.step()
+        assert venue.qty == 0 and bot.ks.state is TradingState.REDUCING  # ... and still no buying back into it
         monkeypatch.setattr(Crowds, "crowded", False)
         await market.until(lambda: bot.ks.state is TradingState.ACTIVE, seconds=5)
     summary = await market.stop()
