@@ -181,8 +181,11 @@ class MarketRiskConfig(Section):
     liq_sigma: Literal["reject", "warn", "off"] = Field("warn", description="LIQ_WITHIN_SIGMA")
     liq_sigma_n: Decimal = Field(Decimal(3), gt=0, description="the planning liquidation must be n sigma of one "
                                  "funding interval from the entry")  # fmt: skip
-    crowding: Literal["reduce", "off"] = Field("reduce", description="funding, basis and volatility all extreme "
-                                               "toward a held position: REDUCING until one eases")  # fmt: skip
+    crowding: Literal["reduce", "scale", "off"] = Field(
+        "reduce", description="funding, basis and volatility all extreme toward a held position: REDUCING until "
+        "all three calm (reduce), or new risk on the symbol sized on crowding_scale of the budget (scale)")
+    crowding_scale: Decimal = Field(Decimal("0.5"), gt=0, lt=1, description="scale: the fraction of "
+                                    "risk_per_trade a crowded symbol's new risk is sized on")  # fmt: skip
     crowding_cut: Decimal = Field(Decimal("0.5"), ge=0, le=1, description="the fraction of the position cut when "
                                   "its market turns crowded (0: REDUCING alone)")  # fmt: skip
     crowding_funding_z: Decimal = Field(Decimal("2.5"), gt=0, description="funding z-score toward the position")

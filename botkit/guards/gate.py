@@ -75,6 +75,7 @@ class MarketView:
     asks: tuple[tuple[Decimal, Decimal], ...] = ()
     book_at: float | None = None
     sigma: float | None = None  # the mark's realized volatility per √second (botkit.guards.market_risk)
+    budget_scale: Decimal = Decimal(1)  # new risk sized on this fraction of risk_per_trade (a crowded market)
 
 
 @dataclass(frozen=True, slots=True)
@@ -368,7 +369,7 @@ class Gate:
         assert snap.equity is not None and snap.available is not None
         return clearly_safe(case.sign > 0, case.held_qty + qty, _average_entry(case, qty), intent.stop,
                             intent.leverage or view.leverage, snap.equity, max(snap.available, ZERO), view.rules.tick,
-                            self.policies[intent.type == OrderType.LIMIT], view.tiers)  # fmt: skip
+                            self._policy(case), view.tiers)  # fmt: skip
 
     def _sizing(self, case: _Case, added: Decimal | None, largest: bool) -> SizingReport:
         """margin.size of the committed quantity plus `added`, at their average entry; `largest`: the
@@ -380,8 +381,15 @@ class Gate:
         plan = TradePlan(side=Side.LONG if case.sign > 0 else Side.SHORT, entry=entry, stop=intent.stop,
                          leverage=intent.leverage or view.leverage, equity=snap.equity,
                          available=max(snap.available, ZERO))  # fmt: skip
-        return size(plan, view.rules, self.policies[intent.type == OrderType.LIMIT], view.tiers,
+        return size(plan, view.rules, self._policy(case), view.tiers,
                     None if largest else held_qty + extra, want_safe_qty=self.allow_clamp)  # fmt: skip
+
+    def _policy(self, case: _Case) -> SizingPolicy:
+        """The sizing policy for the intent's entry (maker or taker), its budget scaled down while its market
+        is crowded (market_risk.crowding = "scale")."""
+        policy, scale = self.policies[case.intent.type == OrderType.LIMIT], case.view.budget_scale
+        # risk budget = equity x risk_per_trade x scale, a fraction rounded by the sizer toward less risk
+        return policy if scale == 1 else replace(policy, risk_per_trade=policy.risk_per_trade * scale)
 
     def _size_limits(self, case: _Case) -> None:
         """Per-order, per-symbol and total notional (position + resting + in flight), open orders, positions.

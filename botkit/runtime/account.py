@@ -102,7 +102,7 @@ class AccountReader:
         self.market, self.account, self.symbols, self.sink = market, account, symbols, sink
         self._dirty = asyncio.Event()
         self.tape: Callable[[str], None] | None = None  # a session recording: where each read fell
-        self._crowd_long: dict[str, bool] = {}  # symbol -> whether the crowd it is crowded by is long
+        self.crowded: dict[str, bool] = {}  # symbol -> crowded, by longs (True) or shorts (False)
 
     def soon(self) -> None:
         """A fill changed the account: read it before the period is up."""
@@ -163,7 +163,9 @@ class AccountReader:
         self.sink(AccountRead())
 
     def _crowding(self) -> None:
-        """Each held position's market against the crowding thresholds (botkit.guards.market_risk.crowded)."""
+        """Each held position's market against the crowding thresholds (botkit.guards.market_risk.crowded).
+        A crowded market is cut into at once (Crowded: the safety room's crowding cut) and then, until the
+        figures calm, either holds the kill switch in REDUCING or scales the symbol's risk budget down."""
         settings = self.config.market_risk
         if settings.crowding == "off":
             return
@@ -171,17 +173,27 @@ class AccountReader:
                           float(settings.crowding_vol_ratio))  # fmt: skip
         for symbol in self.symbols:
             held, risk = self.account.positions.get(symbol), self.market.risk.get(symbol)
-            found, already = None, symbol in self.ks.crowded
             # the side the crowd leans: the position's, or, once it is gone (cut, stopped), the one it had:
             # the market stays crowded that way until the figures calm, flat or not
-            long = held.side is Side.LONG if held is not None else self._crowd_long.get(symbol) if already else None
+            already = self.crowded.get(symbol)
+            long = held.side is Side.LONG if held is not None else already
+            found = None
             if long is not None and risk is not None:
-                found = crowded(risk.figures(), long, limits, already)
-            self.ks.crowding(symbol, found)
-            if found is None:
-                self._crowd_long.pop(symbol, None)
-            elif not already and long is not None:  # (found implies a side)
-                self._crowd_long[symbol] = long
+                found = crowded(risk.figures(), long, limits, already is not None)
+            if settings.crowding == "reduce":
+                self.ks.crowding(symbol, found)
+            if found is None or long is None:
+                if self.crowded.pop(symbol, None) is not None and settings.crowding == "scale":
+                    self.market.budget_scale.pop(symbol, None)
+                    self.journal.write(events.HaltAction(action="crowding_eased", symbol=symbol,
+                                                         result="funding, basis and volatility calmed"))  # fmt: skip
+                continue
+            self.crowded[symbol] = long
+            if already is None:
+                if settings.crowding == "scale":
+                    self.market.budget_scale[symbol] = settings.crowding_scale
+                    self.journal.write(events.HaltAction(action="crowding_scale", symbol=symbol, result=(
+                        f"risk budget x{settings.crowding_scale} until it calms: {found}")))  # fmt: skip
                 self.sink(Crowded(symbol, found))
 
     def _record_snapshot(self) -> None:

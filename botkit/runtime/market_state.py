@@ -19,6 +19,8 @@ from botkit.guards.market_risk import MarketRisk
 from botkit.margin import MarketRules, Tier
 from botkit.runtime.strategy import Quote
 
+ONE = Decimal(1)  # a risk budget not scaled
+
 
 class MarketState:
     """What the bot knows of each market, with ages."""
@@ -37,6 +39,7 @@ class MarketState:
         self.marks: dict[str, MarkPrice] = {}  # from the mark stream or its REST poll (index and funding too)
         self.mark_at: dict[str, float] = {}
         self.account_marks: dict[str, tuple[Decimal, float]] = {}  # (mark, at) from an account read
+        self.budget_scale: dict[str, Decimal] = {}  # symbol -> its risk budget's fraction (a crowded market)
         self.views = _Views(self)  # what the gate reads, one symbol's view built when it is asked for
 
     def set_book(self, symbol: str, book: Book) -> None:
@@ -76,7 +79,7 @@ class MarketState:
         risk = self.risk.get(symbol)
         return MarketView(self.rules[symbol], self.tiers[symbol], self.leverage[symbol], mark, at,
                           book.bids if book else (), book.asks if book else (), self.book_at.get(symbol),
-                          risk.sigma if risk is not None else None)  # fmt: skip
+                          risk.sigma if risk is not None else None, self.budget_scale.get(symbol, ONE))  # fmt: skip
 
     def quote(self, symbol: str) -> Quote:
         book, mark = self.books.get(symbol), self.marks.get(symbol)

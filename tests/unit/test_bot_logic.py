@@ -138,7 +138,7 @@ class Crowds(MarketRisk):
         return replace(real, funding_z=3.0, basis=0.003, vol_ratio=2.0) if Crowds.crowded else real
 
 
-@pytest.mark.parametrize("crowding", ["reduce", "off"])
+@pytest.mark.parametrize("crowding", ["reduce", "scale", "off"])
 async def test_a_market_crowded_toward_the_position_cuts_it_once_and_blocks_new_risk(tmp_path, monkeypatch, crowding):
     monkeypatch.setattr(Crowds, "crowded", False)
     market = started(tmp_path, Holds(Strategy.Params()), risk={"risk_per_trade": "0.05"}, stops=NO_EXCHANGE_STOPS,
@@ -151,6 +151,14 @@ async def test_a_market_crowded_toward_the_position_cuts_it_once_and_blocks_new_
         for _ in range(30):
             await market.step()
         assert venue.qty == D("0.1") and bot.ks.state is TradingState.ACTIVE
+    elif crowding == "scale":  # the same cut, then new risk on the symbol sized on a fraction of the budget
+        await market.until(lambda: venue.qty == D("0.05"), seconds=5)
+        assert bot.ks.state is TradingState.ACTIVE and bot.market.view(BTC).budget_scale == D("0.5")
+        [scaled] = [e.data for e in kinds(bot, "halt.action") if e.data["action"] == "crowding_scale"]
+        assert "risk budget x0.5 until it calms: long: funding_z=+3.00" in scaled["result"]
+        monkeypatch.setattr(Crowds, "crowded", False)
+        await market.until(lambda: bot.market.view(BTC).budget_scale == 1, seconds=5)
+        assert [e.data["action"] for e in kinds(bot, "halt.action")][-1] == "crowding_eased"
     else:
         await market.until(lambda: venue.qty == D("0.05"), seconds=5)  # half of 0.1, at the first read
         assert bot.ks.state is TradingState.REDUCING

@@ -69,6 +69,15 @@ def test_no_quantity_means_the_largest_safe_one():
     assert verdict.decision is Decision.ACCEPT and verdict.qty == D("0.091")
 
 
+def test_a_crowded_market_sizes_new_risk_on_its_scaled_budget():
+    crowded = snapshot(markets={BTC: replace(view(), budget_scale=D("0.5")), ETH: view(D(3000))})
+    verdict = Gate(config()).check(replace(LONG, qty=None), crowded)
+    # the same 1089 a unit at the stop, on half the budget: 10000 · 0.01 · 0.5 = 50 -> 50/1089 = 0.0459 -> 0.045
+    assert verdict.decision is Decision.ACCEPT and verdict.qty == D("0.045")
+    verdict = Gate(config()).check(LONG, crowded)  # 0.05 would lose 54.45 of the 50
+    assert verdict.decision is Decision.REJECT, verdict
+
+
 CASES = [
     ("INTENT_INVALID", lambda i, s: (replace(i, side="hold"), s)),
     ("STATE_HALTED", lambda i, s: (i, replace(s, state=TradingState.HALTED))),
