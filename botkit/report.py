@@ -349,7 +349,8 @@ def _closed(trip: dict[str, Any], exit_ms: int | None, why: str, funding: list[d
     }  # fmt: skip
 
 
-EARLY_WARNING = ("vol_annual", "funding_annual", "funding_z", "basis", "basis_drift", "vol_ratio")  # see market_risk
+EARLY_WARNING = ("vol_annual", "funding_annual", "funding_z", "basis", "basis_drift", "vol_ratio", "open_interest",
+                 "oi_change")  # see botkit.guards.market_risk
 
 
 def _add_snapshot(series: dict[str, Any], at: int, d: dict[str, Any]) -> None:

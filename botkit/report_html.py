@@ -4,9 +4,9 @@ one time axis shared by every chart of a page, so zooming into a crash zooms eve
 
 The report's charts, per symbol: price (mid, mark, the exchange-held stop, fills), mark against index
 (bps), the early warning's figures where the journal has them (volatility and funding annualised; the
-funding z-score and the volatility's ratio to its slower average), liquidation distance (% of mark, only
-while a position was held); then equity. A vertical marker at
-every kill-switch trip, state change and liquidation (hover the × at its top for the figures). Floats
+funding z-score and the volatility's ratio to its slower average; the open interest), liquidation
+distance (% of mark, only while a position was held); then equity. A vertical marker at every
+kill-switch trip, state change and liquidation (hover the × at its top for the figures). Floats
 only for drawing: the figures themselves are in the tables (rounded to the market's precision) and exact
 in --json.
 """
@@ -174,6 +174,7 @@ def _early_warning(symbol: str, row: dict[str, list[Any]]) -> list[Panel]:
         return [float(x) if x is not None else None for x in row.get(name, [])]
 
     yearly, crowding = [percent("vol_annual"), percent("funding_annual")], [plain("funding_z"), plain("vol_ratio")]
+    interest = plain("open_interest")
     panels = []
     if any(x is not None for line in yearly for x in line):
         panels.append(Panel(f"risk-{symbol}", f"{symbol}: volatility and funding, annualised", "% a year",
@@ -184,6 +185,9 @@ def _early_warning(symbol: str, row: dict[str, list[Any]]) -> list[Panel]:
                             "z-score, ratio", [Line("funding z-score", crowding[0], COLORS["funding"]),
                                                Line("volatility / its slower average", crowding[1],
                                                     COLORS["volatility"])]))  # fmt: skip
+    if any(x is not None for x in interest):
+        panels.append(Panel(f"oi-{symbol}", f"{symbol}: open interest", "contracts (base units)",
+                            [Line("open interest", interest, COLORS["funding"])]))  # fmt: skip
     return panels
 
 

@@ -307,6 +307,9 @@ class FakeVenue:
         await self._spend("clock")
         return 0.0
 
+    async def fetch_open_interest(self, symbol: str) -> D | None:
+        return None  # not served here
+
     async def fetch_book(self, symbol: str) -> Book:
         await self._spend("book")
         return self.book()

@@ -13,6 +13,9 @@ replayed time works as well as the wall clock):
   history, sampled at most once every `funding_sample_seconds`: z = (f − mean) / stdev (population).
 - **basis**: (mark − index) / index, and its drift: the basis now less the basis `drift_seconds` ago.
 - **rising volatility**: the volatility against a slower one (SLOW half-lives): σ_fast / σ_slow.
+- **open interest**, where the venue serves it (read by the reconciler), and its change over the drift
+  window: OI_now / OI_then − 1. Shown, not part of the crowding trigger: how much of a rise is a crowd
+  piling in differs too much between markets for one threshold.
 
 **Crowding** (`crowded`): all three extreme in the direction of a position: for a long, funding z-score,
 basis and volatility ratio each at or above its threshold (longs paying rich funding into a widening
@@ -51,6 +54,8 @@ class Figures:
     basis: float | None
     basis_drift: float | None
     vol_ratio: float | None = None  # the volatility against its slower average: above 1, rising
+    open_interest: float | None = None  # contracts open, in base units (where the venue serves it)
+    oi_change: float | None = None  # its change over the drift window, a fraction: a crowd piling in or out
 
     def as_dict(self) -> dict[str, float | None]:
         return {name: getattr(self, name) for name in self.__slots__}
@@ -73,6 +78,7 @@ class MarketRisk:
         self.rate: float | None = None
         self.basis: float | None = None
         self._bases: deque[tuple[float, float]] = deque()  # (time, basis) over the drift window
+        self._interest: deque[tuple[float, float]] = deque()  # (time, open interest) over the drift window
 
     def update(self, t: float, mark: Decimal, index: Decimal | None = None,
                funding_rate: Decimal | None = None) -> None:  # fmt: skip
@@ -104,6 +110,12 @@ class MarketRisk:
             while len(self._bases) > 1 and self._bases[1][0] <= t - self.drift_s:
                 self._bases.popleft()
 
+    def open_interest(self, t: float, amount: Decimal) -> None:
+        """The open interest read at `t` (seconds), in base units."""
+        self._interest.append((t, float(amount)))
+        while len(self._interest) > 1 and self._interest[1][0] <= t - self.drift_s:
+            self._interest.popleft()
+
     @property
     def sigma(self) -> float | None:
         """Per √second, once the estimate has seen at least one half-life of marks."""
@@ -116,6 +128,10 @@ class MarketRisk:
         drift = None
         if self.basis is not None and self._bases and self._bases[-1][0] - self._bases[0][0] >= self.drift_s:
             drift = self.basis - self._bases[0][1]
+        interest, oi_change = (self._interest[-1][1] if self._interest else None), None
+        if interest is not None and self._interest[-1][0] - self._interest[0][0] >= self.drift_s:
+            first = self._interest[0][1]
+            oi_change = interest / first - 1 if first > 0 else None  # (OI now − OI a drift window ago) / the latter
         return Figures(
             sigma=sigma,
             vol_annual=sigma * math.sqrt(SECONDS_A_YEAR) if sigma is not None else None,
@@ -127,6 +143,8 @@ class MarketRisk:
             basis_drift=drift,
             vol_ratio=(math.sqrt(self.variance / self.slow_variance)
                        if sigma is not None and self.variance is not None and self.slow_variance else None),
+            open_interest=interest,
+            oi_change=oi_change,
         )
 
 

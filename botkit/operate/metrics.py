@@ -152,10 +152,12 @@ class BotCollector(Collector):
         yield GaugeMetricFamily("botkit_stop_coverage_ratio", "Positions with a stop on the exchange / positions "
                                 "(1 when flat).", value=covered / held if held else 1.0)  # fmt: skip
         warning = GaugeMetricFamily("botkit_market_risk", "The early warning's figures per symbol (annualised "
-                                    "volatility and funding, funding z-score, basis, volatility ratio).",
+                                    "volatility and funding, funding z-score, basis, volatility ratio, open "
+                                    "interest).",
                                     labels=["symbol", "figure"])  # fmt: skip
         for symbol, figures in sorted(status["market_risk"].items()):
-            for figure in ("vol_annual", "funding_annual", "funding_z", "basis", "basis_drift", "vol_ratio"):
+            for figure in ("vol_annual", "funding_annual", "funding_z", "basis", "basis_drift", "vol_ratio",
+                           "open_interest", "oi_change"):
                 if figures[figure] is not None:
                     warning.add_metric([symbol, figure], figures[figure])
         yield warning

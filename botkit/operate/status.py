@@ -106,7 +106,7 @@ PAGE = """<!doctype html>
 <th>liquidation</th><th>distance</th><th>stop</th><th>uPnL</th></tr></thead><tbody></tbody></table>
 <h2>early warning</h2>
 <table id="market_risk"><thead><tr><th>symbol</th><th>volatility/yr</th><th>funding/yr</th><th>funding z</th>
-<th>basis</th><th>vol ratio</th></tr></thead><tbody></tbody></table>
+<th>basis</th><th>vol ratio</th><th>OI change</th></tr></thead><tbody></tbody></table>
 <h2>open orders</h2>
 <table id="orders"><thead><tr><th>symbol</th><th>side</th><th>type</th><th>qty</th><th>price</th>
 <th>filled</th><th>status</th></tr></thead><tbody></tbody></table>
@@ -143,7 +143,7 @@ function show(s) {
     (p.stop === null ? "-" : num(p.stop, 4)) + (p.stop_held ? "" : " (not on the exchange)"), num(p.pnl, 2)]);
   const pct = (v, d) => v === null ? "-" : (100 * v).toFixed(d) + "%";
   rows("market_risk", Object.entries(s.market_risk), ([symbol, f]) => [symbol, pct(f.vol_annual, 1),
-    pct(f.funding_annual, 1), num(f.funding_z, 2), pct(f.basis, 3), num(f.vol_ratio, 2)]);
+    pct(f.funding_annual, 1), num(f.funding_z, 2), pct(f.basis, 3), num(f.vol_ratio, 2), pct(f.oi_change, 1)]);
   rows("orders", s.orders, (o) => [o.symbol, o.side, o.type, o.qty, o.price === null ? "market" : o.price,
     o.filled, o.status]);
   rows("feeds", Object.entries(s.feed_ages), ([name, age]) =>

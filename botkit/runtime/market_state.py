@@ -48,12 +48,18 @@ class MarketState:
     def set_mark(self, symbol: str, mark: MarkPrice) -> None:
         now = self.clock.monotonic()
         self.marks[symbol], self.mark_at[symbol] = mark, now
+        self._risk(symbol).update(now, mark.mark, mark.index, mark.funding_rate)
+        if self.exposure is not None:
+            self.exposure.mark(symbol, self.mark(symbol)[0])
+
+    def set_open_interest(self, symbol: str, amount: Decimal) -> None:
+        self._risk(symbol).open_interest(self.clock.monotonic(), amount)
+
+    def _risk(self, symbol: str) -> MarketRisk:
         risk = self.risk.get(symbol)
         if risk is None:
             risk = self.risk[symbol] = self.monitor()
-        risk.update(now, mark.mark, mark.index, mark.funding_rate)
-        if self.exposure is not None:
-            self.exposure.mark(symbol, self.mark(symbol)[0])
+        return risk
 
     def set_account_mark(self, symbol: str, mark: Decimal) -> None:
         self.account_marks[symbol] = (mark, self.clock.monotonic())
@@ -96,7 +102,8 @@ class MarketState:
             figures = risk.figures()
             top |= {"vol_annual": figures.vol_annual, "funding_annual": figures.funding_annual,
                     "funding_z": figures.funding_z, "basis": figures.basis, "basis_drift": figures.basis_drift,
-                    "vol_ratio": figures.vol_ratio}
+                    "vol_ratio": figures.vol_ratio, "open_interest": figures.open_interest,
+                    "oi_change": figures.oi_change}
         return top
 
     def ages(self, symbols: list[str]) -> dict[str, float | None]:

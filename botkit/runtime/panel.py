@@ -49,10 +49,11 @@ def status_panel(status: dict[str, Any], elapsed: float) -> Group:
     for name, age in status["feed_ages"].items():
         down = " (down: REST)" if name in status["feeds_down"] else ""
         feeds.add_row(name, ("-" if age is None else f"{age:.2f}s") + down)
-    warning = Table("symbol", "volatility/yr", "funding/yr", "funding z", "basis", "vol ratio", title="early warning")
+    warning = Table("symbol", "volatility/yr", "funding/yr", "funding z", "basis", "vol ratio", "OI change",
+                    title="early warning")  # fmt: skip
     for symbol, f in status["market_risk"].items():
         warning.add_row(symbol, _pct(f["vol_annual"]), _pct(f["funding_annual"]), _f(f["funding_z"]),
-                        _pct(f["basis"], 3), _f(f["vol_ratio"]))  # fmt: skip
+                        _pct(f["basis"], 3), _f(f["vol_ratio"]), _pct(f["oi_change"]))  # fmt: skip
     orders = Table("intents", "accepted", "sent", "fills", "cancels", "rejected by reason", title="orders")
     rejected = ", ".join(f"{code} {n}" for code, n in stats.rejected.most_common()) or "-"
     orders.add_row(str(stats.intents), str(stats.accepted), str(stats.sent), str(stats.fills), str(stats.cancels),

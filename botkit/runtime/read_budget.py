@@ -67,6 +67,7 @@ async def plan_reads(config: BotConfig, venue: Venue, symbols: list[str]) -> Rea
     reconcile = await weight(
         venue.fetch_open_orders,
         *(partial(venue.fetch_margin_settings, s) for s in symbols),
+        *(partial(venue.fetch_open_interest, s) for s in symbols),
         venue.fetch_clock_offset,
         partial(venue.fetch_funding_payments, 0),
     )

@@ -116,6 +116,9 @@ class Reconciler:
             try:
                 for symbol in self.symbols:
                     await self.margin_settings(symbol)
+                    interest = await self.venue.fetch_open_interest(symbol)  # the early warning's (market_risk)
+                    if interest is not None:
+                        self.market.set_open_interest(symbol, interest)
                 self.ks.clock_offset(await self.venue.fetch_clock_offset())
                 await self.record_funding()
             except VenueError as exc:

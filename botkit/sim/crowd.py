@@ -80,6 +80,10 @@ class Crowd:
             self.pending.append((step + self.spec.latency_steps, position.qty))
             self.liquidated.append((step, position.qty, position.liquidation))
 
+    def open_qty(self) -> float:
+        """The crowd's positions not liquidated yet, in base units (part of the open interest)."""
+        return sum(p.qty for p in self.open)
+
     def due(self, step: int) -> float:
         """The forced orders' quantity that reaches the book at this step."""
         qty = 0.0

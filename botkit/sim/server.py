@@ -1253,9 +1253,13 @@ class Emulator:
         raise Rejection(-4059, "No need to change position side.")
 
     async def h_open_interest(self, request: web.Request, params: Params, account: Account | None) -> Any:
-        """Open interest: a base from the book's depth plus every account's open positions."""
+        """Open interest: a base from the book's depth plus every account's open positions, and a crowd's
+        (crowded-squeeze: it rises as the crowd piles in and falls as it is liquidated)."""
         state = self.engine.symbol(params.get("symbol"))
         held = sum((abs(a.position(state.spec.symbol).qty) for a in self.engine.accounts.values()), ZERO)
+        crowd = self.market.crowds.get(state.spec.symbol)
+        if crowd is not None:
+            held += Decimal(repr(crowd.open_qty()))
         return {"symbol": state.spec.symbol, "openInterest": _fixed(state.spec.depth * 5000 + held,
                 _places(state.spec.step)), "time": self.market.now_ms}  # fmt: skip
 

@@ -693,6 +693,14 @@ class CcxtVenue:
         raw = await self._retried(f"fetch_funding_rate {symbol}", lambda: self.exchange.fetch_funding_rate(symbol))
         return parse.mark(raw, symbol)
 
+    async def fetch_open_interest(self, symbol: str) -> Decimal | None:
+        """The contracts open on the symbol, in base units (Binance: GET /fapi/v1/openInterest, weight 1); None
+        from an exchange ccxt cannot ask."""
+        if not self.exchange.has.get("fetchOpenInterest"):
+            return None
+        raw = await self._retried(f"fetch_open_interest {symbol}", lambda: self.exchange.fetch_open_interest(symbol))
+        return parse.open_interest(raw, symbol)
+
     async def fetch_margin_settings(self, symbol: str) -> tuple[int | None, str | None]:
         """(leverage, margin mode) as the exchange reports them now, to catch changes made outside the bot."""
         raw = await self._retried(f"fetch_leverages {symbol}", lambda: self.exchange.fetch_leverages([symbol]))

@@ -204,6 +204,9 @@ class PaperVenue(ObservedVenue):
         self.observe_mark(mark)
         return mark
 
+    async def fetch_open_interest(self, symbol: str) -> Decimal | None:
+        return await self.data.fetch_open_interest(symbol)  # the real market's
+
     async def watch_mark(self, symbol: str) -> MarkPrice:
         mark = await self.data.watch_mark(symbol)
         self.observe_mark(mark)

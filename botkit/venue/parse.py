@@ -74,6 +74,19 @@ def mark(raw: Any, symbol: str) -> MarkPrice:
     return MarkPrice(symbol, price, index, rate, next_funding, int_or_none(raw.get("timestamp")))
 
 
+def open_interest(raw: Any, symbol: str) -> Decimal:
+    """A ccxt open-interest answer: the amount open, in base units (Binance: `openInterest`)."""
+    if not isinstance(raw, Mapping):
+        raise VenueDataError(f"open interest {symbol}: the answer is not an object")
+    try:
+        amount = to_decimal(raw.get("openInterestAmount", info(raw).get("openInterest")), "openInterestAmount")
+    except ValueError as exc:
+        raise VenueDataError(f"open interest {symbol}: {exc}") from None
+    if amount < 0:
+        raise VenueDataError(f"open interest {symbol}: {amount} is negative")
+    return amount
+
+
 def trades(raw: Any, symbol: str, size: Decimal = ONE) -> list[Trade]:
     """ccxt trades (public prints): positive price and amount, a timestamp."""
     if not isinstance(raw, list):

@@ -301,6 +301,10 @@ class InProcess:
     async def watch_trades(self, symbol: str) -> list[Trade]:
         raise VenueError(NO_STREAMS)
 
+    async def fetch_open_interest(self, symbol: str) -> Decimal | None:
+        """None: a simulated account knows no other traders (paper mode reads the real market's)."""
+        return None
+
     async def fetch_clock_offset(self) -> float:
         return 0.0
 

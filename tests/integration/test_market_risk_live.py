@@ -40,3 +40,25 @@ async def test_the_figures_are_journalled_and_a_stop_inside_the_noise_is_flagged
     assert latest["vol_annual"] is not None and latest["basis"] is not None and latest["basis_drift"] is not None
     verdicts = [e.data for e in read_events(config.journal.path, ["verdict"])]
     assert verdicts[-1]["reasons"] == ["STOP_INSIDE_NOISE"] and "noise=" in verdicts[-1]["findings"][0]
+
+
+async def test_open_interest_rises_as_the_crowd_piles_in_and_falls_in_its_cascade(tmp_path):
+    """The reconciler reads the open interest; in crowded-squeeze the crowd's 40 M USDT of longs (800 BTC at
+    50,000) join it at 30 s and most of them leave it in the cascade from 120 s."""
+    async with running_emulator(live_market(scenario="crowded-squeeze", speed=40.0)) as emu:
+        config = bot_config(emu, tmp_path, market_risk=FAST, runtime={"reconcile_seconds": "0.25"})
+        bot = Bot(config, Strategy(Strategy.Params()))
+        run = asyncio.create_task(bot.run(duration=60))
+        crowd = lambda: emu.market.crowds.get("BTCUSDT")  # noqa: E731
+        await wait_for(lambda: crowd() is not None and len(crowd().liquidated) > 200, 20)  # the cascade
+        snapshots = lambda: len(list(read_events(config.journal.path, ["snapshot"])))  # noqa: E731
+        seen = snapshots()
+        await wait_for(lambda: snapshots() > seen + 2, 10)  # the open interest read again after it
+        bot.stop()
+        summary = await run
+    assert summary.crashed is None
+    interest = [D(repr(e.data["symbols"][BTC]["open_interest"])) for e in read_events(config.journal.path, ["snapshot"])
+                if e.data["symbols"][BTC].get("open_interest") is not None]  # fmt: skip
+    first, top, last = interest[0], max(interest), interest[-1]
+    print(f"open interest (BTC): {first} at first, {top} at the top, {last} after the cascade")
+    assert top - first > 700 and top - last > 400  # 800 piled in; more than half of it liquidated

@@ -67,10 +67,10 @@ async def test_the_default_settings_fit_binances_budget(emulator, tmp_path):
     # 2400 weight a minute less 5 % headroom and the 2 % kept for cuts
     assert plan.capacity == pytest.approx(2400 * 0.95 * 0.98)
     assert plan.problem() is None
-    # account (balance 5 + positions 5) twice every 2 s; reconcile (orders 40 + margin 5 + time 1 + income 30)
-    # every 15 s; rules (exchangeInfo 1 + brackets 1) every 60 s; the exchange's stops (open algo orders 1)
-    # every 5 s
-    assert plan.steady == {"account": 600, "reconcile": 304, "rules": 2, "stops": 12}
+    # account (balance 5 + positions 5) twice every 2 s; reconcile (orders 40 + margin 5 + open interest 1 +
+    # time 1 + income 30) every 15 s; rules (exchangeInfo 1 + brackets 1) every 60 s; the exchange's stops
+    # (open algo orders 1) every 5 s
+    assert plan.steady == {"account": 600, "reconcile": 308, "rules": 2, "stops": 12}
 
 
 def starved(emu, tmp_path) -> BotConfig:

@@ -151,3 +151,14 @@ def test_the_kill_switch_reduces_while_any_held_market_is_crowded():
     assert ks.state is REDUCING  # ETH still crowded
     ks.crowding("ETH/USDT:USDT", None)
     assert ks.state is ACTIVE and any("eased" in str(e) for e in events)
+
+
+def test_open_interest_and_its_change_over_the_drift_window():
+    risk = MarketRisk(drift_s=10)
+    risk.open_interest(0, D(1000))
+    assert risk.figures().open_interest == 1000 and risk.figures().oi_change is None  # not a window's worth yet
+    risk.open_interest(5, D(1100))
+    risk.open_interest(10, D(1200))
+    assert risk.figures().oi_change == pytest.approx(0.2)  # 1200 / 1000 − 1
+    risk.open_interest(16, D(990))  # the read at 0 is out of the window: against the one at 5
+    assert risk.figures().oi_change == pytest.approx(990 / 1100 - 1)

@@ -144,3 +144,13 @@ def test_the_exchanges_liquidation_order_is_read_and_known_for_what_it_is():
     assert order.type is OrderType.LIQUIDATION and order.status is OrderStatus.FILLED
     venue = CcxtVenue(ccxt_async.binanceusdm(), VenueConfig())
     assert venue.is_liquidation(order)
+
+
+def test_open_interest_is_parsed_or_refused_in_one_line():
+    from botkit.venue.errors import VenueDataError
+
+    assert parse.open_interest({"openInterestAmount": 10000.0, "info": {"openInterest": "10000.000"}}, "X") == 10000
+    assert parse.open_interest({"info": {"openInterest": "12.5"}}, "X") == D("12.5")  # ccxt left it in info
+    for bad in ([], {"openInterestAmount": "many"}, {"openInterestAmount": -1}, {}):
+        with pytest.raises(VenueDataError, match="open interest X"):
+            parse.open_interest(bad, "X")
