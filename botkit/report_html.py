@@ -69,8 +69,12 @@ def render_html(report: dict[str, Any]) -> str:
         # divergence in basis points: (mark − index) / index × 10 000
         bps = [(float(m) - float(i)) / float(i) * 10_000 if m is not None and i else None
                for m, i in zip(row.get("mark", []), row.get("index", []), strict=False)]  # fmt: skip
+        drift = [float(x) * 10_000 if x is not None else None for x in row.get("basis_drift", [])]
+        basis = [Line("mark − index", bps, COLORS["divergence"])]
+        if any(x is not None for x in drift):  # the early warning's basis drift, in the same unit
+            basis.append(Line("its drift (now − a drift window ago)", drift, COLORS["funding"], "dot"))
         panels += [price, Panel(f"mark-index-{symbol}", f"{symbol}: mark against index", "mark − index (bps)",
-                                [Line("mark − index", bps, COLORS["divergence"])])]  # fmt: skip
+                                basis)]  # fmt: skip
         panels += _early_warning(symbol, row)
         distance = [float(x) * 100 if x is not None else None for x in row.get("liq_distance", [])]
         if any(d is not None for d in distance):  # no position, no chart

@@ -163,8 +163,9 @@ class AccountReader:
         self.sink(AccountRead())
 
     def _crowding(self) -> None:
-        """Each held position's market against the crowding thresholds (botkit.guards.market_risk.crowded).
-        A crowded market is cut into at once (Crowded: the safety room's crowding cut) and then, until the
+        """Each held position's market against the crowding thresholds (botkit.guards.market_risk.crowded),
+        and a market found crowded while a position was held, until it calms. A crowded market is cut into at
+        once (Crowded: the safety room's crowding cut) and then, until the
         figures calm, either holds the kill switch in REDUCING or scales the symbol's risk budget down."""
         settings = self.config.market_risk
         if settings.crowding == "off":

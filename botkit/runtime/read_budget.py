@@ -6,7 +6,7 @@ over REST while a stream is down. Each read is priced by the venue (its real rou
 cost table), so the figure is what the limiter will charge. Start-up and `botkit check` refuse settings
 whose steady reads alone would use up the weight that reads may spend: the budget then runs dry, reads
 queue without end and the account goes stale (a 0.5 s account refresh and a 1 s reconcile spend about
-6,000 weight a minute on Binance against its 2,400).
+7,000 weight a minute on Binance against its 2,400).
 """
 
 from __future__ import annotations

@@ -170,6 +170,8 @@ class Scenario:
         changes: dict[str, Any] = {}
         if self.crash_at is not None:
             changes |= {"crash_at": 0.5 * sim, "crash_seconds": min(self.crash_seconds, 0.05 * sim)}
+            if self.build_at:  # the build-up keeps its share of the time before the crash
+                changes["build_at"] = self.build_at * 0.5 * sim / self.crash_at
         if self.stall_at is not None:
             stall_real = max(1.5 * stale_s, 0.15 * run_s)
             start = max(0.9 * run_s - 2 * stall_real, 0.5 * run_s)  # data back with time left to resume
@@ -310,7 +312,7 @@ class Market:
         s = self.scenario
         for name, state in self.symbols.items():
             if s.crowd is not None and name not in self.crowds and self.elapsed_s >= s.build_at:
-                # the crowd piles in as it starts to build up: entries around the mark of that moment
+                # the crowd piles in as it starts to build up: entries near the mark of that moment
                 self.crowds[name] = Crowd(s.crowd, self.seed, name, float(state.mark), float(state.spec.tiers[0].mmr))
             self._refresh(state, self._rng[name], crash)
             crowd = self.crowds.get(name)
@@ -344,7 +346,9 @@ class Market:
         s, t = self.scenario, self.elapsed_s
         if s.stir == 1.0 or s.crash_at is None or t < s.build_at:
             return 1.0
-        return s.stir ** min(1.0, (t - s.build_at) / (s.crash_at - s.build_at))
+        if t >= s.crash_at:
+            return s.stir
+        return s.stir ** ((t - s.build_at) / (s.crash_at - s.build_at))
 
     def _refresh(
         self, st: SymbolState, rng: random.Random, crash_drift: tuple[float, float], first: bool = False

@@ -443,6 +443,7 @@ class Emulator:
         self.busy_seconds = 0.0  # time spent inside request handling, for benchmarks
         self.clock_late_s = 0.0  # the worst a step of the market ran late on the wall clock
         self.clock_paused_s = 0.0  # wall time the market waited for a stalled process (speed > 1)
+        self._reached: list[tuple[float, asyncio.Future[None]]] = []  # (elapsed_s, waiter): see reached()
         self.countdowns: dict[tuple[str, str], int] = {}  # (API key, symbol) -> when countdownCancelAll fires
         self.margin_changes: dict[str, list[dict[str, Any]]] = {}  # API key -> positionMargin changes
         self.app = self._build_app()
@@ -498,6 +499,19 @@ class Emulator:
         self._run_timers()
         if broadcast:
             self._broadcast_market()
+        if self._reached:
+            elapsed, waiting = self.market.elapsed_s, self._reached
+            self._reached = [w for w in waiting if w[0] > elapsed]
+            for waiter in (w for target, w in waiting if target <= elapsed and not w.done()):
+                waiter.set_result(None)
+
+    async def reached(self, elapsed_s: float) -> None:
+        """Return once the market has run `elapsed_s` simulated seconds (a test's run measured in market time)."""
+        if self.market.elapsed_s >= elapsed_s:
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._reached.append((elapsed_s, waiter))
+        await waiter
 
     def advance_steps(self, steps: int, broadcast: bool = True) -> None:
         for _ in range(steps):

@@ -198,15 +198,14 @@ async def market_timed(bot: Bot, emu: Any, seconds: float) -> Any:
     """The bot's run, ended once the market has covered `seconds` at its speed. A busy machine holds the
     market back (it waits for a stalled process: Emulator._run_clock), and the run waits with it, so that a
     starved run (the off runs are niced) still sees all of its scenario's faults and moves."""
-    run = asyncio.ensure_future(bot.run())
+    run, reached = asyncio.ensure_future(bot.run()), asyncio.ensure_future(emu.reached(seconds * emu.settings.speed))
     try:
-        while emu.market.elapsed_s < seconds * emu.settings.speed:
-            done, _ = await asyncio.wait({run}, timeout=0.02)
-            if done:
-                return run.result()
-        bot.stop("duration")
+        await asyncio.wait({run, reached}, return_when=asyncio.FIRST_COMPLETED)
+        if not run.done():
+            bot.stop("duration")
         return await run
     finally:
+        reached.cancel()
         if not run.done():  # cancelled: a hang (see bounded), which waits for this at most 10 s
             run.cancel()
             await asyncio.wait({run})

@@ -38,7 +38,7 @@ async def test_check_passes_on_a_sound_setup(tmp_path, capsys, monkeypatch):
         code, out = await check(write_config(tmp_path, emu), capsys)
     assert code == 0, out
     for finding in ("venue reachable", "clock skew", "API key", "leverage tiers", "sizing vs minimums",
-                    "request weight routine reads 918 weight/min of 2234 reads may spend",
+                    "request weight routine reads 922 weight/min of 2234 reads may spend",
                     "exchange stops 0 open position(s), each with a stop on the exchange", "ready"):  # fmt: skip
         assert finding in out
     assert "withdrawals disabled" in out and "BLOCK" not in out
@@ -103,5 +103,5 @@ async def test_check_fails_on_refresh_settings_that_would_spend_the_request_weig
     async with running_emulator(EmulatorSettings()) as emu:
         code, out = await check(write_config(tmp_path, emu, extra=fast), capsys)
     assert code == 1
-    assert "BLOCK request weight routine reads would spend 6974 request weight a minute (account 2400, " in out
+    assert "BLOCK request weight routine reads would spend 7034 request weight a minute (account 2400, " in out
     assert "but reads may spend 2234" in out

@@ -1,6 +1,7 @@
 """Rate limits, bans and injected faults, seen through the real ccxt client."""
 
 import asyncio
+import time
 
 import aiohttp
 import ccxt.async_support as ccxt_async
@@ -155,3 +156,16 @@ async def test_a_bad_fault_plan_is_refused_with_the_reason():
         async with http.put(f"{emu.url}/_emu/faults", json={"rules": [{"kind": "meteor"}]}) as r:
             assert r.status == 400
             assert "rules.0.kind" in (await r.json())["msg"]
+
+
+async def test_a_fast_market_waits_for_a_stalled_process_and_says_when_it_has_run_long_enough():
+    """Above speed 1 the market does not run the steps a stalled process missed in a burst (a 0.3 s stall at
+    20x would be 6 simulated seconds the bot never saw); `reached` wakes a test at a market time."""
+    async with running_emulator(settings(run_clock=True, speed=20.0)) as emu:
+        await emu.reached(1.0)  # 10 steps of 100 ms
+        assert emu.market.elapsed_s >= 1.0
+        before = emu.market.elapsed_s
+        time.sleep(0.3)  # the whole process stalls (the loop is blocked): 60 steps were due meanwhile
+        await emu.reached(before + 0.5)
+        assert emu.clock_paused_s >= 0.25 and emu.clock_late_s >= 0.25
+        assert emu.market.elapsed_s < before + 2.0  # it went on from where it stood, not 6 s further

@@ -41,7 +41,8 @@ def crash_journal(tmp_path_factory) -> Path:
                                                        "on_halt": "cancel_and_flatten"},
                                 runtime={"poll_seconds": "0.2", "account_seconds": "0.2", "reconcile_seconds": 1},
                                 risk={"max_leverage": 2, "risk_per_trade": "0.01", "liq_buffer": "0.01"},
-                                market_risk={"half_life_seconds": "0.5", "funding_sample_seconds": "0.1"})  # fmt: skip
+                                market_risk={"half_life_seconds": "0.5", "funding_sample_seconds": "0.1",
+                                             "drift_seconds": "1"})  # fmt: skip
             summary = await Bot(config, HoldLong(HoldLong.Params())).run(duration=4)  # the crash: 1.5 s to 3 s
             assert summary.crashed is None
 
@@ -133,7 +134,8 @@ def test_the_html_report_renders_its_charts_with_the_trip_marked_in_headless_chr
         assert all(t["n"] > 0 for t in figure["traces"])  # no legend entry for a line never drawn
         drawn = {t["name"] for t in figure["traces"]}
         assert {"mid", "mark", "stop on the exchange", "buy fill", "equity", "liquidation distance",
-                "realized volatility", "funding", "funding z-score", "volatility / its slower average"} <= drawn
+                "realized volatility", "funding", "funding z-score", "volatility / its slower average",
+                "its drift (now − a drift window ago)"} <= drawn
         trips = [t for t in figure["traces"] if t["name"] == "trip"]
         assert trips and trips[0]["text"] == ["drawdown"] and figure["shapes"] >= 2  # the trip's line and label
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
