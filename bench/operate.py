@@ -19,6 +19,7 @@ from _stats import measure
 
 from botkit.config import AlertsConfig
 from botkit.domain import Side, TradingState
+from botkit.guards.market_risk import Figures
 from botkit.operate.alerts import Alerts
 from botkit.operate.metrics import Metrics
 from botkit.runtime import events
@@ -34,8 +35,12 @@ def bot_like(journal: Journal, positions: int) -> SimpleNamespace:
     """What the metrics read of a bot: its status, its venue's limiter (none here) and its journal."""
     held = [{"symbol": f"S{i:02d}/USDT:USDT", "side": Side.LONG.value, "qty": D("1.5"), "notional": D("1500.3"),
              "distance": D("0.08"), "pnl": D("-3.2"), "stop_held": True} for i in range(positions)]  # fmt: skip
+    figures = Figures(sigma=1e-4, vol_annual=0.56, vol_interval=0.017, funding_rate=1e-4, funding_annual=0.11,
+                      funding_z=0.4, basis=0.0003, basis_drift=0.0001, vol_ratio=1.1, open_interest=80_000.0,
+                      oi_change=0.02).as_dict()  # every early-warning figure known: the most a scrape writes
     status = {"state": TradingState.ACTIVE, "trips": {}, "equity": D(10_000), "open_orders": 20, "positions": held,
-              "feed_ages": {f"mark:S{i:02d}/USDT:USDT": 0.2 for i in range(positions)}, "stats": Stats()}  # fmt: skip
+              "feed_ages": {f"mark:S{i:02d}/USDT:USDT": 0.2 for i in range(positions)}, "stats": Stats(),
+              "market_risk": {f"S{i:02d}/USDT:USDT": figures for i in range(positions)}}  # fmt: skip
     return SimpleNamespace(status=lambda: status, venue=SimpleNamespace(), journal=journal)
 
 
