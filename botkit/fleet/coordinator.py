@@ -28,7 +28,9 @@ from typing import Any, Protocol
 
 import redis.asyncio as aioredis
 from redis.asyncio.connection import parse_url
+from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
+from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from botkit.clock import Clock, SystemClock
@@ -80,7 +82,11 @@ def connect(config: FleetConfig) -> aioredis.Redis:
     the primary, asked again on each new connection (so a failover is followed once the old connections
     fail: until then, the bot fails closed as for any outage)."""
     url = config.redis_url.get_secret_value()
-    options: dict[str, Any] = {"socket_timeout": IO_TIMEOUT_S, "socket_connect_timeout": IO_TIMEOUT_S}
+    # no retries inside the client: its default retries a failed call ten times with backoff, up to about
+    # 3 s, so a failover could complete inside one heartbeat and the grace would never be counted; the
+    # heartbeat is the retry, and each failure reaches the fail-closed clock at once
+    options: dict[str, Any] = {"socket_timeout": IO_TIMEOUT_S, "socket_connect_timeout": IO_TIMEOUT_S,
+                               "retry": Retry(NoBackoff(), 0)}  # fmt: skip
     if not config.sentinels:
         return aioredis.Redis.from_url(url, decode_responses=True, **options)
     if url.startswith("rediss://"):
@@ -203,6 +209,7 @@ class Fleet:
         """The heartbeat and the control channel's listener, until cancelled."""
         async with asyncio.TaskGroup() as group:
             group.create_task(self._listen(), name="fleet-listen")
+            group.create_task(self._watch(), name="fleet-watch")
             if self.risk is not None:
                 group.create_task(self.risk.run(), name="fleet-risk")
             while True:
@@ -238,11 +245,20 @@ class Fleet:
             self._problem = f"Redis at {where(self.config)} unreachable: {why(exc)}"
             self._failed()
             return
-        self._last_ok = self.clock.monotonic()
+        self._last_ok, self._problem = self.clock.monotonic(), ""
         if not self.reachable:
             self.reachable = True
             log.info("fleet.back", redis=where(self.config))
             self.on_reachable(True, "Redis and the lease are right again")
+
+    async def _watch(self) -> None:
+        """Fail closed on time, not only when a call fails: a heartbeat still waiting on a call (a client
+        reconnecting through a failover, say) has not confirmed anything either."""
+        while True:
+            await self.clock.sleep(float(self.config.heartbeat_seconds))
+            if self.reachable and self.clock.monotonic() - self._last_ok >= float(self.config.grace_seconds):
+                self._problem = self._problem or f"Redis at {where(self.config)} has not answered a heartbeat"
+                self._failed()
 
     def _failed(self) -> None:
         """Fail closed once the trouble has lasted the grace period (one blip is not an outage)."""
