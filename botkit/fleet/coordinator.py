@@ -82,9 +82,9 @@ def connect(config: FleetConfig) -> aioredis.Redis:
     the primary, asked again on each new connection (so a failover is followed once the old connections
     fail: until then, the bot fails closed as for any outage)."""
     url = config.redis_url.get_secret_value()
-    # no retries inside the client: its default retries a failed call ten times with backoff, up to about
-    # 3 s, so a failover could complete inside one heartbeat and the grace would never be counted; the
-    # heartbeat is the retry, and each failure reaches the fail-closed clock at once
+    # no retries inside the client: the heartbeat is the retry, and each failure must reach the fail-closed
+    # clock at once (redis-py's default Retry names ten, with backoff; a refused or frozen call came back
+    # after one attempt when measured, but an outage hidden inside one call would never count toward the grace)
     options: dict[str, Any] = {"socket_timeout": IO_TIMEOUT_S, "socket_connect_timeout": IO_TIMEOUT_S,
                                "retry": Retry(NoBackoff(), 0)}  # fmt: skip
     if not config.sentinels:
