@@ -116,15 +116,25 @@ class Reconciler:
             try:
                 for symbol in self.symbols:
                     await self.margin_settings(symbol)
-                    interest = await self.venue.fetch_open_interest(symbol)  # the early warning's (market_risk)
-                    if interest is not None:
-                        self.market.set_open_interest(symbol, interest)
                 self.ks.clock_offset(await self.venue.fetch_clock_offset())
                 await self.record_funding()
             except VenueError as exc:
                 self.ks.error(f"reconcile: {exc}")
+            await self.open_interest()
             if self.clock.monotonic() >= self._rules_due:
                 await self.refresh_rules()
+
+    async def open_interest(self) -> None:
+        """The early warning's open interest (botkit.guards.market_risk), where the venue serves it; apart from
+        the rest, so that a venue failing this read alone holds up nothing else."""
+        for symbol in self.symbols:
+            try:
+                interest = await self.venue.fetch_open_interest(symbol)
+            except VenueError as exc:
+                self.ks.error(f"open interest: {exc}")
+                return
+            if interest is not None:
+                self.market.set_open_interest(symbol, interest)
 
     async def after_reconnect(self) -> None:
         """The user stream is back after a drop: what it missed is learnt over REST, and the margin settings

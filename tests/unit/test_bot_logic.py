@@ -179,6 +179,27 @@ async def test_a_market_crowded_toward_the_position_cuts_it_once_and_blocks_new_
     assert summary.crashed is None
 
 
+async def test_a_venue_failing_the_open_interest_read_holds_up_no_other_reconciliation(tmp_path, monkeypatch):
+    from botkit.venue.errors import VenueDataError
+
+    market = started(tmp_path, Strategy(Strategy.Params()), runtime={"reconcile_seconds": "1"})
+    venue = market.venue
+    offsets = []
+
+    async def clock_offset() -> float:
+        offsets.append(market.clock.monotonic())
+        return 0.0
+
+    async def open_interest(symbol: str) -> D | None:
+        raise VenueDataError(f"open interest {symbol}: the answer is not an object")
+
+    monkeypatch.setattr(venue, "fetch_clock_offset", clock_offset)
+    monkeypatch.setattr(venue, "fetch_open_interest", open_interest)
+    await market.until(lambda: len(offsets) >= 3, seconds=10)  # each period's clock read still happens
+    summary = await market.stop()
+    assert summary.crashed is None
+
+
 async def test_margin_settings_changed_while_flat_are_put_back_and_under_a_position_halt(tmp_path):
     market = started(tmp_path, Strategy(Strategy.Params()), runtime={"reconcile_seconds": 5})
     bot, venue = market.bot, market.venue
