@@ -54,6 +54,13 @@ def ceil_to_step(value: Decimal, step: Decimal) -> Decimal:
     return (value / step).to_integral_value(ROUND_CEILING) * step
 
 
+def cut_qty(held: Decimal, fraction: Decimal, rules: MarketRules) -> Decimal:
+    """How much of a position of `held` a risk cut of `fraction` closes: rounded up to the step (toward less
+    risk), at least the minimum order, at most the position."""
+    # q_cut = min(q, max(min_qty, ceil(q * fraction / step) * step))
+    return min(held, max(rules.min_qty, ceil_to_step(held * fraction, rules.step)))
+
+
 def round_cost_up(value: Decimal) -> Decimal:
     """Round a cost or margin up to COST_QUANTUM (exact values are left as they are)."""
     rounded = value.quantize(COST_QUANTUM, ROUND_CEILING)

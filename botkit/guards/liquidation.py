@@ -11,7 +11,7 @@ from decimal import Decimal
 
 from botkit.clock import Clock, SystemClock
 from botkit.domain import OrderIntent, OrderSide, Position, Side
-from botkit.margin import MarketRules, ceil_to_step, plain
+from botkit.margin import MarketRules, cut_qty, plain
 
 
 @dataclass
@@ -35,7 +35,7 @@ class LiquidationGuard:
             return None
         self._last[position.symbol] = now
         fraction = self.slice if distance > self.buffer / 2 else Decimal(1)
-        qty = min(position.qty, max(rules.min_qty, ceil_to_step(position.qty * fraction, rules.step)))
+        qty = cut_qty(position.qty, fraction, rules)
         side = OrderSide.closing(position.side)
         figures = (f"symbol={position.symbol} mark={plain(mark)} liq={plain(liq)} distance={distance:.4f} "
                    f"buffer={plain(self.buffer)} slice={plain(qty)} of {plain(position.qty)}")  # fmt: skip

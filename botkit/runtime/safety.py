@@ -22,7 +22,7 @@ from botkit.domain import OrderIntent, OrderSide, TradingState
 from botkit.guards.killswitch import KillSwitch, SwitchEvent
 from botkit.guards.liquidation import LiquidationGuard
 from botkit.log import get_logger
-from botkit.margin import ceil_to_step
+from botkit.margin import cut_qty
 from botkit.runtime import events
 from botkit.runtime.account import AccountState
 from botkit.runtime.execution import _SEAL, RiskCut, Router
@@ -87,8 +87,7 @@ class Safety:
         rules = self.market.rules.get(symbol)
         if position is None or rules is None or fraction == 0:
             return
-        # q_cut = min(q, max(min_qty, ceil(q * fraction / step) * step)): rounded up, toward less risk
-        qty = min(position.qty, max(rules.min_qty, ceil_to_step(position.qty * fraction, rules.step)))
+        qty = cut_qty(position.qty, fraction, rules)
         intent = OrderIntent(symbol, OrderSide.closing(position.side), qty, reduce_only=True, tag="crowding")
         self.spawn(self._ease(intent, figures), "crowding-cut")
 

@@ -165,3 +165,13 @@ def test_at_the_liquidation_price_margin_balance_equals_maintenance_margin(side,
     notional = qty * price
     if notional < BTC_TIERS[-1].cap:  # beyond the last cap the exchange would not have allowed the position
         assert abs(margin_balance - maintenance_margin(notional, BTC_TIERS)) <= notional * D("1e-20")
+
+
+def test_a_risk_cut_rounds_up_to_the_step_within_the_position():
+    from botkit.margin import MarketRules, cut_qty
+
+    rules = MarketRules(step=D("0.001"), tick=D("0.1"), min_qty=D("0.002"), max_qty=D(100), min_notional=D(5))
+    assert cut_qty(D("0.063"), D("0.5"), rules) == D("0.032")  # 0.0315 up to the step: toward less risk
+    assert cut_qty(D("0.010"), D("0.1"), rules) == D("0.002")  # 0.001 is below the minimum order
+    assert cut_qty(D("0.001"), D("0.5"), rules) == D("0.001")  # never more than is held
+    assert cut_qty(D("0.1"), D(1), rules) == D("0.1")
