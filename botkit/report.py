@@ -15,6 +15,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from botkit.guards.market_risk import SHOWN
 from botkit.runtime.journal import read_events
 
 TIMELINE_KINDS = {"killswitch", "halt.action", "reconcile", "liquidation_guard", "rules", "strategy.error", "error"}
@@ -349,10 +350,6 @@ def _closed(trip: dict[str, Any], exit_ms: int | None, why: str, funding: list[d
     }  # fmt: skip
 
 
-EARLY_WARNING = ("vol_annual", "funding_annual", "funding_z", "basis", "basis_drift", "vol_ratio", "open_interest",
-                 "oi_change")  # see botkit.guards.market_risk
-
-
 def _add_snapshot(series: dict[str, Any], at: int, d: dict[str, Any]) -> None:
     series["time"].append(at)
     series["equity"].append(d.get("equity"))
@@ -366,7 +363,7 @@ def _add_snapshot(series: dict[str, Any], at: int, d: dict[str, Any]) -> None:
         row["mark"].append(s.get("mark"))
         row["index"].append(s.get("index"))
         row["position"].append(s.get("position"))
-        for figure in EARLY_WARNING:  # floats, absent from journals older than the figures
+        for figure in SHOWN:  # the early warning's floats, absent from journals older than the figures
             row[figure].append(s.get(figure))
         # Liquidation distance: how far the mark may move against the position before liquidation, |mark − liq| / mark.
         distance = abs(mark - liq) / mark if mark and liq else None

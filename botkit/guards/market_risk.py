@@ -39,6 +39,8 @@ from botkit.margin import Violation
 
 SECONDS_A_YEAR = 365 * 24 * 3600
 SLOW = 8  # the slow volatility's half-life, in fast half-lives: the ratio of the two says "rising"
+# the figures the journal's snapshots, the report and the metrics carry (the rest are their ingredients)
+SHOWN = ("vol_annual", "funding_annual", "funding_z", "basis", "basis_drift", "vol_ratio", "open_interest", "oi_change")
 
 
 @dataclass(frozen=True, slots=True)

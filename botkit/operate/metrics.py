@@ -23,6 +23,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from botkit.domain import OrderStatus, TradingState
+from botkit.guards.market_risk import SHOWN
 from botkit.runtime import events
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -156,8 +157,7 @@ class BotCollector(Collector):
                                     "interest).",
                                     labels=["symbol", "figure"])  # fmt: skip
         for symbol, figures in sorted(status["market_risk"].items()):
-            for figure in ("vol_annual", "funding_annual", "funding_z", "basis", "basis_drift", "vol_ratio",
-                           "open_interest", "oi_change"):
+            for figure in SHOWN:
                 if figures[figure] is not None:
                     warning.add_metric([symbol, figure], figures[figure])
         yield warning

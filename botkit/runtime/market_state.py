@@ -15,7 +15,7 @@ from botkit.clock import Clock
 from botkit.domain import Book, MarkPrice
 from botkit.guards.exposure import Exposure
 from botkit.guards.gate import MarketView
-from botkit.guards.market_risk import MarketRisk
+from botkit.guards.market_risk import SHOWN, MarketRisk
 from botkit.margin import MarketRules, Tier
 from botkit.runtime.strategy import Quote
 
@@ -100,10 +100,7 @@ class MarketState:
                                "funding_rate": mark.funding_rate if mark else None}  # fmt: skip
         if risk is not None:  # the early-warning figures (None until each has enough marks)
             figures = risk.figures()
-            top |= {"vol_annual": figures.vol_annual, "funding_annual": figures.funding_annual,
-                    "funding_z": figures.funding_z, "basis": figures.basis, "basis_drift": figures.basis_drift,
-                    "vol_ratio": figures.vol_ratio, "open_interest": figures.open_interest,
-                    "oi_change": figures.oi_change}
+            top |= {name: getattr(figures, name) for name in SHOWN}
         return top
 
     def ages(self, symbols: list[str]) -> dict[str, float | None]:
