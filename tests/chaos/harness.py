@@ -111,6 +111,24 @@ async def admin_state(url: str, http: aiohttp.ClientSession) -> dict[str, Any]:
         return await response.json()
 
 
+class Samples(list[Sample]):
+    """The monitor's looks at the exchange, in order; `more(n)` returns once n more have been taken."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._grew = asyncio.Event()
+
+    def append(self, sample: Sample) -> None:
+        super().append(sample)
+        self._grew.set()
+
+    async def more(self, n: int) -> None:
+        target = len(self) + n
+        while len(self) < target:
+            self._grew.clear()
+            await self._grew.wait()
+
+
 async def monitor(url: str, samples: list[Sample], every_s: float = 0.05) -> None:
     async with aiohttp.ClientSession() as http:
         while True:

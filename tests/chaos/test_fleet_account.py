@@ -17,7 +17,7 @@ from botkit.runtime.bot import Bot
 from botkit.runtime.journal import read_events
 from botkit.runtime.strategy import Strategy
 from botkit.sim.server import running_emulator
-from tests.chaos.harness import Sample, monitor
+from tests.chaos.harness import Sample, Samples, monitor
 from tests.integration.test_fleet import fleet_config
 from tests.integration.test_runtime import live_market
 from tests.support import background, redis_server
@@ -70,7 +70,7 @@ def account_figures(sample: Sample, stops: dict[str, D]) -> tuple[D, D]:
 
 
 async def three_bots(tmp_path, limits: dict) -> tuple[list[Sample], list[Bots], list]:
-    samples: list[Sample] = []
+    samples = Samples()
     with redis_server(tmp_path) as redis:
         async with running_emulator(live_market(scenario="calm", extra_symbols=1)) as emu:
             everyone = asyncio.Barrier(len(SYMBOLS))
@@ -84,10 +84,7 @@ async def three_bots(tmp_path, limits: dict) -> tuple[list[Sample], list[Bots], 
             async with background(monitor(emu.url, samples, every_s=0.02)):
                 runs = [asyncio.create_task(b.bot.run(duration=60)) for b in bots]
                 await asyncio.wait_for(asyncio.gather(*(b.strategy.done.wait() for b in bots)), 60)
-                at = len(samples)
-                async with asyncio.timeout(10):  # a few of the monitor's looks after the last answer
-                    while len(samples) < at + 5:
-                        await asyncio.sleep(0.02)
+                await asyncio.wait_for(samples.more(5), 10)  # a few of the monitor's looks after the last answer
                 for b in bots:
                     b.bot.stop()
                 summaries = await asyncio.wait_for(asyncio.gather(*runs), 60)
@@ -134,7 +131,7 @@ async def test_a_killed_bots_orders_and_position_still_count_after_its_lease(tmp
     from botkit.fleet.risk import account_totals
     from tests.integration.test_runtime_process import start_bot, write_config
 
-    samples: list[Sample] = []
+    samples = Samples()
     with redis_server(tmp_path) as redis:
         async with running_emulator(live_market(scenario="calm")) as emu:
             path = write_config(tmp_path, emu, strategy="tests.chaos.traders:OpenAndRest", params="notional = 2000")
@@ -181,10 +178,7 @@ max_account_loss = {ACCOUNT["max_account_loss"]}
             async with background(monitor(emu.url, samples, every_s=0.02)):
                 run = asyncio.create_task(bot.run(duration=60))
                 await asyncio.wait_for(strategy.done.wait(), 60)
-                at = len(samples)
-                async with asyncio.timeout(10):
-                    while len(samples) < at + 5:
-                        await asyncio.sleep(0.02)
+                await asyncio.wait_for(samples.more(5), 10)
                 bot.stop()
                 summary = await asyncio.wait_for(run, 60)
     assert summary.crashed is None
